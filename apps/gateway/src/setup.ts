@@ -1,0 +1,58 @@
+import { INestApplication, ValidationPipe } from '@nestjs/common';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { json, NextFunction, Request, Response } from 'express';
+import { Logger } from 'nestjs-pino';
+import { AppConfig } from '@app/config';
+import { AllExceptionsFilter, ApiError, requestIdFor, toErrorResponse } from '@app/observability';
+
+export function buildOpenApi(app: INestApplication) {
+  const doc = new DocumentBuilder()
+    .setTitle('llm-gateway')
+    .setDescription(
+      'Multi-tenant LLM API gateway. Admin API: `Authorization: Bearer <JWT from /auth/login or the master key>` ' +
+        '(the master key acts in the tenant named by `X-Tenant-ID`). Completion API: a virtual key in `X-API-Key` or `Authorization: Bearer sk-...`.',
+    )
+    .setVersion('0.1.0')
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'JWT from POST /auth/login, or the master key' }, 'bearer')
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Virtual API key (sk-...)' }, 'api-key')
+    .build();
+  return SwaggerModule.createDocument(app, doc);
+}
+
+/** Everything main.ts applies to the app; tests call it too so they exercise the same stack. */
+export function configureApp(app: NestExpressApplication, config: AppConfig): void {
+  app.useLogger(app.get(Logger));
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    requestIdFor(req, res);
+    next();
+  });
+  app.use(json({ limit: config.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+  // body-parser errors (bad JSON, too large) never reach Nest's filters: answer them here, in the envelope.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (!err) return next();
+    const { status, body } = toErrorResponse(err, req);
+    res.status(status).json(body);
+  });
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      exceptionFactory: (errors) => {
+        const first = errors[0];
+        const flatten = (e: typeof first, path: string): string[] => {
+          const here = Object.values(e.constraints ?? {}).map((m) => (path && !m.startsWith(path) ? `${path}: ${m}` : m));
+          return here.concat(...(e.children ?? []).map((c) => flatten(c, path ? `${path}.${c.property}` : c.property)));
+        };
+        const messages = errors.flatMap((e) => flatten(e, e.property));
+        return ApiError.badRequest(messages.slice(0, 5).join('; ') || 'Invalid request', 'invalid_request', first?.property ?? null);
+      },
+    }),
+  );
+  app.useGlobalFilters(new AllExceptionsFilter());
+  app.enableShutdownHooks();
+  SwaggerModule.setup('docs', app, () => buildOpenApi(app), { jsonDocumentUrl: 'docs-json' });
+}

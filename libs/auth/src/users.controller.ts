@@ -1,0 +1,47 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Patch, Post, Query } from '@nestjs/common';
+import { ApiConflictResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { Authenticated, Page, PageQuery } from '@app/tenancy';
+import { CreateUserDto, UpdateUserDto, UserPage, UserResponse } from './dto/user.dto';
+import { UsersService } from './users.service';
+
+@ApiTags('users')
+@Controller('api/v1/users')
+@Authenticated({ roles: ['admin'] })
+export class UsersController {
+  constructor(private readonly users: UsersService) {}
+
+  @Post()
+  @ApiCreatedResponse({ type: UserResponse })
+  @ApiConflictResponse({ description: 'Email taken' })
+  async create(@Body() dto: CreateUserDto): Promise<UserResponse> {
+    return UserResponse.from(await this.users.create(dto));
+  }
+
+  @Get()
+  @ApiOkResponse({ type: UserPage })
+  list(@Query() q: PageQuery): Promise<Page<UserResponse>> {
+    return this.users.list(q.offset, q.limit);
+  }
+
+  @Get(':id')
+  @ApiOkResponse({ type: UserResponse })
+  @ApiNotFoundResponse()
+  async get(@Param('id', ParseUUIDPipe) id: string): Promise<UserResponse> {
+    return UserResponse.from(await this.users.get(id));
+  }
+
+  @Patch(':id')
+  @ApiOkResponse({ type: UserResponse })
+  @ApiNotFoundResponse()
+  async update(@Param('id', ParseUUIDPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserResponse> {
+    return UserResponse.from(await this.users.update(id, dto));
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @ApiNoContentResponse()
+  @ApiNotFoundResponse()
+  async remove(@Param('id', ParseUUIDPipe) id: string): Promise<void> {
+    await this.users.delete(id);
+  }
+}

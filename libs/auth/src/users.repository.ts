@@ -1,0 +1,56 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { User } from './user.entity';
+
+/** Every method but the login lookup takes the tenant first: no unscoped user query. */
+@Injectable()
+export class UsersRepository {
+  constructor(@InjectRepository(User) private readonly repo: Repository<User>) {}
+
+  /** Login only: email is unique across tenants. Includes the password hash. */
+  findForLogin(email: string): Promise<User | null> {
+    return this.repo
+      .createQueryBuilder('u')
+      .addSelect('u.passwordHash')
+      .where('lower(u.email) = lower(:email)', { email })
+      .getOne();
+  }
+
+  emailTaken(email: string): Promise<boolean> {
+    return this.repo.createQueryBuilder('u').where('lower(u.email) = lower(:email)', { email }).getExists();
+  }
+
+  findById(tenantId: string, id: string): Promise<User | null> {
+    return this.repo.findOne({ where: { tenantId, id } });
+  }
+
+  findByEmail(tenantId: string, email: string): Promise<User | null> {
+    return this.repo
+      .createQueryBuilder('u')
+      .where('u.tenant_id = :tenantId AND lower(u.email) = lower(:email)', { tenantId, email })
+      .getOne();
+  }
+
+  findSystemUser(tenantId: string): Promise<User | null> {
+    return this.repo.findOne({ where: { tenantId, role: 'system' } });
+  }
+
+  list(tenantId: string, offset: number, limit: number): Promise<[User[], number]> {
+    return this.repo.findAndCount({ where: { tenantId }, order: { createdAt: 'ASC' }, skip: offset, take: limit });
+  }
+
+  async insert(user: Partial<User> & { tenantId: string }): Promise<User> {
+    const saved = await this.repo.save(this.repo.create(user));
+    return (await this.findById(user.tenantId, saved.id))!;
+  }
+
+  async update(tenantId: string, id: string, patch: Partial<User>): Promise<void> {
+    await this.repo.update({ tenantId, id }, patch);
+  }
+
+  async delete(tenantId: string, id: string): Promise<boolean> {
+    const r = await this.repo.delete({ tenantId, id });
+    return (r.affected ?? 0) > 0;
+  }
+}

@@ -1,0 +1,82 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { ApiError } from '@app/observability';
+import { DomainEvents, Page, RequestContext } from '@app/tenancy';
+import { CreateUserDto, UpdateUserDto, UserResponse } from './dto/user.dto';
+import { hashPassword } from './password';
+import { User } from './user.entity';
+import { UsersRepository } from './users.repository';
+
+@Injectable()
+export class UsersService {
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly ctx: RequestContext,
+    private readonly config: AppConfig,
+    private readonly events: DomainEvents,
+  ) {}
+
+  /** Used by the REST API, the CLI and first start: tenant given explicitly. */
+  async createInTenant(tenantId: string, dto: CreateUserDto): Promise<User> {
+    if (await this.users.emailTaken(dto.email)) throw ApiError.conflict(`A user with email ${dto.email} exists`, 'user_exists');
+    const passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
+    return this.users.insert({ tenantId, email: dto.email, name: dto.name ?? null, passwordHash, role: dto.role, status: 'active' });
+  }
+
+  create(dto: CreateUserDto): Promise<User> {
+    return this.createInTenant(this.ctx.tenantId, dto);
+  }
+
+  async list(offset: number, limit: number): Promise<Page<UserResponse>> {
+    const [rows, total] = await this.users.list(this.ctx.tenantId, offset, limit);
+    return { data: rows.map(UserResponse.from), total, limit, offset };
+  }
+
+  async get(id: string): Promise<User> {
+    const u = await this.users.findById(this.ctx.tenantId, id);
+    if (!u) throw ApiError.notFound(`No user ${id}`, 'user_not_found');
+    return u;
+  }
+
+  async update(id: string, dto: UpdateUserDto): Promise<User> {
+    const tenantId = this.ctx.tenantId;
+    const user = await this.get(id);
+    if (user.role === 'system') throw ApiError.forbidden('The system user cannot be changed', 'system_user');
+    if (user.id === this.ctx.principal?.userId && (dto.status === 'disabled' || dto.role === 'member')) {
+      throw ApiError.forbidden('You cannot disable or demote yourself', 'self_lockout');
+    }
+    const patch: Partial<User> = {};
+    if (dto.name !== undefined) patch.name = dto.name;
+    if (dto.role !== undefined) patch.role = dto.role;
+    if (dto.status !== undefined) patch.status = dto.status;
+    if (dto.password !== undefined) patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
+    if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
+    this.events.emit('user.changed', { tenantId, userId: id });
+    return (await this.users.findById(tenantId, id))!;
+  }
+
+  async delete(id: string): Promise<void> {
+    const tenantId = this.ctx.tenantId;
+    const user = await this.get(id);
+    if (user.role === 'system') throw ApiError.forbidden('The system user cannot be deleted', 'system_user');
+    if (user.id === this.ctx.principal?.userId) throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
+    await this.users.delete(tenantId, id);
+    this.events.emit('user.changed', { tenantId, userId: id });
+  }
+
+  /** The tenant's `system` user, owner of keys with no human owner; created on first need. */
+  async systemUser(tenantId: string): Promise<User> {
+    const existing = await this.users.findSystemUser(tenantId);
+    if (existing) return existing;
+    return this.users.insert({ tenantId, email: `system+${tenantId}@tenant.invalid`, name: 'system', passwordHash: null, role: 'system', status: 'active' });
+  }
+
+  /** Tenant-scoped lookup by id or email, for the CLI and key ownership. */
+  findByIdOrEmail(tenantId: string, idOrEmail: string): Promise<User | null> {
+    return /^[0-9a-f-]{36}$/i.test(idOrEmail) ? this.users.findById(tenantId, idOrEmail) : this.users.findByEmail(tenantId, idOrEmail);
+  }
+
+  findById(tenantId: string, id: string): Promise<User | null> {
+    return this.users.findById(tenantId, id);
+  }
+}

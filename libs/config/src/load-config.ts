@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { plainToInstance } from 'class-transformer';
+import { validateSync, ValidationError } from 'class-validator';
+import { AppConfig } from './app-config';
+
+/** A configuration problem, phrased as one line for the operator. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function firstProblem(errors: ValidationError[], env: Record<string, string | undefined>): string {
+  const e = errors[0];
+  const why = Object.values(e.constraints ?? {})[0] ?? 'is invalid';
+  const cleaned = why.replace(new RegExp(`^${e.property} `), '');
+  const secret = /KEY|SECRET|PASSWORD|URL/.test(e.property);
+  const shown = env[e.property] === undefined || secret ? '' : ` (got "${env[e.property]}")`;
+  return `${e.property} ${cleaned}${shown}`;
+}
+
+interface DevSecrets {
+  MASTER_KEY: string;
+  JWT_SECRET: string;
+}
+
+/** Development only: secrets generated once and kept in DATA_DIR, so restarts keep working. */
+function devSecrets(dataDir: string): DevSecrets {
+  const file = join(dataDir, 'secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+  mkdirSync(dataDir, { recursive: true });
+  const secrets: DevSecrets = {
+    MASTER_KEY: `mk-${randomBytes(24).toString('base64url')}`,
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return secrets;
+}
+
+/**
+ * Validates the environment into a typed AppConfig. Throws ConfigError with one line
+ * naming the variable; callers print it and exit (no stack trace).
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
+  const known = Object.keys(new AppConfig()) as string[];
+  const plain: Record<string, string | undefined> = {};
+  for (const key of [...known, 'DATABASE_URL', 'REDIS_URL', 'MASTER_KEY', 'JWT_SECRET', 'LOG_FILE', 'ADMIN_EMAIL', 'ADMIN_PASSWORD', 'MODELS_FILE', 'METRICS_TOKEN']) {
+    if (env[key] !== undefined) plain[key] = env[key];
+  }
+  const config = plainToInstance(AppConfig, plain);
+  const errors = validateSync(config, { whitelist: false, forbidUnknownValues: false });
+  if (errors.length) throw new ConfigError(firstProblem(errors, env));
+
+  config.DATA_DIR = resolve(config.DATA_DIR);
+  if (!config.MASTER_KEY || !config.JWT_SECRET) {
+    if (config.isProduction) {
+      const missing = !config.MASTER_KEY ? 'MASTER_KEY' : 'JWT_SECRET';
+      throw new ConfigError(`${missing} must be set when NODE_ENV=production`);
+    }
+    const generated = devSecrets(config.DATA_DIR);
+    config.MASTER_KEY ??= generated.MASTER_KEY;
+    config.JWT_SECRET ??= generated.JWT_SECRET;
+  }
+  return config;
+}

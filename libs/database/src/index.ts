@@ -1,0 +1,6 @@
+export { DatabaseModule } from './database.module';
+export { DatabaseUrlService } from './database-url.service';
+export { dataSourceOptions } from './data-source-options';
+export { EmbeddedPostgres } from './embedded-postgres';
+export type { EmbeddedPostgresOptions } from './embedded-postgres';
+export { MIGRATIONS } from './migrations';

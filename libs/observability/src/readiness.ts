@@ -1,0 +1,17 @@
+import { Injectable } from '@nestjs/common';
+
+/** A readiness check other libs contribute (Redis, ledger backlog). Throw = down. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<Record<string, unknown> | undefined>;
+}
+
+/** Libs register their checks here in onModuleInit; /health/ready runs them all. */
+@Injectable()
+export class ReadinessRegistry {
+  readonly checks: ReadinessCheck[] = [];
+
+  register(check: ReadinessCheck): void {
+    this.checks.push(check);
+  }
+}

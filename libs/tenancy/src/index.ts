@@ -1,0 +1,14 @@
+export { TenancyModule } from './tenancy.module';
+export { Tenant } from './tenant.entity';
+export type { TenantStatus } from './tenant.entity';
+export { TenantsService } from './tenants.service';
+export { DomainEvents } from './domain-events';
+export type { DomainEventMap } from './domain-events';
+export { RequestContext } from './request-context';
+export { ROLES } from './principal';
+export type { Principal, Role } from './principal';
+export { Authenticated, Public, ApiKeyRoute, Auth, AUTH_METADATA } from './auth.decorators';
+export type { AuthMetadata, AuthOptions } from './auth.decorators';
+export { PageQuery, PageMeta } from './dto/page.dto';
+export type { Page } from './dto/page.dto';
+export { TenantResponse, CreateTenantDto, UpdateTenantDto } from './dto/tenant.dto';

@@ -1,0 +1,40 @@
+import { Injectable } from '@nestjs/common';
+import { ClsService } from 'nestjs-cls';
+import { ApiError } from '@app/observability';
+import type { Principal } from './principal';
+
+const PRINCIPAL = 'principal';
+
+/**
+ * The request's tenant and principal, readable from any service without passing them
+ * down (nestjs-cls). Repositories still take tenantId as their first argument.
+ */
+@Injectable()
+export class RequestContext {
+  constructor(private readonly cls: ClsService) {}
+
+  get requestId(): string | undefined {
+    return this.cls.isActive() ? this.cls.getId() : undefined;
+  }
+
+  get principal(): Principal | undefined {
+    return this.cls.isActive() ? this.cls.get<Principal>(PRINCIPAL) : undefined;
+  }
+
+  setPrincipal(principal: Principal): void {
+    if (this.cls.isActive()) this.cls.set(PRINCIPAL, principal);
+  }
+
+  /** The tenant every tenant-owned query is scoped by; 400 for a master key without X-Tenant-ID. */
+  get tenantId(): string {
+    const p = this.principal;
+    if (p?.tenantId) return p.tenantId;
+    if (p?.kind === 'master') {
+      throw ApiError.badRequest(
+        'This route acts inside one tenant: with the master key, name it in the X-Tenant-ID header',
+        'tenant_required',
+      );
+    }
+    throw ApiError.unauthorized('Not authenticated');
+  }
+}

@@ -1,0 +1,30 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { Tenant } from './tenant.entity';
+
+/** Tenants are the top of the hierarchy: only the master key reaches these methods. */
+@Injectable()
+export class TenantsRepository {
+  constructor(@InjectRepository(Tenant) private readonly repo: Repository<Tenant>) {}
+
+  count(): Promise<number> {
+    return this.repo.count();
+  }
+
+  findById(id: string): Promise<Tenant | null> {
+    return this.repo.findOne({ where: { id } });
+  }
+
+  findByName(name: string): Promise<Tenant | null> {
+    return this.repo.createQueryBuilder('t').where('lower(t.name) = lower(:name)', { name }).getOne();
+  }
+
+  list(offset: number, limit: number): Promise<[Tenant[], number]> {
+    return this.repo.findAndCount({ order: { createdAt: 'ASC' }, skip: offset, take: limit });
+  }
+
+  save(tenant: Partial<Tenant>): Promise<Tenant> {
+    return this.repo.save(this.repo.create(tenant));
+  }
+}

@@ -1,0 +1,51 @@
+import { Injectable } from '@nestjs/common';
+import { ApiError } from '@app/observability';
+import { CreateTenantDto, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
+import { Page } from './dto/page.dto';
+import { DomainEvents } from './domain-events';
+import { Tenant } from './tenant.entity';
+import { TenantsRepository } from './tenants.repository';
+
+@Injectable()
+export class TenantsService {
+  constructor(
+    private readonly tenants: TenantsRepository,
+    private readonly events: DomainEvents,
+  ) {}
+
+  async create(dto: CreateTenantDto): Promise<Tenant> {
+    if (await this.tenants.findByName(dto.name)) throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
+    return this.tenants.save({ name: dto.name, status: 'active' });
+  }
+
+  async list(offset: number, limit: number): Promise<Page<TenantResponse>> {
+    const [rows, total] = await this.tenants.list(offset, limit);
+    return { data: rows.map(TenantResponse.from), total, limit, offset };
+  }
+
+  async get(id: string): Promise<Tenant> {
+    const t = await this.tenants.findById(id);
+    if (!t) throw ApiError.notFound(`No tenant ${id}`, 'tenant_not_found');
+    return t;
+  }
+
+  async update(id: string, dto: UpdateTenantDto): Promise<Tenant> {
+    const t = await this.get(id);
+    if (dto.name && dto.name.toLowerCase() !== t.name.toLowerCase() && (await this.tenants.findByName(dto.name))) {
+      throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
+    }
+    const saved = await this.tenants.save({ ...t, ...dto });
+    this.events.emit('tenant.changed', { tenantId: saved.id });
+    return saved;
+  }
+
+  /** For guards: is this tenant there and active? */
+  async isActive(id: string): Promise<boolean> {
+    const t = await this.tenants.findById(id);
+    return t?.status === 'active';
+  }
+
+  count(): Promise<number> {
+    return this.tenants.count();
+  }
+}

@@ -22,7 +22,9 @@ async function main(): Promise<void> {
   });
   configureApp(app, config);
   await app.listen(config.PORT, config.HOST);
-  process.stdout.write(`llm-gateway listening on http://${config.HOST}:${config.PORT} (docs: /docs, admin: /admin)\n`);
+  process.stdout.write(
+    `llm-gateway listening on http://${config.HOST}:${config.PORT} (docs: /docs, admin: /admin)\n`,
+  );
 }
 
 main().catch((e: unknown) => {

@@ -14,8 +14,14 @@ export function buildOpenApi(app: INestApplication) {
         '(the master key acts in the tenant named by `X-Tenant-ID`). Completion API: a virtual key in `X-API-Key` or `Authorization: Bearer sk-...`.',
     )
     .setVersion('0.1.0')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'JWT from POST /auth/login, or the master key' }, 'bearer')
-    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Virtual API key (sk-...)' }, 'api-key')
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', description: 'JWT from POST /auth/login, or the master key' },
+      'bearer',
+    )
+    .addApiKey(
+      { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Virtual API key (sk-...)' },
+      'api-key',
+    )
     .build();
   return SwaggerModule.createDocument(app, doc);
 }
@@ -44,11 +50,19 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
       exceptionFactory: (errors) => {
         const first = errors[0];
         const flatten = (e: typeof first, path: string): string[] => {
-          const here = Object.values(e.constraints ?? {}).map((m) => (path && !m.startsWith(path) ? `${path}: ${m}` : m));
-          return here.concat(...(e.children ?? []).map((c) => flatten(c, path ? `${path}.${c.property}` : c.property)));
+          const here = Object.values(e.constraints ?? {}).map((m) =>
+            path && !m.startsWith(path) ? `${path}: ${m}` : m,
+          );
+          return here.concat(
+            ...(e.children ?? []).map((c) => flatten(c, path ? `${path}.${c.property}` : c.property)),
+          );
         };
         const messages = errors.flatMap((e) => flatten(e, e.property));
-        return ApiError.badRequest(messages.slice(0, 5).join('; ') || 'Invalid request', 'invalid_request', first?.property ?? null);
+        return ApiError.badRequest(
+          messages.slice(0, 5).join('; ') || 'Invalid request',
+          'invalid_request',
+          first?.property ?? null,
+        );
       },
     }),
   );

@@ -38,7 +38,11 @@ export class AdminAuthGuard implements CanActivate {
 
     const req = context.switchToHttp().getRequest<Request & { principal?: Principal }>();
     const token = bearerToken(req);
-    if (!token) throw ApiError.unauthorized('Missing credentials: send Authorization: Bearer <JWT or master key>', 'missing_credentials');
+    if (!token)
+      throw ApiError.unauthorized(
+        'Missing credentials: send Authorization: Bearer <JWT or master key>',
+        'missing_credentials',
+      );
     const headerTenant = req.headers['x-tenant-id'];
     if (headerTenant !== undefined && (typeof headerTenant !== 'string' || !UUID.test(headerTenant))) {
       throw ApiError.badRequest('X-Tenant-ID must be a tenant id (UUID)', 'invalid_tenant_id');
@@ -61,10 +65,14 @@ export class AdminAuthGuard implements CanActivate {
     } else {
       if (meta.masterOnly) throw ApiError.forbidden('Only the master key may do this', 'master_key_required');
       if (token.startsWith('sk-')) {
-        throw ApiError.unauthorized('API keys are for the completion routes; the admin API takes a JWT or the master key', 'wrong_credential_type');
+        throw ApiError.unauthorized(
+          'API keys are for the completion routes; the admin API takes a JWT or the master key',
+          'wrong_credential_type',
+        );
       }
       const claims = await this.auth.verifyJwt(token);
-      if (headerTenant && headerTenant !== claims.tid) throw ApiError.forbidden('X-Tenant-ID names another tenant than your login', 'tenant_mismatch');
+      if (headerTenant && headerTenant !== claims.tid)
+        throw ApiError.forbidden('X-Tenant-ID names another tenant than your login', 'tenant_mismatch');
       principal = { kind: 'user', tenantId: claims.tid, userId: claims.sub, role: claims.role };
       if (meta.roles && !meta.roles.includes(claims.role)) {
         throw ApiError.forbidden(`This needs the ${meta.roles.join(' or ')} role`, 'role_not_allowed');

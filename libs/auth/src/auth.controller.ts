@@ -13,7 +13,9 @@ export class AuthController {
   @Public()
   @HttpCode(200)
   @ApiOkResponse({ type: LoginResponse })
-  @ApiUnauthorizedResponse({ description: 'Invalid email or password (same answer for unknown email, disabled user or tenant)' })
+  @ApiUnauthorizedResponse({
+    description: 'Invalid email or password (same answer for unknown email, disabled user or tenant)',
+  })
   login(@Body() dto: LoginDto): Promise<LoginResponse> {
     return this.auth.login(dto.email, dto.password);
   }

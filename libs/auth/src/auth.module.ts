@@ -21,7 +21,13 @@ import { UsersService } from './users.service';
     }),
   ],
   controllers: [AuthController, UsersController],
-  providers: [AuthService, UsersRepository, UsersService, BootstrapService, { provide: APP_GUARD, useClass: AdminAuthGuard }],
+  providers: [
+    AuthService,
+    UsersRepository,
+    UsersService,
+    BootstrapService,
+    { provide: APP_GUARD, useClass: AdminAuthGuard },
+  ],
   exports: [AuthService, UsersService],
 })
 export class AuthModule {}

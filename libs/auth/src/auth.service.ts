@@ -44,10 +44,16 @@ export class AuthService {
     const ok = await this.passwords.verify(password, user?.passwordHash);
     const denied = () => ApiError.unauthorized('Invalid email or password', 'invalid_credentials');
     if (!user || !ok) throw denied();
-    if (user.role === 'system' || user.status !== 'active' || !(await this.tenants.isActive(user.tenantId))) throw denied();
+    if (user.role === 'system' || user.status !== 'active' || !(await this.tenants.isActive(user.tenantId)))
+      throw denied();
     const claims: JwtClaims = { sub: user.id, tid: user.tenantId, role: user.role };
     const access_token = await this.jwt.signAsync(claims, { expiresIn: this.config.jwtTtlSeconds });
-    return { access_token, token_type: 'Bearer', expires_in: this.config.jwtTtlSeconds, user: UserResponse.from(user) };
+    return {
+      access_token,
+      token_type: 'Bearer',
+      expires_in: this.config.jwtTtlSeconds,
+      user: UserResponse.from(user),
+    };
   }
 
   /** Verifies a JWT and that its user and tenant are still active (checked on every request). */
@@ -57,12 +63,18 @@ export class AuthService {
       claims = await this.jwt.verifyAsync<JwtClaims>(token, { algorithms: ['HS256'] });
     } catch (e) {
       const expired = (e as Error)?.name === 'TokenExpiredError';
-      throw ApiError.unauthorized(expired ? 'Token expired' : 'Invalid token', expired ? 'token_expired' : 'invalid_token');
+      throw ApiError.unauthorized(
+        expired ? 'Token expired' : 'Invalid token',
+        expired ? 'token_expired' : 'invalid_token',
+      );
     }
-    if (typeof claims?.sub !== 'string' || typeof claims?.tid !== 'string') throw ApiError.unauthorized('Invalid token', 'invalid_token');
+    if (typeof claims?.sub !== 'string' || typeof claims?.tid !== 'string')
+      throw ApiError.unauthorized('Invalid token', 'invalid_token');
     const user = await this.users.findById(claims.tid, claims.sub).catch(() => null);
-    if (!user || user.status !== 'active') throw ApiError.unauthorized('User is disabled or gone', 'user_disabled');
-    if (!(await this.tenants.isActive(user.tenantId))) throw ApiError.unauthorized('Tenant is disabled', 'tenant_disabled');
+    if (!user || user.status !== 'active')
+      throw ApiError.unauthorized('User is disabled or gone', 'user_disabled');
+    if (!(await this.tenants.isActive(user.tenantId)))
+      throw ApiError.unauthorized('Tenant is disabled', 'tenant_disabled');
     return { sub: user.id, tid: user.tenantId, role: user.role };
   }
 }

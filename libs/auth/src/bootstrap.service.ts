@@ -19,7 +19,7 @@ export class BootstrapService implements OnApplicationBootstrap {
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    if (process.env.GATEWAY_SKIP_BOOTSTRAP === '1') return;
+    if (!this.config.BOOTSTRAP_ADMIN) return;
     if ((await this.tenants.count()) > 0) return;
     const email = this.config.ADMIN_EMAIL ?? 'admin@localhost';
     const generated = !this.config.ADMIN_PASSWORD;

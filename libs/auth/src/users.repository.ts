@@ -37,7 +37,12 @@ export class UsersRepository {
   }
 
   list(tenantId: string, offset: number, limit: number): Promise<[User[], number]> {
-    return this.repo.findAndCount({ where: { tenantId }, order: { createdAt: 'ASC' }, skip: offset, take: limit });
+    return this.repo.findAndCount({
+      where: { tenantId },
+      order: { createdAt: 'ASC' },
+      skip: offset,
+      take: limit,
+    });
   }
 
   async insert(user: Partial<User> & { tenantId: string }): Promise<User> {

@@ -18,9 +18,17 @@ export class UsersService {
 
   /** Used by the REST API, the CLI and first start: tenant given explicitly. */
   async createInTenant(tenantId: string, dto: CreateUserDto): Promise<User> {
-    if (await this.users.emailTaken(dto.email)) throw ApiError.conflict(`A user with email ${dto.email} exists`, 'user_exists');
+    if (await this.users.emailTaken(dto.email))
+      throw ApiError.conflict(`A user with email ${dto.email} exists`, 'user_exists');
     const passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
-    return this.users.insert({ tenantId, email: dto.email, name: dto.name ?? null, passwordHash, role: dto.role, status: 'active' });
+    return this.users.insert({
+      tenantId,
+      email: dto.email,
+      name: dto.name ?? null,
+      passwordHash,
+      role: dto.role,
+      status: 'active',
+    });
   }
 
   create(dto: CreateUserDto): Promise<User> {
@@ -49,7 +57,8 @@ export class UsersService {
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.role !== undefined) patch.role = dto.role;
     if (dto.status !== undefined) patch.status = dto.status;
-    if (dto.password !== undefined) patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
+    if (dto.password !== undefined)
+      patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
     if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
     this.events.emit('user.changed', { tenantId, userId: id });
     return (await this.users.findById(tenantId, id))!;
@@ -59,7 +68,8 @@ export class UsersService {
     const tenantId = this.ctx.tenantId;
     const user = await this.get(id);
     if (user.role === 'system') throw ApiError.forbidden('The system user cannot be deleted', 'system_user');
-    if (user.id === this.ctx.principal?.userId) throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
+    if (user.id === this.ctx.principal?.userId)
+      throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
     await this.users.delete(tenantId, id);
     this.events.emit('user.changed', { tenantId, userId: id });
   }
@@ -68,12 +78,21 @@ export class UsersService {
   async systemUser(tenantId: string): Promise<User> {
     const existing = await this.users.findSystemUser(tenantId);
     if (existing) return existing;
-    return this.users.insert({ tenantId, email: `system+${tenantId}@tenant.invalid`, name: 'system', passwordHash: null, role: 'system', status: 'active' });
+    return this.users.insert({
+      tenantId,
+      email: `system+${tenantId}@tenant.invalid`,
+      name: 'system',
+      passwordHash: null,
+      role: 'system',
+      status: 'active',
+    });
   }
 
   /** Tenant-scoped lookup by id or email, for the CLI and key ownership. */
   findByIdOrEmail(tenantId: string, idOrEmail: string): Promise<User | null> {
-    return /^[0-9a-f-]{36}$/i.test(idOrEmail) ? this.users.findById(tenantId, idOrEmail) : this.users.findByEmail(tenantId, idOrEmail);
+    return /^[0-9a-f-]{36}$/i.test(idOrEmail)
+      ? this.users.findById(tenantId, idOrEmail)
+      : this.users.findByEmail(tenantId, idOrEmail);
   }
 
   findById(tenantId: string, id: string): Promise<User | null> {

@@ -19,7 +19,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(/^PORT .*\(got "abc"\)$/);
     expect(() => loadConfig({ DATA_DIR: dir(), LOG_LEVEL: 'loud' })).toThrow(/^LOG_LEVEL /);
-    expect(() => loadConfig({ DATA_DIR: dir(), DATABASE_URL: 'mysql://x' })).toThrow(/^DATABASE_URL must be a postgres/);
+    expect(() => loadConfig({ DATA_DIR: dir(), DATABASE_URL: 'mysql://x' })).toThrow(
+      /^DATABASE_URL must be a postgres/,
+    );
   });
 
   it('never echoes a secret value in the error', () => {
@@ -42,9 +44,11 @@ describe('loadConfig', () => {
   });
 
   it('refuses to start in production without secrets', () => {
-    expect(() => loadConfig({ DATA_DIR: dir(), NODE_ENV: 'production' })).toThrow(/^MASTER_KEY must be set when NODE_ENV=production$/);
-    expect(() =>
-      loadConfig({ DATA_DIR: dir(), NODE_ENV: 'production', MASTER_KEY: 'x'.repeat(20) }),
-    ).toThrow(/^JWT_SECRET must be set/);
+    expect(() => loadConfig({ DATA_DIR: dir(), NODE_ENV: 'production' })).toThrow(
+      /^MASTER_KEY must be set when NODE_ENV=production$/,
+    );
+    expect(() => loadConfig({ DATA_DIR: dir(), NODE_ENV: 'production', MASTER_KEY: 'x'.repeat(20) })).toThrow(
+      /^JWT_SECRET must be set/,
+    );
   });
 });

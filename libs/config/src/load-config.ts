@@ -45,7 +45,18 @@ function devSecrets(dataDir: string): DevSecrets {
 export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
   const known = Object.keys(new AppConfig()) as string[];
   const plain: Record<string, string | undefined> = {};
-  for (const key of [...known, 'DATABASE_URL', 'REDIS_URL', 'MASTER_KEY', 'JWT_SECRET', 'LOG_FILE', 'ADMIN_EMAIL', 'ADMIN_PASSWORD', 'MODELS_FILE', 'METRICS_TOKEN']) {
+  for (const key of [
+    ...known,
+    'DATABASE_URL',
+    'REDIS_URL',
+    'MASTER_KEY',
+    'JWT_SECRET',
+    'LOG_FILE',
+    'ADMIN_EMAIL',
+    'ADMIN_PASSWORD',
+    'MODELS_FILE',
+    'METRICS_TOKEN',
+  ]) {
     if (env[key] !== undefined) plain[key] = env[key];
   }
   const config = plainToInstance(AppConfig, plain);

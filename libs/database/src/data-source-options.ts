@@ -3,7 +3,11 @@ import { AppConfig } from '@app/config';
 import { MIGRATIONS } from './migrations';
 
 /** The one DataSource definition: used by DatabaseModule, ormconfig.ts, the CLI and tests. */
-export function dataSourceOptions(config: AppConfig, url: string, entities: DataSourceOptions['entities'] = []) {
+export function dataSourceOptions(
+  config: AppConfig,
+  url: string,
+  entities: DataSourceOptions['entities'] = [],
+) {
   return {
     type: 'postgres' as const,
     url,

@@ -23,7 +23,9 @@ export class DatabaseUrlService {
     if (!this.embedded) {
       const dataDir = join(this.config.DATA_DIR, 'pg');
       this.embedded = new EmbeddedPostgres({ dataDir, port: this.config.EMBEDDED_PG_PORT });
-      this.logger.log(`starting embedded PostgreSQL (data in ${dataDir}, port ${this.config.EMBEDDED_PG_PORT})`);
+      this.logger.log(
+        `starting embedded PostgreSQL (data in ${dataDir}, port ${this.config.EMBEDDED_PG_PORT})`,
+      );
       await this.embedded.start();
     }
     return this.embedded.url;

@@ -80,7 +80,17 @@ export class EmbeddedPostgres {
       }
       execFileSync(
         join(binDir(), 'initdb'),
-        ['-D', dataDir, '-U', this.user, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C'],
+        [
+          '-D',
+          dataDir,
+          '-U',
+          this.user,
+          '--auth=scram-sha-256',
+          `--pwfile=${pwfile}`,
+          '-E',
+          'UTF8',
+          '--locale=C',
+        ],
         { ...ids, stdio: 'pipe' },
       );
     } finally {

@@ -8,7 +8,10 @@ function requestIdOf(req: Request | undefined): string | undefined {
 }
 
 /** Turns anything thrown into the one error body; unexpected errors become a plain 500 with the request id. */
-export function toErrorResponse(exception: unknown, req?: Request): { status: number; body: ErrorBody; headers: Record<string, string> } {
+export function toErrorResponse(
+  exception: unknown,
+  req?: Request,
+): { status: number; body: ErrorBody; headers: Record<string, string> } {
   const requestId = requestIdOf(req);
   if (exception instanceof ApiError) {
     return { status: exception.getStatus(), body: exception.toBody(requestId), headers: exception.headers };
@@ -25,7 +28,11 @@ export function toErrorResponse(exception: unknown, req?: Request): { status: nu
     if (status === 404 && /^Cannot (GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)/.test(message)) {
       message = `Unknown route: ${message.replace(/^Cannot /, '')}`;
     }
-    return { status, body: { error: { message, type, code, param: null, ...(requestId ? { request_id: requestId } : {}) } }, headers: {} };
+    return {
+      status,
+      body: { error: { message, type, code, param: null, ...(requestId ? { request_id: requestId } : {}) } },
+      headers: {},
+    };
   }
   // body-parser and other http-errors style exceptions carry a 4xx status of their own
   const e = exception as { status?: number; statusCode?: number; type?: string; expose?: boolean };
@@ -41,7 +48,19 @@ export function toErrorResponse(exception: unknown, req?: Request): { status: nu
     };
     const [type, code] = defaultErrorType(st);
     const message = messages[e.type ?? ''] ?? 'Bad request';
-    return { status: st, body: { error: { message, type, code: e.type === 'entity.parse.failed' ? 'invalid_json' : code, param: null, ...(requestId ? { request_id: requestId } : {}) } }, headers: {} };
+    return {
+      status: st,
+      body: {
+        error: {
+          message,
+          type,
+          code: e.type === 'entity.parse.failed' ? 'invalid_json' : code,
+          param: null,
+          ...(requestId ? { request_id: requestId } : {}),
+        },
+      },
+      headers: {},
+    };
   }
   return {
     status: 500,

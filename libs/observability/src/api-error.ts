@@ -23,7 +23,9 @@ const DEFAULT_TYPE: Record<number, [type: string, code: string]> = {
 };
 
 export function defaultErrorType(status: number): [string, string] {
-  return DEFAULT_TYPE[status] ?? (status >= 500 ? ['server_error', 'error'] : ['invalid_request_error', 'error']);
+  return (
+    DEFAULT_TYPE[status] ?? (status >= 500 ? ['server_error', 'error'] : ['invalid_request_error', 'error'])
+  );
 }
 
 /**
@@ -60,7 +62,13 @@ export class ApiError extends HttpException {
 
   toBody(requestId?: string): ErrorBody {
     return {
-      error: { message: this.message, type: this.type, code: this.code, param: this.param, ...(requestId ? { request_id: requestId } : {}) },
+      error: {
+        message: this.message,
+        type: this.type,
+        code: this.code,
+        param: this.param,
+        ...(requestId ? { request_id: requestId } : {}),
+      },
     };
   }
 }

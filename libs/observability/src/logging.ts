@@ -41,9 +41,19 @@ type WithPrincipal = IncomingMessage & {
 export function pinoParams(config: AppConfig): Params {
   const pretty = config.NODE_ENV === 'development' && !config.LOG_FILE && process.stdout.isTTY;
   const targets: { target: string; options: Record<string, unknown>; level: string }[] = [];
-  if (pretty) targets.push({ target: 'pino-pretty', options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' }, level: config.LOG_LEVEL });
+  if (pretty)
+    targets.push({
+      target: 'pino-pretty',
+      options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' },
+      level: config.LOG_LEVEL,
+    });
   else targets.push({ target: 'pino/file', options: { destination: 1 }, level: config.LOG_LEVEL });
-  if (config.LOG_FILE) targets.push({ target: 'pino/file', options: { destination: config.LOG_FILE, mkdir: true }, level: config.LOG_LEVEL });
+  if (config.LOG_FILE)
+    targets.push({
+      target: 'pino/file',
+      options: { destination: config.LOG_FILE, mkdir: true },
+      level: config.LOG_LEVEL,
+    });
   return {
     pinoHttp: {
       level: config.LOG_LEVEL,
@@ -52,7 +62,11 @@ export function pinoParams(config: AppConfig): Params {
       genReqId: (req, res) => requestIdFor(req, res),
       autoLogging: { ignore: (req) => req.url === '/health/live' || req.url === '/metrics' },
       serializers: {
-        req: (req: { id: string; method: string; url: string; raw?: WithPrincipal }) => ({ id: req.id, method: req.method, url: req.url }),
+        req: (req: { id: string; method: string; url: string; raw?: WithPrincipal }) => ({
+          id: req.id,
+          method: req.method,
+          url: req.url,
+        }),
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
       customProps: (req) => {
@@ -66,7 +80,8 @@ export function pinoParams(config: AppConfig): Params {
           principal: p?.kind,
         };
       },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+      customLogLevel: (_req, res, err) =>
+        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
     },
   };
 }

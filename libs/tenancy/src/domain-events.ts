@@ -20,7 +20,10 @@ export class DomainEvents {
     this.bus.emit(type, payload);
   }
 
-  on<K extends keyof DomainEventMap>(type: K, handler: (payload: DomainEventMap[K]) => void | Promise<void>): void {
+  on<K extends keyof DomainEventMap>(
+    type: K,
+    handler: (payload: DomainEventMap[K]) => void | Promise<void>,
+  ): void {
     this.bus.on(type, (p: DomainEventMap[K]) => void Promise.resolve(handler(p)).catch(() => undefined));
   }
 }

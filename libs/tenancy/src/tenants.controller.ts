@@ -1,5 +1,11 @@
 import { Body, Controller, Get, Param, ParseUUIDPipe, Patch, Post, Query } from '@nestjs/common';
-import { ApiNotFoundResponse, ApiOkResponse, ApiCreatedResponse, ApiTags, ApiConflictResponse } from '@nestjs/swagger';
+import {
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiCreatedResponse,
+  ApiTags,
+  ApiConflictResponse,
+} from '@nestjs/swagger';
 import { Authenticated } from './auth.decorators';
 import { CreateTenantDto, TenantPage, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
 import { Page, PageQuery } from './dto/page.dto';
@@ -34,7 +40,10 @@ export class TenantsController {
   @Patch(':id')
   @ApiOkResponse({ type: TenantResponse, description: 'Set status "disabled" to disable the tenant' })
   @ApiNotFoundResponse()
-  async update(@Param('id', ParseUUIDPipe) id: string, @Body() dto: UpdateTenantDto): Promise<TenantResponse> {
+  async update(
+    @Param('id', ParseUUIDPipe) id: string,
+    @Body() dto: UpdateTenantDto,
+  ): Promise<TenantResponse> {
     return TenantResponse.from(await this.tenants.update(id, dto));
   }
 }

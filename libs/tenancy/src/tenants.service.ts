@@ -14,7 +14,8 @@ export class TenantsService {
   ) {}
 
   async create(dto: CreateTenantDto): Promise<Tenant> {
-    if (await this.tenants.findByName(dto.name)) throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
+    if (await this.tenants.findByName(dto.name))
+      throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
     return this.tenants.save({ name: dto.name, status: 'active' });
   }
 
@@ -31,7 +32,11 @@ export class TenantsService {
 
   async update(id: string, dto: UpdateTenantDto): Promise<Tenant> {
     const t = await this.get(id);
-    if (dto.name && dto.name.toLowerCase() !== t.name.toLowerCase() && (await this.tenants.findByName(dto.name))) {
+    if (
+      dto.name &&
+      dto.name.toLowerCase() !== t.name.toLowerCase() &&
+      (await this.tenants.findByName(dto.name))
+    ) {
       throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
     }
     const saved = await this.tenants.save({ ...t, ...dto });

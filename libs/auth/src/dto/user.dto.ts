@@ -5,11 +5,13 @@ import type { User, UserStatus } from '../user.entity';
 
 export class CreateUserDto {
   @ApiProperty({ example: 'dev@acme.test' })
-  @IsEmail() @MaxLength(254)
+  @IsEmail()
+  @MaxLength(254)
   email: string;
 
   @ApiProperty({ example: 'correct horse battery', minLength: 8 })
-  @IsString() @Length(8, 200)
+  @IsString()
+  @Length(8, 200)
   password: string;
 
   @ApiProperty({ enum: ['admin', 'member'], example: 'member' })
@@ -17,21 +19,33 @@ export class CreateUserDto {
   role: 'admin' | 'member';
 
   @ApiPropertyOptional({ example: 'Dana Developer' })
-  @IsOptional() @IsString() @Length(1, 100)
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
   name?: string;
 }
 
 export class UpdateUserDto {
-  @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 100)
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
   name?: string;
 
-  @ApiPropertyOptional({ minLength: 8 }) @IsOptional() @IsString() @Length(8, 200)
+  @ApiPropertyOptional({ minLength: 8 })
+  @IsOptional()
+  @IsString()
+  @Length(8, 200)
   password?: string;
 
-  @ApiPropertyOptional({ enum: ['admin', 'member'] }) @IsOptional() @IsIn(['admin', 'member'])
+  @ApiPropertyOptional({ enum: ['admin', 'member'] })
+  @IsOptional()
+  @IsIn(['admin', 'member'])
   role?: 'admin' | 'member';
 
-  @ApiPropertyOptional({ enum: ['active', 'disabled'] }) @IsOptional() @IsIn(['active', 'disabled'])
+  @ApiPropertyOptional({ enum: ['active', 'disabled'] })
+  @IsOptional()
+  @IsIn(['active', 'disabled'])
   status?: UserStatus;
 }
 
@@ -64,10 +78,14 @@ export class UserPage extends PageMeta {
 }
 
 export class LoginDto {
-  @ApiProperty({ example: 'admin@localhost' }) @IsString() @Length(1, 254)
+  @ApiProperty({ example: 'admin@localhost' })
+  @IsString()
+  @Length(1, 254)
   email: string;
 
-  @ApiProperty({ example: 'your-password' }) @IsString() @Length(1, 200)
+  @ApiProperty({ example: 'your-password' })
+  @IsString()
+  @Length(1, 200)
   password: string;
 }
 

@@ -7,17 +7,26 @@ const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]*$/u;
 
 export class CreateTenantDto {
   @ApiProperty({ example: 'acme', description: 'Unique (case-insensitive) tenant name' })
-  @IsString() @Length(1, 100) @Matches(NAME, { message: 'name may hold letters, digits, space, dot, dash and underscore' })
+  @IsString()
+  @Length(1, 100)
+  @Matches(NAME, { message: 'name may hold letters, digits, space, dot, dash and underscore' })
   name: string;
 }
 
 export class UpdateTenantDto {
   @ApiPropertyOptional({ example: 'acme-eu' })
-  @IsOptional() @IsString() @Length(1, 100) @Matches(NAME, { message: 'name may hold letters, digits, space, dot, dash and underscore' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  @Matches(NAME, { message: 'name may hold letters, digits, space, dot, dash and underscore' })
   name?: string;
 
-  @ApiPropertyOptional({ enum: ['active', 'disabled'], description: 'disabled: logins and keys of the tenant are refused' })
-  @IsOptional() @IsIn(['active', 'disabled'])
+  @ApiPropertyOptional({
+    enum: ['active', 'disabled'],
+    description: 'disabled: logins and keys of the tenant are refused',
+  })
+  @IsOptional()
+  @IsIn(['active', 'disabled'])
   status?: TenantStatus;
 }
 

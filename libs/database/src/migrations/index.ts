@@ -1,7 +1,16 @@
 import { CreateTenantsAndUsers1732000000000 } from './1732000000000-CreateTenantsAndUsers';
+import { CreateLegacyApiKeys1732000001000 } from './1732000001000-CreateLegacyApiKeys';
+import { ApiKeyOwnersAndLimits1732000002000 } from './1732000002000-ApiKeyOwnersAndLimits';
+import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
- * compiled gateway and the TypeORM CLI always agree.
+ * compiled gateway and the TypeORM CLI always agree. Reserved next timestamps:
+ * 1732000004000 tenant/user quota fields, 1732000005000 usage_records.
  */
-export const MIGRATIONS = [CreateTenantsAndUsers1732000000000];
+export const MIGRATIONS = [
+  CreateTenantsAndUsers1732000000000,
+  CreateLegacyApiKeys1732000001000,
+  ApiKeyOwnersAndLimits1732000002000,
+  ApiKeyLookupHash1732000003000,
+];

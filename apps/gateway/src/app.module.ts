@@ -1,17 +1,24 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { AppConfig, ConfigModule } from '@app/config';
 import { AuthModule } from '@app/auth';
-import { DatabaseModule } from '@app/database';
+import { DatabaseModule, RedisConnectionModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
 import { TenancyModule } from '@app/tenancy';
 
 /** Composition root: wires the libs together, nothing else. */
 @Module({})
 export class AppModule {
-  static forRoot(config?: AppConfig): DynamicModule {
+  static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), ObservabilityModule, DatabaseModule, TenancyModule, AuthModule],
+      imports: [
+        ConfigModule.forRoot(config),
+        ObservabilityModule,
+        DatabaseModule,
+        RedisConnectionModule.forRoot(config),
+        TenancyModule,
+        AuthModule,
+      ],
     };
   }
 }

@@ -4,3 +4,4 @@ export { dataSourceOptions } from './data-source-options';
 export { EmbeddedPostgres } from './embedded-postgres';
 export type { EmbeddedPostgresOptions } from './embedded-postgres';
 export { MIGRATIONS } from './migrations';
+export { RedisConnection, RedisConnectionModule } from './redis';

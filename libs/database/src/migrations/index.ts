@@ -2,6 +2,7 @@ import { CreateTenantsAndUsers1732000000000 } from './1732000000000-CreateTenant
 import { CreateLegacyApiKeys1732000001000 } from './1732000001000-CreateLegacyApiKeys';
 import { ApiKeyOwnersAndLimits1732000002000 } from './1732000002000-ApiKeyOwnersAndLimits';
 import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash';
+import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   CreateLegacyApiKeys1732000001000,
   ApiKeyOwnersAndLimits1732000002000,
   ApiKeyLookupHash1732000003000,
+  ApiKeyRotationGrace1732000003500,
 ];

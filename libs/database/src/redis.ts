@@ -1,0 +1,56 @@
+import { DynamicModule, Global, Injectable, Module, OnModuleInit, Optional } from '@nestjs/common';
+import { InjectRedis, RedisModule } from '@nestjs-modules/ioredis';
+import type Redis from 'ioredis';
+import { AppConfig } from '@app/config';
+import { ReadinessRegistry } from '@app/observability';
+
+/**
+ * The shared Redis connection, or null when REDIS_URL is unset (single instance,
+ * in-process stores). Libs needing a subscriber connection call `client.duplicate()`.
+ */
+@Injectable()
+export class RedisConnection implements OnModuleInit {
+  constructor(
+    private readonly readiness: ReadinessRegistry,
+    @Optional() @InjectRedis() private readonly redis?: Redis,
+  ) {}
+
+  get client(): Redis | null {
+    return this.redis ?? null;
+  }
+
+  onModuleInit(): void {
+    const redis = this.redis;
+    if (!redis) return;
+    this.readiness.register({
+      name: 'redis',
+      check: async () => {
+        const started = Date.now();
+        const pong = await Promise.race([
+          redis.ping(),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout after 1000 ms')), 1000)),
+        ]);
+        if (pong !== 'PONG') throw new Error(`unexpected reply ${pong}`);
+        return { responseTime: Date.now() - started };
+      },
+    });
+  }
+}
+
+@Global()
+@Module({})
+export class RedisConnectionModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    const imports = config.REDIS_URL
+      ? [
+          RedisModule.forRoot({
+            type: 'single',
+            url: config.REDIS_URL,
+            // Fail fast instead of queueing commands forever while Redis is down.
+            options: { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: false },
+          }),
+        ]
+      : [];
+    return { module: RedisConnectionModule, imports, providers: [RedisConnection], exports: [RedisConnection] };
+  }
+}

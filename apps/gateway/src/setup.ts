@@ -4,7 +4,14 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, NextFunction, Request, Response } from 'express';
 import { Logger } from 'nestjs-pino';
 import { AppConfig } from '@app/config';
-import { AllExceptionsFilter, ApiError, requestIdFor, toErrorResponse } from '@app/observability';
+import {
+  AllExceptionsFilter,
+  ApiError,
+  httpMetricsMiddleware,
+  MetricsService,
+  requestIdFor,
+  toErrorResponse,
+} from '@app/observability';
 
 export function buildOpenApi(app: INestApplication) {
   const doc = new DocumentBuilder()
@@ -35,6 +42,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
     requestIdFor(req, res);
     next();
   });
+  app.use(httpMetricsMiddleware(app.get(MetricsService)));
   app.use(json({ limit: config.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
   // body-parser errors (bad JSON, too large) never reach Nest's filters: answer them here, in the envelope.
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {

@@ -5,3 +5,6 @@ export { ObservabilityModule } from './observability.module';
 export { ReadinessRegistry } from './readiness';
 export type { ReadinessCheck } from './readiness';
 export { REDACT_PATHS, requestIdFor, pinoParams } from './logging';
+export { MetricsService, AUTH_PATHS } from './metrics.service';
+export type { AuthPath, QuotaLevel, QuotaRefusalType, UpstreamOutcome } from './metrics.service';
+export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';

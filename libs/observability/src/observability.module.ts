@@ -3,6 +3,8 @@ import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
 import { AppConfig } from '@app/config';
 import { HealthController } from './health.controller';
+import { MetricsController } from './metrics.controller';
+import { MetricsService } from './metrics.service';
 import { pinoParams } from './logging';
 import { ReadinessRegistry } from './readiness';
 
@@ -12,8 +14,8 @@ import { ReadinessRegistry } from './readiness';
     LoggerModule.forRootAsync({ inject: [AppConfig], useFactory: (config: AppConfig) => pinoParams(config) }),
     TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
   ],
-  controllers: [HealthController],
-  providers: [ReadinessRegistry],
-  exports: [ReadinessRegistry],
+  controllers: [HealthController, MetricsController],
+  providers: [ReadinessRegistry, MetricsService],
+  exports: [ReadinessRegistry, MetricsService],
 })
 export class ObservabilityModule {}

@@ -3,6 +3,7 @@ import { CreateLegacyApiKeys1732000001000 } from './1732000001000-CreateLegacyAp
 import { ApiKeyOwnersAndLimits1732000002000 } from './1732000002000-ApiKeyOwnersAndLimits';
 import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash';
 import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
+import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   ApiKeyOwnersAndLimits1732000002000,
   ApiKeyLookupHash1732000003000,
   ApiKeyRotationGrace1732000003500,
+  TenantUserQuotas1732000004000,
 ];

@@ -4,11 +4,11 @@ import { ApiKeyOwnersAndLimits1732000002000 } from './1732000002000-ApiKeyOwners
 import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash';
 import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
+import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
- * compiled gateway and the TypeORM CLI always agree. Reserved next timestamps:
- * 1732000004000 tenant/user quota fields, 1732000005000 usage_records.
+ * compiled gateway and the TypeORM CLI always agree.
  */
 export const MIGRATIONS = [
   CreateTenantsAndUsers1732000000000,
@@ -17,4 +17,5 @@ export const MIGRATIONS = [
   ApiKeyLookupHash1732000003000,
   ApiKeyRotationGrace1732000003500,
   TenantUserQuotas1732000004000,
+  UsageRecords1732000005000,
 ];

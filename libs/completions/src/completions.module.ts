@@ -1,0 +1,38 @@
+import { DynamicModule, Module, ModuleMetadata, Type } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { CompletionsService } from './completions.service';
+import { ProviderRegistry } from './providers/provider-registry';
+import { loadRoutingTable } from './routing/routing-loader';
+import { RoutingTable } from './routing/routing-table';
+import { NoopUsageMeter, UsageMeter } from './usage-meter';
+
+export interface CompletionsModuleOptions {
+  /** The class that charges usage (e.g. QuotaService); default NoopUsageMeter. */
+  meter?: Type<unknown>;
+  /** Modules the meter comes from (e.g. QuotaModule), unless it is global. */
+  imports?: ModuleMetadata['imports'];
+}
+
+/** OpenAI-compatible chat completions over the routing table (docs/models.md). */
+@Module({})
+export class CompletionsModule {
+  static forRoot(options: CompletionsModuleOptions = {}): DynamicModule {
+    return {
+      module: CompletionsModule,
+      imports: options.imports ?? [],
+      providers: [
+        {
+          provide: RoutingTable,
+          inject: [AppConfig],
+          useFactory: (c: AppConfig) => loadRoutingTable(c.MODELS_FILE),
+        },
+        ProviderRegistry,
+        CompletionsService,
+        options.meter
+          ? { provide: UsageMeter, useExisting: options.meter }
+          : { provide: UsageMeter, useClass: NoopUsageMeter },
+      ],
+      exports: [CompletionsService, RoutingTable],
+    };
+  }
+}

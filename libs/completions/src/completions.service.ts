@@ -1,0 +1,333 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import { AppConfig } from '@app/config';
+import { ApiError } from '@app/observability';
+import { validateChatRequest } from './chat/chat-request';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } from './chat/openai-types';
+import { costMicros } from './pricing';
+import { Provider, StreamItem, UpstreamCall, UpstreamError } from './providers/provider';
+import { ProviderRegistry } from './providers/provider-registry';
+import { Deployment, isModelAllowed, ModelRoute, RoutingTable } from './routing/routing-table';
+import { countPromptTokens } from './tokens';
+import { countCompletion, StreamTally, TokenUsage, usageOf } from './usage';
+import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
+
+/** Why the gateway aborted an upstream call (the AbortSignal's reason). */
+class Aborted extends Error {
+  constructor(readonly by: 'client' | 'timeout') {
+    super(by === 'client' ? 'client disconnected' : 'total timeout');
+  }
+}
+
+/** One chat request on its way through: what was asked, what was reserved, where it went. */
+interface Exchange {
+  req: ChatRequest;
+  route: ModelRoute;
+  stream: boolean;
+  promptTokens: number;
+  reservation: unknown;
+  started: number;
+  requestId?: string;
+  signal: AbortSignal;
+  /** The deployment tried last (the one that served, once one did). */
+  deployment: Deployment | null;
+}
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
+/** Writes with backpressure: resolves at once, or when the socket drains or closes. */
+function send(res: ServerResponse, data: string): Promise<void> | undefined {
+  if (res.destroyed || res.writableEnded || res.write(data)) return undefined;
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * The OpenAI-compatible chat path (design: ../shared/DESIGN.md section 2, steps 2-4):
+ * validate, route, admit through the UsageMeter, call the deployments in order, answer
+ * (JSON or SSE), settle the real usage.
+ */
+@Injectable()
+export class CompletionsService {
+  private readonly logger = new Logger('Completions');
+  private readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(
+    private readonly routes: RoutingTable,
+    private readonly providers: ProviderRegistry,
+    private readonly meter: UsageMeter,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** The models (names and aliases) the caller's key may use. */
+  listModels(caller: Pick<CompletionCaller, 'allowedModels'>): { object: 'list'; data: ModelObject[] } {
+    const data = this.routes
+      .names()
+      .filter(({ route }) => isModelAllowed(caller.allowedModels, route))
+      .map(({ name, route }) => ({
+        id: name,
+        object: 'model' as const,
+        created: this.created,
+        owned_by: route.deployments[0].provider,
+      }));
+    return { object: 'list', data };
+  }
+
+  /**
+   * Answers one chat request on `res`: JSON, or SSE when `stream` is true. Errors before the
+   * answer starts are thrown (ApiError; the exception filter renders them); errors after it
+   * started are reported in the stream.
+   */
+  async chat(
+    caller: CompletionCaller,
+    body: unknown,
+    res: ServerResponse,
+    requestId?: string,
+  ): Promise<void> {
+    const started = performance.now();
+    const req = validateChatRequest(body);
+    const route = this.routes.resolve(req.model);
+    if (!route)
+      throw ApiError.notFound(
+        `The model "${req.model}" does not exist (GET /v1/models lists yours)`,
+        'model_not_found',
+      );
+    if (!isModelAllowed(caller.allowedModels, route))
+      throw ApiError.forbidden(`This key may not use the model "${req.model}"`, 'model_not_allowed');
+
+    const promptTokens = countPromptTokens(req);
+    const budget =
+      (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);
+    const { reservation, headers } = await this.meter.admit(caller, {
+      model: route.name,
+      estimatedTokens: promptTokens + budget,
+      estimatedCostMicros: costMicros(route.maxPricing, promptTokens, budget),
+    });
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort(new Aborted('client'));
+    };
+    res.once('close', onClose);
+    if (res.destroyed) onClose();
+    const timer = setTimeout(
+      () => abort.abort(new Aborted('timeout')),
+      this.config.UPSTREAM_TOTAL_TIMEOUT_MS,
+    );
+    const ex: Exchange = {
+      req,
+      route,
+      stream: req.stream === true,
+      promptTokens,
+      reservation,
+      started,
+      requestId,
+      signal: abort.signal,
+      deployment: null,
+    };
+    try {
+      if (ex.stream) await this.streamed(ex, res);
+      else await this.unstreamed(ex, res);
+    } finally {
+      clearTimeout(timer);
+      res.off('close', onClose);
+    }
+  }
+
+  private async unstreamed(ex: Exchange, res: ServerResponse): Promise<void> {
+    let completion: ChatCompletion;
+    try {
+      completion = await this.open(ex, (p, call) => p.complete(call));
+    } catch (e) {
+      return this.failedBeforeAnswer(ex, e);
+    }
+    let usage = usageOf(completion.usage);
+    if (!usage) {
+      usage = { promptTokens: ex.promptTokens, completionTokens: countCompletion(completion) };
+      completion.usage = {
+        prompt_tokens: usage.promptTokens,
+        completion_tokens: usage.completionTokens,
+        total_tokens: usage.promptTokens + usage.completionTokens,
+      };
+    }
+    const json = JSON.stringify(completion);
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.end(json);
+    await this.settle(ex, usage, 200, ex.signal.aborted ? 'client_aborted' : 'ok');
+  }
+
+  private async streamed(ex: Exchange, res: ServerResponse): Promise<void> {
+    let items: AsyncIterable<StreamItem>;
+    try {
+      items = await this.open(ex, (p, call) => p.stream(call));
+    } catch (e) {
+      return this.failedBeforeAnswer(ex, e);
+    }
+    res.writeHead(200, SSE_HEADERS);
+    res.flushHeaders();
+    const includeUsage = ex.req.stream_options?.include_usage === true;
+    const tally = new StreamTally();
+    let outcome: UsageMeta['outcome'] = 'ok';
+    try {
+      for await (const item of items) {
+        if (ex.signal.aborted) throw ex.signal.reason;
+        tally.add(item);
+        const out = this.render(item, includeUsage);
+        if (out !== undefined) {
+          const wait = send(res, out);
+          if (wait) await wait;
+        }
+      }
+    } catch (e) {
+      if (e instanceof Aborted && e.by === 'client') {
+        outcome = 'client_aborted';
+      } else {
+        outcome = 'upstream_error';
+        const err = this.toApiError(e);
+        this.logger.warn(`${ex.deployment?.id}: stream failed after it started: ${err.message}`);
+        await send(res, `data: ${JSON.stringify(err.toBody(ex.requestId))}\n\n`);
+      }
+    }
+    const usage: TokenUsage = tally.usage ?? {
+      promptTokens: tally.promptTokens ?? ex.promptTokens,
+      completionTokens: tally.completionTokens(),
+    };
+    if (outcome !== 'client_aborted') {
+      if (outcome === 'ok' && includeUsage && !tally.usage) {
+        // The upstream ignored stream_options: the client still gets the usage it asked for.
+        await send(res, `data: ${JSON.stringify(this.usageChunk(ex, tally.last, usage))}\n\n`);
+      }
+      res.end('data: [DONE]\n\n');
+    }
+    await this.settle(ex, usage, 200, outcome);
+  }
+
+  /** Calls the deployments in order; the next one serves after a retryable failure. */
+  private async open<T>(ex: Exchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
+    const { deployments } = ex.route;
+    for (let i = 0; ; i++) {
+      const d = deployments[i];
+      ex.deployment = d;
+      try {
+        return await fn(this.providers.for(d), {
+          request: ex.req,
+          deployment: d,
+          signal: ex.signal,
+          defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
+        });
+      } catch (e) {
+        if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
+          this.logger.warn(`${d.id}: ${e.message}; trying ${deployments[i + 1].id}`);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Nothing reached the client: release the reservation (or, if the client left, charge the prompt) and throw. */
+  private async failedBeforeAnswer(ex: Exchange, e: unknown): Promise<never> {
+    if (e instanceof Aborted && e.by === 'client') {
+      // The upstream had the prompt: it is charged; nothing was produced.
+      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, 499, 'client_aborted');
+      throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
+    }
+    const err = this.toApiError(e);
+    await this.guard('release', () =>
+      this.meter.release(ex.reservation, this.meta(ex, err.getStatus(), 'upstream_error')),
+    );
+    throw err;
+  }
+
+  private toApiError(e: unknown): ApiError {
+    if (e instanceof UpstreamError) return e.apiError;
+    if (e instanceof ApiError) return e;
+    if (e instanceof Aborted)
+      return new ApiError(
+        504,
+        `The upstream did not finish within ${this.config.UPSTREAM_TOTAL_TIMEOUT_MS} ms`,
+        'server_error',
+        'upstream_timeout',
+      );
+    this.logger.error({ err: e }, 'unexpected error calling the upstream');
+    return new ApiError(502, 'The upstream call failed', 'server_error', 'upstream_error');
+  }
+
+  /** The SSE line for a chunk; the usage chunk is dropped for clients that did not ask for it. */
+  private render(item: StreamItem, includeUsage: boolean): string | undefined {
+    const { chunk, raw } = item;
+    if (chunk.usage == null || includeUsage) return `data: ${raw ?? JSON.stringify(chunk)}\n\n`;
+    if (!chunk.choices?.length) return undefined;
+    const { usage: _usage, ...rest } = chunk;
+    return `data: ${JSON.stringify(rest)}\n\n`;
+  }
+
+  private usageChunk(
+    ex: Exchange,
+    last: ChatCompletionChunk | undefined,
+    u: TokenUsage,
+  ): ChatCompletionChunk {
+    return {
+      id: last?.id ?? '',
+      object: 'chat.completion.chunk',
+      created: last?.created ?? Math.floor(Date.now() / 1000),
+      model: last?.model ?? ex.route.name,
+      choices: [],
+      usage: {
+        prompt_tokens: u.promptTokens,
+        completion_tokens: u.completionTokens,
+        total_tokens: u.promptTokens + u.completionTokens,
+      },
+    };
+  }
+
+  private async settle(
+    ex: Exchange,
+    u: TokenUsage,
+    status: number,
+    outcome: UsageMeta['outcome'],
+  ): Promise<void> {
+    const pricing = (ex.deployment ?? ex.route.deployments[0]).pricing;
+    const usage = { ...u, costMicros: costMicros(pricing, u.promptTokens, u.completionTokens) };
+    await this.guard('settle', () =>
+      this.meter.settle(ex.reservation, usage, this.meta(ex, status, outcome)),
+    );
+  }
+
+  private meta(ex: Exchange, status: number, outcome: UsageMeta['outcome']): UsageMeta {
+    return {
+      model: ex.route.name,
+      provider: ex.deployment?.provider ?? null,
+      deployment: ex.deployment?.id ?? null,
+      upstreamModel: ex.deployment?.model ?? null,
+      stream: ex.stream,
+      latencyMs: Math.round(performance.now() - ex.started),
+      status,
+      outcome,
+      requestId: ex.requestId,
+    };
+  }
+
+  /** A meter failure after the answer must not turn into a client error: log it. */
+  private async guard(what: string, fn: () => Promise<void> | void): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      this.logger.error({ err: e }, `usage meter ${what} failed`);
+    }
+  }
+}

@@ -1,0 +1,13 @@
+export { CompletionsModule } from './completions.module';
+export type { CompletionsModuleOptions } from './completions.module';
+export { CompletionsService } from './completions.service';
+export { UsageMeter, NoopUsageMeter } from './usage-meter';
+export type { Admission, CompletionCaller, MeteredUsage, UsageEstimate, UsageMeta } from './usage-meter';
+export { RoutingTable, Deployment, isModelAllowed } from './routing/routing-table';
+export type { ModelRoute, ProviderKind } from './routing/routing-table';
+export { loadRoutingTable, parseRoutingTable } from './routing/routing-loader';
+export { costMicros } from './pricing';
+export type { Pricing } from './pricing';
+export { countTokens, countPromptTokens } from './tokens';
+export { validateChatRequest } from './chat/chat-request';
+export type * from './chat/openai-types';

@@ -1,0 +1,106 @@
+import type { ChatCompletion } from '../chat/openai-types';
+import {
+  AnthropicResponse,
+  AnthropicStreamTranslator,
+  fromAnthropicResponse,
+  toAnthropicRequest,
+} from './anthropic-translate';
+import { Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import {
+  ParsedUpstreamError,
+  readText,
+  sseEvents,
+  statusError,
+  transportError,
+  UpstreamHttp,
+  UpstreamResponse,
+} from './upstream-http';
+
+const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+
+/** `{"type":"error","error":{"type":"invalid_request_error","message":"..."}}` */
+export function parseAnthropicError(json: unknown): ParsedUpstreamError | undefined {
+  const e = (json as { error?: { type?: unknown; message?: unknown } })?.error;
+  if (typeof e !== 'object' || e === null) return undefined;
+  const type = typeof e.type === 'string' ? e.type : undefined;
+  return {
+    message: typeof e.message === 'string' ? e.message : undefined,
+    // Anthropic's types are OpenAI's too, except these.
+    type:
+      type === 'rate_limit_error'
+        ? 'rate_limit_exceeded'
+        : type === 'not_found_error'
+          ? 'invalid_request_error'
+          : type,
+    code: type,
+  };
+}
+
+/** Anthropic's Messages API, translated both ways (anthropic-translate.ts). */
+export class AnthropicProvider extends Provider {
+  constructor(private readonly http: UpstreamHttp) {
+    super();
+  }
+
+  async complete(call: UpstreamCall): Promise<ChatCompletion> {
+    const res = await this.send(call, false);
+    let msg: AnthropicResponse;
+    try {
+      msg = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as AnthropicResponse;
+      if (!Array.isArray(msg?.content)) throw new Error('no content');
+    } catch (e) {
+      throw e instanceof UpstreamError || call.signal.aborted
+        ? transportError(e, call.signal, call.deployment)
+        : UpstreamError.badGateway(
+            `The anthropic upstream of ${call.deployment.id} sent an unreadable answer`,
+            false,
+          );
+    }
+    return fromAnthropicResponse(msg);
+  }
+
+  async stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>> {
+    return this.chunks(await this.send(call, true), call);
+  }
+
+  private async *chunks(res: UpstreamResponse, call: UpstreamCall): AsyncGenerator<StreamItem> {
+    const t = new AnthropicStreamTranslator(call.deployment.model);
+    const where = `The anthropic upstream of ${call.deployment.id}`;
+    try {
+      for await (const event of sseEvents(res.body)) {
+        let data: Record<string, unknown>;
+        try {
+          data = JSON.parse(event.data) as Record<string, unknown>;
+        } catch {
+          throw UpstreamError.badGateway(`${where} sent a malformed event`, false);
+        }
+        const out = t.push(event.event ?? (data.type as string), data);
+        if (out.error) throw UpstreamError.badGateway(`${where} failed mid-stream: ${out.error}`, false);
+        for (const [i, chunk] of out.chunks.entries())
+          yield i === 0 && out.promptTokens !== undefined
+            ? { chunk, promptTokens: out.promptTokens }
+            : { chunk };
+        if (out.done) return;
+      }
+      throw UpstreamError.badGateway(`${where} ended the stream early`, false);
+    } catch (e) {
+      throw transportError(e, call.signal, call.deployment);
+    } finally {
+      if (!res.body.destroyed) res.body.destroy();
+    }
+  }
+
+  private async send(call: UpstreamCall, stream: boolean): Promise<UpstreamResponse> {
+    const d = call.deployment;
+    const body = toAnthropicRequest(call.request, d.model, call.defaultMaxTokens, stream);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: stream ? 'text/event-stream' : 'application/json',
+      'anthropic-version': d.anthropic?.version ?? '2023-06-01',
+    };
+    if (d.apiKey) headers['x-api-key'] = d.apiKey;
+    const res = await this.http.post(d, '/v1/messages', headers, JSON.stringify(body), call.signal);
+    if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
+    return res;
+  }
+}

@@ -1,0 +1,56 @@
+import { ApiError } from '@app/observability';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
+import type { Deployment } from '../routing/routing-table';
+
+/** One upstream call: the validated client request, where it goes, and when to give up. */
+export interface UpstreamCall {
+  request: ChatRequest;
+  deployment: Deployment;
+  /** Aborted on client disconnect or the total timeout; providers stop at once. */
+  signal: AbortSignal;
+  /** The reservation's completion budget, for providers that require max_tokens (Anthropic). */
+  defaultMaxTokens: number;
+}
+
+/** One chunk of a stream, in OpenAI's shape. */
+export interface StreamItem {
+  chunk: ChatCompletionChunk;
+  /** The upstream's own JSON for this chunk, forwarded byte for byte when nothing changes. */
+  raw?: string;
+  /** Prompt tokens the upstream reported before the end (Anthropic's message_start). */
+  promptTokens?: number;
+}
+
+/**
+ * An LLM provider speaking OpenAI's chat format to the gateway. One instance per kind;
+ * the deployment travels with each call. Errors before the first byte are `UpstreamError`s
+ * (retryable ones let the next deployment serve); errors thrown while a stream is iterated
+ * end that stream.
+ */
+export abstract class Provider {
+  abstract complete(call: UpstreamCall): Promise<ChatCompletion>;
+
+  /** Resolves once the upstream accepted the request (2xx headers); then yields its chunks. */
+  abstract stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>>;
+}
+
+/** An upstream failure, already phrased for the client. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+
+  constructor(
+    readonly apiError: ApiError,
+    /** Connection refused/reset or 5xx before the first byte: the next deployment may serve. */
+    readonly retryable: boolean,
+  ) {
+    super(apiError.message);
+  }
+
+  static badGateway(message: string, retryable: boolean, code = 'upstream_error'): UpstreamError {
+    return new UpstreamError(new ApiError(502, message, 'server_error', code), retryable);
+  }
+
+  static timeout(message: string, retryable = false): UpstreamError {
+    return new UpstreamError(new ApiError(504, message, 'server_error', 'upstream_timeout'), retryable);
+  }
+}

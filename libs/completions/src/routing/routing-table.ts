@@ -1,0 +1,82 @@
+import type { Pricing } from '../pricing';
+
+export const PROVIDER_KINDS = ['openai', 'anthropic', 'mock'] as const;
+export type ProviderKind = (typeof PROVIDER_KINDS)[number];
+
+/** Options of the built-in mock provider (docs/models.md). */
+export interface MockOptions {
+  /** Fixed answer; default: one derived from the last user message. */
+  reply?: string;
+  /** Delay before the answer (or the first chunk). */
+  latencyMs: number;
+  /** Delay between stream chunks. */
+  chunkDelayMs: number;
+  /** Reported usage, overriding the tokenizer count. */
+  promptTokens?: number;
+  completionTokens?: number;
+}
+
+export interface AnthropicOptions {
+  /** The `anthropic-version` header. */
+  version: string;
+}
+
+/** One place a model is served. The credential is resolved at load and never enumerable. */
+export class Deployment {
+  declare readonly apiKey: string | undefined;
+
+  constructor(
+    /** `<model>#<index>`, for logs and the ledger. */
+    readonly id: string,
+    readonly provider: ProviderKind,
+    /** The model name sent upstream. */
+    readonly model: string,
+    /** Origin plus path prefix, no trailing slash; '' for mock. */
+    readonly baseUrl: string,
+    readonly pricing: Pricing,
+    readonly maxConnections: number,
+    readonly mock: MockOptions | undefined,
+    readonly anthropic: AnthropicOptions | undefined,
+    apiKey: string | undefined,
+  ) {
+    // Not enumerable: a deployment logged or serialised never carries the secret.
+    Object.defineProperty(this, 'apiKey', { value: apiKey, enumerable: false });
+  }
+}
+
+export interface ModelRoute {
+  name: string;
+  aliases: string[];
+  /** Tried in order: the next serves on a connection error or 5xx before the first byte. */
+  deployments: Deployment[];
+  /** The highest prices among the deployments: what a reservation assumes. */
+  maxPricing: Pricing;
+}
+
+/** Model name or alias -> route. Built by `loadRoutingTable` (routing-loader.ts). */
+export class RoutingTable {
+  private readonly byName = new Map<string, ModelRoute>();
+
+  constructor(
+    readonly routes: ModelRoute[],
+    /** Where it came from, for messages: the file, or "built-in mock models". */
+    readonly source: string,
+  ) {
+    for (const r of routes) for (const n of [r.name, ...r.aliases]) this.byName.set(n, r);
+  }
+
+  resolve(model: string): ModelRoute | undefined {
+    return this.byName.get(model);
+  }
+
+  /** Every callable name (canonical names and aliases) with its route. */
+  names(): { name: string; route: ModelRoute }[] {
+    return this.routes.flatMap((route) => [route.name, ...route.aliases].map((name) => ({ name, route })));
+  }
+}
+
+/** null = every model; otherwise the route is allowed when the list names it or one of its aliases. */
+export function isModelAllowed(allowed: readonly string[] | null, route: ModelRoute): boolean {
+  if (allowed === null) return true;
+  return allowed.includes(route.name) || route.aliases.some((a) => allowed.includes(a));
+}

@@ -1,6 +1,7 @@
 export { CompletionsModule } from './completions.module';
 export type { CompletionsModuleOptions } from './completions.module';
 export { CompletionsService } from './completions.service';
+export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';
 export type { Admission, CompletionCaller, MeteredUsage, UsageEstimate, UsageMeta } from './usage-meter';
 export { RoutingTable, Deployment, isModelAllowed } from './routing/routing-table';

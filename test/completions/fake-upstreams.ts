@@ -1,0 +1,283 @@
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * Fake LLM upstreams: real HTTP servers on 127.0.0.1. What they do is chosen by the
+ * upstream model name in the request, so one routing table can point several models at one
+ * server (see MODELS below).
+ */
+export interface RecordedRequest {
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: Record<string, any>;
+  /** The client went away before the answer was complete. */
+  aborted: boolean;
+  finished: boolean;
+}
+
+export interface FakeUpstream {
+  url: string;
+  requests: RecordedRequest[];
+  /** Resolves once a request for `model` saw its client go away. */
+  abortedFor(model: string, timeoutMs?: number): Promise<RecordedRequest>;
+  close(): Promise<void>;
+}
+
+export const FAKE_TEXT = 'Hello from the fake upstream, word by word.';
+export const FAKE_USAGE = { prompt_tokens: 21, completion_tokens: 9 };
+
+type Handler = (req: RecordedRequest, res: ServerResponse) => void;
+
+async function serve(handler: Handler): Promise<FakeUpstream> {
+  const requests: RecordedRequest[] = [];
+  const sockets = new Set<import('node:net').Socket>();
+  const server: Server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      const rec: RecordedRequest = {
+        path: req.url ?? '',
+        headers: req.headers,
+        body: raw ? JSON.parse(raw) : {},
+        aborted: false,
+        finished: false,
+      };
+      requests.push(rec);
+      res.on('finish', () => (rec.finished = true));
+      res.on('close', () => {
+        if (!rec.finished) rec.aborted = true;
+      });
+      handler(rec, res);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    async abortedFor(model, timeoutMs = 3000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const r = requests.find((x) => x.body.model === model && x.aborted);
+        if (r) return r;
+        if (Date.now() > until) throw new Error(`no aborted request for ${model}`);
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+const sse = (res: ServerResponse, data: unknown) =>
+  res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+const words = (text: string) => text.match(/\s*\S+\s*/g) ?? [];
+const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: () => void) => {
+  let i = 0;
+  const t = setInterval(() => {
+    if (i >= n || fn(i++) === false) {
+      clearInterval(t);
+      if (i >= n) done();
+    }
+  }, ms);
+  return t;
+};
+
+/**
+ * OpenAI Chat Completions. Models: `echo` (answer + usage), `no-usage`, `fail-503`,
+ * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
+ * `hang-mid-stream`, `ignores-stream-options`.
+ */
+export function fakeOpenAi(): Promise<FakeUpstream> {
+  return serve((rec, res) => {
+    const model: string = rec.body.model;
+    const id = 'chatcmpl-fake';
+    const error = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(JSON.stringify(body));
+    };
+    switch (model) {
+      case 'fail-503':
+        return error(503, { error: { message: 'overloaded', type: 'server_error' } });
+      case 'fail-400':
+        return error(400, {
+          error: {
+            message: "This model's maximum context length is 8 tokens",
+            type: 'invalid_request_error',
+            code: 'context_length_exceeded',
+            param: 'messages',
+          },
+        });
+      case 'fail-429':
+        return error(
+          429,
+          { error: { message: 'Slow down', type: 'requests', code: 'rate_limit_exceeded' } },
+          { 'retry-after': '7' },
+        );
+      case 'fail-401':
+        return error(401, {
+          error: { message: 'Incorrect API key provided: sk-up****cret', type: 'invalid_request_error' },
+        });
+      case 'hang':
+        return; // never answers
+    }
+    const withUsage = model !== 'no-usage' && model !== 'ignores-stream-options';
+    const usage = { ...FAKE_USAGE, total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens };
+    if (!rec.body.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id,
+          object: 'chat.completion',
+          created: 1,
+          model,
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: FAKE_TEXT },
+              finish_reason: 'stop',
+              logprobs: null,
+            },
+          ],
+          ...(withUsage ? { usage } : {}),
+          system_fingerprint: 'fp_fake',
+        }),
+      );
+      return;
+    }
+    const asked = rec.body.stream_options?.include_usage === true && model !== 'ignores-stream-options';
+    const chunk = (delta: object, finish: string | null = null) => ({
+      id,
+      object: 'chat.completion.chunk',
+      created: 1,
+      model,
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+      ...(asked ? { usage: null } : {}),
+    });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    sse(res, chunk({ role: 'assistant', content: '' }));
+    const parts = words(FAKE_TEXT);
+    const finish = () => {
+      sse(res, chunk({}, 'stop'));
+      if (asked && withUsage)
+        sse(res, { id, object: 'chat.completion.chunk', created: 1, model, choices: [], usage });
+      sse(res, '[DONE]');
+      res.end();
+    };
+    if (model === 'slow-stream') {
+      const t = every(
+        30,
+        1000,
+        (i) => (res.destroyed ? false : void sse(res, chunk({ content: `w${i} ` }))),
+        finish,
+      );
+      res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (model === 'die-mid-stream') {
+      for (const p of parts.slice(0, 3)) sse(res, chunk({ content: p }));
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    if (model === 'hang-mid-stream') {
+      for (const p of parts.slice(0, 2)) sse(res, chunk({ content: p }));
+      return;
+    }
+    for (const p of parts) sse(res, chunk({ content: p }));
+    finish();
+  });
+}
+
+export const ANTHROPIC_TEXT = 'Bonjour from the fake Claude.';
+export const ANTHROPIC_USAGE = { input_tokens: 17, output_tokens: 8 };
+
+/**
+ * Anthropic Messages. Models: `claude-fake` (text), `claude-tools` (a tool_use answer),
+ * `claude-overloaded` (529), `claude-bad` (400), `claude-error-mid-stream`.
+ */
+export function fakeAnthropic(): Promise<FakeUpstream> {
+  return serve((rec, res) => {
+    const model: string = rec.body.model;
+    if (model === 'claude-overloaded' || model === 'claude-bad') {
+      const [status, type, message] =
+        model === 'claude-bad'
+          ? [400, 'invalid_request_error', 'messages: roles must alternate']
+          : [529, 'overloaded_error', 'Overloaded'];
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'error', error: { type, message } }));
+      return;
+    }
+    const tools = model === 'claude-tools';
+    const content = tools
+      ? [
+          { type: 'text', text: 'Let me look.' },
+          { type: 'tool_use', id: 'toolu_01', name: 'weather', input: { city: 'Paris' } },
+        ]
+      : [{ type: 'text', text: ANTHROPIC_TEXT }];
+    const stop = tools ? 'tool_use' : 'end_turn';
+    if (!rec.body.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'msg_fake',
+          type: 'message',
+          role: 'assistant',
+          model,
+          content,
+          stop_reason: stop,
+          stop_sequence: null,
+          usage: ANTHROPIC_USAGE,
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = (event: string, data: object) =>
+      res.write(`event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`);
+    ev('message_start', {
+      message: {
+        id: 'msg_fake',
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [],
+        stop_reason: null,
+        usage: { input_tokens: ANTHROPIC_USAGE.input_tokens, output_tokens: 1 },
+      },
+    });
+    ev('ping', {});
+    ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+    const text = (content[0] as { text: string }).text;
+    for (const w of words(text))
+      ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } });
+    if (model === 'claude-error-mid-stream') {
+      ev('error', { error: { type: 'overloaded_error', message: 'Overloaded' } });
+      res.end();
+      return;
+    }
+    ev('content_block_stop', { index: 0 });
+    if (tools) {
+      ev('content_block_start', {
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_01', name: 'weather', input: {} },
+      });
+      ev('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: '{"city": ' } });
+      ev('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: '"Paris"}' } });
+      ev('content_block_stop', { index: 1 });
+    }
+    ev('message_delta', {
+      delta: { stop_reason: stop, stop_sequence: null },
+      usage: { output_tokens: ANTHROPIC_USAGE.output_tokens },
+    });
+    ev('message_stop', {});
+    res.end();
+  });
+}

@@ -1,0 +1,100 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsIn, IsISO8601, IsOptional, IsUUID } from 'class-validator';
+
+export const GROUP_BY = ['key', 'user', 'model', 'day'] as const;
+
+export class UsageRangeQuery {
+  @ApiPropertyOptional({
+    example: '2026-11-01T00:00:00Z',
+    description: 'Start (inclusive), ISO 8601. Default: 30 days before `to`',
+  })
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: 'from must be an ISO 8601 date or date-time' })
+  from?: string;
+
+  @ApiPropertyOptional({
+    example: '2026-12-01T00:00:00Z',
+    description: 'End (exclusive), ISO 8601. Default: now',
+  })
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: 'to must be an ISO 8601 date or date-time' })
+  to?: string;
+}
+
+export class UsageQuery extends UsageRangeQuery {
+  @ApiPropertyOptional({ enum: GROUP_BY, default: 'day', description: '`day` uses QUOTA_TIMEZONE' })
+  @IsOptional()
+  @IsIn(GROUP_BY)
+  group_by: (typeof GROUP_BY)[number] = 'day';
+
+  @ApiPropertyOptional({
+    format: 'uuid',
+    description: 'Only this user (admins; members always see only their own)',
+  })
+  @IsOptional()
+  @IsUUID()
+  user_id?: string;
+
+  @ApiPropertyOptional({ format: 'uuid', description: 'Only this API key' })
+  @IsOptional()
+  @IsUUID()
+  api_key_id?: string;
+}
+
+export class UsageTotals {
+  @ApiProperty({ description: 'Requests settled or released (failed ones count with 0 tokens)' })
+  requests: number;
+  @ApiProperty() prompt_tokens: number;
+  @ApiProperty() completion_tokens: number;
+  @ApiProperty() total_tokens: number;
+  @ApiProperty({ description: 'USD', example: 0.0123 }) cost_usd: number;
+}
+
+export class UsageRow extends UsageTotals {
+  @ApiPropertyOptional({ format: 'uuid', description: 'group_by=key' }) api_key_id?: string;
+  @ApiPropertyOptional({
+    nullable: true,
+    type: String,
+    description: 'group_by=key (null when the key is gone)',
+  })
+  key_name?: string | null;
+  @ApiPropertyOptional({ format: 'uuid', nullable: true, type: String, description: 'group_by=user' })
+  user_id?: string | null;
+  @ApiPropertyOptional({ description: 'group_by=model' }) model?: string;
+  @ApiPropertyOptional({ example: '2026-11-22', description: 'group_by=day (QUOTA_TIMEZONE)' }) day?: string;
+}
+
+export class UsageReportResponse {
+  @ApiProperty({ example: 'list' }) object: 'list';
+  @ApiProperty({ enum: GROUP_BY }) group_by: string;
+  @ApiProperty() from: string;
+  @ApiProperty() to: string;
+  @ApiProperty({ type: [UsageRow], description: 'At most 1000 groups' }) data: UsageRow[];
+  @ApiProperty({ type: UsageTotals }) totals: UsageTotals;
+}
+
+export class CurrentPeriodUsage {
+  @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) period: string;
+  @ApiProperty({ nullable: true, type: String, description: 'null for period none' }) period_start:
+    string | null;
+  @ApiProperty({ nullable: true, type: String }) period_end: string | null;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    description: 'Live counter (in-flight reservations included); null when the quota store is unreachable',
+  })
+  tokens: number | null;
+  @ApiProperty({ nullable: true, type: Number }) quota_limit: number | null;
+  @ApiProperty({ nullable: true, type: Number }) spend_usd: number | null;
+  @ApiProperty({ nullable: true, type: Number }) max_budget: number | null;
+}
+
+export class KeyUsageResponse extends UsageTotals {
+  @ApiProperty({ example: 'api_key.usage' }) object: 'api_key.usage';
+  @ApiProperty({ format: 'uuid' }) api_key_id: string;
+  @ApiProperty() name: string;
+  @ApiProperty({ format: 'uuid', nullable: true, type: String }) user_id: string | null;
+  @ApiProperty() from: string;
+  @ApiProperty() to: string;
+  @ApiProperty({ type: CurrentPeriodUsage }) current_period: CurrentPeriodUsage;
+}

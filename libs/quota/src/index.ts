@@ -1,0 +1,31 @@
+export { QuotaModule } from './quota.module';
+export { QuotaService, RPM_WINDOW_MS } from './quota.service';
+export type { AdmitRequest, Admission, Reservation, Usage, RequestMeta } from './quota.service';
+export type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
+export { costMicros, usdToMicros, microsToUsd, microsToDecimal } from './pricing';
+export type { ModelPricing } from './pricing';
+export { QuotaClock, ManualClock } from './clock';
+export { QuotaStore, SWEEP_LIMIT } from './store/quota-store';
+export type {
+  ReserveRequest,
+  ReserveResult,
+  ReserveLevel,
+  ReservationRef,
+  SettleResult,
+  LevelUsage,
+  RpmState,
+  RebuildEntry,
+  RebuildChange,
+} from './store/quota-store';
+export { RedisQuotaStore } from './store/redis-quota.store';
+export { MemoryQuotaStore } from './store/memory-quota.store';
+export { LedgerService } from './ledger/ledger.service';
+export type { LedgerRecord } from './ledger/ledger-record';
+export { ReconciliationService } from './reconciliation.service';
+export type { RebuildReport, CounterChange } from './reconciliation.service';
+export { UsageService } from './usage/usage.service';
+export { levelRef, subjectLevels, rpmKey, MARKER_KEY } from './keys';
+export type { LevelRef } from './keys';
+export { periodWindow, localDay } from './periods';
+export type { PeriodWindow } from './periods';
+export { formatDuration, rateLimitHeaders, UNLIMITED } from './headers';

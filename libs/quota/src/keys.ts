@@ -1,0 +1,84 @@
+import { periodWindow } from './periods';
+import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
+
+/**
+ * Redis key names (docs: README "Quotas"). Every key of a tenant carries the hash tag
+ * `{tenantId}`, so one script touches one Redis Cluster slot.
+ *
+ *   quota:{T}                 tokens, tenant level        spend:{T}                 micro-dollars
+ *   quota:{T}:U               tokens, user level          spend:{T}:U
+ *   quota:{T}:U:K             tokens, key level           spend:{T}:U:K
+ *   ...:2026-11-22 / ...:2026-11   the bucket of a daily / monthly reset period
+ *   rpm:{T}:K                 sorted set, the key's requests of the last minute
+ *   qresv:{T} / qresv:{T}:exp hash of open reservations / their expiries (sorted set)
+ *
+ * A legacy key without an owner has `-` as its user segment and no user level.
+ * Counters are plain integers: `redis-cli GET 'quota:{T}:U:K'` shows the figure.
+ */
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function checkId(what: string, id: string): string {
+  // A `{`, `}` or `:` would break the hash tag or the key layout.
+  if (!ID.test(id)) throw new Error(`invalid ${what} id for a quota key`);
+  return id;
+}
+
+export const NO_USER = '-';
+export const MARKER_KEY = 'quota-meta:rebuilt';
+
+export interface LevelRef {
+  level: QuotaLevel;
+  /** Tenant, user or key id of this level. */
+  id: string;
+  tokensKey: string;
+  spendKey: string;
+  period: QuotaPeriod;
+  /** Epoch ms after which the counter may be dropped (period end + grace); null = never. */
+  expireAt: number | null;
+}
+
+/** Counters of a reset period live one more period after it ended (for the usage API), then expire. */
+export const PERIOD_GRACE_MS = 35 * 24 * 3600 * 1000;
+
+function base(level: QuotaLevel, tenantId: string, userId: string | null, apiKeyId: string): string {
+  const t = `{${checkId('tenant', tenantId)}}`;
+  if (level === 'tenant') return t;
+  const u = userId === null ? NO_USER : checkId('user', userId);
+  if (level === 'user') return `${t}:${u}`;
+  return `${t}:${u}:${checkId('key', apiKeyId)}`;
+}
+
+export function levelRef(
+  level: QuotaLevel,
+  ids: { tenantId: string; userId: string | null; apiKeyId: string },
+  limits: Pick<QuotaLimits, 'period'>,
+  now: number,
+  timeZone: string,
+): LevelRef {
+  const w = periodWindow(limits.period, now, timeZone);
+  const b = base(level, ids.tenantId, ids.userId, ids.apiKeyId);
+  const suffix = w.suffix ? `:${w.suffix}` : '';
+  const id = level === 'tenant' ? ids.tenantId : level === 'user' ? (ids.userId ?? NO_USER) : ids.apiKeyId;
+  return {
+    level,
+    id,
+    tokensKey: `quota:${b}${suffix}`,
+    spendKey: `spend:${b}${suffix}`,
+    period: limits.period,
+    expireAt: w.end === null ? null : w.end + PERIOD_GRACE_MS,
+  };
+}
+
+/** The subject's levels, narrowest first (key, user, tenant): a refusal names the narrowest. */
+export function subjectLevels(subject: QuotaSubject, now: number, timeZone: string): LevelRef[] {
+  const refs = [levelRef('key', subject, subject.limits.key, now, timeZone)];
+  if (subject.userId !== null)
+    refs.push(levelRef('user', subject, subject.limits.user ?? { period: 'none' }, now, timeZone));
+  refs.push(levelRef('tenant', subject, subject.limits.tenant, now, timeZone));
+  return refs;
+}
+
+export const rpmKey = (tenantId: string, apiKeyId: string) =>
+  `rpm:{${checkId('tenant', tenantId)}}:${checkId('key', apiKeyId)}`;
+export const reservationsKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}`;
+export const expiriesKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}:exp`;

@@ -1,0 +1,18 @@
+/** One usage_records row, as queued in memory (cost in integer micro-dollars). */
+export interface LedgerRecord {
+  /** Generated at settle time: a retried batch inserts each row once. */
+  id: string;
+  requestId: string | null;
+  tenantId: string;
+  userId: string | null;
+  apiKeyId: string;
+  model: string;
+  provider: string;
+  promptTokens: number;
+  completionTokens: number;
+  costMicros: number;
+  status: string;
+  latencyMs: number | null;
+  /** When the request was admitted (same reset period as its counters). */
+  createdAt: Date;
+}

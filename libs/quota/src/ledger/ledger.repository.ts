@@ -1,0 +1,62 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { microsToDecimal } from '../pricing';
+import type { LedgerRecord } from './ledger-record';
+
+/**
+ * Writes ledger batches. One statement per batch (atomic on its own): insert the rows,
+ * skipping ids already there (a batch retried after a lost commit acknowledgement), then
+ * add exactly the inserted rows to api_keys.current_quota_usage and spend, per key.
+ */
+const INSERT_BATCH = `
+WITH input AS (
+  SELECT * FROM unnest(
+    $1::uuid[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::varchar[], $7::varchar[],
+    $8::int[], $9::int[], $10::numeric[], $11::varchar[], $12::int[], $13::timestamptz[]
+  ) AS r(id, request_id, tenant_id, user_id, api_key_id, model, provider,
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at)
+), inserted AS (
+  INSERT INTO usage_records (id, request_id, tenant_id, user_id, api_key_id, model, provider,
+                             prompt_tokens, completion_tokens, cost, status, latency_ms, created_at)
+  SELECT id, request_id, tenant_id, user_id, api_key_id, model, provider,
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at
+  FROM input
+  ON CONFLICT (id) DO NOTHING
+  RETURNING tenant_id, api_key_id, prompt_tokens + completion_tokens AS tokens, cost
+), per_key AS (
+  SELECT tenant_id, api_key_id, sum(tokens) AS tokens, sum(cost) AS cost
+  FROM inserted GROUP BY tenant_id, api_key_id
+), updated AS (
+  UPDATE api_keys k
+     SET current_quota_usage = k.current_quota_usage + p.tokens, spend = k.spend + p.cost
+    FROM per_key p
+   WHERE k.id = p.api_key_id AND k.tenant_id = p.tenant_id
+  RETURNING k.id
+)
+SELECT (SELECT count(*) FROM inserted)::int AS inserted`;
+
+@Injectable()
+export class LedgerRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
+  /** Returns how many rows were new. */
+  async insertBatch(rows: LedgerRecord[]): Promise<number> {
+    const col = <T>(f: (r: LedgerRecord) => T) => rows.map(f);
+    const result = (await this.dataSource.query(INSERT_BATCH, [
+      col((r) => r.id),
+      col((r) => r.requestId),
+      col((r) => r.tenantId),
+      col((r) => r.userId),
+      col((r) => r.apiKeyId),
+      col((r) => r.model),
+      col((r) => r.provider),
+      col((r) => r.promptTokens),
+      col((r) => r.completionTokens),
+      col((r) => microsToDecimal(r.costMicros)),
+      col((r) => r.status),
+      col((r) => r.latencyMs),
+      col((r) => r.createdAt.toISOString()),
+    ])) as { inserted: number }[];
+    return result[0]?.inserted ?? 0;
+  }
+}

@@ -1,0 +1,44 @@
+import { Module } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { RedisConnection } from '@app/database';
+import { QuotaClock } from './clock';
+import { LedgerRepository } from './ledger/ledger.repository';
+import { LedgerService } from './ledger/ledger.service';
+import { assertTimeZone } from './periods';
+import { QuotaMetrics } from './quota-metrics';
+import { QuotaService } from './quota.service';
+import { ReconciliationService } from './reconciliation.service';
+import { MemoryQuotaStore } from './store/memory-quota.store';
+import { QuotaStore } from './store/quota-store';
+import { RedisQuotaStore } from './store/redis-quota.store';
+import { UsageController } from './usage/usage.controller';
+import { UsageRepository } from './usage/usage.repository';
+import { UsageService } from './usage/usage.service';
+
+/**
+ * Quotas, budgets and rate limits (README "Quotas"). The store is Redis when REDIS_URL
+ * is set (shared by every instance), else in-process (one instance only).
+ */
+@Module({
+  controllers: [UsageController],
+  providers: [
+    { provide: QuotaClock, useClass: QuotaClock },
+    {
+      provide: QuotaStore,
+      inject: [AppConfig, { token: RedisConnection, optional: true }],
+      useFactory: (config: AppConfig, redis?: RedisConnection): QuotaStore => {
+        assertTimeZone(config.QUOTA_TIMEZONE);
+        return redis?.client ? new RedisQuotaStore(redis.client) : new MemoryQuotaStore();
+      },
+    },
+    QuotaMetrics,
+    LedgerRepository,
+    LedgerService,
+    UsageRepository,
+    UsageService,
+    ReconciliationService,
+    QuotaService,
+  ],
+  exports: [QuotaService, QuotaStore, QuotaClock, LedgerService, ReconciliationService, UsageService],
+})
+export class QuotaModule {}

@@ -1,0 +1,215 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { QuotaClock } from './clock';
+import { levelRef, LevelRef } from './keys';
+import { LedgerService } from './ledger/ledger.service';
+import { periodWindow } from './periods';
+import type { QuotaLevel, QuotaPeriod } from './quota.types';
+import { QuotaStore, RebuildEntry } from './store/quota-store';
+import { Sums, UsageRepository } from './usage/usage.repository';
+
+export interface CounterChange {
+  level: QuotaLevel;
+  /** Tenant, user or key id. */
+  id: string;
+  /** Redis key of the token counter (the spend counter is the same with `spend:`). */
+  key: string;
+  tokens: { before: number; after: number };
+  spendMicros: { before: number; after: number };
+}
+
+export interface RebuildReport {
+  tenantId: string;
+  counters: CounterChange[];
+}
+
+/** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
+const CHECK_EVERY_MS = 30_000;
+const CHUNK = 500;
+
+interface Owner {
+  level: QuotaLevel;
+  id: string;
+  userId: string | null;
+  period: QuotaPeriod;
+}
+
+/**
+ * Rebuilds the store's counters from the ledger (usage_records) for the current reset
+ * period of every level: on start when the store is empty (no marker key), every 30 s
+ * if the marker vanished (Redis restarted or flushed), for tenants whose counters missed
+ * a write while Redis was down, and from the CLI.
+ *
+ * A counter becomes: ledger sum of its period + what open reservations hold on it. Exact
+ * when no request is settled during the rebuild itself (a settle racing it can be
+ * counted once too few or too many until the next rebuild); the own ledger queue is
+ * flushed first, other instances flush within LEDGER_FLUSH_MS.
+ */
+@Injectable()
+export class ReconciliationService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('Reconciliation');
+  private readonly dirty = new Set<string>();
+  private running: Promise<unknown> | null = null;
+  private interval?: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: QuotaStore,
+    private readonly ledger: LedgerService,
+    private readonly repo: UsageRepository,
+    private readonly clock: QuotaClock,
+    private readonly config: AppConfig,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.store.waitReady(5000);
+    await this.ensureInitialized('start');
+    this.interval = setInterval(() => void this.periodic(), CHECK_EVERY_MS);
+    this.interval.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.interval) clearInterval(this.interval);
+  }
+
+  /** A write to the counters of this tenant failed: rebuild them once the store answers. */
+  markDirty(tenantId: string): void {
+    this.dirty.add(tenantId);
+  }
+
+  get dirtyTenants(): string[] {
+    return [...this.dirty];
+  }
+
+  /** Rebuilds everything when the store has no marker; true when it did. */
+  async ensureInitialized(reason = 'check'): Promise<boolean> {
+    try {
+      if (await this.store.isInitialized()) return false;
+    } catch (e) {
+      this.logger.warn(`cannot reach the quota store to check its counters (${(e as Error).message})`);
+      return false;
+    }
+    this.logger.log(`quota counters are empty (${reason}): rebuilding them from the ledger`);
+    try {
+      const reports = await this.rebuild();
+      this.logger.log(`rebuilt the quota counters of ${reports.length} tenant(s) from the ledger`);
+      return true;
+    } catch (e) {
+      this.logger.error(`rebuilding quota counters failed (${(e as Error).message}); retrying in 30 s`);
+      return false;
+    }
+  }
+
+  /** The periodic pass: marker check, then tenants whose counters missed a write. */
+  async periodic(): Promise<void> {
+    await this.ensureInitialized('marker missing');
+    for (const tenantId of [...this.dirty]) {
+      try {
+        await this.rebuild(tenantId);
+        this.dirty.delete(tenantId);
+      } catch (e) {
+        this.logger.warn(`tenant ${tenantId}: counters still not rebuilt (${(e as Error).message})`);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Rebuilds one tenant's counters, or every tenant's (then sets the marker). Returns
+   * before/after per counter for the CLI. Calls are serialised.
+   */
+  rebuild(tenantId?: string): Promise<RebuildReport[]> {
+    const run = (this.running ?? Promise.resolve()).then(() => this.doRebuild(tenantId));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private async doRebuild(tenantId?: string): Promise<RebuildReport[]> {
+    await this.ledger
+      .flush()
+      .catch((e: Error) =>
+        this.logger.warn(
+          `rebuild: own ledger queue not flushed (${e.message}); its rows are not counted yet`,
+        ),
+      );
+    const now = this.clock.now();
+    const ids = tenantId ? [tenantId] : await this.repo.tenantIds();
+    const reports: RebuildReport[] = [];
+    for (const id of ids) {
+      const report = await this.rebuildTenant(id, now);
+      if (report) reports.push(report);
+    }
+    if (!tenantId) await this.store.markInitialized(now);
+    return reports;
+  }
+
+  private async rebuildTenant(tenantId: string, now: number): Promise<RebuildReport | null> {
+    const tenant = await this.repo.tenant(tenantId);
+    if (!tenant) return null;
+    const owners: Owner[] = [
+      { level: 'tenant', id: tenant.id, userId: null, period: tenant.quotaPeriod },
+      ...(await this.repo.users(tenantId)).map((u) => ({
+        level: 'user' as const,
+        id: u.id,
+        userId: u.id,
+        period: u.quotaPeriod,
+      })),
+      ...(await this.repo.keys(tenantId)).map((k) => ({
+        level: 'key' as const,
+        id: k.id,
+        userId: k.userId,
+        period: k.quotaPeriod,
+      })),
+    ];
+    const tz = this.config.QUOTA_TIMEZONE;
+    // One ledger query per (level, period): owners of one level and period share a window.
+    const sums = new Map<string, Sums>();
+    const groups = new Map<string, Owner[]>();
+    for (const o of owners)
+      groups.set(`${o.level}/${o.period}`, [...(groups.get(`${o.level}/${o.period}`) ?? []), o]);
+    for (const group of groups.values()) {
+      const { level, period } = group[0];
+      const w = periodWindow(period, now, tz);
+      const found = await this.repo.sums(
+        tenantId,
+        level,
+        group.map((o) => o.id),
+        w.start,
+        w.end,
+      );
+      for (const [id, s] of found) sums.set(`${level}/${id}`, s);
+    }
+    const refs: { owner: Owner; ref: LevelRef }[] = owners.map((o) => ({
+      owner: o,
+      ref: levelRef(o.level, { tenantId, userId: o.userId, apiKeyId: o.id }, { period: o.period }, now, tz),
+    }));
+    const counters: CounterChange[] = [];
+    for (let i = 0; i < refs.length; i += CHUNK) {
+      const part = refs.slice(i, i + CHUNK);
+      const entries: RebuildEntry[] = part.flatMap(({ owner, ref }) => {
+        const s = sums.get(`${owner.level}/${owner.id}`) ?? { tokens: 0, costMicros: 0 };
+        return [
+          { key: ref.tokensKey, value: s.tokens, expireAt: ref.expireAt },
+          { key: ref.spendKey, value: s.costMicros, expireAt: ref.expireAt },
+        ];
+      });
+      const changes = await this.store.rebuild(tenantId, entries, now);
+      part.forEach(({ owner, ref }, j) => {
+        const t = changes[2 * j];
+        const s = changes[2 * j + 1];
+        counters.push({
+          level: owner.level,
+          id: owner.id,
+          key: ref.tokensKey,
+          tokens: { before: t.before, after: t.after },
+          spendMicros: { before: s.before, after: s.after },
+        });
+      });
+    }
+    const changed = counters.filter(
+      (c) => c.tokens.before !== c.tokens.after || c.spendMicros.before !== c.spendMicros.after,
+    );
+    if (changed.length)
+      this.logger.log(`tenant ${tenantId}: ${changed.length} counter(s) corrected from the ledger`);
+    return { tenantId, counters };
+  }
+}

@@ -1,0 +1,184 @@
+import { SWEEP_LIMIT } from './quota-store';
+
+/**
+ * The Lua scripts of RedisQuotaStore: each operation is one script, so it is atomic
+ * across every gateway instance. All keys of one call carry the same `{tenantId}` hash
+ * tag (one Cluster slot). The keys a sweep decrements are recorded in the reservation
+ * itself; they share that slot too.
+ *
+ * Numbers: counters are int64 in Redis; deltas pass through Lua doubles and are
+ * formatted with %d, exact below 2^53 (inputs are capped far below that).
+ *
+ * A reservation is `qresv:{T}` field id -> {t, c, k[], s[], x[]} (tokens, cost, token
+ * keys, spend keys, their expireAt) plus its expiry in `qresv:{T}:exp`.
+ */
+const PRELUDE = `
+local function int(x) return string.format('%d', x) end
+local function get(key) return tonumber(redis.call('GET', key) or '0') end
+local function adjust(key, delta, expireAt)
+  if delta == 0 then return end
+  if delta < 0 and redis.call('EXISTS', key) == 0 then return end
+  redis.call('INCRBY', key, int(delta))
+  if expireAt > 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIREAT', key, int(expireAt)) end
+end
+local function sweep(hkey, zkey, now)
+  local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(now), 'LIMIT', 0, ${SWEEP_LIMIT})
+  for _, id in ipairs(ids) do
+    local raw = redis.call('HGET', hkey, id)
+    if raw then
+      local r = cjson.decode(raw)
+      local t, c = tonumber(r.t), tonumber(r.c)
+      for i = 1, #r.k do
+        local x = tonumber(r.x[i])
+        adjust(r.k[i], -t, x)
+        adjust(r.s[i], -c, x)
+      end
+      redis.call('HDEL', hkey, id)
+    end
+    redis.call('ZREM', zkey, id)
+  end
+end
+`;
+
+/**
+ * KEYS: reservations, expiries, rpm, then per level tokens, spend.
+ * ARGV: now, ttlMs, id, tokens, cost, rpmLimit (0 = none), windowMs,
+ *       then per level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never).
+ * Returns {status, levelIndex, limit, rpmCount, rpmResetMs, t1, s1, t2, s2, ...};
+ * status ok | rpm | tokens | budget. Nothing is written unless ok.
+ */
+export const RESERVE = `${PRELUDE}
+local now = tonumber(ARGV[1])
+sweep(KEYS[1], KEYS[2], now)
+local rpmLimit, win = tonumber(ARGV[6]), tonumber(ARGV[7])
+local rpmCount, rpmReset = -1, 0
+if rpmLimit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now - win))
+  rpmCount = redis.call('ZCARD', KEYS[3])
+  if rpmCount > 0 then
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
+    rpmReset = oldest + win - now
+  end
+  if rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset} end
+end
+local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = (#KEYS - 3) / 2
+local out = {}
+local refusal = nil
+for i = 1, n do
+  local ut, us = get(KEYS[2 + 2 * i]), get(KEYS[3 + 2 * i])
+  out[2 * i - 1], out[2 * i] = ut, us
+  if not refusal then
+    local tl, sl = tonumber(ARGV[5 + 3 * i]), tonumber(ARGV[6 + 3 * i])
+    if tl >= 0 and ut + tokens > tl then refusal = {'tokens', i - 1, tl}
+    elseif sl >= 0 and us + cost > sl then refusal = {'budget', i - 1, sl} end
+  end
+end
+if refusal then return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, unpack(out)} end
+local tk, sk, xs = {}, {}, {}
+for i = 1, n do
+  local x = tonumber(ARGV[7 + 3 * i])
+  adjust(KEYS[2 + 2 * i], tokens, x)
+  adjust(KEYS[3 + 2 * i], cost, x)
+  out[2 * i - 1], out[2 * i] = out[2 * i - 1] + tokens, out[2 * i] + cost
+  tk[i], sk[i], xs[i] = KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[7 + 3 * i]
+end
+redis.call('HSET', KEYS[1], ARGV[3], cjson.encode({t = ARGV[4], c = ARGV[5], k = tk, s = sk, x = xs}))
+redis.call('ZADD', KEYS[2], int(now + tonumber(ARGV[2])), ARGV[3])
+if rpmLimit > 0 then
+  redis.call('ZADD', KEYS[3], int(now), ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], int(win))
+  rpmCount = rpmCount + 1
+  if rpmCount == 1 then rpmReset = win end
+end
+return {'ok', 0, 0, rpmCount, rpmReset, unpack(out)}
+`;
+
+/**
+ * KEYS: reservations, expiries, then per level tokens, spend.
+ * ARGV: now, id, tokens, cost, then per level expireAt.
+ * Returns {late (0|1), t1, s1, ...} (counter values after).
+ */
+export const SETTLE = `${PRELUDE}
+local now = tonumber(ARGV[1])
+sweep(KEYS[1], KEYS[2], now)
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+local rt, rc, late = 0, 0, 1
+if raw then
+  local r = cjson.decode(raw)
+  rt, rc, late = tonumber(r.t), tonumber(r.c), 0
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+local t, c = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = (#KEYS - 2) / 2
+local out = {}
+for i = 1, n do
+  local x = tonumber(ARGV[4 + i])
+  adjust(KEYS[1 + 2 * i], t - rt, x)
+  adjust(KEYS[2 + 2 * i], c - rc, x)
+  out[2 * i - 1], out[2 * i] = get(KEYS[1 + 2 * i]), get(KEYS[2 + 2 * i])
+end
+return {late, unpack(out)}
+`;
+
+/** KEYS: reservations, expiries, then per level tokens, spend. ARGV: now, id, per level expireAt. Returns 1 | 0. */
+export const RELEASE = `${PRELUDE}
+local now = tonumber(ARGV[1])
+sweep(KEYS[1], KEYS[2], now)
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+if not raw then return 0 end
+local r = cjson.decode(raw)
+local rt, rc = tonumber(r.t), tonumber(r.c)
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+local n = (#KEYS - 2) / 2
+for i = 1, n do
+  local x = tonumber(ARGV[2 + i])
+  adjust(KEYS[1 + 2 * i], -rt, x)
+  adjust(KEYS[2 + 2 * i], -rc, x)
+end
+return 1
+`;
+
+/** KEYS: reservations, expiries, counters... ARGV: now. Returns the counters' values. */
+export const READ = `${PRELUDE}
+sweep(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local out = {}
+for j = 3, #KEYS do out[#out + 1] = get(KEYS[j]) end
+return out
+`;
+
+/** KEYS: reservations, expiries. ARGV: now. Returns the number of open reservations. */
+export const PENDING = `${PRELUDE}
+sweep(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+return redis.call('HLEN', KEYS[1])
+`;
+
+/**
+ * KEYS: reservations, expiries, counters... ARGV: now, then per counter value, expireAt.
+ * Sets each counter to value + what open reservations hold on it. Returns {before, after}...
+ */
+export const REBUILD = `${PRELUDE}
+sweep(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local pend = {}
+for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+  local r = cjson.decode(raw)
+  for i = 1, #r.k do
+    pend[r.k[i]] = (pend[r.k[i]] or 0) + tonumber(r.t)
+    pend[r.s[i]] = (pend[r.s[i]] or 0) + tonumber(r.c)
+  end
+end
+local out = {}
+for j = 3, #KEYS do
+  local key = KEYS[j]
+  local before = get(key)
+  local after = tonumber(ARGV[2 * (j - 2)]) + (pend[key] or 0)
+  redis.call('SET', key, int(after))
+  local x = tonumber(ARGV[2 * (j - 2) + 1])
+  if x > 0 then redis.call('PEXPIREAT', key, int(x)) end
+  out[#out + 1] = before
+  out[#out + 1] = after
+end
+return out
+`;

@@ -1,0 +1,202 @@
+import {
+  LevelUsage,
+  QuotaStore,
+  RebuildChange,
+  RebuildEntry,
+  ReservationRef,
+  ReserveRequest,
+  ReserveResult,
+  SettleResult,
+  SWEEP_LIMIT,
+} from './quota-store';
+
+interface Held {
+  tenantId: string;
+  tokens: number;
+  cost: number;
+  keys: { tokensKey: string; spendKey: string; expireAt: number | null }[];
+  expiresAt: number;
+}
+
+/**
+ * The in-process store for one instance (REDIS_URL unset). Every method runs its steps
+ * synchronously (no await between check and write), which makes it as atomic as a Lua
+ * script. Same key names and semantics as RedisQuotaStore (one contract suite for both).
+ */
+export class MemoryQuotaStore extends QuotaStore {
+  readonly kind = 'memory' as const;
+  private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
+  private readonly held = new Map<string, Held>();
+  private readonly rpmLogs = new Map<string, number[]>();
+  private initialized = false;
+
+  private get(key: string, now: number): number {
+    const c = this.counters.get(key);
+    if (!c) return 0;
+    if (c.expireAt !== null && c.expireAt <= now) {
+      this.counters.delete(key);
+      return 0;
+    }
+    return c.value;
+  }
+
+  private adjust(key: string, delta: number, expireAt: number | null, now: number): void {
+    if (delta === 0) return;
+    this.get(key, now); // drops an expired counter first, as Redis would have
+    const c = this.counters.get(key);
+    if (!c) {
+      if (delta > 0) this.counters.set(key, { value: delta, expireAt });
+      return;
+    }
+    c.value += delta;
+    if (c.expireAt === null) c.expireAt = expireAt;
+  }
+
+  private sweep(tenantId: string, now: number): void {
+    let n = 0;
+    for (const [id, h] of this.held) {
+      if (n >= SWEEP_LIMIT) break;
+      if (h.tenantId !== tenantId || h.expiresAt > now) continue;
+      this.unhold(id, h, now);
+      n++;
+    }
+  }
+
+  private unhold(id: string, h: Held, now: number): void {
+    for (const k of h.keys) {
+      this.adjust(k.tokensKey, -h.tokens, k.expireAt, now);
+      this.adjust(k.spendKey, -h.cost, k.expireAt, now);
+    }
+    this.held.delete(id);
+  }
+
+  private usage(levels: { tokensKey: string; spendKey: string }[], now: number): LevelUsage[] {
+    return levels.map((l) => ({
+      tokens: this.get(l.tokensKey, now),
+      spendMicros: this.get(l.spendKey, now),
+    }));
+  }
+
+  reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const { now } = req;
+    this.sweep(req.tenantId, now);
+    let rpm = null;
+    if (req.rpm) {
+      const log = (this.rpmLogs.get(req.rpm.key) ?? []).filter((t) => t > now - req.rpm!.windowMs);
+      this.rpmLogs.set(req.rpm.key, log);
+      rpm = {
+        limit: req.rpm.limit,
+        count: log.length,
+        resetMs: log.length ? log[0] + req.rpm.windowMs - now : 0,
+      };
+      if (log.length >= req.rpm.limit) return Promise.resolve({ ok: false, reason: 'rpm', rpm });
+    }
+    const usage = this.usage(req.levels, now);
+    for (let i = 0; i < req.levels.length; i++) {
+      const l = req.levels[i];
+      if (l.tokenLimit !== null && usage[i].tokens + req.tokens > l.tokenLimit)
+        return Promise.resolve({
+          ok: false,
+          reason: 'tokens',
+          levelIndex: i,
+          limit: l.tokenLimit,
+          usage,
+          rpm,
+        });
+      if (l.spendLimitMicros !== null && usage[i].spendMicros + req.costMicros > l.spendLimitMicros)
+        return Promise.resolve({
+          ok: false,
+          reason: 'budget',
+          levelIndex: i,
+          limit: l.spendLimitMicros,
+          usage,
+          rpm,
+        });
+    }
+    for (const l of req.levels) {
+      this.adjust(l.tokensKey, req.tokens, l.expireAt, now);
+      this.adjust(l.spendKey, req.costMicros, l.expireAt, now);
+    }
+    this.held.set(req.reservationId, {
+      tenantId: req.tenantId,
+      tokens: req.tokens,
+      cost: req.costMicros,
+      keys: req.levels.map((l) => ({ tokensKey: l.tokensKey, spendKey: l.spendKey, expireAt: l.expireAt })),
+      expiresAt: now + req.ttlMs,
+    });
+    if (req.rpm && rpm) {
+      const log = this.rpmLogs.get(req.rpm.key)!;
+      log.push(now);
+      rpm = { ...rpm, count: log.length, resetMs: log[0] + req.rpm.windowMs - now };
+    }
+    return Promise.resolve({ ok: true, usage: this.usage(req.levels, now), rpm });
+  }
+
+  settle(ref: ReservationRef, tokens: number, costMicros: number, now: number): Promise<SettleResult> {
+    this.sweep(ref.tenantId, now);
+    const h = this.held.get(ref.reservationId);
+    if (h) this.held.delete(ref.reservationId);
+    for (const l of ref.levels) {
+      this.adjust(l.tokensKey, tokens - (h?.tokens ?? 0), l.expireAt, now);
+      this.adjust(l.spendKey, costMicros - (h?.cost ?? 0), l.expireAt, now);
+    }
+    return Promise.resolve({ late: !h, usage: this.usage(ref.levels, now) });
+  }
+
+  release(ref: ReservationRef, now: number): Promise<boolean> {
+    this.sweep(ref.tenantId, now);
+    const h = this.held.get(ref.reservationId);
+    if (!h) return Promise.resolve(false);
+    this.unhold(ref.reservationId, h, now);
+    return Promise.resolve(true);
+  }
+
+  read(tenantId: string, keys: string[], now: number): Promise<number[]> {
+    this.sweep(tenantId, now);
+    return Promise.resolve(keys.map((k) => this.get(k, now)));
+  }
+
+  pending(tenantId: string, now: number): Promise<number> {
+    this.sweep(tenantId, now);
+    let n = 0;
+    for (const h of this.held.values()) if (h.tenantId === tenantId) n++;
+    return Promise.resolve(n);
+  }
+
+  rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]> {
+    this.sweep(tenantId, now);
+    const pend = new Map<string, number>();
+    for (const h of this.held.values()) {
+      if (h.tenantId !== tenantId) continue;
+      for (const k of h.keys) {
+        pend.set(k.tokensKey, (pend.get(k.tokensKey) ?? 0) + h.tokens);
+        pend.set(k.spendKey, (pend.get(k.spendKey) ?? 0) + h.cost);
+      }
+    }
+    return Promise.resolve(
+      entries.map((e) => {
+        const before = this.get(e.key, now);
+        const after = e.value + (pend.get(e.key) ?? 0);
+        this.counters.set(e.key, { value: after, expireAt: e.expireAt });
+        return { key: e.key, before, after };
+      }),
+    );
+  }
+
+  isInitialized(): Promise<boolean> {
+    return Promise.resolve(this.initialized);
+  }
+
+  markInitialized(): Promise<void> {
+    this.initialized = true;
+    return Promise.resolve();
+  }
+
+  /** Test helper: forget everything (as a Redis FLUSHALL would). */
+  clear(): void {
+    this.counters.clear();
+    this.held.clear();
+    this.rpmLogs.clear();
+    this.initialized = false;
+  }
+}

@@ -1,0 +1,121 @@
+import type { LevelRef } from '../keys';
+
+/** One level of a reservation: its counters and limits (null = unlimited). */
+export interface ReserveLevel extends LevelRef {
+  tokenLimit: number | null;
+  spendLimitMicros: number | null;
+}
+
+export interface ReserveRequest {
+  tenantId: string;
+  reservationId: string;
+  /** Epoch ms from the caller's clock. */
+  now: number;
+  /** The reservation is released by the next script that sees it expired. */
+  ttlMs: number;
+  tokens: number;
+  costMicros: number;
+  /** Checked in order; the first that would exceed is named in the refusal. */
+  levels: ReserveLevel[];
+  /** Sliding-log rate limit of the key; checked before the quota. */
+  rpm?: { key: string; limit: number; windowMs: number };
+}
+
+/** Counter values of one level (reserved in-flight amounts included). */
+export interface LevelUsage {
+  tokens: number;
+  spendMicros: number;
+}
+
+export interface RpmState {
+  limit: number;
+  /** Requests in the window, this one included when admitted. */
+  count: number;
+  /** Until the oldest request in the window leaves it (0 when empty). */
+  resetMs: number;
+}
+
+export type ReserveResult =
+  | { ok: true; usage: LevelUsage[]; rpm: RpmState | null }
+  | { ok: false; reason: 'rpm'; rpm: RpmState }
+  | {
+      ok: false;
+      reason: 'tokens' | 'budget';
+      /** Index into `levels` of the level that refused. */
+      levelIndex: number;
+      limit: number;
+      /** Counter values before this request (nothing was written). */
+      usage: LevelUsage[];
+      rpm: RpmState | null;
+    };
+
+/** What settle and release need to find a reservation and its counters again. */
+export interface ReservationRef {
+  tenantId: string;
+  reservationId: string;
+  levels: LevelRef[];
+}
+
+export interface SettleResult {
+  /** true when the reservation had expired (or was lost): the actual amounts were added in full. */
+  late: boolean;
+  usage: LevelUsage[];
+}
+
+export interface RebuildEntry {
+  key: string;
+  /** The figure from the ledger; open reservations on the key are added on top. */
+  value: number;
+  expireAt: number | null;
+}
+
+export interface RebuildChange {
+  key: string;
+  before: number;
+  after: number;
+}
+
+/**
+ * The quota counters' contract (DI token). Every operation is atomic: on Redis one Lua
+ * script; in process, synchronous steps. Each operation first releases the tenant's
+ * expired reservations (lazily, up to SWEEP_LIMIT per call).
+ * The contract suite (test/quota/store-contract.ts) runs against both implementations.
+ */
+export abstract class QuotaStore {
+  abstract readonly kind: 'redis' | 'memory';
+
+  /** rpm check, then check and add tokens and cost at every level, all or nothing. */
+  abstract reserve(req: ReserveRequest): Promise<ReserveResult>;
+
+  /** Replaces the reserved amounts by the actual ones (or adds them in full when the reservation is gone). */
+  abstract settle(
+    ref: ReservationRef,
+    tokens: number,
+    costMicros: number,
+    now: number,
+  ): Promise<SettleResult>;
+
+  /** Gives the reserved amounts back; false when the reservation was already gone. */
+  abstract release(ref: ReservationRef, now: number): Promise<boolean>;
+
+  /** Current values of counters (0 when absent), after sweeping expired reservations. */
+  abstract read(tenantId: string, keys: string[], now: number): Promise<number[]>;
+
+  /** Open reservations of a tenant (after sweeping). */
+  abstract pending(tenantId: string, now: number): Promise<number>;
+
+  /** Sets counters to ledger figures plus open reservations, atomically per call. */
+  abstract rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]>;
+
+  /** Resolves when the store can take commands, or after timeoutMs (start-up only). */
+  waitReady(_timeoutMs: number): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The marker that counters were rebuilt since the store was last empty. */
+  abstract isInitialized(): Promise<boolean>;
+  abstract markInitialized(at: number): Promise<void>;
+}
+
+/** Expired reservations released per call, at most (the rest on the next calls). */
+export const SWEEP_LIMIT = 1000;

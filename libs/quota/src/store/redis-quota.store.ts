@@ -1,0 +1,159 @@
+import type Redis from 'ioredis';
+import type { Cluster } from 'ioredis';
+import { expiriesKey, MARKER_KEY, reservationsKey } from '../keys';
+import { PENDING, READ, REBUILD, RELEASE, RESERVE, SETTLE } from './lua';
+import {
+  LevelUsage,
+  QuotaStore,
+  RebuildChange,
+  RebuildEntry,
+  ReservationRef,
+  ReserveRequest,
+  ReserveResult,
+  SettleResult,
+} from './quota-store';
+
+const SCRIPTS = {
+  gwQuotaReserve: RESERVE,
+  gwQuotaSettle: SETTLE,
+  gwQuotaRelease: RELEASE,
+  gwQuotaRead: READ,
+  gwQuotaPending: PENDING,
+  gwQuotaRebuild: REBUILD,
+} as const;
+type ScriptName = keyof typeof SCRIPTS;
+type ScriptFn = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
+
+const lim = (n: number | null) => (n === null ? -1 : n);
+const exp = (n: number | null) => n ?? 0;
+
+function usageOf(flat: unknown[], from: number): LevelUsage[] {
+  const out: LevelUsage[] = [];
+  for (let i = from; i + 1 < flat.length; i += 2)
+    out.push({ tokens: Number(flat[i]), spendMicros: Number(flat[i + 1]) });
+  return out;
+}
+
+/**
+ * Counters in Redis, shared by every gateway instance. Each method is one Lua script
+ * (EVALSHA, reloaded by ioredis on NOSCRIPT), so check-and-add is atomic across instances.
+ */
+export class RedisQuotaStore extends QuotaStore {
+  readonly kind = 'redis' as const;
+
+  constructor(private readonly redis: Redis | Cluster) {
+    super();
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      if (!(name in redis)) redis.defineCommand(name, { lua });
+    }
+  }
+
+  private run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+    const fn = (this.redis as unknown as Record<ScriptName, ScriptFn>)[name];
+    return fn.call(this.redis, keys.length, ...keys, ...args);
+  }
+
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const keys = [
+      reservationsKey(req.tenantId),
+      expiriesKey(req.tenantId),
+      req.rpm?.key ?? expiriesKey(req.tenantId),
+    ];
+    const args: (string | number)[] = [
+      req.now,
+      req.ttlMs,
+      req.reservationId,
+      req.tokens,
+      req.costMicros,
+      req.rpm?.limit ?? 0,
+      req.rpm?.windowMs ?? 0,
+    ];
+    for (const l of req.levels) {
+      keys.push(l.tokensKey, l.spendKey);
+      args.push(lim(l.tokenLimit), lim(l.spendLimitMicros), exp(l.expireAt));
+    }
+    const r = (await this.run('gwQuotaReserve', keys, args)) as unknown[];
+    const status = String(r[0]);
+    const rpmCount = Number(r[3]);
+    const rpm =
+      req.rpm && rpmCount >= 0 ? { limit: req.rpm.limit, count: rpmCount, resetMs: Number(r[4]) } : null;
+    if (status === 'ok') return { ok: true, usage: usageOf(r, 5), rpm };
+    if (status === 'rpm') return { ok: false, reason: 'rpm', rpm: rpm! };
+    return {
+      ok: false,
+      reason: status as 'tokens' | 'budget',
+      levelIndex: Number(r[1]),
+      limit: Number(r[2]),
+      usage: usageOf(r, 5),
+      rpm,
+    };
+  }
+
+  async settle(ref: ReservationRef, tokens: number, costMicros: number, now: number): Promise<SettleResult> {
+    const keys = [reservationsKey(ref.tenantId), expiriesKey(ref.tenantId)];
+    const args: (string | number)[] = [now, ref.reservationId, tokens, costMicros];
+    for (const l of ref.levels) {
+      keys.push(l.tokensKey, l.spendKey);
+      args.push(exp(l.expireAt));
+    }
+    const r = (await this.run('gwQuotaSettle', keys, args)) as unknown[];
+    return { late: Number(r[0]) === 1, usage: usageOf(r, 1) };
+  }
+
+  async release(ref: ReservationRef, now: number): Promise<boolean> {
+    const keys = [reservationsKey(ref.tenantId), expiriesKey(ref.tenantId)];
+    const args: (string | number)[] = [now, ref.reservationId];
+    for (const l of ref.levels) {
+      keys.push(l.tokensKey, l.spendKey);
+      args.push(exp(l.expireAt));
+    }
+    return Number(await this.run('gwQuotaRelease', keys, args)) === 1;
+  }
+
+  async read(tenantId: string, keys: string[], now: number): Promise<number[]> {
+    const r = (await this.run(
+      'gwQuotaRead',
+      [reservationsKey(tenantId), expiriesKey(tenantId), ...keys],
+      [now],
+    )) as unknown[];
+    return r.map(Number);
+  }
+
+  async pending(tenantId: string, now: number): Promise<number> {
+    return Number(
+      await this.run('gwQuotaPending', [reservationsKey(tenantId), expiriesKey(tenantId)], [now]),
+    );
+  }
+
+  async rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]> {
+    const keys = [reservationsKey(tenantId), expiriesKey(tenantId)];
+    const args: (string | number)[] = [now];
+    for (const e of entries) {
+      keys.push(e.key);
+      args.push(e.value, exp(e.expireAt));
+    }
+    const r = (await this.run('gwQuotaRebuild', keys, args)) as unknown[];
+    return entries.map((e, i) => ({ key: e.key, before: Number(r[2 * i]), after: Number(r[2 * i + 1]) }));
+  }
+
+  override waitReady(timeoutMs: number): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.redis.once('ready', done);
+    });
+  }
+
+  async isInitialized(): Promise<boolean> {
+    return (await this.redis.exists(MARKER_KEY)) === 1;
+  }
+
+  async markInitialized(at: number): Promise<void> {
+    await this.redis.set(MARKER_KEY, new Date(at).toISOString());
+  }
+}

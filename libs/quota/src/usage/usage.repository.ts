@@ -1,0 +1,197 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { QuotaLevel, QuotaPeriod } from '../quota.types';
+
+export interface Sums {
+  tokens: number;
+  costMicros: number;
+}
+
+export interface PeriodOwner {
+  id: string;
+  quotaPeriod: QuotaPeriod;
+}
+
+export interface KeyOwner extends PeriodOwner {
+  userId: string | null;
+}
+
+export interface KeyLimitsRow extends KeyOwner {
+  name: string;
+  quotaLimit: number | null;
+  maxBudget: number | null;
+}
+
+export type GroupBy = 'key' | 'user' | 'model' | 'day';
+
+export interface ReportFilter {
+  from: Date;
+  to: Date;
+  userId?: string;
+  apiKeyId?: string;
+}
+
+export interface ReportRow {
+  group: string | null;
+  keyName: string | null;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  costMicros: number;
+}
+
+const period = (v: string | null): QuotaPeriod => (v === 'daily' || v === 'monthly' ? v : 'none');
+const num = (v: string | number | null) => (v === null ? null : Number(v));
+
+/**
+ * Reads of the ledger and of the limit owners (tenants, users, api_keys) for
+ * reconciliation and the usage API. Every method takes the tenant first and filters by
+ * it; only `tenantIds` (reconciliation of all tenants) reads across tenants.
+ */
+@Injectable()
+export class UsageRepository {
+  constructor(private readonly db: DataSource) {}
+
+  async tenant(tenantId: string): Promise<PeriodOwner | null> {
+    const rows = (await this.db.query(`SELECT id, quota_period FROM tenants WHERE id = $1`, [tenantId])) as {
+      id: string;
+      quota_period: string;
+    }[];
+    return rows[0] ? { id: rows[0].id, quotaPeriod: period(rows[0].quota_period) } : null;
+  }
+
+  async tenantIds(): Promise<string[]> {
+    const rows = (await this.db.query(`SELECT id FROM tenants ORDER BY created_at`)) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  async users(tenantId: string): Promise<PeriodOwner[]> {
+    const rows = (await this.db.query(`SELECT id, quota_period FROM users WHERE tenant_id = $1`, [
+      tenantId,
+    ])) as {
+      id: string;
+      quota_period: string;
+    }[];
+    return rows.map((r) => ({ id: r.id, quotaPeriod: period(r.quota_period) }));
+  }
+
+  async keys(tenantId: string): Promise<KeyOwner[]> {
+    const rows = (await this.db.query(`SELECT id, user_id, quota_period FROM api_keys WHERE tenant_id = $1`, [
+      tenantId,
+    ])) as { id: string; user_id: string | null; quota_period: string }[];
+    return rows.map((r) => ({ id: r.id, userId: r.user_id, quotaPeriod: period(r.quota_period) }));
+  }
+
+  async key(tenantId: string, apiKeyId: string): Promise<KeyLimitsRow | null> {
+    const rows = (await this.db.query(
+      `SELECT id, user_id, name, quota_limit, max_budget, quota_period FROM api_keys WHERE tenant_id = $1 AND id = $2`,
+      [tenantId, apiKeyId],
+    )) as {
+      id: string;
+      user_id: string | null;
+      name: string;
+      quota_limit: string | null;
+      max_budget: string | null;
+      quota_period: string;
+    }[];
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      userId: r.user_id,
+      name: r.name,
+      quotaLimit: num(r.quota_limit),
+      maxBudget: num(r.max_budget),
+      quotaPeriod: period(r.quota_period),
+    };
+  }
+
+  /**
+   * Ledger sums of one level in [from, to) (null = unbounded), per owner id. For the
+   * tenant level the map has one entry under the tenant id.
+   */
+  async sums(
+    tenantId: string,
+    level: QuotaLevel,
+    ids: string[],
+    from: number | null,
+    to: number | null,
+  ): Promise<Map<string, Sums>> {
+    const out = new Map<string, Sums>();
+    if (!ids.length) return out;
+    const column = level === 'tenant' ? 'tenant_id' : level === 'user' ? 'user_id' : 'api_key_id';
+    const params: unknown[] = [tenantId, ids];
+    let where = `tenant_id = $1 AND ${column} = ANY($2::uuid[])`;
+    if (from !== null) {
+      params.push(new Date(from).toISOString());
+      where += ` AND created_at >= $${params.length}`;
+    }
+    if (to !== null) {
+      params.push(new Date(to).toISOString());
+      where += ` AND created_at < $${params.length}`;
+    }
+    const rows = (await this.db.query(
+      `SELECT ${column} AS id,
+              coalesce(sum(prompt_tokens::bigint + completion_tokens), 0)::text AS tokens,
+              (coalesce(sum(cost), 0) * 1000000)::bigint::text AS micros
+         FROM usage_records WHERE ${where} GROUP BY ${column}`,
+      params,
+    )) as { id: string; tokens: string; micros: string }[];
+    for (const r of rows) out.set(r.id, { tokens: Number(r.tokens), costMicros: Number(r.micros) });
+    return out;
+  }
+
+  /** Usage grouped by key, user, model or local day (timeZone), newest days first. */
+  async report(tenantId: string, groupBy: GroupBy, f: ReportFilter, timeZone: string): Promise<ReportRow[]> {
+    const params: unknown[] = [tenantId, f.from.toISOString(), f.to.toISOString()];
+    let where = `r.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3`;
+    if (f.userId) {
+      params.push(f.userId);
+      where += ` AND r.user_id = $${params.length}`;
+    }
+    if (f.apiKeyId) {
+      params.push(f.apiKeyId);
+      where += ` AND r.api_key_id = $${params.length}`;
+    }
+    let group: string;
+    let join = '';
+    let keyName = 'NULL';
+    if (groupBy === 'key') {
+      group = 'r.api_key_id::text';
+      join = 'LEFT JOIN api_keys k ON k.id = r.api_key_id AND k.tenant_id = r.tenant_id';
+      keyName = 'max(k.name)';
+    } else if (groupBy === 'user') group = 'r.user_id::text';
+    else if (groupBy === 'model') group = 'r.model';
+    else {
+      params.push(timeZone);
+      group = `to_char(r.created_at AT TIME ZONE $${params.length}, 'YYYY-MM-DD')`;
+    }
+    const rows = (await this.db.query(
+      `SELECT ${group} AS grp, ${keyName} AS key_name, count(*)::int AS requests,
+              coalesce(sum(r.prompt_tokens::bigint), 0)::text AS prompt,
+              coalesce(sum(r.completion_tokens::bigint), 0)::text AS completion,
+              (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
+         FROM usage_records r ${join}
+        WHERE ${where}
+        GROUP BY grp
+        ORDER BY ${groupBy === 'day' ? 'grp DESC' : 'coalesce(sum(r.cost), 0) DESC, count(*) DESC, grp'}
+        LIMIT 1000`,
+      params,
+    )) as {
+      grp: string | null;
+      key_name: string | null;
+      requests: number;
+      prompt: string;
+      completion: string;
+      micros: string;
+    }[];
+    return rows.map((r) => ({
+      group: r.grp,
+      keyName: r.key_name,
+      requests: r.requests,
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      costMicros: Number(r.micros),
+    }));
+  }
+}

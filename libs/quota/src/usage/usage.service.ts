@@ -1,0 +1,155 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { ApiError } from '@app/observability';
+import { RequestContext } from '@app/tenancy';
+import { QuotaClock } from '../clock';
+import {
+  KeyUsageResponse,
+  UsageQuery,
+  UsageRangeQuery,
+  UsageReportResponse,
+  UsageRow,
+  UsageTotals,
+} from '../dto/usage.dto';
+import { levelRef } from '../keys';
+import { periodWindow } from '../periods';
+import { microsToUsd } from '../pricing';
+import { QuotaStore } from '../store/quota-store';
+import { ReportRow, UsageRepository } from './usage.repository';
+
+const DAY = 86_400_000;
+const MAX_RANGE_DAYS = 400;
+
+function totalsOf(rows: ReportRow[]): UsageTotals {
+  const t = rows.reduce(
+    (a, r) => ({
+      requests: a.requests + r.requests,
+      prompt: a.prompt + r.promptTokens,
+      completion: a.completion + r.completionTokens,
+      micros: a.micros + r.costMicros,
+    }),
+    { requests: 0, prompt: 0, completion: 0, micros: 0 },
+  );
+  return {
+    requests: t.requests,
+    prompt_tokens: t.prompt,
+    completion_tokens: t.completion,
+    total_tokens: t.prompt + t.completion,
+    cost_usd: microsToUsd(t.micros),
+  };
+}
+
+/** Usage reads for the admin API. Admins (and the master key) see the tenant; members only their own. */
+@Injectable()
+export class UsageService {
+  constructor(
+    private readonly repo: UsageRepository,
+    private readonly ctx: RequestContext,
+    private readonly store: QuotaStore,
+    private readonly clock: QuotaClock,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** The tenant, and the only user whose records the caller may see (members). */
+  private scope(): { tenantId: string; onlyUserId?: string } {
+    const tenantId = this.ctx.tenantId;
+    const p = this.ctx.principal;
+    if (p?.kind === 'user' && p.role !== 'admin') return { tenantId, onlyUserId: p.userId ?? '' };
+    return { tenantId };
+  }
+
+  private range(q: UsageRangeQuery): { from: Date; to: Date } {
+    const to = q.to ? new Date(q.to) : new Date(this.clock.now());
+    const from = q.from ? new Date(q.from) : new Date(to.getTime() - 30 * DAY);
+    if (Number.isNaN(from.getTime()))
+      throw ApiError.badRequest('from is not a valid date', 'invalid_request', 'from');
+    if (Number.isNaN(to.getTime()))
+      throw ApiError.badRequest('to is not a valid date', 'invalid_request', 'to');
+    if (from >= to) throw ApiError.badRequest('from must be before to', 'invalid_request', 'from');
+    if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY)
+      throw ApiError.badRequest(
+        `the range may span at most ${MAX_RANGE_DAYS} days`,
+        'invalid_request',
+        'from',
+      );
+    return { from, to };
+  }
+
+  async report(q: UsageQuery): Promise<UsageReportResponse> {
+    const { tenantId, onlyUserId } = this.scope();
+    const { from, to } = this.range(q);
+    if (onlyUserId && q.user_id && q.user_id !== onlyUserId) {
+      throw ApiError.forbidden('Members see only their own usage', 'forbidden');
+    }
+    const groupBy = q.group_by ?? 'day';
+    const rows = await this.repo.report(
+      tenantId,
+      groupBy,
+      { from, to, userId: onlyUserId ?? q.user_id, apiKeyId: q.api_key_id },
+      this.config.QUOTA_TIMEZONE,
+    );
+    const data: UsageRow[] = rows.map((r) => {
+      const row: UsageRow = {
+        requests: r.requests,
+        prompt_tokens: r.promptTokens,
+        completion_tokens: r.completionTokens,
+        total_tokens: r.promptTokens + r.completionTokens,
+        cost_usd: microsToUsd(r.costMicros),
+      };
+      if (groupBy === 'key') return { api_key_id: r.group ?? undefined, key_name: r.keyName, ...row };
+      if (groupBy === 'user') return { user_id: r.group, ...row };
+      if (groupBy === 'model') return { model: r.group ?? '', ...row };
+      return { day: r.group ?? '', ...row };
+    });
+    return {
+      object: 'list',
+      group_by: groupBy,
+      from: from.toISOString(),
+      to: to.toISOString(),
+      data,
+      totals: totalsOf(rows),
+    };
+  }
+
+  async keyUsage(apiKeyId: string, q: UsageRangeQuery): Promise<KeyUsageResponse> {
+    const { tenantId, onlyUserId } = this.scope();
+    const key = await this.repo.key(tenantId, apiKeyId);
+    // Another tenant's key, or (for a member) another user's: the same 404 as a missing one.
+    if (!key || (onlyUserId !== undefined && key.userId !== onlyUserId)) {
+      throw ApiError.notFound(`No API key ${apiKeyId}`, 'api_key_not_found');
+    }
+    const { from, to } = this.range(q);
+    const rows = await this.repo.report(tenantId, 'key', { from, to, apiKeyId }, this.config.QUOTA_TIMEZONE);
+    const now = this.clock.now();
+    const tz = this.config.QUOTA_TIMEZONE;
+    const w = periodWindow(key.quotaPeriod, now, tz);
+    const ref = levelRef(
+      'key',
+      { tenantId, userId: key.userId, apiKeyId },
+      { period: key.quotaPeriod },
+      now,
+      tz,
+    );
+    const [tokens, spend] = await this.store
+      .read(tenantId, [ref.tokensKey, ref.spendKey], now)
+      .catch((): (number | null)[] => [null, null]);
+    return {
+      object: 'api_key.usage',
+      api_key_id: key.id,
+      name: key.name,
+      user_id: key.userId,
+      from: from.toISOString(),
+      to: to.toISOString(),
+      ...totalsOf(rows),
+      current_period: {
+        period: key.quotaPeriod,
+        period_start: w.start === null ? null : new Date(w.start).toISOString(),
+        period_end: w.end === null ? null : new Date(w.end).toISOString(),
+        tokens,
+        quota_limit: key.quotaLimit,
+        spend_usd: spend === null ? null : microsToUsd(spend),
+        max_budget: key.maxBudget,
+      },
+    };
+  }
+}

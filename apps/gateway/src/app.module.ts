@@ -3,6 +3,7 @@ import { AppConfig, ConfigModule } from '@app/config';
 import { AuthModule } from '@app/auth';
 import { DatabaseModule, RedisConnectionModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
+import { QuotaModule } from '@app/quota';
 import { TenancyModule } from '@app/tenancy';
 
 /** Composition root: wires the libs together, nothing else. */
@@ -18,6 +19,7 @@ export class AppModule {
         RedisConnectionModule.forRoot(config),
         TenancyModule,
         AuthModule,
+        QuotaModule,
       ],
     };
   }

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import { levelRef, QuotaStore, ReserveLevel, ReserveRequest, rpmKey } from '@app/quota';
+import type { QuotaLevel, QuotaPeriod } from '@app/quota';
+
+/**
+ * The QuotaStore contract, run against RedisQuotaStore and MemoryQuotaStore
+ * (store-contract.e2e-spec.ts). Times are near the real clock: Redis expires keys by
+ * wall time.
+ */
+export function storeContract(getStore: () => QuotaStore): void {
+  let store: QuotaStore;
+  let T: string;
+  let U: string;
+  let K: string;
+  let t0: number;
+  beforeEach(() => {
+    store = getStore();
+    T = randomUUID();
+    U = randomUUID();
+    K = randomUUID();
+    t0 = Date.now();
+  });
+
+  const level = (
+    l: QuotaLevel,
+    tokenLimit: number | null = null,
+    spendLimitMicros: number | null = null,
+    period: QuotaPeriod = 'none',
+    now = t0,
+  ): ReserveLevel => ({
+    ...levelRef(l, { tenantId: T, userId: U, apiKeyId: K }, { period }, now, 'UTC'),
+    tokenLimit,
+    spendLimitMicros,
+  });
+  const levels3 = (key: number | null = null, user: number | null = null, tenant: number | null = null) => [
+    level('key', key),
+    level('user', user),
+    level('tenant', tenant),
+  ];
+  const req = (over: Partial<ReserveRequest> = {}): ReserveRequest => ({
+    tenantId: T,
+    reservationId: randomUUID(),
+    now: t0,
+    ttlMs: 60_000,
+    tokens: 10,
+    costMicros: 5,
+    levels: levels3(),
+    ...over,
+  });
+  const ref = (r: ReserveRequest) => ({ tenantId: T, reservationId: r.reservationId, levels: r.levels });
+  const values = (r: ReserveRequest, now = t0) =>
+    store.read(
+      T,
+      r.levels.flatMap((l) => [l.tokensKey, l.spendKey]),
+      now,
+    );
+
+  it('reserve adds tokens and cost at every level, limited or not', async () => {
+    const r = req({ tokens: 7, costMicros: 3 });
+    const res = await store.reserve(r);
+    expect(res).toEqual({
+      ok: true,
+      usage: [
+        { tokens: 7, spendMicros: 3 },
+        { tokens: 7, spendMicros: 3 },
+        { tokens: 7, spendMicros: 3 },
+      ],
+      rpm: null,
+    });
+    expect(await values(r)).toEqual([7, 3, 7, 3, 7, 3]);
+    expect(await store.pending(T, t0)).toBe(1);
+  });
+
+  it('a limit can be reached exactly; one more token is refused, naming the level; nothing is written', async () => {
+    const lv = levels3(null, 100, null);
+    expect((await store.reserve(req({ tokens: 60, levels: lv }))).ok).toBe(true);
+    expect((await store.reserve(req({ tokens: 40, levels: lv }))).ok).toBe(true);
+    const r = req({ tokens: 1, levels: lv });
+    const res = await store.reserve(r);
+    expect(res).toMatchObject({ ok: false, reason: 'tokens', levelIndex: 1, limit: 100 });
+    expect(await values(r)).toEqual([100, 10, 100, 10, 100, 10]);
+    expect(await store.pending(T, t0)).toBe(2);
+  });
+
+  it('budget refusal in micro-dollars', async () => {
+    const lv = [level('key'), level('user'), level('tenant', null, 1000)];
+    expect((await store.reserve(req({ costMicros: 600, levels: lv }))).ok).toBe(true);
+    const res = await store.reserve(req({ costMicros: 401, levels: lv }));
+    expect(res).toMatchObject({ ok: false, reason: 'budget', levelIndex: 2, limit: 1000 });
+    if (!res.ok && res.reason === 'budget') expect(res.usage[2].spendMicros).toBe(600);
+  });
+
+  it('levels are checked in the given order (the first that would exceed is named)', async () => {
+    const res = await store.reserve(req({ tokens: 50, levels: levels3(10, null, 10) }));
+    expect(res).toMatchObject({ ok: false, reason: 'tokens', levelIndex: 0 });
+  });
+
+  it('settle replaces the reserved amounts by the actual ones', async () => {
+    const r = req({ tokens: 100, costMicros: 50 });
+    await store.reserve(r);
+    const s = await store.settle(ref(r), 30, 20, t0 + 5);
+    expect(s.late).toBe(false);
+    expect(s.usage).toEqual([
+      { tokens: 30, spendMicros: 20 },
+      { tokens: 30, spendMicros: 20 },
+      { tokens: 30, spendMicros: 20 },
+    ]);
+    expect(await store.pending(T, t0)).toBe(0);
+    // more than reserved is charged too (the provider already spent it)
+    const r2 = req({ tokens: 10, costMicros: 1 });
+    await store.reserve(r2);
+    await store.settle(ref(r2), 25, 4, t0 + 6);
+    expect(await values(r2)).toEqual([55, 24, 55, 24, 55, 24]);
+  });
+
+  it('release gives everything back, once', async () => {
+    const r = req({ tokens: 100, costMicros: 50 });
+    await store.reserve(r);
+    expect(await store.release(ref(r), t0)).toBe(true);
+    expect(await store.release(ref(r), t0)).toBe(false);
+    expect(await values(r)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  it('an expired reservation is released by the next operation of the tenant', async () => {
+    const lv = levels3(100);
+    const r = req({ tokens: 100, ttlMs: 1000, levels: lv });
+    await store.reserve(r);
+    expect((await store.reserve(req({ tokens: 1, levels: lv, now: t0 + 999 }))).ok).toBe(false);
+    expect((await store.reserve(req({ tokens: 100, levels: lv, now: t0 + 1000 }))).ok).toBe(true);
+    expect(await store.pending(T, t0 + 1000)).toBe(1);
+  });
+
+  it('a settle after expiry adds the actual amounts in full (late)', async () => {
+    const r = req({ tokens: 100, costMicros: 9, ttlMs: 1000 });
+    await store.reserve(r);
+    const s = await store.settle(ref(r), 40, 3, t0 + 5000);
+    expect(s.late).toBe(true);
+    expect(await values(r, t0 + 5000)).toEqual([40, 3, 40, 3, 40, 3]);
+  });
+
+  it('another tenant is not affected', async () => {
+    const lv = levels3(10);
+    await store.reserve(req({ tokens: 10, levels: lv }));
+    const other = randomUUID();
+    const lvOther = [
+      {
+        ...levelRef('key', { tenantId: other, userId: U, apiKeyId: K }, { period: 'none' }, t0, 'UTC'),
+        tokenLimit: 10,
+        spendLimitMicros: null,
+      },
+    ];
+    expect((await store.reserve({ ...req({ tokens: 10 }), tenantId: other, levels: lvOther })).ok).toBe(true);
+  });
+
+  describe('rate limit: sliding log of 60 s', () => {
+    const rpm = () => ({ key: rpmKey(T, K), limit: 3, windowMs: 60_000 });
+
+    it('admits `limit` requests in any window, refuses the next with the time until a slot frees', async () => {
+      const at = (dt: number) => store.reserve(req({ now: t0 + dt, rpm: rpm() }));
+      expect(await at(0)).toMatchObject({ ok: true, rpm: { limit: 3, count: 1, resetMs: 60_000 } });
+      expect(await at(10_000)).toMatchObject({ ok: true, rpm: { count: 2, resetMs: 50_000 } });
+      expect(await at(20_000)).toMatchObject({ ok: true, rpm: { count: 3, resetMs: 40_000 } });
+      expect(await at(30_000)).toEqual({
+        ok: false,
+        reason: 'rpm',
+        rpm: { limit: 3, count: 3, resetMs: 30_000 },
+      });
+      expect(await at(59_999)).toMatchObject({ ok: false, reason: 'rpm' });
+      // the request of t0 leaves the window at t0 + 60 s
+      expect(await at(60_000)).toMatchObject({ ok: true, rpm: { count: 3, resetMs: 10_000 } });
+    });
+
+    it('refused requests do not use up the window, and hold no quota', async () => {
+      const lv = levels3(15);
+      expect((await store.reserve(req({ tokens: 10, levels: lv, rpm: rpm() }))).ok).toBe(true);
+      expect(await store.reserve(req({ tokens: 10, levels: lv, rpm: rpm() }))).toMatchObject({
+        ok: false,
+        reason: 'tokens',
+        rpm: { count: 1 },
+      });
+      expect(await store.reserve(req({ tokens: 1, levels: lv, rpm: rpm() }))).toMatchObject({
+        ok: true,
+        rpm: { count: 2 },
+      });
+    });
+  });
+
+  it('counters of a reset period expire after their period (plus grace)', async () => {
+    const now = Date.now();
+    const lv = [{ ...level('key', 10, null, 'daily', now), expireAt: now + 300 }];
+    const r = req({ now, tokens: 10, levels: lv });
+    await store.reserve(r);
+    await store.settle(ref(r), 10, 5, now);
+    expect(await store.read(T, [lv[0].tokensKey], Date.now())).toEqual([10]);
+    await new Promise((res) => setTimeout(res, 400));
+    expect(await store.read(T, [lv[0].tokensKey], Date.now())).toEqual([0]);
+  });
+
+  it('rebuild sets ledger figures plus open reservations and reports before/after', async () => {
+    const settled = req({ tokens: 50, costMicros: 5 });
+    await store.reserve(settled);
+    await store.settle(ref(settled), 50, 5, t0);
+    const open = req({ tokens: 7, costMicros: 1 });
+    await store.reserve(open);
+    const [k, , t] = open.levels;
+    const changes = await store.rebuild(
+      T,
+      [
+        { key: k.tokensKey, value: 40, expireAt: null },
+        { key: k.spendKey, value: 4, expireAt: null },
+        { key: t.tokensKey, value: 0, expireAt: null },
+      ],
+      t0,
+    );
+    expect(changes).toEqual([
+      { key: k.tokensKey, before: 57, after: 47 },
+      { key: k.spendKey, before: 6, after: 5 },
+      { key: t.tokensKey, before: 57, after: 7 },
+    ]);
+    await store.release(ref(open), t0);
+    expect(await store.read(T, [k.tokensKey, t.tokensKey], t0)).toEqual([40, 0]);
+  });
+
+  it('500 concurrent reservations against a limit admitting 100: exactly 100 pass', async () => {
+    const lv = levels3(1000);
+    const results = await Promise.all(
+      Array.from({ length: 500 }, () => store.reserve(req({ tokens: 10, levels: lv }))),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(100);
+    expect(await store.read(T, [lv[0].tokensKey], t0)).toEqual([1000]);
+  });
+
+  it('the marker says whether counters were rebuilt', async () => {
+    await store.markInitialized(t0);
+    expect(await store.isInitialized()).toBe(true);
+  });
+}

@@ -1,11 +1,6 @@
 import request from 'supertest';
 import { createTestApp, TestApp } from '../harness/app';
-
-/** The value of one sample line of the exposition, or undefined when the series is absent. */
-export function sample(text: string, series: string): number | undefined {
-  const l = text.split('\n').find((x) => x.startsWith(`${series} `));
-  return l === undefined ? undefined : Number(l.slice(series.length + 1));
-}
+import { sample } from './capture';
 
 describe('/metrics', () => {
   let t: TestApp;

@@ -1,11 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Params } from 'nestjs-pino';
+import pino, { DestinationStream } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 import type { AppConfig } from '@app/config';
+import { routePattern } from './http-metrics.middleware';
+import { SecretScrubber } from './redact';
 
 /**
- * Paths redacted from every log line. Keys, JWTs, master keys and passwords travel in
- * these headers and body fields; pino replaces them with "[redacted]".
+ * Paths redacted from every log line by pino (structured fields). Keys, JWTs, master keys
+ * and passwords travel in these headers and body fields. The request serializer below
+ * logs no headers or bodies at all; these paths cover objects passed to the logger by
+ * hand, and SecretScrubber (redact.ts) then scrubs the serialized line as a whole.
  */
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -14,10 +20,25 @@ export const REDACT_PATHS = [
   'req.body.password',
   'req.body.key',
   'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'password',
+  'key',
+  'token',
+  'access_token',
+  'authorization',
+  'apiKey',
+  'masterKey',
   '*.password',
   '*.key',
+  '*.token',
+  '*.apiKey',
   '*.access_token',
   '*.authorization',
+  '*.masterKey',
+  // TypeORM's QueryFailedError carries the bound parameters (hashes, emails).
+  'err.parameters',
+  'err.driverError.parameters',
 ];
 
 const SAFE_ID = /^[\w.:-]{1,128}$/;
@@ -34,54 +55,122 @@ export function requestIdFor(req: IncomingMessage, res?: ServerResponse): string
 }
 
 type WithPrincipal = IncomingMessage & {
-  principal?: { tenantId?: string; userId?: string; apiKeyId?: string; kind?: string };
+  principal?: { tenantId?: string; userId?: string | null; apiKeyId?: string; kind?: string };
   route?: { path?: string };
+  baseUrl?: string;
 };
 
-export function pinoParams(config: AppConfig): Params {
-  const pretty = config.NODE_ENV === 'development' && !config.LOG_FILE && process.stdout.isTTY;
-  const targets: { target: string; options: Record<string, unknown>; level: string }[] = [];
-  if (pretty)
-    targets.push({
-      target: 'pino-pretty',
-      options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' },
-      level: config.LOG_LEVEL,
-    });
-  else targets.push({ target: 'pino/file', options: { destination: 1 }, level: config.LOG_LEVEL });
-  if (config.LOG_FILE)
-    targets.push({
-      target: 'pino/file',
-      options: { destination: config.LOG_FILE, mkdir: true },
-      level: config.LOG_LEVEL,
-    });
+/** The password part of a postgres:// or redis:// URL, so it is scrubbed wherever it shows up. */
+function urlPassword(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LogDestination extends DestinationStream {
+  /** Where lines went (tests); the file path when LOG_FILE is set. */
+  readonly file?: string;
+  readonly writable: true;
+}
+
+/**
+ * Where log lines go: stdout (pretty on a development TTY, else JSON lines) and, with
+ * LOG_FILE, also that file as JSON lines (parent directories created, appended, written
+ * synchronously so `tail -f` sees a line as soon as it is logged and nothing is lost at
+ * exit). Every line passes through the SecretScrubber first.
+ */
+export function logDestination(
+  config: AppConfig,
+  stdout: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout,
+): LogDestination {
+  const scrubber = new SecretScrubber([
+    config.MASTER_KEY,
+    config.JWT_SECRET,
+    config.METRICS_TOKEN,
+    config.ADMIN_PASSWORD,
+    urlPassword(config.DATABASE_URL),
+    urlPassword(config.REDIS_URL),
+  ]);
+  const pretty =
+    config.NODE_ENV === 'development' && stdout.isTTY
+      ? prettyFactory({
+          colorize: true,
+          singleLine: true,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'pid,hostname',
+        })
+      : undefined;
+  const file = config.LOG_FILE
+    ? pino.destination({ dest: config.LOG_FILE, mkdir: true, sync: true })
+    : undefined;
   return {
-    pinoHttp: {
-      level: config.LOG_LEVEL,
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      transport: config.LOG_LEVEL === 'silent' ? undefined : { targets },
-      genReqId: (req, res) => requestIdFor(req, res),
-      autoLogging: { ignore: (req) => req.url === '/health/live' || req.url === '/metrics' },
-      serializers: {
-        req: (req: { id: string; method: string; url: string; raw?: WithPrincipal }) => ({
-          id: req.id,
-          method: req.method,
-          url: req.url,
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-      customProps: (req) => {
-        const r = req as WithPrincipal;
-        const p = r.principal;
-        return {
-          route: r.route?.path,
-          tenant_id: p?.tenantId,
-          user_id: p?.userId,
-          key_id: p?.apiKeyId,
-          principal: p?.kind,
-        };
-      },
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+    file: config.LOG_FILE,
+    writable: true, // lets pino(destination) recognise it as a stream
+    write(line: string) {
+      const clean = scrubber.scrub(line);
+      stdout.write(pretty ? pretty(clean) : clean);
+      file?.write(clean);
     },
+  };
+}
+
+/** Status as logged and counted: a response closed before it ended is 499 (client went away). */
+function statusOf(res: ServerResponse): number {
+  return res.writableFinished ? res.statusCode : 499;
+}
+
+export function pinoParams(
+  config: AppConfig,
+  destination: DestinationStream = logDestination(config),
+): Params {
+  return {
+    pinoHttp: [
+      {
+        level: config.LOG_LEVEL,
+        redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+        genReqId: (req, res) => requestIdFor(req, res),
+        autoLogging: { ignore: (req) => req.url === '/health/live' || req.url === '/metrics' },
+        customAttributeKeys: { responseTime: 'latency_ms' },
+        serializers: {
+          // No headers, no body, no query string: the path is enough and cannot carry a key.
+          req: (req: { id: string; method: string; url: string }) => ({
+            id: req.id,
+            method: req.method,
+            path: req.url.split('?')[0],
+          }),
+        },
+        // Called at request start (nothing known yet: all undefined, so nothing is bound)
+        // and again when the response ends, when the route and the principal are known.
+        customProps: (req, res) => {
+          const r = req as WithPrincipal;
+          const p = r.principal;
+          const ended = res.writableEnded || res.destroyed;
+          return {
+            route: ended ? routePattern(r as never) : undefined,
+            tenant_id: p?.tenantId,
+            user_id: p?.userId,
+            key_id: p?.apiKeyId,
+            principal: p?.kind,
+          };
+        },
+        customSuccessObject: (_req, res, val: Record<string, unknown>) => ({
+          status: statusOf(res),
+          latency_ms: val.latency_ms,
+        }),
+        customErrorObject: (_req, res, err, val: Record<string, unknown>) => ({
+          status: statusOf(res),
+          latency_ms: val.latency_ms,
+          err,
+        }),
+        customSuccessMessage: (_req, res) => (res.writableFinished ? 'request completed' : 'request aborted'),
+        customErrorMessage: () => 'request failed',
+        customLogLevel: (_req, res, err) =>
+          err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+      },
+      destination,
+    ],
   };
 }

@@ -1,7 +1,9 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
+import type { Response } from 'express';
 import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import {
   HealthCheck,
+  HealthCheckResult,
   HealthCheckService,
   HealthIndicatorResult,
   HealthIndicatorService,
@@ -31,26 +33,50 @@ export class HealthController {
   @HealthCheck()
   @ApiOkResponse({ description: 'Ready: PostgreSQL (and Redis when configured) answer' })
   @ApiServiceUnavailableResponse({ description: 'A dependency is down' })
-  check() {
-    return this.ready();
+  check(@Res({ passthrough: true }) res: Response) {
+    return this.ready(res);
   }
 
+  /**
+   * 200 with terminus' `{status, info, details}`; 503 with the error envelope
+   * (`error.message` names what is down) plus the same `status`, `info` and `details`.
+   */
   @Get('ready')
   @HealthCheck()
   @ApiOkResponse({ description: 'Ready: PostgreSQL (and Redis when configured) answer' })
   @ApiServiceUnavailableResponse({ description: 'A dependency is down' })
-  ready() {
-    return this.health.check([
-      () => this.db.pingCheck('postgres', { timeout: 2000 }),
-      ...this.registry.checks.map((c) => async (): Promise<HealthIndicatorResult> => {
-        const ind = this.indicators.check(c.name);
-        try {
-          const details = await c.check();
-          return ind.up(details);
-        } catch (e) {
-          return ind.down({ message: (e as Error).message });
-        }
-      }),
-    ]);
+  async ready(@Res({ passthrough: true }) res: Response) {
+    try {
+      return await this.health.check([
+        () => this.db.pingCheck('postgres', { timeout: 2000 }),
+        ...this.registry.checks.map((c) => async (): Promise<HealthIndicatorResult> => {
+          const ind = this.indicators.check(c.name);
+          try {
+            const details = await c.check();
+            return ind.up(details);
+          } catch (e) {
+            return ind.down({ message: (e as Error).message });
+          }
+        }),
+      ]);
+    } catch (e) {
+      if (!(e instanceof ServiceUnavailableException)) throw e;
+      const result = e.getResponse() as HealthCheckResult;
+      const down = Object.entries(result.error ?? {}).map(([name, v]) =>
+        v?.message ? `${name} (${String(v.message)})` : name,
+      );
+      res.status(503);
+      return {
+        error: {
+          message: `Not ready: ${down.join(', ') || 'a check failed'} down`,
+          type: 'server_error',
+          code: 'not_ready',
+          param: null,
+        },
+        status: result.status,
+        info: result.info,
+        details: result.details,
+      };
+    }
   }
 }

@@ -1,7 +1,10 @@
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
+import type { Server } from 'node:http';
 import { AppConfig, ConfigError, loadConfig } from '@app/config';
+import { GracefulShutdown, ReadinessRegistry } from '@app/observability';
 import { AppModule } from './app.module';
 import { configureApp } from './setup';
 
@@ -21,6 +24,15 @@ async function main(): Promise<void> {
     bodyParser: false,
   });
   configureApp(app, config);
+  // SIGTERM/SIGINT: stop accepting, drain requests and streams, then app.close(), exit 0.
+  new GracefulShutdown(app.getHttpServer() as Server, {
+    graceMs: config.SHUTDOWN_GRACE_MS,
+    closeApp: () => app.close(),
+    logger: new Logger('Shutdown'),
+    onDraining: () => {
+      app.get(ReadinessRegistry).draining = true;
+    },
+  }).install();
   await app.listen(config.PORT, config.HOST);
   process.stdout.write(
     `llm-gateway listening on http://${config.HOST}:${config.PORT} (docs: /docs, admin: /admin)\n`,

@@ -46,6 +46,18 @@ export class HealthController {
   @ApiOkResponse({ description: 'Ready: PostgreSQL (and Redis when configured) answer' })
   @ApiServiceUnavailableResponse({ description: 'A dependency is down' })
   async ready(@Res({ passthrough: true }) res: Response) {
+    if (this.registry.draining) {
+      res.status(503);
+      return {
+        error: {
+          message: 'Not ready: shutting down',
+          type: 'server_error',
+          code: 'shutting_down',
+          param: null,
+        },
+        status: 'shutting_down',
+      };
+    }
     try {
       return await this.health.check([
         () => this.db.pingCheck('postgres', { timeout: 2000 }),

@@ -8,3 +8,5 @@ export { REDACT_PATHS, requestIdFor, pinoParams } from './logging';
 export { MetricsService, AUTH_PATHS } from './metrics.service';
 export type { AuthPath, QuotaLevel, QuotaRefusalType, UpstreamOutcome } from './metrics.service';
 export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';
+export { GracefulShutdown } from './graceful-shutdown';
+export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';

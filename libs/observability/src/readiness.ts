@@ -10,6 +10,8 @@ export interface ReadinessCheck {
 @Injectable()
 export class ReadinessRegistry {
   readonly checks: ReadinessCheck[] = [];
+  /** Set when graceful shutdown starts: /health/ready answers 503 from then on. */
+  draining = false;
 
   register(check: ReadinessCheck): void {
     this.checks.push(check);

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,4 +28,22 @@ export function jsonLines(text: string): Record<string, unknown>[] {
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const APP_MODULE = readFileSync(join(__dirname, '../../apps/gateway/src/app.module.ts'), 'utf8');
+
+/**
+ * Which capabilities the gateway's AppModule wires (read from its source, so a suite can be
+ * skipped, loudly, while a lib has not landed): the completions route, and completions
+ * metered by the quota lib (reservations, counters, ledger).
+ */
+export const wired = {
+  completions: /CompletionsModule\.forRoot\(/.test(APP_MODULE),
+  meteredCompletions: /CompletionsModule\.forRoot\(\s*\{[^}]*meter/.test(APP_MODULE),
+};
+
+/** `describe`/`it` when `ok`, else skipped with a message on stderr naming what is missing. */
+export function when(ok: boolean, what: string): { describe: jest.Describe; it: jest.It } {
+  if (!ok) process.stderr.write(`\n  !!! SKIPPED until AppModule wires ${what} !!!\n\n`);
+  return { describe: (ok ? describe : describe.skip) as jest.Describe, it: (ok ? it : it.skip) as jest.It };
 }

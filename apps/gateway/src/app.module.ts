@@ -1,6 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { AppConfig, ConfigModule } from '@app/config';
+import { ApiKeysModule } from '@app/api-keys';
 import { AuthModule } from '@app/auth';
+import { CompletionsModule } from '@app/completions';
 import { DatabaseModule, RedisConnectionModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
 import { QuotaModule } from '@app/quota';
@@ -20,6 +22,8 @@ export class AppModule {
         TenancyModule,
         AuthModule,
         QuotaModule,
+        ApiKeysModule,
+        CompletionsModule.forRoot(),
       ],
     };
   }

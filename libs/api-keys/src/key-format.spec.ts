@@ -1,4 +1,13 @@
-import { checksum, crc32, displayPrefix, generateKey, hasValidChecksum, isCurrentFormat, KEY_LENGTH, lookupHash } from './key-format';
+import {
+  checksum,
+  crc32,
+  displayPrefix,
+  generateKey,
+  hasValidChecksum,
+  isCurrentFormat,
+  KEY_LENGTH,
+  lookupHash,
+} from './key-format';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
@@ -57,7 +66,15 @@ describe('key format', () => {
 
   it('refuses truncations, extensions and garbage', () => {
     const k = generateKey();
-    for (const bad of [k.slice(0, -1), k + 'a', 'sk-', '', 'sk-' + 'a'.repeat(38), k.replace('sk-', 'sx-'), k.toUpperCase()]) {
+    for (const bad of [
+      k.slice(0, -1),
+      k + 'a',
+      'sk-',
+      '',
+      'sk-' + 'a'.repeat(38),
+      k.replace('sk-', 'sx-'),
+      k.toUpperCase(),
+    ]) {
       expect(hasValidChecksum(bad)).toBe(false);
     }
   });

@@ -60,7 +60,7 @@ export class UsersService {
     if (dto.password !== undefined)
       patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
     if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
-    this.events.emit('user.changed', { tenantId, userId: id });
+    await this.events.emit('user.changed', { tenantId, userId: id });
     return (await this.users.findById(tenantId, id))!;
   }
 
@@ -70,8 +70,9 @@ export class UsersService {
     if (user.role === 'system') throw ApiError.forbidden('The system user cannot be deleted', 'system_user');
     if (user.id === this.ctx.principal?.userId)
       throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
+    // Before the delete: the user's keys (deleted with them) are still there to be evicted from caches.
+    await this.events.emit('user.changed', { tenantId, userId: id });
     await this.users.delete(tenantId, id);
-    this.events.emit('user.changed', { tenantId, userId: id });
   }
 
   /** The tenant's `system` user, owner of keys with no human owner; created on first need. */

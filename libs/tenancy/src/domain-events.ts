@@ -1,29 +1,38 @@
-import { Injectable } from '@nestjs/common';
-import { EventEmitter } from 'node:events';
+import { Injectable, Logger } from '@nestjs/common';
 
 export interface DomainEventMap {
   /** A tenant was changed or disabled: key caches drop its keys. */
   'tenant.changed': { tenantId: string };
-  /** A user was changed, disabled or deleted: key caches drop the user's keys. */
+  /** A user was changed or disabled, or is about to be deleted: key caches drop the user's keys. */
   'user.changed': { tenantId: string; userId: string };
 }
 
+type Handler<K extends keyof DomainEventMap> = (payload: DomainEventMap[K]) => void | Promise<void>;
+
 /**
  * In-process domain events (one bus per app instance, so two apps in one test process
- * stay apart). Cross-instance propagation is the api-keys lib's Redis pub/sub.
+ * stay apart). `emit` resolves when every handler is done, so a caller can act after the
+ * caches let go. Cross-instance propagation is the api-keys lib's Redis pub/sub.
  */
 @Injectable()
 export class DomainEvents {
-  private readonly bus = new EventEmitter();
+  private readonly logger = new Logger('DomainEvents');
+  private readonly handlers = new Map<keyof DomainEventMap, Handler<never>[]>();
 
-  emit<K extends keyof DomainEventMap>(type: K, payload: DomainEventMap[K]): void {
-    this.bus.emit(type, payload);
+  on<K extends keyof DomainEventMap>(type: K, handler: Handler<K>): void {
+    this.handlers.set(type, [...(this.handlers.get(type) ?? []), handler as Handler<never>]);
   }
 
-  on<K extends keyof DomainEventMap>(
-    type: K,
-    handler: (payload: DomainEventMap[K]) => void | Promise<void>,
-  ): void {
-    this.bus.on(type, (p: DomainEventMap[K]) => void Promise.resolve(handler(p)).catch(() => undefined));
+  async emit<K extends keyof DomainEventMap>(type: K, payload: DomainEventMap[K]): Promise<void> {
+    const list = (this.handlers.get(type) ?? []) as Handler<K>[];
+    await Promise.all(
+      list.map(async (h) => {
+        try {
+          await h(payload);
+        } catch (e) {
+          this.logger.error(`handler of ${type} failed: ${(e as Error).message}`);
+        }
+      }),
+    );
   }
 }

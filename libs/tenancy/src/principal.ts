@@ -9,7 +9,7 @@ export type Role = (typeof ROLES)[number];
 export interface Principal {
   kind: 'master' | 'user' | 'api-key';
   tenantId?: string;
-  userId?: string;
+  userId?: string | null;
   role?: Role;
   apiKeyId?: string;
 }

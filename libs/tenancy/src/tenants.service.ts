@@ -40,7 +40,7 @@ export class TenantsService {
       throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
     }
     const saved = await this.tenants.save({ ...t, ...dto });
-    this.events.emit('tenant.changed', { tenantId: saved.id });
+    await this.events.emit('tenant.changed', { tenantId: saved.id });
     return saved;
   }
 

@@ -1,0 +1,173 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { DataSource, Repository } from 'typeorm';
+import { ApiKey } from './api-key.entity';
+
+/** One row of the auth lookup: the key with its tenant's and owner's state and limits. */
+export interface KeyAuthRow {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  name: string;
+  key_prefix: string;
+  quota_limit: string | null;
+  max_budget: string | null;
+  quota_period: string;
+  rate_limit_rpm: number | null;
+  allowed_models: string[] | null;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  /** false when matched through previous_lookup_hash (regenerated, in its grace period). */
+  is_current: boolean;
+  previous_expires_at: Date | null;
+  tenant_status: string;
+  t_quota_limit: string | null;
+  t_max_budget: string | null;
+  t_quota_period: string | null;
+  user_status: string | null;
+  u_quota_limit: string | null;
+  u_max_budget: string | null;
+  u_quota_period: string | null;
+}
+
+const AUTH_COLUMNS = `
+  k.id, k.tenant_id, k.user_id, k.name, k.key_prefix, k.quota_limit, k.max_budget, k.quota_period,
+  k.rate_limit_rpm, k.allowed_models, k.expires_at, k.revoked_at, k.previous_expires_at,
+  t.status AS tenant_status, t.quota_limit AS t_quota_limit, t.max_budget AS t_max_budget, t.quota_period AS t_quota_period,
+  u.status AS user_status, u.quota_limit AS u_quota_limit, u.max_budget AS u_max_budget, u.quota_period AS u_quota_period`;
+
+export interface KeyListFilter {
+  /** Members see only their own keys. */
+  ownerId?: string;
+}
+
+/**
+ * All SQL of api_keys. Admin methods take the tenant first. The three auth-path methods
+ * (by lookup hash, legacy candidates by prefix, upgrade) are necessarily unscoped: they
+ * run before the tenant is known, and each is one indexed query.
+ */
+@Injectable()
+export class ApiKeysRepository {
+  constructor(
+    @InjectRepository(ApiKey) private readonly repo: Repository<ApiKey>,
+    private readonly db: DataSource,
+  ) {}
+
+  async findAuthRowByLookupHash(hash: string): Promise<KeyAuthRow | null> {
+    const rows: KeyAuthRow[] = await this.db.query(
+      `SELECT ${AUTH_COLUMNS}, (k.key_lookup_hash = $1) AS is_current
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id LEFT JOIN users u ON u.id = k.user_id
+        WHERE k.key_lookup_hash = $1 OR k.previous_lookup_hash = $1
+        LIMIT 1`,
+      [hash],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Legacy fallback: rows still without a lookup hash whose prefix matches (partial index). */
+  findLegacyCandidates(prefix: string): Promise<{ id: string; key_hash: string }[]> {
+    return this.db.query(
+      `SELECT id, key_hash FROM api_keys WHERE key_lookup_hash IS NULL AND key_prefix = $1 ORDER BY created_at LIMIT 20`,
+      [prefix],
+    );
+  }
+
+  /** The lazy upgrade: only if still NULL, so a concurrent upgrade or regenerate wins. */
+  async setLookupHash(id: string, hash: string): Promise<boolean> {
+    const [, affected] = (await this.db.query(
+      `UPDATE api_keys SET key_lookup_hash = $2 WHERE id = $1 AND key_lookup_hash IS NULL`,
+      [id, hash],
+    )) as [unknown, number];
+    return affected > 0;
+  }
+
+  async legacyPrefixes(): Promise<string[]> {
+    const rows: { key_prefix: string }[] = await this.db.query(
+      `SELECT DISTINCT key_prefix FROM api_keys WHERE key_lookup_hash IS NULL`,
+    );
+    return rows.map((r) => r.key_prefix);
+  }
+
+  /** Lookup hashes (current and previous) of matching keys: what caches must drop. */
+  async lookupHashes(tenantId: string, where: { keyId?: string; userId?: string }): Promise<string[]> {
+    const rows: { h: string | null; p: string | null }[] = await this.db.query(
+      `SELECT key_lookup_hash AS h, previous_lookup_hash AS p FROM api_keys
+        WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR user_id = $3)`,
+      [tenantId, where.keyId ?? null, where.userId ?? null],
+    );
+    return rows.flatMap((r) => [r.h, r.p]).filter((h): h is string => !!h);
+  }
+
+  async touchLastUsed(entries: [id: string, at: Date][]): Promise<void> {
+    if (!entries.length) return;
+    await this.db.query(
+      `UPDATE api_keys k SET last_used_at = v.at
+         FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::timestamptz[]) AS at) v
+        WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at)`,
+      [entries.map((e) => e[0]), entries.map((e) => e[1].toISOString())],
+    );
+  }
+
+  private query(tenantId: string, filter: KeyListFilter = {}) {
+    const qb = this.repo
+      .createQueryBuilder('k')
+      .addSelect('k.key_lookup_hash IS NULL', 'k_legacy')
+      .where('k.tenant_id = :tenantId', { tenantId });
+    if (filter.ownerId) qb.andWhere('k.user_id = :ownerId', { ownerId: filter.ownerId });
+    return qb;
+  }
+
+  private withLegacy(raw: { k_legacy: boolean }[], entities: ApiKey[]): ApiKey[] {
+    entities.forEach((e, i) => (e.legacy = raw[i]?.k_legacy));
+    return entities;
+  }
+
+  async findById(tenantId: string, id: string, filter: KeyListFilter = {}): Promise<ApiKey | null> {
+    const { raw, entities } = await this.query(tenantId, filter)
+      .andWhere('k.id = :id', { id })
+      .getRawAndEntities();
+    return this.withLegacy(raw, entities)[0] ?? null;
+  }
+
+  async list(
+    tenantId: string,
+    filter: KeyListFilter,
+    offset: number,
+    limit: number,
+  ): Promise<[ApiKey[], number]> {
+    const qb = this.query(tenantId, filter)
+      .orderBy('k.created_at', 'DESC')
+      .addOrderBy('k.id')
+      .offset(offset)
+      .limit(limit);
+    const [{ raw, entities }, total] = await Promise.all([
+      qb.getRawAndEntities(),
+      this.query(tenantId, filter).getCount(),
+    ]);
+    return [this.withLegacy(raw, entities), total];
+  }
+
+  async insert(key: Partial<ApiKey> & { tenantId: string }): Promise<ApiKey> {
+    const saved = await this.repo.save(this.repo.create(key));
+    return (await this.findById(key.tenantId, saved.id))!;
+  }
+
+  async update(tenantId: string, id: string, patch: Partial<ApiKey>): Promise<void> {
+    await this.repo.update({ tenantId, id }, patch);
+  }
+
+  findWithLookupHash(tenantId: string, id: string): Promise<ApiKey | null> {
+    return this.repo
+      .createQueryBuilder('k')
+      .addSelect('k.keyLookupHash')
+      .where('k.tenant_id = :tenantId AND k.id = :id', { tenantId, id })
+      .getOne();
+  }
+
+  lookupHashExists(hash: string): Promise<boolean> {
+    return this.repo
+      .createQueryBuilder('k')
+      .where('k.key_lookup_hash = :hash OR k.previous_lookup_hash = :hash', { hash })
+      .getExists();
+  }
+}

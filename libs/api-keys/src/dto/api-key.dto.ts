@@ -1,0 +1,270 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsDateString,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Length,
+  Matches,
+  Max,
+  Min,
+} from 'class-validator';
+import { PageMeta } from '@app/tenancy';
+import type { ApiKey } from '../api-key.entity';
+import type { QuotaPeriod } from '../key-principal';
+
+const MODEL = /^[\w.:/@-]{1,100}$/;
+
+/** Limits an admin may set on a key (shared by create and update). */
+export class KeyLimitsDto {
+  @ApiPropertyOptional({
+    example: 100000,
+    nullable: true,
+    description: 'Token quota per period (null = unlimited)',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  quota_limit?: number | null;
+
+  @ApiPropertyOptional({
+    example: 100.0,
+    nullable: true,
+    description: 'USD budget per period (null = unlimited)',
+  })
+  @IsOptional()
+  @IsNumber({ maxDecimalPlaces: 6, allowNaN: false, allowInfinity: false })
+  @Min(0)
+  @Max(1e8)
+  max_budget?: number | null;
+
+  @ApiPropertyOptional({
+    enum: ['none', 'daily', 'monthly'],
+    default: 'none',
+    description: 'When the quota and budget reset',
+  })
+  @IsOptional()
+  @IsIn(['none', 'daily', 'monthly'])
+  quota_period?: QuotaPeriod;
+
+  @ApiPropertyOptional({ example: 60, nullable: true, description: 'Requests per minute (null = unlimited)' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  rate_limit_rpm?: number | null;
+
+  @ApiPropertyOptional({
+    example: ['gpt-4o-mini'],
+    nullable: true,
+    type: [String],
+    description: 'Models this key may call (null = all)',
+  })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(MODEL, {
+    each: true,
+    message: 'each model name must be 1-100 characters of letters, digits and ._:/@-',
+  })
+  allowed_models?: string[] | null;
+
+  @ApiPropertyOptional({
+    example: '2027-01-01T00:00:00Z',
+    nullable: true,
+    description: 'After this the key is refused',
+  })
+  @IsOptional()
+  @IsDateString({ strict: true })
+  expires_at?: string | null;
+}
+
+export class CreateApiKeyDto extends KeyLimitsDto {
+  @ApiProperty({ example: 'Production API' })
+  @IsString()
+  @Length(1, 100)
+  name: string;
+
+  @ApiPropertyOptional({
+    format: 'uuid',
+    description:
+      'Owner (admins only; members create keys for themselves; default: the caller, or the tenant system user for the master key)',
+  })
+  @IsOptional()
+  @IsUUID()
+  user_id?: string;
+
+  @ApiPropertyOptional({ example: ['chat'], type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(50)
+  @IsString({ each: true })
+  @Length(1, 50, { each: true })
+  permissions?: string[];
+
+  @ApiPropertyOptional({
+    description:
+      'Import an existing key (migration from another system) instead of generating one; 20-200 printable characters',
+  })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[\x21-\x7e]{20,200}$/, {
+    message: 'key must be 20-200 printable ASCII characters without spaces',
+  })
+  key?: string;
+}
+
+export class UpdateApiKeyDto extends KeyLimitsDto {
+  @ApiPropertyOptional({ example: 'Renamed key' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  name?: string;
+}
+
+export class RegenerateApiKeyDto {
+  @ApiPropertyOptional({
+    example: 3600,
+    default: 0,
+    description: 'Seconds during which the old key keeps working (max 30 days)',
+  })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(30 * 86400)
+  grace_period_seconds?: number;
+}
+
+/** The backfill-tool document's `POST /auth/key/generate` body. */
+export class GenerateKeyDto {
+  @ApiProperty({ example: 'Production API Key' })
+  @IsString()
+  @Length(1, 100)
+  name: string;
+
+  @ApiPropertyOptional({ example: 100.0 })
+  @IsOptional()
+  @IsNumber({ maxDecimalPlaces: 6, allowNaN: false, allowInfinity: false })
+  @Min(0)
+  @Max(1e8)
+  max_budget?: number;
+
+  @ApiPropertyOptional({ example: 60 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  rate_limit_rpm?: number;
+
+  @ApiPropertyOptional({ example: ['claude-sonnet-4-5-20250929'], type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(MODEL, {
+    each: true,
+    message: 'each model name must be 1-100 characters of letters, digits and ._:/@-',
+  })
+  allowed_models?: string[];
+}
+
+export type KeyStatus = 'active' | 'revoked' | 'expired';
+
+export class ApiKeyResponse {
+  @ApiProperty({ format: 'uuid' }) id: string;
+  @ApiProperty({ format: 'uuid' }) tenant_id: string;
+  @ApiProperty({ format: 'uuid', nullable: true, type: String }) user_id: string | null;
+  @ApiProperty() name: string;
+  @ApiProperty({ example: 'sk-AbC123xYz9', description: 'First 12 characters, for display' })
+  key_prefix: string;
+  @ApiProperty({ enum: ['active', 'revoked', 'expired'] }) status: KeyStatus;
+  @ApiProperty({ description: 'A legacy key still waiting for its lookup hash (upgrades on first use)' })
+  legacy: boolean;
+  @ApiProperty({ nullable: true, type: Number }) quota_limit: number | null;
+  @ApiProperty() current_quota_usage: number;
+  @ApiProperty({ nullable: true, type: Number }) max_budget: number | null;
+  @ApiProperty() spend: number;
+  @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
+  @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
+  @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
+  @ApiProperty({ type: [String] }) permissions: string[];
+  @ApiProperty({ nullable: true, type: String }) expires_at: string | null;
+  @ApiProperty({ nullable: true, type: String }) revoked_at: string | null;
+  @ApiProperty({ nullable: true, type: String }) last_used_at: string | null;
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'Until when the previous key (regenerated) still works',
+  })
+  previous_key_valid_until: string | null;
+  @ApiProperty() created_at: string;
+  @ApiProperty() updated_at: string;
+
+  static from(k: ApiKey, now = Date.now()): ApiKeyResponse {
+    const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+    const status: KeyStatus = k.revokedAt
+      ? 'revoked'
+      : k.expiresAt && new Date(k.expiresAt).getTime() <= now
+        ? 'expired'
+        : 'active';
+    const grace =
+      k.previousExpiresAt && new Date(k.previousExpiresAt).getTime() > now ? k.previousExpiresAt : null;
+    return {
+      id: k.id,
+      tenant_id: k.tenantId,
+      user_id: k.userId,
+      name: k.name,
+      key_prefix: k.keyPrefix,
+      status,
+      legacy: !!k.legacy,
+      quota_limit: k.quotaLimit,
+      current_quota_usage: k.currentQuotaUsage,
+      max_budget: k.maxBudget,
+      spend: k.spend,
+      quota_period: k.quotaPeriod,
+      rate_limit_rpm: k.rateLimitRpm,
+      allowed_models: k.allowedModels,
+      permissions: k.permissions ?? [],
+      expires_at: iso(k.expiresAt),
+      revoked_at: iso(k.revokedAt),
+      last_used_at: iso(k.lastUsedAt),
+      previous_key_valid_until: iso(grace),
+      created_at: iso(k.createdAt)!,
+      updated_at: iso(k.updatedAt)!,
+    };
+  }
+}
+
+/** Create and regenerate only: the one response that carries the key. */
+export class ApiKeyCreatedResponse extends ApiKeyResponse {
+  @ApiProperty({ example: 'sk-...', description: 'The full key. Shown once: store it now.' }) key: string;
+}
+
+export class ApiKeyPage extends PageMeta {
+  @ApiProperty({ type: [ApiKeyResponse] }) data: ApiKeyResponse[];
+}
+
+export class KeyInfoResponse {
+  @ApiProperty({ format: 'uuid' }) id: string;
+  @ApiProperty() name: string;
+  @ApiProperty() key_prefix: string;
+  @ApiProperty({ format: 'uuid' }) tenant_id: string;
+  @ApiProperty({ format: 'uuid', nullable: true, type: String }) user_id: string | null;
+  @ApiProperty({ nullable: true, type: Number }) quota_limit: number | null;
+  @ApiProperty() current_quota_usage: number;
+  @ApiProperty({ nullable: true, type: Number }) max_budget: number | null;
+  @ApiProperty() spend: number;
+  @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
+  @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
+  @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
+  @ApiProperty({ nullable: true, type: String }) expires_at: string | null;
+}

@@ -1,0 +1,12 @@
+export { ApiKeysModule } from './api-keys.module';
+export { ApiKey } from './api-key.entity';
+export { ApiKeysService } from './api-keys.service';
+export { ApiKeysRepository } from './api-keys.repository';
+export { KeyAuthService } from './key-auth.service';
+export { ApiKeyGuard } from './api-key.guard';
+export { ApiKeyAuthenticated, CurrentKey } from './api-key.decorators';
+export { KeyCache } from './key-cache';
+export { LastUsedTracker } from './last-used';
+export * from './key-format';
+export type { KeyPrincipal, LimitSpec, QuotaPeriod } from './key-principal';
+export { ApiKeyResponse, ApiKeyCreatedResponse, CreateApiKeyDto, UpdateApiKeyDto } from './dto/api-key.dto';

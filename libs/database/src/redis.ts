@@ -28,7 +28,9 @@ export class RedisConnection implements OnModuleInit {
         const started = Date.now();
         const pong = await Promise.race([
           redis.ping(),
-          new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout after 1000 ms')), 1000)),
+          new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error('timeout after 1000 ms')), 1000),
+          ),
         ]);
         if (pong !== 'PONG') throw new Error(`unexpected reply ${pong}`);
         return { responseTime: Date.now() - started };
@@ -47,10 +49,20 @@ export class RedisConnectionModule {
             type: 'single',
             url: config.REDIS_URL,
             // Fail fast instead of queueing commands forever while Redis is down.
-            options: { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: false },
+            options: {
+              maxRetriesPerRequest: 1,
+              enableOfflineQueue: false,
+              connectTimeout: 2000,
+              lazyConnect: false,
+            },
           }),
         ]
       : [];
-    return { module: RedisConnectionModule, imports, providers: [RedisConnection], exports: [RedisConnection] };
+    return {
+      module: RedisConnectionModule,
+      imports,
+      providers: [RedisConnection],
+      exports: [RedisConnection],
+    };
   }
 }

@@ -13,7 +13,9 @@ export class ApiKeyLookupHash1732000003000 implements MigrationInterface {
     await q.query(`ALTER TABLE api_keys ADD COLUMN key_lookup_hash char(64)`);
     await q.query(`CREATE UNIQUE INDEX api_keys_key_lookup_hash_key ON api_keys (key_lookup_hash)`);
     // The fallback and the backfill report look only at rows still waiting.
-    await q.query(`CREATE INDEX api_keys_legacy_prefix_idx ON api_keys (key_prefix) WHERE key_lookup_hash IS NULL`);
+    await q.query(
+      `CREATE INDEX api_keys_legacy_prefix_idx ON api_keys (key_prefix) WHERE key_lookup_hash IS NULL`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -8,7 +8,9 @@ export class ApiKeyRotationGrace1732000003500 implements MigrationInterface {
   name = 'ApiKeyRotationGrace1732000003500';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE api_keys ADD COLUMN previous_lookup_hash char(64), ADD COLUMN previous_expires_at timestamptz`);
+    await q.query(
+      `ALTER TABLE api_keys ADD COLUMN previous_lookup_hash char(64), ADD COLUMN previous_expires_at timestamptz`,
+    );
     await q.query(`CREATE UNIQUE INDEX api_keys_previous_lookup_hash_key ON api_keys (previous_lookup_hash)`);
   }
 

@@ -16,7 +16,9 @@ export class TenantUserQuotas1732000004000 implements MigrationInterface {
 
   async down(q: QueryRunner): Promise<void> {
     for (const table of ['users', 'tenants']) {
-      await q.query(`ALTER TABLE ${table} DROP COLUMN quota_limit, DROP COLUMN max_budget, DROP COLUMN quota_period`);
+      await q.query(
+        `ALTER TABLE ${table} DROP COLUMN quota_limit, DROP COLUMN max_budget, DROP COLUMN quota_period`,
+      );
     }
   }
 }

@@ -137,8 +137,11 @@ export class EmbeddedPostgres {
     };
     const args = ['-D', this.opts.dataDir, '-p', String(this.opts.port)];
     for (const [k, v] of Object.entries(settings)) args.push('-c', `${k}=${v}`);
+    // Own process group: a Ctrl-C in the terminal (SIGINT to the foreground group) must not
+    // stop PostgreSQL before the gateway has drained streams and flushed its ledger.
     const child = spawn(join(binDir(), 'postgres'), args, {
       ...this.ids,
+      detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, LC_MESSAGES: 'C' },
     });

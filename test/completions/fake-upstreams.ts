@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
  * server (see MODELS below).
  */
 export interface RecordedRequest {
+  /** Bytes of answer written so far (the `flood` model). */
+  written: number;
   path: string;
   headers: IncomingMessage['headers'];
   body: Record<string, any>;
@@ -36,6 +38,7 @@ async function serve(handler: Handler): Promise<FakeUpstream> {
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
       const rec: RecordedRequest = {
+        written: 0,
         path: req.url ?? '',
         headers: req.headers,
         body: raw ? JSON.parse(raw) : {},
@@ -94,7 +97,8 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
 /**
  * OpenAI Chat Completions. Models: `echo` (answer + usage), `no-usage`, `fail-503`,
  * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
- * `hang-mid-stream`, `ignores-stream-options`.
+ * `hang-mid-stream`, `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
+ * connection takes them).
  */
 export function fakeOpenAi(): Promise<FakeUpstream> {
   return serve((rec, res) => {
@@ -180,6 +184,18 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
         finish,
       );
       res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (model === 'flood') {
+      const line = `data: ${JSON.stringify(chunk({ content: 'x'.repeat(4000) }))}\n\n`;
+      const pump = () => {
+        while (!res.destroyed && rec.written < 50 * 1024 * 1024) {
+          rec.written += line.length;
+          if (!res.write(line)) return void res.once('drain', pump);
+        }
+        if (!res.destroyed) finish();
+      };
+      pump();
       return;
     }
     if (model === 'die-mid-stream') {

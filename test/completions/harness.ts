@@ -91,6 +91,7 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'gpt-401': one(openai('fail-401')),
       'gpt-hang': { deployments: [openai('hang'), openai('echo')] },
       'gpt-slow': one(openai('slow-stream')),
+      'gpt-flood': one(openai('flood')),
       'gpt-die': one(openai('die-mid-stream')),
       'gpt-hang-mid': one(openai('hang-mid-stream')),
       'claude-fake': one(anthropic('claude-fake')),
@@ -158,10 +159,17 @@ export async function serviceHarness(
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
       const allowed = req.headers['x-allowed-models'];
+      const unlimited = { tokenLimit: null, budgetUsd: null, period: 'none' as const };
       const caller: CompletionCaller = {
+        kind: 'api-key',
         tenantId: 't-1',
+        userId: 'u-1',
         apiKeyId: 'k-1',
+        keyName: 'test',
+        keyPrefix: 'sk-test',
         allowedModels: typeof allowed === 'string' ? allowed.split(',').filter(Boolean) : null,
+        rateLimitRpm: null,
+        limits: { tenant: unlimited, user: null, key: unlimited },
       };
       const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
         res.writeHead(status, { 'content-type': 'application/json', ...headers });

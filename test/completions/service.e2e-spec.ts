@@ -70,13 +70,12 @@ describe('completions service against fake upstreams', () => {
       const s = await h.meter.nth('settled');
       expect(s.usage).toEqual({ promptTokens: 21, completionTokens: 9, costMicros: 21 * 1 + 9 * 2 });
       expect(s.meta).toMatchObject({
-        model: 'gpt-fake',
         provider: 'openai',
+        model: 'echo',
         deployment: 'gpt-fake#0',
-        upstreamModel: 'echo',
         stream: false,
-        status: 200,
-        outcome: 'ok',
+        httpStatus: 200,
+        status: 'success',
         requestId: 'req-test',
       });
       expect(s.meta.latencyMs).toBeGreaterThanOrEqual(0);
@@ -204,7 +203,7 @@ describe('completions service against fake upstreams', () => {
       const seen = await openai.abortedFor('slow-stream');
       expect(seen.aborted).toBe(true);
       const s = await h.meter.nth('settled');
-      expect(s.meta.outcome).toBe('client_aborted');
+      expect(s.meta.status).toBe('aborted');
       expect(s.usage.promptTokens).toBe(countPromptTokens({ messages: hi }));
       // at least what the client read, far less than the 1000 words the upstream would have sent
       expect(s.usage.completionTokens).toBeGreaterThanOrEqual(countTokens('w0 w1 w2 w3 '));
@@ -212,6 +211,20 @@ describe('completions service against fake upstreams', () => {
         countTokens(Array.from({ length: 200 }, (_, i) => `w${i} `).join('')),
       );
       expect(h.meter.released).toHaveLength(0);
+    });
+
+    it('backpressure: a client that does not read holds the upstream back', async () => {
+      const ac = new AbortController();
+      const res = await post({ model: 'gpt-flood', messages: hi, stream: true }, {}, ac.signal);
+      expect(res.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 500));
+      const rec = openai.requests.find((r) => r.body.model === 'flood')!;
+      // socket buffers hold a few MB; without backpressure the 50 MB would all be written by now
+      expect(rec.written).toBeGreaterThan(0);
+      expect(rec.written).toBeLessThan(20 * 1024 * 1024);
+      ac.abort();
+      await openai.abortedFor('flood');
+      expect(rec.written).toBeLessThan(50 * 1024 * 1024);
     });
 
     it('an upstream that dies mid-stream: an SSE error event, [DONE], and the partial charge', async () => {
@@ -231,7 +244,7 @@ describe('completions service against fake upstreams', () => {
           .join(''),
       );
       const s = await h.meter.nth('settled');
-      expect(s.meta.outcome).toBe('upstream_error');
+      expect(s.meta.status).toBe('upstream_error');
       expect(s.usage.completionTokens).toBe(countTokens(produced));
     });
 
@@ -281,7 +294,7 @@ describe('completions service against fake upstreams', () => {
         expect(body.error).toMatchObject({ type: 'server_error', code });
       }
       expect(h.meter.released).toHaveLength(2);
-      expect(h.meter.released[0].meta).toMatchObject({ model, status, outcome: 'upstream_error' });
+      expect(h.meter.released[0].meta).toMatchObject({ httpStatus: status, status: 'upstream_error' });
       expect(h.meter.settled).toHaveLength(0);
     });
 
@@ -348,14 +361,20 @@ describe('completions service against fake upstreams', () => {
       expect(h.meter.admitted).toHaveLength(0);
     });
 
-    it('a disallowed model -> 403, no upstream call, nothing reserved; an alias of an allowed model passes', async () => {
+    it('a disallowed model -> 403, no upstream call, nothing reserved; names are matched exactly', async () => {
       const res = await post({ model: 'gpt-fake', messages: hi }, { 'x-allowed-models': 'mock-gpt' });
       expect(res.status).toBe(403);
       expect((await json(res)).error).toMatchObject({ type: 'permission_error', code: 'model_not_allowed' });
       expect(openai.requests).toHaveLength(0);
       expect(h.meter.admitted).toHaveLength(0);
-      const ok = await post({ model: 'gpt-fake-alias', messages: hi }, { 'x-allowed-models': 'gpt-fake' });
+      const alias = await post({ model: 'gpt-fake-alias', messages: hi }, { 'x-allowed-models': 'gpt-fake' });
+      expect(alias.status).toBe(403);
+      const ok = await post(
+        { model: 'gpt-fake-alias', messages: hi },
+        { 'x-allowed-models': 'gpt-fake-alias' },
+      );
       expect(ok.status).toBe(200);
+      expect(h.meter.admitted[0].estimate.model).toBe('gpt-fake-alias');
     });
 
     it('a refused admission (quota) -> its status, no upstream call', async () => {
@@ -400,7 +419,6 @@ describe('completions service against fake upstreams', () => {
       );
       expect(some.data).toEqual([
         { id: 'mock-gpt', object: 'model', created: expect.any(Number), owned_by: 'mock' },
-        { id: 'gpt-4o-mini', object: 'model', created: expect.any(Number), owned_by: 'mock' },
       ]);
     });
   });
@@ -523,7 +541,7 @@ describe('completions service against fake upstreams', () => {
       expect(data.at(-1)).toBe('[DONE]');
       expect(JSON.parse(data.at(-2)!).error.message).toMatch(/Overloaded/);
       const s = await h.meter.nth('settled');
-      expect(s.meta.outcome).toBe('upstream_error');
+      expect(s.meta.status).toBe('upstream_error');
       expect(s.usage.promptTokens).toBe(17);
       expect(s.usage.completionTokens).toBe(countTokens(ANTHROPIC_TEXT));
     });
@@ -573,7 +591,7 @@ describe('completions: the total timeout bounds a whole exchange', () => {
     expect(JSON.parse(data.at(-2)!).error.code).toBe('upstream_timeout');
     await openai.abortedFor('slow-stream');
     const s = await h.meter.nth('settled');
-    expect(s.meta.outcome).toBe('upstream_error');
+    expect(s.meta.status).toBe('upstream_error');
     expect(s.usage.completionTokens).toBeGreaterThan(0);
   });
 });

@@ -1,5 +1,7 @@
 import { DynamicModule, Module, ModuleMetadata, Type } from '@nestjs/common';
+import { ApiKeysModule } from '@app/api-keys';
 import { AppConfig } from '@app/config';
+import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
 import { ProviderRegistry } from './providers/provider-registry';
 import { loadRoutingTable } from './routing/routing-loader';
@@ -19,7 +21,9 @@ export class CompletionsModule {
   static forRoot(options: CompletionsModuleOptions = {}): DynamicModule {
     return {
       module: CompletionsModule,
-      imports: options.imports ?? [],
+      // ApiKeysModule: the key guard on the controller and its dependencies.
+      imports: [ApiKeysModule, ...(options.imports ?? [])],
+      controllers: [CompletionsController],
       providers: [
         {
           provide: RoutingTable,

@@ -75,7 +75,7 @@ export class CompletionsService {
   listModels(caller: Pick<CompletionCaller, 'allowedModels'>): { object: 'list'; data: ModelObject[] } {
     const data = this.routes
       .names()
-      .filter(({ route }) => isModelAllowed(caller.allowedModels, route))
+      .filter(({ name }) => isModelAllowed(caller.allowedModels, name))
       .map(({ name, route }) => ({
         id: name,
         object: 'model' as const,
@@ -104,14 +104,14 @@ export class CompletionsService {
         `The model "${req.model}" does not exist (GET /v1/models lists yours)`,
         'model_not_found',
       );
-    if (!isModelAllowed(caller.allowedModels, route))
+    if (!isModelAllowed(caller.allowedModels, req.model))
       throw ApiError.forbidden(`This key may not use the model "${req.model}"`, 'model_not_allowed');
 
     const promptTokens = countPromptTokens(req);
     const budget =
       (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);
     const { reservation, headers } = await this.meter.admit(caller, {
-      model: route.name,
+      model: req.model,
       estimatedTokens: promptTokens + budget,
       estimatedCostMicros: costMicros(route.maxPricing, promptTokens, budget),
     });
@@ -167,7 +167,7 @@ export class CompletionsService {
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
     res.end(json);
-    await this.settle(ex, usage, 200, ex.signal.aborted ? 'client_aborted' : 'ok');
+    await this.settle(ex, usage, 200, ex.signal.aborted ? 'aborted' : 'success');
   }
 
   private async streamed(ex: Exchange, res: ServerResponse): Promise<void> {
@@ -181,7 +181,7 @@ export class CompletionsService {
     res.flushHeaders();
     const includeUsage = ex.req.stream_options?.include_usage === true;
     const tally = new StreamTally();
-    let outcome: UsageMeta['outcome'] = 'ok';
+    let outcome: UsageMeta['status'] = 'success';
     try {
       for await (const item of items) {
         if (ex.signal.aborted) throw ex.signal.reason;
@@ -194,7 +194,7 @@ export class CompletionsService {
       }
     } catch (e) {
       if (e instanceof Aborted && e.by === 'client') {
-        outcome = 'client_aborted';
+        outcome = 'aborted';
       } else {
         outcome = 'upstream_error';
         const err = this.toApiError(e);
@@ -206,8 +206,8 @@ export class CompletionsService {
       promptTokens: tally.promptTokens ?? ex.promptTokens,
       completionTokens: tally.completionTokens(),
     };
-    if (outcome !== 'client_aborted') {
-      if (outcome === 'ok' && includeUsage && !tally.usage) {
+    if (outcome !== 'aborted') {
+      if (outcome === 'success' && includeUsage && !tally.usage) {
         // The upstream ignored stream_options: the client still gets the usage it asked for.
         await send(res, `data: ${JSON.stringify(this.usageChunk(ex, tally.last, usage))}\n\n`);
       }
@@ -243,7 +243,7 @@ export class CompletionsService {
   private async failedBeforeAnswer(ex: Exchange, e: unknown): Promise<never> {
     if (e instanceof Aborted && e.by === 'client') {
       // The upstream had the prompt: it is charged; nothing was produced.
-      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, 499, 'client_aborted');
+      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, 499, 'aborted');
       throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
     }
     const err = this.toApiError(e);
@@ -298,32 +298,32 @@ export class CompletionsService {
   private async settle(
     ex: Exchange,
     u: TokenUsage,
-    status: number,
-    outcome: UsageMeta['outcome'],
+    httpStatus: number,
+    status: UsageMeta['status'],
   ): Promise<void> {
     const pricing = (ex.deployment ?? ex.route.deployments[0]).pricing;
     const usage = { ...u, costMicros: costMicros(pricing, u.promptTokens, u.completionTokens) };
     await this.guard('settle', () =>
-      this.meter.settle(ex.reservation, usage, this.meta(ex, status, outcome)),
+      this.meter.settle(ex.reservation, usage, this.meta(ex, httpStatus, status)),
     );
   }
 
-  private meta(ex: Exchange, status: number, outcome: UsageMeta['outcome']): UsageMeta {
+  private meta(ex: Exchange, httpStatus: number, status: UsageMeta['status']): UsageMeta {
+    const d = ex.deployment ?? ex.route.deployments[0];
     return {
-      model: ex.route.name,
-      provider: ex.deployment?.provider ?? null,
-      deployment: ex.deployment?.id ?? null,
-      upstreamModel: ex.deployment?.model ?? null,
-      stream: ex.stream,
-      latencyMs: Math.round(performance.now() - ex.started),
-      status,
-      outcome,
       requestId: ex.requestId,
+      provider: d.provider,
+      ...(d.model !== ex.req.model ? { model: d.model } : {}),
+      status,
+      latencyMs: Math.round(performance.now() - ex.started),
+      deployment: d.id,
+      stream: ex.stream,
+      httpStatus,
     };
   }
 
   /** A meter failure after the answer must not turn into a client error: log it. */
-  private async guard(what: string, fn: () => Promise<void> | void): Promise<void> {
+  private async guard(what: string, fn: () => Promise<unknown> | void): Promise<void> {
     try {
       await fn();
     } catch (e) {

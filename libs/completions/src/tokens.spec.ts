@@ -1,10 +1,34 @@
-import { countPromptTokens, countTokens } from './tokens';
+import { countPromptTokens, countTokens, encodeTokens, EXACT_CHARS } from './tokens';
 import { countCompletion, StreamTally } from './usage';
 
 describe('token counts', () => {
   it('counts text with cl100k_base', () => {
     expect(countTokens('')).toBe(0);
     expect(countTokens('hello world')).toBe(2);
+  });
+
+  it('treats special tokens in client text as text', () => {
+    expect(countTokens('hi <|endoftext|> there')).toBeGreaterThan(3);
+  });
+
+  it('stays fast on hostile input: long runs without a break, and huge texts', () => {
+    const t0 = Date.now();
+    const run = countTokens('x'.repeat(100_000));
+    const b64 = countTokens(Buffer.alloc(300_000, 7).toString('base64'));
+    const spaces = countTokens(' '.repeat(200_000));
+    const prose = countTokens('The quick brown fox jumps over the lazy dog. '.repeat(25_000));
+    expect(Date.now() - t0).toBeLessThan(1000);
+    for (const n of [run, b64, spaces]) expect(n).toBeGreaterThan(1000);
+    // beyond EXACT_CHARS, extrapolated at the measured rate: 10 tokens per sentence here
+    expect(prose).toBeGreaterThan(240_000);
+    expect(prose).toBeLessThan(260_000);
+  });
+
+  it('counts exactly below EXACT_CHARS, with no long runs', () => {
+    const prose =
+      'The quick brown fox jumps over the lazy dog.\n'.repeat(100) + 'Ünïcödé 🦊 {"json": [1, 2, 3]}';
+    expect(prose.length).toBeLessThan(EXACT_CHARS);
+    expect(countTokens(prose)).toBe(encodeTokens(prose).length);
   });
 
   it('counts a chat prompt the way OpenAI does (3 per message, 3 priming)', () => {
@@ -68,6 +92,23 @@ describe('token counts', () => {
       });
     expect(tally.completionTokens()).toBe(whole);
     expect(whole).toBe(countTokens(text));
+  });
+
+  it('a long streamed answer (beyond EXACT_CHARS) still counts like the same answer unstreamed', () => {
+    const text = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(2000);
+    const tally = new StreamTally();
+    for (let i = 0; i < text.length; i += 7)
+      tally.add({
+        chunk: {
+          id: 'x',
+          object: 'chat.completion.chunk',
+          created: 0,
+          model: 'm',
+          choices: [{ index: 0, delta: { content: text.slice(i, i + 7) }, finish_reason: null }],
+        },
+      });
+    expect(text.length).toBeGreaterThan(EXACT_CHARS);
+    expect(tally.completionTokens()).toBe(countTokens(text));
   });
 
   it('counts tool call names and arguments', () => {

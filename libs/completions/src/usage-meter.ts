@@ -1,20 +1,13 @@
 import { Injectable } from '@nestjs/common';
+import type { KeyPrincipal } from '@app/api-keys';
 import type { ProviderKind } from './routing/routing-table';
 
-/**
- * Who is calling: the fields of the virtual key's principal (`KeyPrincipal` from
- * @app/api-keys) completions reads. The whole principal is passed on to the meter.
- */
-export interface CompletionCaller {
-  tenantId: string;
-  apiKeyId: string;
-  /** null = every model. */
-  allowedModels: string[] | null;
-}
+/** Who is calling: the virtual key's principal, passed to the meter as the guard made it. */
+export type CompletionCaller = KeyPrincipal;
 
 /** What a request may cost at most: prompt tokens plus its completion budget. */
 export interface UsageEstimate {
-  /** The canonical model name (aliases resolved). */
+  /** The model name as the client sent it (what allowedModels lists). */
   model: string;
   estimatedTokens: number;
   estimatedCostMicros: number;
@@ -34,21 +27,22 @@ export interface MeteredUsage {
   costMicros: number;
 }
 
+/** Shaped like the quota lib's RequestMeta (ledger row), plus a few fields for logs. */
 export interface UsageMeta {
-  /** The canonical model name. */
-  model: string;
-  /** The deployment that served (or failed last); null when none was reached. */
-  provider: ProviderKind | null;
-  deployment: string | null;
-  upstreamModel: string | null;
-  stream: boolean;
+  requestId?: string;
+  /** The provider of the deployment that served (or failed last). */
+  provider: ProviderKind;
+  /** The upstream model that answered, when it differs from the requested name. */
+  model?: string;
+  /** success; aborted (client left: charged for what was produced); upstream_error; error (refused by the gateway). */
+  status: 'success' | 'aborted' | 'upstream_error' | 'error';
   /** From the request's arrival to the end of the answer. */
   latencyMs: number;
-  /** The HTTP status the client got (200 for a stream, even one cut short). */
-  status: number;
-  /** ok; client_aborted (disconnected, charged for what was produced); upstream_error. */
-  outcome: 'ok' | 'client_aborted' | 'upstream_error';
-  requestId?: string;
+  /** `<model>#<index>` in the routing table. */
+  deployment: string;
+  stream: boolean;
+  /** What the client got (200 for a stream, even one cut short). */
+  httpStatus: number;
 }
 
 /**
@@ -59,8 +53,8 @@ export interface UsageMeta {
  */
 export abstract class UsageMeter {
   abstract admit(caller: CompletionCaller, estimate: UsageEstimate): Promise<Admission> | Admission;
-  abstract settle(reservation: unknown, usage: MeteredUsage, meta: UsageMeta): Promise<void> | void;
-  abstract release(reservation: unknown, meta: UsageMeta): Promise<void> | void;
+  abstract settle(reservation: unknown, usage: MeteredUsage, meta: UsageMeta): Promise<unknown> | void;
+  abstract release(reservation: unknown, meta: UsageMeta): Promise<unknown> | void;
 }
 
 /** The default until a real meter is bound: admits everything, records nothing. */

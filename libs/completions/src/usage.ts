@@ -1,6 +1,6 @@
 import type { ChatCompletion, ChatCompletionChunk, Usage } from './chat/openai-types';
 import type { StreamItem } from './providers/provider';
-import { countTokens } from './tokens';
+import { countTokens, EXACT_CHARS, TokenCounter } from './tokens';
 
 export interface TokenUsage {
   promptTokens: number;
@@ -37,11 +37,12 @@ export function countCompletion(c: ChatCompletion): number {
 
 /**
  * What a stream produced so far: the upstream's usage when it sent one, else the text per
- * choice, counted at the end. Concatenating before counting makes a streamed answer cost
- * exactly what the same answer unstreamed costs.
+ * choice, counted at the end. Counting the concatenation (not chunk by chunk) makes a
+ * streamed answer cost exactly what the same answer unstreamed costs; only the first
+ * EXACT_CHARS characters are kept (the counter extrapolates the rest from the length).
  */
 export class StreamTally {
-  private readonly text = new Map<number, string>();
+  private readonly text = new Map<number, { head: string; length: number }>();
   usage?: TokenUsage;
   promptTokens?: number;
   last?: ChatCompletionChunk;
@@ -54,13 +55,17 @@ export class StreamTally {
     if (u) this.usage = u;
     for (const ch of c.choices ?? []) {
       const s = producedText(ch.delta as Produced);
-      if (s) this.text.set(ch.index, (this.text.get(ch.index) ?? '') + s);
+      if (!s) continue;
+      const t = this.text.get(ch.index) ?? { head: '', length: 0 };
+      if (t.head.length < EXACT_CHARS) t.head += s.slice(0, EXACT_CHARS - t.head.length);
+      t.length += s.length;
+      this.text.set(ch.index, t);
     }
   }
 
   completionTokens(): number {
     let n = 0;
-    for (const s of this.text.values()) n += countTokens(s);
+    for (const t of this.text.values()) n += new TokenCounter().countHead(t.head, t.length);
     return n;
   }
 }

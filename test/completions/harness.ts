@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { AppConfig, ConfigModule, loadConfig } from '@app/config';
 import {
   Admission,
+  assertModelAllowed,
   CompletionCaller,
   CompletionsService,
   loadRoutingTable,
@@ -22,7 +23,7 @@ import { freePort } from '../harness/servers';
 
 export const UPSTREAM_SECRET = 'sk-upstream-test-secret-do-not-leak';
 
-/** Records every call; `refuse` makes admit throw. */
+/** Records every call; checks allowed models like every meter; `refuse` makes admit throw. */
 export class RecordingMeter extends UsageMeter {
   admitted: { caller: CompletionCaller; estimate: UsageEstimate }[] = [];
   settled: { reservation: unknown; usage: MeteredUsage; meta: UsageMeta }[] = [];
@@ -31,6 +32,7 @@ export class RecordingMeter extends UsageMeter {
   private n = 0;
 
   admit(caller: CompletionCaller, estimate: UsageEstimate): Admission {
+    assertModelAllowed(caller.allowedModels, estimate.model);
     if (this.refuse) throw this.refuse;
     this.admitted.push({ caller, estimate });
     return { reservation: { id: ++this.n }, headers: { 'x-ratelimit-remaining-tokens': '999' } };

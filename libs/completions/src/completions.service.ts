@@ -104,9 +104,8 @@ export class CompletionsService {
         `The model "${req.model}" does not exist (GET /v1/models lists yours)`,
         'model_not_found',
       );
-    if (!isModelAllowed(caller.allowedModels, req.model))
-      throw ApiError.forbidden(`This key may not use the model "${req.model}"`, 'model_not_allowed');
-
+    // The key's allowed models are checked by the meter's admit (the quota lib counts the
+    // refusal), before anything is reserved or sent upstream.
     const promptTokens = countPromptTokens(req);
     const budget =
       (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);

@@ -4,7 +4,7 @@ export { CompletionsService } from './completions.service';
 export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';
 export type { Admission, CompletionCaller, MeteredUsage, UsageEstimate, UsageMeta } from './usage-meter';
-export { RoutingTable, Deployment, isModelAllowed } from './routing/routing-table';
+export { RoutingTable, Deployment, isModelAllowed, assertModelAllowed } from './routing/routing-table';
 export type { ModelRoute, ProviderKind } from './routing/routing-table';
 export { loadRoutingTable, parseRoutingTable } from './routing/routing-loader';
 export { costMicros } from './pricing';

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { KeyPrincipal } from '@app/api-keys';
-import type { ProviderKind } from './routing/routing-table';
+import { assertModelAllowed, ProviderKind } from './routing/routing-table';
 
 /** Who is calling: the virtual key's principal, passed to the meter as the guard made it. */
 export type CompletionCaller = KeyPrincipal;
@@ -46,10 +46,11 @@ export interface UsageMeta {
 }
 
 /**
- * How completions charges (DI token; the quota lib implements it). `admit` before any
- * upstream call (throws ApiError 429/403 to refuse); then exactly one of `settle` (the
- * upstream answered, even partly: real usage) or `release` (it failed before producing
- * anything: nothing is charged).
+ * How completions charges (DI token; the quota lib's QuotaService implements it). `admit`
+ * before any upstream call: it refuses a model the key may not use (403
+ * model_not_allowed, see `assertModelAllowed`) and anything over a limit (429), by
+ * throwing ApiError. Then exactly one of `settle` (the upstream answered, even partly:
+ * real usage) or `release` (it failed before producing anything: nothing is charged).
  */
 export abstract class UsageMeter {
   abstract admit(caller: CompletionCaller, estimate: UsageEstimate): Promise<Admission> | Admission;
@@ -57,10 +58,11 @@ export abstract class UsageMeter {
   abstract release(reservation: unknown, meta: UsageMeta): Promise<unknown> | void;
 }
 
-/** The default until a real meter is bound: admits everything, records nothing. */
+/** The default until a real meter is bound: enforces the key's allowed models, records nothing. */
 @Injectable()
 export class NoopUsageMeter extends UsageMeter {
-  admit(): Admission {
+  admit(caller: CompletionCaller, estimate: UsageEstimate): Admission {
+    assertModelAllowed(caller.allowedModels, estimate.model);
     return { reservation: null, headers: {} };
   }
   settle(): void {}

@@ -1,3 +1,4 @@
+import { ApiError } from '@app/observability';
 import type { Pricing } from '../pricing';
 
 export const PROVIDER_KINDS = ['openai', 'anthropic', 'mock'] as const;
@@ -81,4 +82,17 @@ export class RoutingTable {
  */
 export function isModelAllowed(allowed: readonly string[] | null, name: string): boolean {
   return allowed === null || allowed.includes(name);
+}
+
+/** 403 model_not_allowed unless the key may call `name` (what every UsageMeter's admit checks first). */
+export function assertModelAllowed(allowed: readonly string[] | null, name: string): void {
+  if (!isModelAllowed(allowed, name))
+    throw new ApiError(
+      403,
+      `This API key may not use the model "${name}"`,
+      'permission_error',
+      'model_not_allowed',
+      {},
+      'model',
+    );
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { AppConfig, loadConfig } from '@app/config';
+import { RedisConnection } from '@app/database';
 import {
   LedgerService,
   ManualClock,
@@ -73,7 +74,13 @@ export async function startInstance(o: InstanceOptions): Promise<Instance> {
     ledger: app.get(LedgerService),
     reconciliation: app.get(ReconciliationService),
     store: app.get(QuotaStore),
-    close: () => app.close(),
+    close: async () => {
+      // @nestjs-modules/ioredis quits connections from a static set that the first app to
+      // shut down clears: with several apps in one process the others would stay open.
+      const client = app.get(RedisConnection).client;
+      await app.close();
+      if (client && client.status !== 'end') client.disconnect();
+    },
   };
 }
 

@@ -1,0 +1,516 @@
+// The admin page: sign in, list keys, generate / regenerate / delete, a key's usage chart.
+// Data from the API is only ever inserted as text (see dom.js).
+import * as API from './api.js';
+import { usageChart } from './chart.js';
+import { $, fmtDate, fmtDay, fmtInt, fmtRelative, fmtUsd, h, openDialog, showError } from './dom.js';
+
+const PAGE = 20;
+const state = { offset: 0, total: 0, keys: [], users: new Map() };
+
+const views = { login: $('#login-view'), keys: $('#keys-view') };
+
+function show(view) {
+  views.login.hidden = view !== 'login';
+  views.keys.hidden = view !== 'keys';
+  const user = API.session.user;
+  $('#who').hidden = view !== 'keys';
+  $('#who-text').textContent = user ? `${user.email} (${user.role})` : '';
+}
+
+const isAdmin = () => API.session.user?.role === 'admin';
+
+// ---- sign in / out -------------------------------------------------------------------
+
+function showLogin(message) {
+  show('login');
+  showError($('#login-error'), message);
+  $('#login-email').focus();
+}
+
+$('#login-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const email = $('#login-email').value.trim();
+  const password = $('#login-password').value;
+  if (!email || !password) return showError($('#login-error'), 'Enter your email and password.');
+  const button = $('#login-submit');
+  button.disabled = true;
+  try {
+    const res = await API.login(email, password);
+    API.session.save(res.access_token, res.user);
+    $('#login-password').value = '';
+    showError($('#login-error'), '');
+    await enter();
+  } catch (err) {
+    showError($('#login-error'), err.message);
+    $('#login-password').select();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function logout(message) {
+  API.session.clear();
+  state.keys = [];
+  state.users.clear();
+  state.offset = 0;
+  $('#keys-body').replaceChildren();
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
+  showLogin(message);
+}
+
+$('#logout').addEventListener('click', () => logout());
+API.setUnauthorizedHandler(() => logout('Your session has ended. Sign in again.'));
+
+async function enter() {
+  show('keys');
+  $('#scope-note').textContent = isAdmin()
+    ? "You are an admin: these are all of your tenant's keys."
+    : 'These are your keys.';
+  $('#keys-title').focus();
+  if (isAdmin()) {
+    try {
+      for (const u of await API.listAllUsers()) state.users.set(u.id, u);
+    } catch (err) {
+      showError($('#keys-error'), `Could not load users: ${err.message}`);
+    }
+  }
+  await loadKeys();
+}
+
+// ---- keys table ----------------------------------------------------------------------
+
+async function loadKeys() {
+  try {
+    const page = await API.listKeys(PAGE, state.offset);
+    if (!page.data.length && state.offset > 0 && page.total > 0) {
+      state.offset = Math.max(0, state.offset - PAGE);
+      return loadKeys();
+    }
+    state.keys = page.data;
+    state.total = page.total;
+    showError($('#keys-error'), '');
+    renderKeys();
+  } catch (err) {
+    if (err.status !== 401) showError($('#keys-error'), err.message);
+  }
+}
+
+function ownerLabel(k) {
+  const me = API.session.user;
+  if (k.user_id && me && k.user_id === me.id) return 'you';
+  if (!k.user_id) return '—';
+  const u = state.users.get(k.user_id);
+  if (!u) return k.user_id.slice(0, 8);
+  return u.role === 'system' ? 'system' : u.email;
+}
+
+function meter(used, limit, fmt, label) {
+  if (limit === null || limit === undefined) {
+    return h('span', { class: 'usage' }, fmt(used), h('span', { class: 'muted' }, ' / ∞'));
+  }
+  const ratio = limit > 0 ? Math.min(1, used / limit) : 1;
+  return h(
+    'span',
+    { class: 'usage' },
+    fmt(used),
+    h('span', { class: 'muted' }, ` / ${fmt(limit)}`),
+    h('meter', {
+      min: 0,
+      max: 1,
+      low: 0.75,
+      high: 0.9,
+      optimum: 0,
+      value: ratio.toFixed(4),
+      'aria-label': `${label}: ${Math.round(ratio * 100)}% used`,
+      title: `${Math.round(ratio * 100)}% used`,
+    }),
+  );
+}
+
+function keyRow(k) {
+  const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
+  const active = k.status === 'active';
+  const status = h('span', { class: `badge ${k.status}` }, k.status);
+  const grace = k.previous_key_valid_until
+    ? h('div', { class: 'muted small' }, `old key valid until ${fmtDate(k.previous_key_valid_until)}`)
+    : null;
+  const expiry =
+    k.expires_at && active
+      ? h('div', { class: 'muted small', title: fmtDate(k.expires_at) }, `expires ${fmtDay(k.expires_at)}`)
+      : null;
+  const legacy = k.legacy
+    ? h(
+        'span',
+        {
+          class: 'badge legacy',
+          title:
+            'Legacy key still waiting for its lookup hash: it upgrades on its next use (or regenerate it)',
+        },
+        'legacy',
+        h('span', { class: 'visually-hidden' }, ': waiting for its lookup hash'),
+      )
+    : null;
+  const models = k.allowed_models?.length
+    ? h(
+        'ul',
+        { class: 'models' },
+        k.allowed_models.map((m) => h('li', {}, m)),
+      )
+    : h('span', { class: 'muted' }, 'all');
+  const lastUsed = k.last_used_at
+    ? h('time', { datetime: k.last_used_at, title: fmtDate(k.last_used_at) }, fmtRelative(k.last_used_at))
+    : h('span', { class: 'muted' }, 'never');
+  const btn = (text, action, extra = {}) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        class: extra.class ?? 'secondary small',
+        dataset: { action, id: k.id },
+        'aria-label': `${text} ${k.name}`,
+      },
+      text,
+    );
+  return h(
+    'tr',
+    { dataset: { id: k.id }, class: active ? null : 'inactive' },
+    h(
+      'th',
+      { scope: 'row', dataset: { label: 'Name' } },
+      h('span', { class: 'key-name' }, k.name),
+      ' ',
+      legacy,
+    ),
+    cell('Prefix', h('code', { class: 'prefix' }, `${k.key_prefix}…`)),
+    cell('Owner', ownerLabel(k)),
+    cell('Tokens / quota', meter(k.current_quota_usage, k.quota_limit, fmtInt, 'Token quota')),
+    cell('Spend / budget', meter(k.spend, k.max_budget, fmtUsd, 'Budget')),
+    cell('RPM', k.rate_limit_rpm === null ? h('span', { class: 'muted' }, '∞') : fmtInt(k.rate_limit_rpm)),
+    cell('Models', models),
+    cell('Last used', lastUsed),
+    cell('Status', status, grace, expiry),
+    h(
+      'td',
+      { class: 'row-actions', dataset: { label: 'Actions' } },
+      h(
+        'div',
+        { class: 'row-actions-inner' },
+        btn('Usage', 'usage'),
+        active ? btn('Regenerate', 'regenerate') : null,
+        active ? btn('Delete', 'delete', { class: 'danger small' }) : null,
+      ),
+    ),
+  );
+}
+
+function renderKeys() {
+  // Re-rendering replaces the buttons: keep the keyboard focus on the same action of the same key.
+  const had = document.activeElement?.closest?.('#keys-body button[data-id]');
+  $('#keys-body').replaceChildren(...state.keys.map(keyRow));
+  if (had) focusRowAction(had.dataset.id, had.dataset.action)().focus();
+  $('#keys-empty').hidden = state.total > 0;
+  $('#keys-table').hidden = state.total === 0;
+  const from = state.total ? state.offset + 1 : 0;
+  const to = state.offset + state.keys.length;
+  $('#page-info').textContent = `${from}–${to} of ${state.total}`;
+  $('#prev-page').disabled = state.offset === 0;
+  $('#next-page').disabled = to >= state.total;
+  $('.pager').hidden = state.total <= PAGE;
+  const legacy = state.keys.filter((k) => k.legacy && k.status === 'active').length;
+  const note = $('#legacy-note');
+  note.hidden = legacy === 0;
+  note.textContent = legacy
+    ? `${legacy} legacy key${legacy === 1 ? '' : 's'} on this page still wait${legacy === 1 ? 's' : ''} for a lookup hash. ` +
+      'They work, by a slower check, and upgrade on their next use; regenerating gives them the fast path at once.'
+    : '';
+}
+
+$('#refresh-keys').addEventListener('click', () => loadKeys());
+$('#prev-page').addEventListener('click', () => {
+  state.offset = Math.max(0, state.offset - PAGE);
+  loadKeys();
+});
+$('#next-page').addEventListener('click', () => {
+  state.offset += PAGE;
+  loadKeys();
+});
+
+const keyById = (id) => state.keys.find((k) => k.id === id);
+/** After the table re-renders, the element that opened a dialog is gone: focus its successor. */
+const focusRowAction = (id, action) => () =>
+  document.querySelector(`#keys-body button[data-id="${CSS.escape(id)}"][data-action="${action}"]`) ??
+  document.querySelector(`#keys-body tr[data-id="${CSS.escape(id)}"] button`) ??
+  $('#new-key');
+
+$('#keys-body').addEventListener('click', (e) => {
+  const button = e.target.closest('button[data-action]');
+  if (!button) return;
+  const key = keyById(button.dataset.id);
+  if (!key) return;
+  if (button.dataset.action === 'delete') openDelete(key);
+  else if (button.dataset.action === 'regenerate') openRegenerate(key);
+  else if (button.dataset.action === 'usage') openUsage(key);
+});
+
+for (const d of document.querySelectorAll('dialog')) {
+  d.addEventListener('click', (e) => {
+    if (e.target.closest('[data-close]')) d.close();
+  });
+}
+
+// ---- generate ------------------------------------------------------------------------
+
+function numberOrNull(input, { integer }) {
+  const raw = input.value.trim();
+  if (raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+    throw new Error(
+      `${input.labels[0].textContent} must be a ${integer ? 'whole ' : ''}number of 0 or more.`,
+    );
+  }
+  return n;
+}
+
+function fillOwners() {
+  const field = $('#owner-field');
+  field.hidden = !isAdmin() || state.users.size === 0;
+  if (field.hidden) return;
+  const me = API.session.user;
+  const users = [...state.users.values()].filter((u) => u.status === 'active' && u.role !== 'system');
+  users.sort((a, b) => (a.id === me.id ? -1 : b.id === me.id ? 1 : a.email.localeCompare(b.email)));
+  $('#create-owner').replaceChildren(
+    ...users.map((u) => h('option', { value: u.id }, u.id === me.id ? `${u.email} (you)` : u.email)),
+  );
+}
+
+$('#new-key').addEventListener('click', () => {
+  $('#create-form').reset();
+  showError($('#create-error'), '');
+  fillOwners();
+  openDialog($('#create-dialog'), { focus: $('#create-name'), fallback: () => $('#new-key') });
+});
+
+$('#create-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const err = $('#create-error');
+  let body;
+  try {
+    const name = $('#create-name').value.trim();
+    if (!name) throw new Error('Give the key a name.');
+    body = { name, quota_period: $('#create-period').value };
+    const quota = numberOrNull($('#create-quota'), { integer: true });
+    const budget = numberOrNull($('#create-budget'), { integer: false });
+    const rpm = numberOrNull($('#create-rpm'), { integer: true });
+    if (quota !== undefined) body.quota_limit = quota;
+    if (budget !== undefined) body.max_budget = budget;
+    if (rpm !== undefined) body.rate_limit_rpm = rpm;
+    const models = $('#create-models')
+      .value.split(',')
+      .map((m) => m.trim())
+      .filter(Boolean);
+    if (models.length) body.allowed_models = models;
+    const expiry = $('#create-expiry').value;
+    if (expiry) {
+      const at = new Date(expiry);
+      if (Number.isNaN(at.getTime())) throw new Error('Expires is not a valid date.');
+      body.expires_at = at.toISOString();
+    }
+    if (!$('#owner-field').hidden && $('#create-owner').value) body.user_id = $('#create-owner').value;
+  } catch (validation) {
+    showError(err, validation.message);
+    return;
+  }
+  const submit = $('#create-submit');
+  submit.disabled = true;
+  try {
+    const created = await API.createKey(body);
+    $('#create-dialog').close();
+    state.offset = 0;
+    await loadKeys();
+    showSecret(created, { returnTo: focusRowAction(created.id, 'usage') });
+  } catch (apiErr) {
+    showError(err, apiErr.message);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+// ---- the key, shown once -------------------------------------------------------------
+
+function showSecret(created, { returnTo, grace } = {}) {
+  const dialog = $('#secret-dialog');
+  $('#secret-name').textContent = created.name;
+  $('#secret-value').value = created.key;
+  $('#copy-status').textContent = '';
+  const graceNote = $('#secret-grace');
+  graceNote.hidden = !grace;
+  graceNote.textContent = grace ?? '';
+  dialog.addEventListener(
+    'close',
+    () => {
+      // Gone from the page for good: only the prefix remains, in the table.
+      $('#secret-value').value = '';
+      $('#copy-status').textContent = '';
+    },
+    { once: true },
+  );
+  openDialog(dialog, { focus: $('#copy-key'), returnTo });
+  $('#secret-value').select();
+}
+
+async function copyText(text, input) {
+  if (navigator.clipboard?.writeText && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // Permission refused: try the selection fallback.
+    }
+  }
+  input.focus();
+  input.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  }
+}
+
+$('#copy-key').addEventListener('click', async () => {
+  const input = $('#secret-value');
+  const ok = await copyText(input.value, input);
+  $('#copy-status').textContent = ok
+    ? 'Copied to the clipboard.'
+    : 'Could not copy automatically: the key is selected, press Ctrl+C (⌘C on a Mac).';
+  if (!ok) input.select();
+});
+$('#secret-done').addEventListener('click', () => $('#secret-dialog').close());
+
+// ---- regenerate ----------------------------------------------------------------------
+
+let regenKey = null;
+function openRegenerate(key) {
+  regenKey = key;
+  $('#regen-form').reset();
+  $('#regen-name').textContent = key.name;
+  showError($('#regen-error'), '');
+  openDialog($('#regen-dialog'), {
+    focus: $('#regen-grace'),
+    fallback: focusRowAction(key.id, 'regenerate'),
+  });
+}
+
+$('#regen-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const raw = $('#regen-grace').value.trim() || '0';
+  const minutes = Number(raw);
+  if (!Number.isInteger(minutes) || minutes < 0 || minutes > 43200) {
+    return showError($('#regen-error'), 'The grace period is a whole number of minutes from 0 to 43200.');
+  }
+  const submit = $('#regen-submit');
+  submit.disabled = true;
+  try {
+    const res = await API.regenerateKey(regenKey.id, minutes * 60);
+    $('#regen-dialog').close();
+    await loadKeys();
+    const grace = res.previous_key_valid_until
+      ? `The old key keeps working until ${fmtDate(res.previous_key_valid_until)}.`
+      : 'The old key no longer works.';
+    showSecret(res, { returnTo: focusRowAction(res.id, 'regenerate'), grace });
+  } catch (err) {
+    showError($('#regen-error'), err.message);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+// ---- delete --------------------------------------------------------------------------
+
+let deleteKeyTarget = null;
+function openDelete(key) {
+  deleteKeyTarget = key;
+  $('#delete-name').textContent = key.name;
+  $('#delete-prefix').textContent = `${key.key_prefix}…`;
+  showError($('#delete-error'), '');
+  openDialog($('#delete-dialog'), {
+    focus: $('#delete-dialog [data-close]'),
+    fallback: focusRowAction(key.id, 'usage'),
+  });
+}
+
+$('#delete-confirm').addEventListener('click', async () => {
+  const button = $('#delete-confirm');
+  button.disabled = true;
+  try {
+    await API.deleteKey(deleteKeyTarget.id);
+    $('#delete-dialog').close();
+    await loadKeys();
+  } catch (err) {
+    showError($('#delete-error'), err.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- usage chart ---------------------------------------------------------------------
+
+let usageKey = null;
+const DAYS = 30;
+
+async function loadUsage() {
+  const body = $('#usage-body');
+  const key = usageKey;
+  body.setAttribute('aria-busy', 'true');
+  try {
+    const to = new Date(Date.now() + 60000);
+    const from = new Date(to.getTime() - DAYS * 86400000);
+    const [totals, daily] = await Promise.all([
+      API.keyUsage(key.id),
+      API.usageByDay(key.id, from.toISOString(), to.toISOString()),
+    ]);
+    if (usageKey !== key) return;
+    const cp = totals.current_period;
+    const stat = (label, value) => h('div', { class: 'stat' }, h('dt', {}, label), h('dd', {}, value));
+    const summary = h(
+      'dl',
+      { class: 'stats' },
+      stat('Requests (30 days)', fmtInt(daily.totals.requests)),
+      stat('Tokens (30 days)', fmtInt(daily.totals.total_tokens)),
+      stat('Cost (30 days)', fmtUsd(daily.totals.cost_usd)),
+      stat(
+        cp.period === 'none' ? 'Tokens (all time)' : `Tokens this ${cp.period === 'daily' ? 'day' : 'month'}`,
+        cp.tokens === null
+          ? 'unavailable'
+          : `${fmtInt(cp.tokens)}${cp.quota_limit === null ? '' : ` / ${fmtInt(cp.quota_limit)}`}`,
+      ),
+    );
+    body.replaceChildren(summary, usageChart(daily.data, daily.to, DAYS));
+    showError($('#usage-error'), '');
+  } catch (err) {
+    if (usageKey === key) showError($('#usage-error'), err.message);
+  } finally {
+    body.removeAttribute('aria-busy');
+  }
+}
+
+function openUsage(key) {
+  usageKey = key;
+  $('#usage-name').textContent = key.name;
+  $('#usage-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  showError($('#usage-error'), '');
+  openDialog($('#usage-dialog'), {
+    focus: $('#usage-dialog [data-close]'),
+    fallback: focusRowAction(key.id, 'usage'),
+  });
+  loadUsage();
+}
+$('#usage-refresh').addEventListener('click', loadUsage);
+$('#usage-dialog').addEventListener('close', () => {
+  usageKey = null;
+});
+
+// ---- start ---------------------------------------------------------------------------
+
+if (API.session.token && API.session.user) enter();
+else showLogin();

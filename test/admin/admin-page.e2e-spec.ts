@@ -1,0 +1,374 @@
+import request from 'supertest';
+import * as bcrypt from 'bcrypt';
+import { copyFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { DataSource } from 'typeorm';
+import { createTestApp, TestApp } from '../harness/app';
+import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
+import { launchChromium, snap, watchProblems } from './browser';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Retries `check` (after `poke`, e.g. a click on Refresh) until it holds or the time is up. */
+async function eventually<T>(
+  check: () => Promise<T | undefined | false>,
+  poke: () => Promise<unknown> = async () => undefined,
+  ms = 15000,
+): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(250);
+    await poke();
+  }
+}
+
+const focused = (l: Locator) =>
+  eventually(() => l.evaluate((el) => el === (globalThis as any).document.activeElement), undefined, 5000);
+const hasText = (l: Locator, text: string) =>
+  eventually(async () => (await l.innerText()).includes(text), undefined, 5000);
+
+async function createKey(url: string, token: string, body: Record<string, unknown>) {
+  const res = await request(url).post('/api/v1/api-keys').set(auth(token)).send(body).expect(201);
+  return res.body as { id: string; key: string; key_prefix: string; name: string };
+}
+
+const row = (page: Page, name: string) =>
+  page.locator('#keys-body tr', { has: page.locator('.key-name', { hasText: name }) });
+
+async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
+  await page.goto(`${url}/admin`);
+  await page.getByLabel('Email').fill(user.email);
+  await page.getByLabel('Password').fill(user.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'API Keys' }).waitFor();
+}
+
+describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
+  let t: TestApp;
+  let a: TenantSession;
+  let alice: UserSession; // member
+  let bob: UserSession; // member
+  let browser: Browser;
+  let ctx: BrowserContext;
+  let page: Page;
+  let problems: string[];
+  const external: string[] = [];
+  let generated: { key: string; name: string };
+
+  beforeAll(async () => {
+    t = await createTestApp({ env: { LEDGER_FLUSH_MS: '100', AUTH_FAILURE_LIMIT: '1000' } });
+    a = await createTenantWithAdmin(t.url, 'acme');
+    alice = await createUser(t.url, a.tenantId, 'member');
+    bob = await createUser(t.url, a.tenantId, 'member');
+    await createKey(t.url, alice.token, { name: 'alice-laptop', allowed_models: ['mock-gpt'] });
+    await createKey(t.url, bob.token, { name: 'bob-ci', rate_limit_rpm: 30 });
+    await createKey(t.url, a.admin.token, {
+      name: 'Production API',
+      quota_limit: 1_000_000,
+      max_budget: 100,
+      quota_period: 'monthly',
+      rate_limit_rpm: 600,
+      allowed_models: ['mock-gpt', 'gpt-4o-mini'],
+    });
+    // A key as the legacy system stored it: bcrypt hash and prefix only, no lookup hash.
+    const ds = t.app.get(DataSource);
+    await ds.query(
+      `INSERT INTO api_keys (tenant_id, user_id, name, key_hash, key_prefix) VALUES ($1, $2, 'Old integration', $3, 'sk-legacyAbC')`,
+      [a.tenantId, a.admin.id, await bcrypt.hash('sk-legacyAbC-never-used-0123456789', 4)],
+    );
+    // Data that must be shown as text, never parsed as HTML.
+    await createKey(t.url, a.admin.token, { name: '<img src=x id=pwned onerror=alert(1)>' });
+
+    browser = await launchChromium();
+    ctx = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.url });
+    page = await ctx.newPage();
+    problems = watchProblems(page);
+    page.on('request', (r) => {
+      if (!r.url().startsWith(t.url) && !r.url().startsWith('data:')) external.push(r.url());
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  it('serves /admin publicly with a self-only CSP; every asset is local', async () => {
+    const res = await request(t.url).get('/admin').expect(200);
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    const csp = res.headers['content-security-policy'] as string;
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|https?:/);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    // No absolute URL to another host in the page.
+    expect(res.text).not.toMatch(/(src|href)="(https?:)?\/\//);
+    await request(t.url)
+      .get('/admin/admin.js')
+      .expect(200)
+      .expect('content-type', /javascript/);
+    await request(t.url).get('/admin/..%2Fadmin-ui.controller.ts').expect(404);
+    await request(t.url).get('/admin/nope.js').expect(404);
+  });
+
+  it('a wrong password shows the API error inline', async () => {
+    await page.goto(`${t.url}/admin`);
+    await focused(page.getByLabel('Email'));
+    await page.getByLabel('Email').fill(a.admin.email);
+    await page.getByLabel('Password').fill('wrong-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#login-error', { hasText: 'Invalid email or password' }).waitFor();
+  });
+
+  it('an admin logs in (JWT in sessionStorage, not localStorage) and sees every key of the tenant', async () => {
+    await signIn(page, t.url, a.admin);
+    const storage = await page.evaluate(() => ({
+      session: Object.keys((globalThis as any).sessionStorage),
+      local: Object.keys((globalThis as any).localStorage),
+    }));
+    expect(storage.session).toContain('llm-gateway.admin.token');
+    expect(storage.local).toEqual([]);
+    await row(page, 'Production API').waitFor();
+    for (const name of ['alice-laptop', 'bob-ci', 'Production API', 'Old integration']) {
+      await row(page, name).waitFor();
+    }
+    await hasText(row(page, 'alice-laptop').locator('td[data-label="Owner"]'), alice.email);
+    const prod = row(page, 'Production API');
+    expect(await prod.locator('td[data-label="Tokens / quota"]').innerText()).toMatch(/0\s*\/\s*1,000,000/);
+    expect(await prod.locator('td[data-label="Spend / budget"]').innerText()).toMatch(/\$0\s*\/\s*\$100/);
+    expect(await prod.locator('td[data-label="RPM"]').innerText()).toBe('600');
+    expect(await prod.locator('td[data-label="Models"] li').allInnerTexts()).toEqual([
+      'mock-gpt',
+      'gpt-4o-mini',
+    ]);
+    expect(await prod.locator('td[data-label="Last used"]').innerText()).toBe('never');
+    expect(await prod.locator('td[data-label="Status"]').innerText()).toContain('active');
+    // The legacy key is marked, and the page says what that means.
+    await row(page, 'Old integration').locator('.badge.legacy').waitFor();
+    expect(await page.locator('#legacy-note').innerText()).toMatch(/1 legacy key .* lookup hash/);
+    // API data is text: the <img> in a key name is shown, not created.
+    await row(page, '<img src=x id=pwned').waitFor();
+    expect(await page.locator('#pwned').count()).toBe(0);
+  });
+
+  it('generates a key: shown once with a warning and a copy button; afterwards only its prefix', async () => {
+    await page.getByRole('button', { name: 'Generate new key' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Generate new key' });
+    await focused(dialog.getByLabel('Name'));
+    await dialog.getByLabel('Name').fill('Browser key');
+    await dialog.getByLabel('Token quota').fill('50000');
+    await dialog.getByLabel('Budget (USD)').fill('5');
+    await dialog.getByLabel('Requests per minute').fill('120');
+    await dialog.getByLabel('Allowed models').fill('mock-gpt, gpt-4o-mini');
+    await dialog.getByLabel('Expires').fill('2031-01-02T03:04');
+    await dialog.getByRole('button', { name: 'Generate key' }).click();
+
+    const secret = page.getByRole('dialog', { name: 'Your new key' });
+    await secret.waitFor();
+    expect(await secret.innerText()).toContain('It will not be shown again');
+    const key = await secret.locator('#secret-value').inputValue();
+    expect(key).toMatch(/^sk-[0-9A-Za-z]{38}$/);
+    await secret.getByRole('button', { name: 'Copy' }).click();
+    await secret.getByText('Copied to the clipboard.').waitFor();
+    expect(await page.evaluate(() => (globalThis as any).navigator.clipboard.readText())).toBe(key);
+    await snap(page, 'key-shown-once', false);
+    await secret.getByRole('button', { name: 'I have copied it' }).click();
+    await secret.waitFor({ state: 'hidden' });
+
+    // Gone from the page: the table shows the prefix only.
+    expect(await page.content()).not.toContain(key);
+    expect(await page.locator('#secret-value').inputValue()).toBe('');
+    const r = row(page, 'Browser key');
+    await hasText(r.locator('.prefix'), `${key.slice(0, 12)}…`);
+    expect(await r.locator('td[data-label="Tokens / quota"]').innerText()).toMatch(/0\s*\/\s*50,000/);
+    expect(await r.locator('td[data-label="RPM"]').innerText()).toBe('120');
+    expect(await r.locator('td[data-label="Status"]').innerText()).toContain('expires');
+    // Focus went back into the table, to the new key's row.
+    expect(
+      await page.evaluate(() => (globalThis as any).document.activeElement?.closest('tr')?.textContent),
+    ).toContain('Browser key');
+    generated = { key, name: 'Browser key' };
+  });
+
+  it('the key makes a completion against the mock provider, and its usage appears (table and chart)', async () => {
+    const res = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${generated.key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        model: 'mock-gpt',
+        messages: [{ role: 'user', content: 'Hello from the browser test' }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { usage: { total_tokens: number } };
+    const tokens = body.usage.total_tokens;
+    expect(tokens).toBeGreaterThan(0);
+
+    const r = row(page, generated.name);
+    const cell = r.locator('td[data-label="Tokens / quota"]');
+    await eventually(
+      async () => (await cell.innerText()).startsWith(`${tokens.toLocaleString('en-US')}`),
+      () => page.getByRole('button', { name: 'Refresh', exact: true }).first().click(),
+    );
+    // last_used_at is written in batches every few seconds (LastUsedTracker).
+    await eventually(
+      async () => (await r.locator('td[data-label="Last used"]').innerText()) === 'just now',
+      () => page.getByRole('button', { name: 'Refresh', exact: true }).first().click(),
+    );
+
+    await r.getByRole('button', { name: `Usage ${generated.name}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Usage of ${generated.name}` });
+    await dialog.locator('svg.chart').waitFor();
+    const bars = await dialog
+      .locator('svg.chart rect.bar:not(.empty)')
+      .evaluateAll((els) => els.map((e) => Number((e as any).dataset.tokens)));
+    expect(bars).toEqual([tokens]);
+    expect(await dialog.locator('.stats').innerText()).toMatch(/Requests \(30 days\)\s*1\b/);
+    await snap(page, 'usage-chart', false);
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+  });
+
+  it('regenerates with a grace period: a new key once, the old one keeps working until then', async () => {
+    const r = row(page, generated.name);
+    const oldPrefix = await r.locator('.prefix').innerText();
+    await r.getByRole('button', { name: `Regenerate ${generated.name}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Regenerate ${generated.name}` });
+    await focused(dialog.getByLabel(/Grace period/));
+    await dialog.getByLabel(/Grace period/).fill('60');
+    await dialog.getByRole('button', { name: 'Regenerate' }).click();
+    const secret = page.getByRole('dialog', { name: 'Your new key' });
+    await secret.waitFor();
+    const fresh = await secret.locator('#secret-value').inputValue();
+    expect(fresh).toMatch(/^sk-/);
+    expect(fresh).not.toBe(generated.key);
+    expect(await secret.innerText()).toMatch(/old key keeps working until/);
+    await page.keyboard.press('Escape');
+    await secret.waitFor({ state: 'hidden' });
+    expect(await page.content()).not.toContain(fresh);
+
+    await hasText(r.locator('.prefix'), `${fresh.slice(0, 12)}…`);
+    expect(await r.locator('.prefix').innerText()).not.toBe(oldPrefix);
+    expect(await r.locator('td[data-label="Status"]').innerText()).toMatch(/old key valid until/);
+    await request(t.url).get('/api/v1/me').set('X-API-Key', generated.key).expect(200);
+    await request(t.url).get('/api/v1/me').set('X-API-Key', fresh).expect(200);
+    generated = { ...generated, key: fresh };
+  });
+
+  it('deletes only after a confirmation; the key is refused at once', async () => {
+    const r = row(page, generated.name);
+    await r.getByRole('button', { name: `Delete ${generated.name}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Delete ${generated.name}?` });
+    // Cancel is focused (the safe choice) and cancelling changes nothing.
+    await focused(dialog.getByRole('button', { name: 'Cancel' }));
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    expect(await r.locator('td[data-label="Status"]').innerText()).toContain('active');
+    await request(t.url).get('/api/v1/me').set('X-API-Key', generated.key).expect(200);
+
+    await r.getByRole('button', { name: `Delete ${generated.name}` }).click();
+    await dialog.getByRole('button', { name: 'Delete key' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await hasText(r.locator('td[data-label="Status"]'), 'revoked');
+    expect(await r.getByRole('button', { name: `Delete ${generated.name}` }).count()).toBe(0);
+    await request(t.url).get('/api/v1/me').set('X-API-Key', generated.key).expect(401);
+  });
+
+  it('shows API validation errors inline in the form', async () => {
+    await page.getByRole('button', { name: 'Generate new key' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Generate new key' });
+    await dialog.getByLabel('Name').fill('bad models');
+    await dialog.getByLabel('Allowed models').fill('not a model!');
+    await dialog.getByRole('button', { name: 'Generate key' }).click();
+    await dialog.locator('#create-error', { hasText: 'each model name must be' }).waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await focused(page.getByRole('button', { name: 'Generate new key' }));
+  });
+
+  it('is keyboard usable: Tab reaches the actions, Enter opens a dialog, Escape closes it', async () => {
+    await page.locator('#keys-title').focus();
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      await page.keyboard.press('Tab');
+      seen.push(
+        await page.evaluate(() => (globalThis as any).document.activeElement?.textContent?.trim() ?? ''),
+      );
+    }
+    expect(seen).toContain('Generate new key');
+    while (
+      (await page.evaluate(() => (globalThis as any).document.activeElement?.textContent?.trim())) !==
+      'Generate new key'
+    )
+      await page.keyboard.press('Shift+Tab');
+    await page.keyboard.press('Enter');
+    await focused(page.getByRole('dialog', { name: 'Generate new key' }).getByLabel('Name'));
+    await page.keyboard.press('Escape');
+    await focused(page.getByRole('button', { name: 'Generate new key' }));
+    expect(problems).toEqual([]);
+    expect(external).toEqual([]);
+  });
+
+  it('screenshot of the keys page (docs/admin-keys.png) at desktop and phone width', async () => {
+    await page.getByRole('button', { name: 'Refresh', exact: true }).first().click();
+    await page.mouse.move(0, 0);
+    const desktop = await snap(page, 'admin-keys');
+    if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
+      copyFileSync(desktop, resolve(__dirname, '../../docs/admin-keys.png'));
+    }
+    await page.setViewportSize({ width: 390, height: 844 });
+    // Nothing wider than the phone: no sideways scrolling.
+    expect(
+      await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth),
+    ).toBeLessThanOrEqual(390);
+    await row(page, 'Production API').locator('td[data-label="Owner"]').waitFor();
+    await snap(page, 'admin-keys-phone');
+    await page.getByRole('button', { name: 'Generate new key' }).click();
+    await snap(page, 'generate-phone', false);
+    await page.keyboard.press('Escape');
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
+  it('logs out: the token leaves sessionStorage and the login form is back', async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await focused(page.getByLabel('Email'));
+    expect(await page.evaluate(() => (globalThis as any).sessionStorage.length)).toBe(0);
+    await page.reload();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  });
+
+  it("a member sees only their own keys, never another member's", async () => {
+    const mctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    const mpage = await mctx.newPage();
+    try {
+      await signIn(mpage, t.url, alice);
+      await row(mpage, 'alice-laptop').waitFor();
+      const names = await mpage.locator('#keys-body .key-name').allInnerTexts();
+      expect(names).toEqual(['alice-laptop']);
+      expect(await mpage.locator('#keys-body').innerText()).not.toContain('bob-ci');
+      expect(await mpage.locator('#scope-note').innerText()).toBe('These are your keys.');
+      expect(await row(mpage, 'alice-laptop').locator('td[data-label="Owner"]').innerText()).toBe('you');
+      // A member's new key is theirs (no owner choice), and still only theirs are listed.
+      await mpage.getByRole('button', { name: 'Generate new key' }).click();
+      const dialog = mpage.getByRole('dialog', { name: 'Generate new key' });
+      expect(await dialog.locator('#owner-field').isHidden()).toBe(true);
+      await dialog.getByLabel('Name').fill('alice-phone');
+      await dialog.getByRole('button', { name: 'Generate key' }).click();
+      await mpage.getByRole('dialog', { name: 'Your new key' }).waitFor();
+      await mpage.keyboard.press('Escape');
+      await row(mpage, 'alice-phone').waitFor();
+      expect((await mpage.locator('#keys-body .key-name').allInnerTexts()).sort()).toEqual([
+        'alice-laptop',
+        'alice-phone',
+      ]);
+      await snap(mpage, 'member-keys');
+    } finally {
+      await mctx.close();
+    }
+  });
+});

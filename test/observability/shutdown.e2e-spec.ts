@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDatabase, JWT_SECRET, MASTER_KEY } from '../harness/app';
 import { withClient } from '../harness/servers';
-import { buildGateway, GatewayProcess, startGateway } from './gateway-process';
+import { buildGateway, GatewayProcess, startGateway } from '../harness/gateway-process';
 import { jsonLines, logFilePath, when, wired } from './capture';
 
 function get(url: string, path: string, agent?: Agent): Promise<{ status: number; body: string }> {

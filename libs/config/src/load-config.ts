@@ -57,7 +57,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     'MODELS_FILE',
     'METRICS_TOKEN',
   ]) {
-    if (env[key] !== undefined) plain[key] = env[key];
+    // `FOO= cmd` means unset, as shells and compose files write it.
+    if (env[key] !== undefined && env[key] !== '') plain[key] = env[key];
   }
   const config = plainToInstance(AppConfig, plain);
   const errors = validateSync(config, { whitelist: false, forbidUnknownValues: false });

@@ -2,8 +2,8 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { JWT_SECRET, MASTER_KEY } from '../harness/app';
-import { freePort } from '../harness/servers';
+import { JWT_SECRET, MASTER_KEY } from './app';
+import { freePort } from './servers';
 
 const ROOT = resolve(__dirname, '../..');
 export const MAIN_JS = join(ROOT, 'dist/apps/gateway/src/main.js');

@@ -1,6 +1,12 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import type { Role } from '@app/tenancy';
 
+/** bigint / numeric columns arrive as strings from pg; limits fit a JS number exactly. */
+const nullableNumber = {
+  to: (v: number | null | undefined) => v,
+  from: (v: string | null) => (v === null ? null : Number(v)),
+};
+
 export type UserStatus = 'active' | 'disabled';
 
 @Entity('users')
@@ -26,6 +32,24 @@ export class User {
 
   @Column({ type: 'varchar', length: 16, default: 'active' })
   status: UserStatus;
+
+  /** Token quota of the user (all their keys) per period; null = unlimited (quota lib). */
+  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: nullableNumber })
+  quotaLimit: number | null;
+
+  /** USD budget per period; null = unlimited. */
+  @Column({
+    name: 'max_budget',
+    type: 'numeric',
+    precision: 14,
+    scale: 6,
+    nullable: true,
+    transformer: nullableNumber,
+  })
+  maxBudget: number | null;
+
+  @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
+  quotaPeriod: 'none' | 'daily' | 'monthly';
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { DomainEvents, Page, RequestContext } from '@app/tenancy';
-import { CreateUserDto, UpdateUserDto, UserResponse } from './dto/user.dto';
+import { CreateUserDto, quotaPatch, UpdateUserDto, UserResponse } from './dto/user.dto';
 import { hashPassword } from './password';
 import { User } from './user.entity';
 import { UsersRepository } from './users.repository';
@@ -28,6 +28,7 @@ export class UsersService {
       passwordHash,
       role: dto.role,
       status: 'active',
+      ...quotaPatch(dto),
     });
   }
 
@@ -57,6 +58,7 @@ export class UsersService {
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.role !== undefined) patch.role = dto.role;
     if (dto.status !== undefined) patch.status = dto.status;
+    Object.assign(patch, quotaPatch(dto));
     if (dto.password !== undefined)
       patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
     if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);

@@ -1,5 +1,6 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { AppConfig } from '@app/config';
+import { DomainEvents } from '@app/tenancy';
 import { QuotaClock } from './clock';
 import { levelRef, LevelRef } from './keys';
 import { LedgerService } from './ledger/ledger.service';
@@ -46,7 +47,7 @@ interface Owner {
  * flushed first, other instances flush within LEDGER_FLUSH_MS.
  */
 @Injectable()
-export class ReconciliationService implements OnApplicationBootstrap, OnModuleDestroy {
+export class ReconciliationService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger('Reconciliation');
   private readonly dirty = new Set<string>();
   private running: Promise<unknown> | null = null;
@@ -58,7 +59,22 @@ export class ReconciliationService implements OnApplicationBootstrap, OnModuleDe
     private readonly repo: UsageRepository,
     private readonly clock: QuotaClock,
     private readonly config: AppConfig,
+    private readonly events: DomainEvents,
   ) {}
+
+  /**
+   * A tenant's or user's limits changed: a new reset period renames the counters (a new
+   * bucket), which must start from the ledger, not from 0. Runs in the background.
+   * (A key's period change: the api-keys lib calls `rebuild(tenantId)`.)
+   */
+  onModuleInit(): void {
+    const later = (tenantId: string) =>
+      void this.rebuild(tenantId).catch((e: Error) =>
+        this.logger.warn(`tenant ${tenantId}: counters not rebuilt after a change (${e.message})`),
+      );
+    this.events.on('tenant.changed', ({ tenantId }) => later(tenantId));
+    this.events.on('user.changed', ({ tenantId }) => later(tenantId));
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     await this.store.waitReady(5000);

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
-import { CreateTenantDto, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
+import { CreateTenantDto, quotaPatch, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
 import { Page } from './dto/page.dto';
 import { DomainEvents } from './domain-events';
 import { Tenant } from './tenant.entity';
@@ -16,7 +16,7 @@ export class TenantsService {
   async create(dto: CreateTenantDto): Promise<Tenant> {
     if (await this.tenants.findByName(dto.name))
       throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
-    return this.tenants.save({ name: dto.name, status: 'active' });
+    return this.tenants.save({ name: dto.name, status: 'active', ...quotaPatch(dto) });
   }
 
   async list(offset: number, limit: number): Promise<Page<TenantResponse>> {
@@ -39,7 +39,10 @@ export class TenantsService {
     ) {
       throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
     }
-    const saved = await this.tenants.save({ ...t, ...dto });
+    const patch: Partial<Tenant> = quotaPatch(dto);
+    if (dto.name !== undefined) patch.name = dto.name;
+    if (dto.status !== undefined) patch.status = dto.status;
+    const saved = await this.tenants.save({ ...t, ...patch });
     await this.events.emit('tenant.changed', { tenantId: saved.id });
     return saved;
   }

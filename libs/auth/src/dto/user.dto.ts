@@ -1,9 +1,71 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsEmail, IsIn, IsOptional, IsString, Length, MaxLength } from 'class-validator';
+import {
+  IsEmail,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsOptional,
+  IsString,
+  Length,
+  Max,
+  MaxLength,
+  Min,
+} from 'class-validator';
 import { PageMeta } from '@app/tenancy';
 import type { User, UserStatus } from '../user.entity';
 
-export class CreateUserDto {
+/** Quota fields of a user, enforced by the quota lib at the user level; null = unlimited. */
+export class UserQuotaFields {
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 0,
+    example: 1000000,
+    description: 'Token quota per reset period (all keys of the user together); null = unlimited',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  quota_limit?: number | null;
+
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 0,
+    example: 250.5,
+    description: 'USD budget per reset period (all keys of the user together); null = unlimited',
+  })
+  @IsOptional()
+  @IsNumber(
+    { allowNaN: false, allowInfinity: false, maxDecimalPlaces: 6 },
+    { message: 'max_budget must be a USD amount with at most 6 decimals, or null' },
+  )
+  @Min(0)
+  @Max(99999999.999999)
+  max_budget?: number | null;
+
+  @ApiPropertyOptional({
+    enum: ['none', 'daily', 'monthly'],
+    description: 'When quota and budget reset: never, daily or monthly (QUOTA_TIMEZONE)',
+  })
+  @IsOptional()
+  @IsIn(['none', 'daily', 'monthly'])
+  quota_period?: 'none' | 'daily' | 'monthly';
+}
+
+/** The quota fields that were sent, as entity properties (absent = unchanged). */
+export function quotaPatch(
+  dto: UserQuotaFields,
+): Partial<Pick<User, 'quotaLimit' | 'maxBudget' | 'quotaPeriod'>> {
+  const patch: Partial<Pick<User, 'quotaLimit' | 'maxBudget' | 'quotaPeriod'>> = {};
+  if (dto.quota_limit !== undefined) patch.quotaLimit = dto.quota_limit;
+  if (dto.max_budget !== undefined) patch.maxBudget = dto.max_budget;
+  if (dto.quota_period !== undefined) patch.quotaPeriod = dto.quota_period;
+  return patch;
+}
+
+export class CreateUserDto extends UserQuotaFields {
   @ApiProperty({ example: 'dev@acme.test' })
   @IsEmail()
   @MaxLength(254)
@@ -25,7 +87,7 @@ export class CreateUserDto {
   name?: string;
 }
 
-export class UpdateUserDto {
+export class UpdateUserDto extends UserQuotaFields {
   @ApiPropertyOptional()
   @IsOptional()
   @IsString()
@@ -56,6 +118,11 @@ export class UserResponse {
   @ApiProperty({ nullable: true, type: String }) name: string | null;
   @ApiProperty({ enum: ['admin', 'member', 'system'] }) role: string;
   @ApiProperty({ enum: ['active', 'disabled'] }) status: UserStatus;
+  @ApiProperty({ type: Number, nullable: true, description: 'Token quota per period; null = unlimited' })
+  quota_limit: number | null;
+  @ApiProperty({ type: Number, nullable: true, description: 'USD budget per period; null = unlimited' })
+  max_budget: number | null;
+  @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: 'none' | 'daily' | 'monthly';
   @ApiProperty() created_at: string;
   @ApiProperty() updated_at: string;
 
@@ -67,6 +134,9 @@ export class UserResponse {
       name: u.name,
       role: u.role,
       status: u.status,
+      quota_limit: u.quotaLimit ?? null,
+      max_budget: u.maxBudget ?? null,
+      quota_period: u.quotaPeriod ?? 'none',
       created_at: u.createdAt.toISOString(),
       updated_at: u.updatedAt.toISOString(),
     };

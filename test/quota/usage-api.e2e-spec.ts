@@ -1,0 +1,292 @@
+import request from 'supertest';
+import { QuotaSubject } from '@app/quota';
+import { createDatabase, MASTER_KEY } from '../harness/app';
+import {
+  auth,
+  createTenantWithAdmin,
+  createUser,
+  masterIn,
+  TenantSession,
+  UserSession,
+} from '../harness/factories';
+import { Instance, insertKey, sql, startInstance, subjectOf } from './harness';
+
+const master = { Authorization: `Bearer ${MASTER_KEY}` };
+
+describe('usage API and quota fields on the admin routes (in-process store)', () => {
+  let db: string;
+  let inst: Instance;
+  let a: TenantSession;
+  let b: TenantSession;
+  let m1: UserSession;
+  let m2: UserSession;
+  let k1: string;
+  let k2: string;
+  let k3: string;
+  let kb: string;
+
+  async function charge(s: QuotaSubject, model: string, prompt: number, completion: number, micros: number) {
+    const { reservation } = await inst.quota.admit(s, {
+      model,
+      estimatedTokens: prompt + completion,
+      estimatedCostMicros: micros,
+    });
+    await inst.quota.settle(
+      reservation,
+      { promptTokens: prompt, completionTokens: completion, costMicros: micros },
+      {
+        provider: 'fake',
+        status: 'success',
+        latencyMs: 5,
+      },
+    );
+  }
+
+  beforeAll(async () => {
+    db = await createDatabase();
+    inst = await startInstance({ databaseUrl: db });
+    expect(inst.store.kind).toBe('memory');
+    a = await createTenantWithAdmin(inst.url);
+    b = await createTenantWithAdmin(inst.url);
+    m1 = await createUser(inst.url, a.tenantId, 'member');
+    m2 = await createUser(inst.url, a.tenantId, 'member');
+    k1 = await insertKey(db, a.tenantId, m1.id, { quota_limit: 1000, quota_period: 'daily' });
+    k2 = await insertKey(db, a.tenantId, m2.id);
+    k3 = await insertKey(db, a.tenantId, a.admin.id);
+    kb = await insertKey(db, b.tenantId, b.admin.id);
+    const s = (tenantId: string, userId: string, apiKeyId: string) =>
+      subjectOf({ tenantId, userId, apiKeyId });
+    // as the key guard builds it from k1's row
+    const s1 = subjectOf(
+      { tenantId: a.tenantId, userId: m1.id, apiKeyId: k1 },
+      { key: { tokenLimit: 1000, budgetUsd: null, period: 'daily' } },
+    );
+    for (let i = 0; i < 3; i++) await charge(s1, 'gpt-a', 100, 50, 10);
+    const { reservation } = await inst.quota.admit(s1, {
+      model: 'gpt-a',
+      estimatedTokens: 10,
+      estimatedCostMicros: 0,
+    });
+    await inst.quota.release(reservation, { provider: 'fake', status: 'upstream_error' });
+    await charge(s(a.tenantId, m2.id, k2), 'gpt-b', 20, 30, 1_500_000);
+    await charge(s(a.tenantId, m2.id, k2), 'gpt-b', 20, 30, 1_500_000);
+    await charge(s(a.tenantId, a.admin.id, k3), 'gpt-a', 1, 1, 1);
+    await charge(s(b.tenantId, b.admin.id, kb), 'gpt-a', 9, 9, 9);
+    await inst.ledger.flush();
+  });
+  afterAll(() => inst.close());
+
+  describe('GET /api/v1/usage', () => {
+    it('admin: the whole tenant, grouped by key (failed requests count with 0 tokens)', async () => {
+      const res = await request(inst.url)
+        .get('/api/v1/usage?group_by=key')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(res.body.object).toBe('list');
+      const byKey = Object.fromEntries(res.body.data.map((r: { api_key_id: string }) => [r.api_key_id, r]));
+      expect(Object.keys(byKey).sort()).toEqual([k1, k2, k3].sort());
+      expect(byKey[k1]).toMatchObject({
+        requests: 4,
+        prompt_tokens: 300,
+        completion_tokens: 150,
+        total_tokens: 450,
+        cost_usd: 0.00003,
+      });
+      expect(byKey[k2]).toMatchObject({ requests: 2, total_tokens: 100, cost_usd: 3 });
+      expect(byKey[k1].key_name).toMatch(/^key-/);
+      expect(res.body.totals).toMatchObject({ requests: 7, total_tokens: 552, cost_usd: 3.000031 });
+    });
+
+    it('grouped by user, model and day (QUOTA_TIMEZONE)', async () => {
+      const users = await request(inst.url)
+        .get('/api/v1/usage?group_by=user')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(users.body.data.map((r: { user_id: string }) => r.user_id).sort()).toEqual(
+        [m1.id, m2.id, a.admin.id].sort(),
+      );
+      const models = await request(inst.url)
+        .get('/api/v1/usage?group_by=model')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(models.body.data).toEqual([
+        expect.objectContaining({ model: 'gpt-b', requests: 2, cost_usd: 3 }),
+        expect.objectContaining({ model: 'gpt-a', requests: 5, total_tokens: 452 }),
+      ]);
+      const days = await request(inst.url).get('/api/v1/usage').set(auth(a.admin.token)).expect(200);
+      expect(days.body.group_by).toBe('day');
+      expect(days.body.data).toEqual([
+        expect.objectContaining({ day: new Date().toISOString().slice(0, 10), requests: 7 }),
+      ]);
+    });
+
+    it('a member sees only their own records; asking for another user is 403', async () => {
+      const res = await request(inst.url).get('/api/v1/usage?group_by=key').set(auth(m1.token)).expect(200);
+      expect(res.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k1]);
+      expect(res.body.totals.requests).toBe(4);
+      await request(inst.url).get(`/api/v1/usage?user_id=${m2.id}`).set(auth(m1.token)).expect(403);
+    });
+
+    it('the master key acts in the tenant named by X-Tenant-ID', async () => {
+      const res = await request(inst.url)
+        .get('/api/v1/usage?group_by=key')
+        .set(masterIn(b.tenantId))
+        .expect(200);
+      expect(res.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([kb]);
+      await request(inst.url).get('/api/v1/usage').set(master).expect(400);
+    });
+
+    it('filters by key and by range', async () => {
+      const res = await request(inst.url)
+        .get(`/api/v1/usage?group_by=model&api_key_id=${k2}`)
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(res.body.totals.requests).toBe(2);
+      const past = await request(inst.url)
+        .get('/api/v1/usage?from=2020-01-01&to=2020-02-01')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(past.body).toMatchObject({ data: [], totals: { requests: 0 } });
+    });
+
+    it.each([
+      ['from=yesterday', /from must be an ISO 8601/],
+      ['to=2026-13-45', /to must be an ISO 8601/],
+      ['from=2026-02-01&to=2026-01-01', /from must be before to/],
+      ['from=2020-01-01&to=2026-01-01', /at most 400 days/],
+      ['group_by=week', /group_by must be one of/],
+      ['user_id=not-a-uuid', /user_id must be a UUID/],
+      ['limit=5', /limit should not exist/],
+    ])('bad query %s: 400 in the envelope', async (qs, message) => {
+      const res = await request(inst.url).get(`/api/v1/usage?${qs}`).set(auth(a.admin.token)).expect(400);
+      expect(res.body.error.type).toBe('invalid_request_error');
+      expect(res.body.error.message).toMatch(message);
+      expect(JSON.stringify(res.body)).not.toMatch(/\bat .*\.(js|ts):\d+|SELECT/);
+    });
+
+    it('needs authentication', async () => {
+      await request(inst.url).get('/api/v1/usage').expect(401);
+    });
+  });
+
+  describe('GET /api/v1/api-keys/:id/usage', () => {
+    it('totals in the range and the live counters of the current period', async () => {
+      const res = await request(inst.url).get(`/api/v1/api-keys/${k1}/usage`).set(auth(m1.token)).expect(200);
+      expect(res.body).toMatchObject({
+        object: 'api_key.usage',
+        api_key_id: k1,
+        user_id: m1.id,
+        requests: 4,
+        total_tokens: 450,
+        current_period: {
+          period: 'daily',
+          tokens: 450,
+          quota_limit: 1000,
+          spend_usd: 0.00003,
+          max_budget: null,
+        },
+      });
+      expect(res.body.current_period.period_end).toBe(
+        new Date(
+          Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1),
+        ).toISOString(),
+      );
+    });
+
+    it("another user's key (member) or another tenant's key: 404, same as a missing one", async () => {
+      for (const [token, id] of [
+        [m1.token, k2],
+        [m1.token, k3],
+        [a.admin.token, kb],
+        [b.admin.token, k1],
+        [a.admin.token, '00000000-0000-4000-8000-000000000000'],
+      ]) {
+        const res = await request(inst.url).get(`/api/v1/api-keys/${id}/usage`).set(auth(token)).expect(404);
+        expect(res.body.error.code).toBe('api_key_not_found');
+      }
+      await request(inst.url).get(`/api/v1/api-keys/${k2}/usage`).set(auth(a.admin.token)).expect(200);
+      await request(inst.url).get(`/api/v1/api-keys/${k1}/usage`).set(masterIn(a.tenantId)).expect(200);
+    });
+
+    it('bad id or date: 400', async () => {
+      await request(inst.url).get('/api/v1/api-keys/nope/usage').set(auth(a.admin.token)).expect(400);
+      await request(inst.url).get(`/api/v1/api-keys/${k1}/usage?from=x`).set(auth(a.admin.token)).expect(400);
+    });
+  });
+
+  describe('quota fields on tenants (master key) and users (tenant admin)', () => {
+    it('POST and PATCH a tenant with quota_limit, max_budget, quota_period', async () => {
+      const created = await request(inst.url)
+        .post('/api/v1/tenants')
+        .set(master)
+        .send({ name: `q-${Date.now()}`, quota_limit: 5000, max_budget: 12.5, quota_period: 'monthly' })
+        .expect(201);
+      expect(created.body).toMatchObject({ quota_limit: 5000, max_budget: 12.5, quota_period: 'monthly' });
+      const id = created.body.id as string;
+      const renamed = await request(inst.url)
+        .patch(`/api/v1/tenants/${id}`)
+        .set(master)
+        .send({ name: `r-${Date.now()}` })
+        .expect(200);
+      expect(renamed.body).toMatchObject({ quota_limit: 5000, max_budget: 12.5, quota_period: 'monthly' });
+      const cleared = await request(inst.url)
+        .patch(`/api/v1/tenants/${id}`)
+        .set(master)
+        .send({ quota_limit: null, quota_period: 'daily' })
+        .expect(200);
+      expect(cleared.body).toMatchObject({ quota_limit: null, max_budget: 12.5, quota_period: 'daily' });
+      const [row] = await sql(db, 'SELECT quota_limit, max_budget, quota_period FROM tenants WHERE id = $1', [
+        id,
+      ]);
+      expect(row).toEqual({ quota_limit: null, max_budget: '12.500000', quota_period: 'daily' });
+      expect(
+        (await request(inst.url).get(`/api/v1/tenants/${id}`).set(master).expect(200)).body.quota_period,
+      ).toBe('daily');
+    });
+
+    it('POST and PATCH a user with quota fields; a member may not', async () => {
+      const email = `q-${Date.now()}@example.test`;
+      const created = await request(inst.url)
+        .post('/api/v1/users')
+        .set(auth(a.admin.token))
+        .send({ email, password: 'long-enough-pw', role: 'member', quota_limit: 100, quota_period: 'daily' })
+        .expect(201);
+      expect(created.body).toMatchObject({ quota_limit: 100, max_budget: null, quota_period: 'daily' });
+      const patched = await request(inst.url)
+        .patch(`/api/v1/users/${created.body.id}`)
+        .set(auth(a.admin.token))
+        .send({ max_budget: 0.5 })
+        .expect(200);
+      expect(patched.body).toMatchObject({ quota_limit: 100, max_budget: 0.5, quota_period: 'daily' });
+      await request(inst.url)
+        .patch(`/api/v1/users/${created.body.id}`)
+        .set(auth(m1.token))
+        .send({ quota_limit: 1e9 })
+        .expect(403);
+    });
+
+    it.each([
+      [{ quota_limit: -1 }, /quota_limit must not be less than 0/],
+      [{ quota_limit: 1.5 }, /quota_limit must be an integer/],
+      [{ quota_period: 'weekly' }, /quota_period must be one of/],
+      [{ max_budget: 1.1234567 }, /max_budget must be a USD amount with at most 6 decimals/],
+      [{ max_budget: 'lots' }, /^max_budget/],
+    ])('bad quota field %j: 400', async (body, message) => {
+      const res = await request(inst.url)
+        .patch(`/api/v1/tenants/${a.tenantId}`)
+        .set(master)
+        .send(body)
+        .expect(400);
+      expect(res.body.error.message).toMatch(message);
+    });
+  });
+
+  it('Swagger documents the usage routes', async () => {
+    const doc = (await request(inst.url).get('/docs-json').expect(200)).body;
+    expect(doc.paths['/api/v1/usage'].get.parameters.map((p: { name: string }) => p.name)).toEqual(
+      expect.arrayContaining(['from', 'to', 'group_by', 'user_id', 'api_key_id']),
+    );
+    expect(doc.paths['/api/v1/api-keys/{id}/usage']).toBeDefined();
+    expect(doc.components.schemas.UpdateTenantDto.properties).toHaveProperty('quota_limit');
+  });
+});

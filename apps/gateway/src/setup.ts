@@ -12,6 +12,7 @@ import {
   requestIdFor,
   toErrorResponse,
 } from '@app/observability';
+import { completeOpenApi } from './openapi';
 
 export function buildOpenApi(app: INestApplication) {
   const doc = new DocumentBuilder()
@@ -30,7 +31,7 @@ export function buildOpenApi(app: INestApplication) {
       'api-key',
     )
     .build();
-  return SwaggerModule.createDocument(app, doc);
+  return completeOpenApi(SwaggerModule.createDocument(app, doc));
 }
 
 /** Everything main.ts applies to the app; tests call it too so they exercise the same stack. */

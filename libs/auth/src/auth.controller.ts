@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
-import { ApiOkResponse, ApiTags, ApiUnauthorizedResponse } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiOkResponse, ApiTags, ApiUnauthorizedResponse } from '@nestjs/swagger';
 import { Public } from '@app/tenancy';
 import { AuthService } from './auth.service';
 import { LoginDto, LoginResponse } from './dto/user.dto';
@@ -13,6 +13,7 @@ export class AuthController {
   @Public()
   @HttpCode(200)
   @ApiOkResponse({ type: LoginResponse })
+  @ApiBadRequestResponse({ description: 'email or password missing or too long' })
   @ApiUnauthorizedResponse({
     description: 'Invalid email or password (same answer for unknown email, disabled user or tenant)',
   })

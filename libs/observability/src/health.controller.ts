@@ -24,7 +24,10 @@ export class HealthController {
   ) {}
 
   @Get('live')
-  @ApiOkResponse({ description: 'The process is up' })
+  @ApiOkResponse({
+    description: 'The process is up',
+    schema: { type: 'object', properties: { status: { type: 'string', example: 'ok' } } },
+  })
   live() {
     return { status: 'ok' };
   }

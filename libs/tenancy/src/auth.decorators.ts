@@ -1,5 +1,12 @@
 import { applyDecorators, createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
-import { ApiBearerAuth, ApiForbiddenResponse, ApiUnauthorizedResponse } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiBearerAuth,
+  ApiForbiddenResponse,
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
 import type { Principal, Role } from './principal';
 
 export const AUTH_METADATA = 'gateway:auth';
@@ -22,6 +29,23 @@ export const Authenticated = (options: AuthOptions = {}) =>
     ApiBearerAuth('bearer'),
     ApiUnauthorizedResponse({ description: 'Missing or invalid JWT / master key' }),
     ApiForbiddenResponse({ description: 'Role not allowed' }),
+    ApiBadRequestResponse({
+      description: 'Invalid input, or a missing or malformed X-Tenant-ID with the master key',
+    }),
+    ...(options.tenantScoped === false || options.masterOnly
+      ? []
+      : [
+          ApiHeader({
+            name: 'X-Tenant-ID',
+            required: false,
+            schema: { type: 'string', format: 'uuid' },
+            description:
+              'Master key only (required with it): the tenant to act in. A JWT acts in its own tenant.',
+          }),
+          ApiNotFoundResponse({
+            description: 'Not found (or, with the master key, no active tenant X-Tenant-ID)',
+          }),
+        ]),
   );
 
 /** No authentication (login, health, docs). */

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
 import {
+  ApiBadGatewayResponse,
   ApiBadRequestResponse,
   ApiBody,
   ApiForbiddenResponse,
@@ -8,7 +9,9 @@ import {
   ApiOkResponse,
   ApiOperation,
   ApiProduces,
+  ApiServiceUnavailableResponse,
   ApiTags,
+  ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal } from '@app/api-keys';
@@ -35,6 +38,15 @@ export class CompletionsController {
   @ApiForbiddenResponse({ description: 'The key may not use this model' })
   @ApiNotFoundResponse({ description: 'Unknown model (model_not_found)' })
   @ApiGatewayTimeoutResponse({ description: 'The upstream did not answer in time (502: it failed)' })
+  @ApiBadGatewayResponse({ description: 'Every upstream of the model failed' })
+  @ApiTooManyRequestsResponse({
+    description:
+      'Token quota or budget of the key, user or tenant exceeded (insufficient_quota), the key rpm reached, ' +
+      'or too many failed key attempts; Retry-After and x-ratelimit-* headers say when to retry',
+  })
+  @ApiServiceUnavailableResponse({
+    description: 'The quota store cannot be reached (QUOTA_FAIL_MODE=closed) or the usage ledger is full',
+  })
   // @Body() typed unknown: the global whitelist pipe stands aside; validateChatRequest checks it.
   chat(
     @CurrentKey() key: KeyPrincipal,

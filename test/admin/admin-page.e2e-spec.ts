@@ -314,24 +314,29 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     expect(external).toEqual([]);
   });
 
-  it('screenshot of the keys page (docs/admin-keys.png) at desktop and phone width', async () => {
-    await page.getByRole('button', { name: 'Refresh', exact: true }).first().click();
-    await page.mouse.move(0, 0);
-    const desktop = await snap(page, 'admin-keys');
-    if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
-      copyFileSync(desktop, resolve(__dirname, '../../docs/admin-keys.png'));
-    }
+  it('fits a phone: no sideways scrolling, one card per key, the form in one column', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    // Nothing wider than the phone: no sideways scrolling.
-    expect(
-      await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth),
-    ).toBeLessThanOrEqual(390);
-    await row(page, 'Production API').locator('td[data-label="Owner"]').waitFor();
-    await snap(page, 'admin-keys-phone');
-    await page.getByRole('button', { name: 'Generate new key' }).click();
-    await snap(page, 'generate-phone', false);
-    await page.keyboard.press('Escape');
-    await page.setViewportSize({ width: 1360, height: 900 });
+    try {
+      await page.getByRole('button', { name: 'Refresh', exact: true }).first().click();
+      expect(
+        await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth),
+      ).toBeLessThanOrEqual(390);
+      // Each cell is labelled in card form (the table header is visually hidden).
+      const owner = row(page, 'Production API').locator('td[data-label="Owner"]');
+      await owner.waitFor();
+      expect(await owner.evaluate((el) => (globalThis as any).getComputedStyle(el, '::before').content)).toBe(
+        '"Owner"',
+      );
+      await snap(page, 'admin-keys-phone');
+      await page.getByRole('button', { name: 'Generate new key' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Generate new key' });
+      const box = await dialog.boundingBox();
+      expect(box!.width).toBeLessThanOrEqual(390);
+      await snap(page, 'generate-phone', false);
+      await page.keyboard.press('Escape');
+    } finally {
+      await page.setViewportSize({ width: 1360, height: 900 });
+    }
   });
 
   it('logs out: the token leaves sessionStorage and the login form is back', async () => {
@@ -369,6 +374,65 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
       await snap(mpage, 'member-keys');
     } finally {
       await mctx.close();
+    }
+  });
+
+  it('screenshot for the README (docs/admin-keys.png with UPDATE_DOCS_SCREENSHOT=1): a tenant with real usage', async () => {
+    const acme = await createTenantWithAdmin(t.url, 'acme-corp');
+    const dana = await createUser(t.url, acme.tenantId, 'member');
+    const prod = await createKey(t.url, acme.admin.token, {
+      name: 'Production API',
+      quota_limit: 1_000_000,
+      max_budget: 100,
+      quota_period: 'monthly',
+      rate_limit_rpm: 600,
+      allowed_models: ['gpt-4o-mini', 'mock-gpt'],
+    });
+    const staging = await createKey(t.url, acme.admin.token, {
+      name: 'Staging',
+      quota_limit: 1500,
+      max_budget: 1,
+      quota_period: 'daily',
+      rate_limit_rpm: 60,
+    });
+    const laptop = await createKey(t.url, dana.token, { name: 'dana-laptop', allowed_models: ['mock-gpt'] });
+    const ci = await createKey(t.url, acme.admin.token, { name: 'CI pipeline', rate_limit_rpm: 30 });
+    await request(t.url).delete(`/api/v1/api-keys/${ci.id}`).set(auth(acme.admin.token)).expect(200);
+    await t.app
+      .get(DataSource)
+      .query(
+        `INSERT INTO api_keys (tenant_id, user_id, name, key_hash, key_prefix) VALUES ($1, $2, 'Old integration', $3, 'sk-oLdK3y9Qx')`,
+        [acme.tenantId, acme.admin.id, await bcrypt.hash('sk-oLdK3y9Qx-never-used-0123456789', 4)],
+      );
+    const chat = (key: string, content: string) =>
+      fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model: 'mock-gpt', max_tokens: 60, messages: [{ role: 'user', content }] }),
+      }).then((r) => expect(r.status).toBe(200));
+    for (let i = 0; i < 12; i++) await chat(prod.key, `Summarise ticket ${i} for the on-call engineer`);
+    for (let i = 0; i < 12; i++) await chat(staging.key, `Smoke test ${i}`);
+    await chat(laptop.key, 'Hello');
+
+    const dctx = await browser.newContext({ viewport: { width: 1360, height: 640 } });
+    const dpage = await dctx.newPage();
+    try {
+      await signIn(dpage, t.url, acme.admin);
+      await eventually(
+        async () => {
+          const tokens = await row(dpage, 'Staging').locator('td[data-label="Tokens / quota"]').innerText();
+          const used = await row(dpage, 'Production API').locator('td[data-label="Last used"]').innerText();
+          return !tokens.startsWith('0') && used !== 'never'; // last_used_at lands within ~5 s
+        },
+        () => dpage.getByRole('button', { name: 'Refresh', exact: true }).first().click(),
+      );
+      await dpage.mouse.move(0, 0);
+      const shot = await snap(dpage, 'admin-keys');
+      if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
+        copyFileSync(shot, resolve(__dirname, '../../docs/admin-keys.png'));
+      }
+    } finally {
+      await dctx.close();
     }
   });
 });

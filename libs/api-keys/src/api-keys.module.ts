@@ -12,6 +12,7 @@ import { KeyAuthService } from './key-auth.service';
 import { KeyCache } from './key-cache';
 import { KeyInfoController } from './key-info.controller';
 import { LastUsedTracker } from './last-used';
+import { LegacyKeysService } from './legacy-keys.service';
 
 @Module({
   imports: [TypeOrmModule.forFeature([ApiKey]), AuthModule],
@@ -24,8 +25,17 @@ import { LastUsedTracker } from './last-used';
     AuthFailureLimiter,
     LastUsedTracker,
     ApiKeyGuard,
+    LegacyKeysService,
   ],
-  exports: [ApiKeysService, KeyAuthService, ApiKeyGuard, AuthFailureLimiter, LastUsedTracker, KeyCache],
+  exports: [
+    ApiKeysService,
+    LegacyKeysService,
+    KeyAuthService,
+    ApiKeyGuard,
+    AuthFailureLimiter,
+    LastUsedTracker,
+    KeyCache,
+  ],
 })
 export class ApiKeysModule {
   constructor(metrics: MetricsService, cache: KeyCache) {

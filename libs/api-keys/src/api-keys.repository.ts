@@ -36,6 +36,35 @@ const AUTH_COLUMNS = `
   t.status AS tenant_status, t.quota_limit AS t_quota_limit, t.max_budget AS t_max_budget, t.quota_period AS t_quota_period,
   u.status AS user_status, u.quota_limit AS u_quota_limit, u.max_budget AS u_max_budget, u.quota_period AS u_quota_period`;
 
+/** One row of the backfill report: display columns only, never a hash. */
+export interface LegacyKeyRow {
+  id: string;
+  name: string;
+  key_prefix: string;
+  user_id: string | null;
+  tenant_id: string;
+  tenant_name: string;
+  last_used_at: Date | null;
+  created_at: Date;
+}
+
+/** A key without an owner, with the counters assign-owner resets. */
+export interface OwnerlessKeyRow {
+  id: string;
+  name: string;
+  key_prefix: string;
+  legacy: boolean;
+  current_quota_usage: string;
+  spend: string;
+  created_at: Date;
+}
+
+/** A key assign-owner changed: the counters it had, and its hashes (for cache eviction). */
+export interface AssignedKeyRow extends OwnerlessKeyRow {
+  key_lookup_hash: string | null;
+  previous_lookup_hash: string | null;
+}
+
 export interface KeyListFilter {
   /** Members see only their own keys. */
   ownerId?: string;
@@ -169,5 +198,84 @@ export class ApiKeysRepository {
       .createQueryBuilder('k')
       .where('k.key_lookup_hash = :hash OR k.previous_lookup_hash = :hash', { hash })
       .getExists();
+  }
+
+  /**
+   * The backfill report's read (docs/cli.md): one READ ONLY, REPEATABLE READ transaction, so
+   * the count and the rows come from one snapshot and the server refuses any write; the
+   * rows come through a server-side cursor, `batchSize` at a time, so memory stays flat
+   * however many keys wait. `tenantId` null = every tenant.
+   */
+  async readLegacyKeys(
+    tenantId: string | null,
+    onCount: (count: number) => Promise<void> | void,
+    onBatch: (rows: LegacyKeyRow[]) => Promise<void> | void,
+    batchSize = 1000,
+  ): Promise<void> {
+    const fetch = Math.max(1, Math.floor(batchSize));
+    const qr = this.db.createQueryRunner();
+    await qr.connect();
+    try {
+      await qr.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      try {
+        const [{ count }] = (await qr.query(
+          `SELECT count(*)::int AS count FROM api_keys
+            WHERE key_lookup_hash IS NULL AND ($1::uuid IS NULL OR tenant_id = $1)`,
+          [tenantId],
+        )) as { count: number }[];
+        await onCount(count);
+        await qr.query(
+          `DECLARE legacy_keys NO SCROLL CURSOR FOR
+           SELECT k.id, k.name, k.key_prefix, k.user_id, k.tenant_id, t.name AS tenant_name,
+                  k.last_used_at, k.created_at
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+            WHERE k.key_lookup_hash IS NULL AND ($1::uuid IS NULL OR k.tenant_id = $1)
+            ORDER BY k.created_at DESC, k.id`,
+          [tenantId],
+        );
+        for (;;) {
+          const rows = (await qr.query(`FETCH FORWARD ${fetch} FROM legacy_keys`)) as LegacyKeyRow[];
+          if (rows.length) await onBatch(rows);
+          if (rows.length < fetch) break;
+        }
+      } finally {
+        // Nothing to commit; a broken connection must not hide the original error.
+        await qr.query('ROLLBACK').catch(() => undefined);
+      }
+    } finally {
+      await qr.release();
+    }
+  }
+
+  /** Keys of the tenant without an owner (legacy rows from before owners existed). */
+  findOwnerless(tenantId: string): Promise<OwnerlessKeyRow[]> {
+    return this.db.query(
+      `SELECT id, name, key_prefix, (key_lookup_hash IS NULL) AS legacy, current_quota_usage, spend, created_at
+         FROM api_keys WHERE tenant_id = $1 AND user_id IS NULL
+        ORDER BY created_at, id`,
+      [tenantId],
+    );
+  }
+
+  /**
+   * The migration guide's update_api_keys script: every ownerless key of the tenant gets
+   * this owner and its usage counters start at 0 (limits are kept). One statement, so all
+   * or none; a key that got an owner meanwhile is left alone, and an owner from another
+   * tenant matches nothing. Returns the changed keys with the counters they had.
+   */
+  async assignOwner(tenantId: string, userId: string): Promise<AssignedKeyRow[]> {
+    const [rows] = (await this.db.query(
+      `UPDATE api_keys k
+          SET user_id = $2, current_quota_usage = 0, spend = 0, updated_at = now()
+         FROM (SELECT id, current_quota_usage, spend FROM api_keys
+                WHERE tenant_id = $1 AND user_id IS NULL FOR UPDATE) old
+        WHERE k.id = old.id AND k.user_id IS NULL
+          AND EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.tenant_id = $1)
+        RETURNING k.id, k.name, k.key_prefix, (k.key_lookup_hash IS NULL) AS legacy,
+                  old.current_quota_usage, old.spend, k.created_at,
+                  k.key_lookup_hash, k.previous_lookup_hash`,
+      [tenantId, userId],
+    )) as [AssignedKeyRow[], number];
+    return rows;
   }
 }

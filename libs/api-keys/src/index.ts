@@ -2,6 +2,8 @@ export { ApiKeysModule } from './api-keys.module';
 export { ApiKey } from './api-key.entity';
 export { ApiKeysService } from './api-keys.service';
 export { ApiKeysRepository } from './api-keys.repository';
+export { LegacyKeysService } from './legacy-keys.service';
+export type { BackfillReportVisitor, KeyOwner, LegacyKeyView, OwnerlessKeyView } from './legacy-keys.service';
 export { KeyAuthService } from './key-auth.service';
 export { ApiKeyGuard } from './api-key.guard';
 export { ApiKeyAuthenticated, CurrentKey } from './api-key.decorators';

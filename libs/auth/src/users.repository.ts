@@ -3,7 +3,9 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { User } from './user.entity';
 
-/** Every method but the login lookup takes the tenant first: no unscoped user query. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Every method but the login and operator lookups takes the tenant first: no other unscoped user query. */
 @Injectable()
 export class UsersRepository {
   constructor(@InjectRepository(User) private readonly repo: Repository<User>) {}
@@ -30,6 +32,19 @@ export class UsersRepository {
       .createQueryBuilder('u')
       .where('u.tenant_id = :tenantId AND lower(u.email) = lower(:email)', { tenantId, email })
       .getOne();
+  }
+
+  /**
+   * Operator CLI only (it names a user before it knows the tenant): email is unique
+   * across tenants and so is the id. Without the password hash.
+   */
+  findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User | null> {
+    const qb = this.repo.createQueryBuilder('u');
+    return (
+      UUID.test(idOrEmail)
+        ? qb.where('u.id = :id', { id: idOrEmail })
+        : qb.where('lower(u.email) = lower(:email)', { email: idOrEmail })
+    ).getOne();
   }
 
   findSystemUser(tenantId: string): Promise<User | null> {

@@ -98,6 +98,11 @@ export class UsersService {
       : this.users.findByEmail(tenantId, idOrEmail);
   }
 
+  /** The operator CLI's lookup when no tenant is named (ids and emails are unique across tenants). */
+  findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User | null> {
+    return this.users.findByIdOrEmailInAnyTenant(idOrEmail);
+  }
+
   findById(tenantId: string, id: string): Promise<User | null> {
     return this.users.findById(tenantId, id);
   }

@@ -1,0 +1,187 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { AppConfig } from '@app/config';
+import { EmbeddedPostgres } from '@app/database';
+import { CliError } from './cli-error';
+
+/** host:port/db of a connection URL, never its credentials. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '5432'}${u.pathname.length > 1 ? u.pathname : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/** The reason of a connection failure in a few words (AggregateError from dual-stack localhost has no message). */
+export function connectionReason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] };
+  const code = err?.code ?? err?.errors?.[0]?.code;
+  const known: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ENOTFOUND: 'host not found',
+    EAI_AGAIN: 'host not found',
+    ETIMEDOUT: 'timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ECONNRESET: 'connection reset',
+  };
+  if (code && known[code]) return known[code];
+  const message = err?.message?.split('\n')[0];
+  if (message && /timeout/i.test(message)) return 'timed out';
+  return message || code || String(e);
+}
+
+function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.connect(port, '127.0.0.1', () => done(true));
+  });
+}
+
+/** The port of a live postmaster on this data directory (postmaster.pid line 4), or null. */
+function livePostmasterPort(dataDir: string): number | null {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return null;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!pid || !port) return null;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return null; // EPERM: alive, another user's
+  }
+  return port;
+}
+
+/**
+ * Connects once, so an unreachable database is one clear line before Nest starts. With
+ * `dataDir`, also checks that the server serves that data directory (an embedded server
+ * found running on the port could be another checkout's).
+ */
+async function probePostgres(url: string, what: string, dataDir?: string): Promise<void> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  // A failed connect may also emit 'error'; without a listener that would crash the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.end().catch(() => undefined);
+    throw new CliError(`cannot connect to ${what}: ${connectionReason(e)}`);
+  }
+  try {
+    if (!dataDir) return;
+    const served = await client
+      .query<{ data_directory: string }>('SHOW data_directory')
+      .then((r) => r.rows[0]?.data_directory)
+      .catch(() => undefined); // not allowed to read it: nothing to compare
+    if (served && realpath(served) !== realpath(dataDir))
+      throw new CliError(
+        `${what.replace(/ \(data in .*\)$/, '')} serves another data directory (${served}); ` +
+          "set DATA_DIR to the gateway's, or EMBEDDED_PG_PORT to a free port",
+      );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function realpath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** Commands that touch Redis check it up front, so they fail in one line instead of waiting on it. */
+export async function probeRedis(url: string): Promise<void> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  let cause: unknown;
+  redis.on('error', (e) => (cause ??= e));
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (e) {
+    throw new CliError(
+      `cannot connect to Redis at ${describeUrl(url)} (REDIS_URL): ${connectionReason(cause ?? e)}`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * The gateway's database, as the gateway finds it: DATABASE_URL, or the embedded
+ * PostgreSQL under DATA_DIR/pg. An embedded server that already runs (the gateway's:
+ * a live postmaster.pid in the data directory, or the port answering) is used as it is;
+ * starting a second one would stop the running one (EmbeddedPostgres stops a leftover
+ * postmaster of its data directory). Otherwise the CLI starts it and stops it on close.
+ */
+export class DatabaseTarget {
+  private constructor(
+    readonly url: string,
+    private readonly started?: EmbeddedPostgres,
+  ) {}
+
+  static async open(config: AppConfig): Promise<DatabaseTarget> {
+    if (config.DATABASE_URL) {
+      await probePostgres(
+        config.DATABASE_URL,
+        `PostgreSQL at ${describeUrl(config.DATABASE_URL)} (DATABASE_URL)`,
+      );
+      return new DatabaseTarget(config.DATABASE_URL);
+    }
+    const dataDir = join(config.DATA_DIR, 'pg');
+    const livePort = livePostmasterPort(dataDir);
+    const port = livePort ?? config.EMBEDDED_PG_PORT;
+    const what = `the embedded PostgreSQL on 127.0.0.1:${port} (data in ${dataDir})`;
+    if (livePort !== null || (await portAnswers(port))) {
+      const url = new EmbeddedPostgres({ dataDir, port }).url;
+      await probePostgres(url, what, dataDir);
+      return new DatabaseTarget(url);
+    }
+    const pg = new EmbeddedPostgres({ dataDir, port });
+    try {
+      await pg.start();
+    } catch (e) {
+      await pg.stop().catch(() => undefined);
+      throw new CliError(`cannot start ${what}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const target = new DatabaseTarget(pg.url, pg);
+    try {
+      await probePostgres(pg.url, what);
+    } catch (e) {
+      await target.close();
+      throw e;
+    }
+    return target;
+  }
+
+  /** True when this process started the embedded server (and must stop it). */
+  get ownsServer(): boolean {
+    return !!this.started;
+  }
+
+  async close(): Promise<void> {
+    await this.started?.stop();
+  }
+}

@@ -334,12 +334,16 @@ describe('PostgreSQL stopped for 5 s: no ledger row lost', () => {
       });
       await inst.quota.settle(reservation, { promptTokens: 4, completionTokens: 1, costMicros: 0 }, meta);
     }
+    // one request still in flight when the gateway shuts down, settled after the ledger's flush
+    const late = await inst.quota.admit(s, { model: 'm', estimatedTokens: 5, estimatedCostMicros: 0 });
+    const old = inst;
     await inst.close();
-    expect(readdirSync(join(dataDir, 'ledger-spool')).filter((f) => f.endsWith('.jsonl'))).toHaveLength(1);
+    await old.quota.settle(late.reservation, { promptTokens: 2, completionTokens: 1, costMicros: 0 }, meta);
+    expect(readdirSync(join(dataDir, 'ledger-spool')).filter((f) => f.endsWith('.jsonl'))).toHaveLength(2);
     await pg.start();
     inst = await startInstance({ databaseUrl: db, env: { LEDGER_FLUSH_MS: '100', DATA_DIR: dataDir } });
-    await until('the spooled rows are written', async () => (await ledgerSums(db, { tenantId })).rows === 7);
-    await until('the spool file is removed', () => readdirSync(join(dataDir, 'ledger-spool')).length === 0);
-    expect((await ledgerSums(db, { tenantId })).tokens).toBe(35);
+    await until('the spooled rows are written', async () => (await ledgerSums(db, { tenantId })).rows === 8);
+    await until('the spool files are removed', () => readdirSync(join(dataDir, 'ledger-spool')).length === 0);
+    expect((await ledgerSums(db, { tenantId })).tokens).toBe(38);
   });
 });

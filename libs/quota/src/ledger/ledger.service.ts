@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppConfig } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
@@ -38,6 +38,8 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** The shutdown flush is over: a late record goes straight to the spool. */
+  private closed = false;
   private consecutiveFailures = 0;
   private failures = 0;
   private dropped = 0;
@@ -99,6 +101,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
 
   /** Queues one record; false (and a loud log) when the queue is full. */
   enqueue(record: LedgerRecord): boolean {
+    if (this.closed) return this.spoolLate(record);
     if (this.isFull) {
       this.dropped++;
       this.droppedSinceLog++;
@@ -221,15 +224,36 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     for (;;) {
       try {
         await this.flush();
-        return;
+        break;
       } catch (e) {
         if (Date.now() + delay > deadline) {
           this.spool((e as Error).message);
-          return;
+          break;
         }
         await sleep(delay);
         delay = Math.min(delay * 2, 2000);
       }
+    }
+    this.closed = true;
+  }
+
+  /** A request settled after the shutdown flush (the pool is about to close): keep its row on disk. */
+  private spoolLate(record: LedgerRecord): boolean {
+    const file = join(this.spoolDir, `ledger-late-${process.pid}.jsonl`);
+    try {
+      mkdirSync(this.spoolDir, { recursive: true });
+      appendFileSync(file, JSON.stringify(record) + '\n', { mode: 0o600 });
+      this.logger.warn(
+        `usage record of request ${record.requestId ?? '-'} settled after shutdown: saved to ${file}`,
+      );
+      return true;
+    } catch (e) {
+      this.dropped++;
+      this.metrics.ledgerDrop('queue_full');
+      this.logger.error(
+        `usage record LOST after shutdown (spool failed: ${(e as Error).message}): ${JSON.stringify(record)}`,
+      );
+      return false;
     }
   }
 

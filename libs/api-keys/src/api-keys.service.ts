@@ -149,6 +149,9 @@ export class ApiKeysService implements OnModuleInit {
     if (dto.name !== undefined) patch.name = dto.name;
     if (Object.keys(patch).length) await this.keys.update(tenantId, key.id, patch);
     await this.evict(tenantId, { keyId: key.id });
+    if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== key.quotaPeriod) {
+      await this.events.emit('key.period-changed', { tenantId, apiKeyId: key.id });
+    }
     return (await this.keys.findById(tenantId, key.id))!;
   }
 

@@ -59,7 +59,8 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    await this.subscriber?.quit().catch(() => undefined);
+    const sub = this.subscriber;
+    if (sub && sub.status !== 'end') await sub.quit().catch(() => sub.disconnect());
   }
 
   get sizes(): { lru: number; negative: number } {

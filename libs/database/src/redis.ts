@@ -1,4 +1,12 @@
-import { DynamicModule, Global, Injectable, Module, OnModuleInit, Optional } from '@nestjs/common';
+import {
+  DynamicModule,
+  Global,
+  Injectable,
+  Module,
+  OnApplicationShutdown,
+  OnModuleInit,
+  Optional,
+} from '@nestjs/common';
 import { InjectRedis, RedisModule } from '@nestjs-modules/ioredis';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
@@ -9,7 +17,7 @@ import { ReadinessRegistry } from '@app/observability';
  * in-process stores). Libs needing a subscriber connection call `client.duplicate()`.
  */
 @Injectable()
-export class RedisConnection implements OnModuleInit {
+export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly readiness: ReadinessRegistry,
     @Optional() @InjectRedis() private readonly redis?: Redis,
@@ -17,6 +25,19 @@ export class RedisConnection implements OnModuleInit {
 
   get client(): Redis | null {
     return this.redis ?? null;
+  }
+
+  /**
+   * Close our own connection: @nestjs-modules/ioredis tracks connections in a set shared by
+   * every app in the process, and `quit()` fails while Redis is unreachable (then disconnect).
+   */
+  async onApplicationShutdown(): Promise<void> {
+    const redis = this.redis;
+    if (!redis || redis.status === 'end') return;
+    await Promise.race([
+      redis.quit(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000)),
+    ]).catch(() => redis.disconnect());
   }
 
   onModuleInit(): void {

@@ -6,7 +6,7 @@ import { levelRef, LevelRef } from './keys';
 import { LedgerService } from './ledger/ledger.service';
 import { periodWindow } from './periods';
 import type { QuotaLevel, QuotaPeriod } from './quota.types';
-import { QuotaStore, RebuildEntry } from './store/quota-store';
+import { QuotaStore, RebuildEntry, RebuildOptions } from './store/quota-store';
 import { Sums, UsageRepository } from './usage/usage.repository';
 
 export interface CounterChange {
@@ -65,7 +65,6 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
   /**
    * A tenant's or user's limits changed: a new reset period renames the counters (a new
    * bucket), which must start from the ledger, not from 0. Runs in the background.
-   * (A key's period change: the api-keys lib calls `rebuild(tenantId)`.)
    */
   onModuleInit(): void {
     const later = (tenantId: string) =>
@@ -74,6 +73,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
       );
     this.events.on('tenant.changed', ({ tenantId }) => later(tenantId));
     this.events.on('user.changed', ({ tenantId }) => later(tenantId));
+    this.events.on('key.period-changed', ({ tenantId }) => later(tenantId));
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -131,15 +131,24 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
 
   /**
    * Rebuilds one tenant's counters, or every tenant's (then sets the marker). Returns
-   * before/after per counter for the CLI. Calls are serialised.
+   * before/after per counter for the CLI. Calls are serialised. Each tenant's marker is set
+   * once its counters are rebuilt (QuotaService admits nothing for a tenant without it);
+   * `onlyIfUninitialized` skips a tenant whose marker is already set (another instance
+   * rebuilt it first).
    */
-  rebuild(tenantId?: string): Promise<RebuildReport[]> {
-    const run = (this.running ?? Promise.resolve()).then(() => this.doRebuild(tenantId));
+  rebuild(
+    tenantId?: string,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized'> = {},
+  ): Promise<RebuildReport[]> {
+    const run = (this.running ?? Promise.resolve()).then(() => this.doRebuild(tenantId, opts));
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  private async doRebuild(tenantId?: string): Promise<RebuildReport[]> {
+  private async doRebuild(
+    tenantId: string | undefined,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized'>,
+  ): Promise<RebuildReport[]> {
     await this.ledger
       .flush()
       .catch((e: Error) =>
@@ -151,14 +160,18 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     const ids = tenantId ? [tenantId] : await this.repo.tenantIds();
     const reports: RebuildReport[] = [];
     for (const id of ids) {
-      const report = await this.rebuildTenant(id, now);
+      const report = await this.rebuildTenant(id, now, opts);
       if (report) reports.push(report);
     }
     if (!tenantId) await this.store.markInitialized(now);
     return reports;
   }
 
-  private async rebuildTenant(tenantId: string, now: number): Promise<RebuildReport | null> {
+  private async rebuildTenant(
+    tenantId: string,
+    now: number,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized'>,
+  ): Promise<RebuildReport | null> {
     const tenant = await this.repo.tenant(tenantId);
     if (!tenant) return null;
     const owners: Owner[] = [
@@ -208,7 +221,10 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
           { key: ref.spendKey, value: s.costMicros, expireAt: ref.expireAt },
         ];
       });
-      const changes = await this.store.rebuild(tenantId, entries, now);
+      const changes = await this.store.rebuild(tenantId, entries, now, {
+        ...opts,
+        markTenant: i + CHUNK >= refs.length,
+      });
       part.forEach(({ owner, ref }, j) => {
         const t = changes[2 * j];
         const s = changes[2 * j + 1];

@@ -74,23 +74,36 @@ function localMidnight(y: number, m: number, d: number, timeZone: string): numbe
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
+/**
+ * The last window computed per period and zone, keyed by the local date it was computed
+ * for: a window depends only on (period, zone, local year, month[, day]), so the hot path
+ * (every admit) pays one formatToParts instead of nine.
+ */
+const lastWindows = new Map<string, { date: string; window: PeriodWindow }>();
+
 export function periodWindow(period: QuotaPeriod, now: number, timeZone = 'UTC'): PeriodWindow {
   if (period === 'none') return { period, suffix: '', start: null, end: null };
   const l = localParts(now, timeZone);
-  if (period === 'daily') {
-    return {
-      period,
-      suffix: `${l.y}-${pad(l.m)}-${pad(l.d)}`,
-      start: localMidnight(l.y, l.m, l.d, timeZone),
-      end: localMidnight(l.y, l.m, l.d + 1, timeZone),
-    };
-  }
-  return {
-    period,
-    suffix: `${l.y}-${pad(l.m)}`,
-    start: localMidnight(l.y, l.m, 1, timeZone),
-    end: localMidnight(l.y, l.m + 1, 1, timeZone),
-  };
+  const slot = `${period}|${timeZone}`;
+  const date = period === 'daily' ? `${l.y}-${l.m}-${l.d}` : `${l.y}-${l.m}`;
+  const last = lastWindows.get(slot);
+  if (last?.date === date) return { ...last.window };
+  const window: PeriodWindow =
+    period === 'daily'
+      ? {
+          period,
+          suffix: `${l.y}-${pad(l.m)}-${pad(l.d)}`,
+          start: localMidnight(l.y, l.m, l.d, timeZone),
+          end: localMidnight(l.y, l.m, l.d + 1, timeZone),
+        }
+      : {
+          period,
+          suffix: `${l.y}-${pad(l.m)}`,
+          start: localMidnight(l.y, l.m, 1, timeZone),
+          end: localMidnight(l.y, l.m + 1, 1, timeZone),
+        };
+  lastWindows.set(slot, { date, window });
+  return { ...window };
 }
 
 /** The local calendar day of t (`YYYY-MM-DD`), for group_by=day. */

@@ -16,6 +16,7 @@ export type {
   RpmState,
   RebuildEntry,
   RebuildChange,
+  RebuildOptions,
 } from './store/quota-store';
 export { RedisQuotaStore } from './store/redis-quota.store';
 export { MemoryQuotaStore } from './store/memory-quota.store';
@@ -24,7 +25,7 @@ export type { LedgerRecord } from './ledger/ledger-record';
 export { ReconciliationService } from './reconciliation.service';
 export type { RebuildReport, CounterChange } from './reconciliation.service';
 export { UsageService } from './usage/usage.service';
-export { levelRef, subjectLevels, rpmKey, MARKER_KEY } from './keys';
+export { levelRef, subjectLevels, rpmKey, MARKER_KEY, tenantMarkerKey } from './keys';
 export type { LevelRef } from './keys';
 export { periodWindow, localDay } from './periods';
 export type { PeriodWindow } from './periods';

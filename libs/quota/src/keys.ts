@@ -26,6 +26,14 @@ function checkId(what: string, id: string): string {
 export const NO_USER = '-';
 export const MARKER_KEY = 'quota-meta:rebuilt';
 
+/**
+ * Set by a rebuild of the tenant's counters (in the tenant's slot). Admission requires it:
+ * a store that lost it (Redis restarted empty or flushed) must not count from 0.
+ */
+export function tenantMarkerKey(tenantId: string): string {
+  return `quota-meta:{${checkId('tenant', tenantId)}}:rebuilt`;
+}
+
 export interface LevelRef {
   level: QuotaLevel;
   /** Tenant, user or key id of this level. */

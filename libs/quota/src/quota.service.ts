@@ -102,7 +102,9 @@ const limitsOf = (s: QuotaSubject, level: LevelRef['level']): QuotaLimits =>
  *                 max(0, actual - reserved).
  * With actual <= reserved (prompt counted exactly, completion capped by max_tokens) the
  * bound is 0: a limit is never exceeded. An expired reservation (crashed request) frees
- * its amounts; a settle arriving after that adds the actual amounts in full.
+ * its amounts; a settle arriving after that adds the actual amounts in full. A store that
+ * lost a tenant's counters (Redis restarted empty, flushed) admits nothing for it until
+ * they are rebuilt from the ledger (the tenant's marker, see QuotaStore.requireInitialized).
  */
 @Injectable()
 export class QuotaService {
@@ -110,6 +112,7 @@ export class QuotaService {
   private failures = 0;
   private lastFailureLog = 0;
   private suppressed = 0;
+  private readonly initializing = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly store: QuotaStore,
@@ -192,7 +195,7 @@ export class QuotaService {
 
     let result: ReserveResult;
     try {
-      result = await this.store.reserve({
+      const request = {
         tenantId: subject.tenantId,
         reservationId: id,
         now,
@@ -201,7 +204,17 @@ export class QuotaService {
         costMicros: cost,
         levels,
         rpm,
-      });
+        requireInitialized: true,
+      };
+      result = await this.store.reserve(request);
+      if (!result.ok && result.reason === 'uninitialized') {
+        // The store has no counters for this tenant (Redis restarted empty or was flushed,
+        // or a new tenant): rebuild them from the ledger before counting against them.
+        await this.initialize(subject.tenantId);
+        result = await this.store.reserve(request);
+        if (!result.ok && result.reason === 'uninitialized')
+          throw new Error(`the counters of tenant ${subject.tenantId} could not be rebuilt`);
+      }
     } catch (e) {
       this.storeFailed('reserve', e);
       if (this.config.QUOTA_FAIL_MODE === 'closed') throw storeUnavailable();
@@ -305,6 +318,18 @@ export class QuotaService {
     };
     this.ledger.enqueue(row);
     return row;
+  }
+
+  /** One rebuild of a tenant's counters at a time per instance; concurrent admits wait for it. */
+  private initialize(tenantId: string): Promise<unknown> {
+    let p = this.initializing.get(tenantId);
+    if (!p) {
+      p = this.reconciliation
+        .rebuild(tenantId, { onlyIfUninitialized: true })
+        .finally(() => this.initializing.delete(tenantId));
+      this.initializing.set(tenantId, p);
+    }
+    return p;
   }
 
   private ref(r: Reservation): ReservationRef {

@@ -41,13 +41,14 @@ end
 `;
 
 /**
- * KEYS: reservations, expiries, rpm, then per level tokens, spend.
- * ARGV: now, ttlMs, id, tokens, cost, rpmLimit (0 = none), windowMs,
+ * KEYS: reservations, expiries, rpm, the tenant's marker, then per level tokens, spend.
+ * ARGV: now, ttlMs, id, tokens, cost, rpmLimit (0 = none), windowMs, requireInit (0|1),
  *       then per level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never).
  * Returns {status, levelIndex, limit, rpmCount, rpmResetMs, t1, s1, t2, s2, ...};
- * status ok | rpm | tokens | budget. Nothing is written unless ok.
+ * status ok | uninitialized | rpm | tokens | budget. Nothing is written unless ok.
  */
 export const RESERVE = `${PRELUDE}
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return {'uninitialized', 0, 0, -1, 0} end
 local now = tonumber(ARGV[1])
 sweep(KEYS[1], KEYS[2], now)
 local rpmLimit, win = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -62,14 +63,14 @@ if rpmLimit > 0 then
   if rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset} end
 end
 local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 3) / 2
+local n = (#KEYS - 4) / 2
 local out = {}
 local refusal = nil
 for i = 1, n do
-  local ut, us = get(KEYS[2 + 2 * i]), get(KEYS[3 + 2 * i])
+  local ut, us = get(KEYS[3 + 2 * i]), get(KEYS[4 + 2 * i])
   out[2 * i - 1], out[2 * i] = ut, us
   if not refusal then
-    local tl, sl = tonumber(ARGV[5 + 3 * i]), tonumber(ARGV[6 + 3 * i])
+    local tl, sl = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i])
     if tl >= 0 and ut + tokens > tl then refusal = {'tokens', i - 1, tl}
     elseif sl >= 0 and us + cost > sl then refusal = {'budget', i - 1, sl} end
   end
@@ -77,11 +78,11 @@ end
 if refusal then return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, unpack(out)} end
 local tk, sk, xs = {}, {}, {}
 for i = 1, n do
-  local x = tonumber(ARGV[7 + 3 * i])
-  adjust(KEYS[2 + 2 * i], tokens, x)
-  adjust(KEYS[3 + 2 * i], cost, x)
+  local x = tonumber(ARGV[8 + 3 * i])
+  adjust(KEYS[3 + 2 * i], tokens, x)
+  adjust(KEYS[4 + 2 * i], cost, x)
   out[2 * i - 1], out[2 * i] = out[2 * i - 1] + tokens, out[2 * i] + cost
-  tk[i], sk[i], xs[i] = KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[7 + 3 * i]
+  tk[i], sk[i], xs[i] = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[8 + 3 * i]
 end
 redis.call('HSET', KEYS[1], ARGV[3], cjson.encode({t = ARGV[4], c = ARGV[5], k = tk, s = sk, x = xs}))
 redis.call('ZADD', KEYS[2], int(now + tonumber(ARGV[2])), ARGV[3])
@@ -156,10 +157,22 @@ return redis.call('HLEN', KEYS[1])
 `;
 
 /**
- * KEYS: reservations, expiries, counters... ARGV: now, then per counter value, expireAt.
- * Sets each counter to value + what open reservations hold on it. Returns {before, after}...
+ * KEYS: reservations, expiries, the tenant's marker, counters...
+ * ARGV: now, markTenant (0|1), onlyIfUninitialized (0|1), then per counter value, expireAt.
+ * Sets each counter to value + what open reservations hold on it, then (markTenant) the
+ * marker; with onlyIfUninitialized and the marker already set, writes nothing.
+ * Returns {before, after}... (both the current value when nothing was written).
  */
 export const REBUILD = `${PRELUDE}
+local out = {}
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  for j = 4, #KEYS do
+    local v = get(KEYS[j])
+    out[#out + 1] = v
+    out[#out + 1] = v
+  end
+  return out
+end
 sweep(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 local pend = {}
 for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
@@ -169,16 +182,16 @@ for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
     pend[r.s[i]] = (pend[r.s[i]] or 0) + tonumber(r.c)
   end
 end
-local out = {}
-for j = 3, #KEYS do
+for j = 4, #KEYS do
   local key = KEYS[j]
   local before = get(key)
-  local after = tonumber(ARGV[2 * (j - 2)]) + (pend[key] or 0)
+  local after = tonumber(ARGV[2 * (j - 3) + 2]) + (pend[key] or 0)
   redis.call('SET', key, int(after))
-  local x = tonumber(ARGV[2 * (j - 2) + 1])
+  local x = tonumber(ARGV[2 * (j - 3) + 3])
   if x > 0 then redis.call('PEXPIREAT', key, int(x)) end
   out[#out + 1] = before
   out[#out + 1] = after
 end
+if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
 return out
 `;

@@ -3,6 +3,7 @@ import {
   QuotaStore,
   RebuildChange,
   RebuildEntry,
+  RebuildOptions,
   ReservationRef,
   ReserveRequest,
   ReserveResult,
@@ -21,7 +22,9 @@ interface Held {
 /**
  * The in-process store for one instance (REDIS_URL unset). Every method runs its steps
  * synchronously (no await between check and write), which makes it as atomic as a Lua
- * script. Same key names and semantics as RedisQuotaStore (one contract suite for both).
+ * script. Same key names and semantics as RedisQuotaStore (one contract suite for both),
+ * except that it cannot lose a tenant's counters while the process lives (start-up
+ * rebuilds them), so `requireInitialized` never refuses.
  */
 export class MemoryQuotaStore extends QuotaStore {
   readonly kind = 'memory' as const;
@@ -163,7 +166,18 @@ export class MemoryQuotaStore extends QuotaStore {
     return Promise.resolve(n);
   }
 
-  rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]> {
+  rebuild(
+    tenantId: string,
+    entries: RebuildEntry[],
+    now: number,
+    opts: RebuildOptions = {},
+  ): Promise<RebuildChange[]> {
+    if (opts.onlyIfUninitialized) {
+      // every tenant is initialized here (see the class comment): nothing to do
+      return Promise.resolve(
+        entries.map((e) => ({ key: e.key, before: this.get(e.key, now), after: this.get(e.key, now) })),
+      );
+    }
     this.sweep(tenantId, now);
     const pend = new Map<string, number>();
     for (const h of this.held.values()) {

@@ -19,6 +19,13 @@ export interface ReserveRequest {
   levels: ReserveLevel[];
   /** Sliding-log rate limit of the key; checked before the quota. */
   rpm?: { key: string; limit: number; windowMs: number };
+  /**
+   * Refuse (reason `uninitialized`, nothing written) unless the tenant's counters were
+   * rebuilt from the ledger since the store last lost them: its marker is set by
+   * `rebuild(..., { markTenant: true })`. The in-process store never loses its counters
+   * while the process lives (start-up rebuilds them), so it has every tenant initialized.
+   */
+  requireInitialized?: boolean;
 }
 
 /** Counter values of one level (reserved in-flight amounts included). */
@@ -37,6 +44,7 @@ export interface RpmState {
 
 export type ReserveResult =
   | { ok: true; usage: LevelUsage[]; rpm: RpmState | null }
+  | { ok: false; reason: 'uninitialized' }
   | { ok: false; reason: 'rpm'; rpm: RpmState }
   | {
       ok: false;
@@ -67,6 +75,13 @@ export interface RebuildEntry {
   /** The figure from the ledger; open reservations on the key are added on top. */
   value: number;
   expireAt: number | null;
+}
+
+export interface RebuildOptions {
+  /** Set the tenant's marker (the last call of a tenant's rebuild): admissions may count again. */
+  markTenant?: boolean;
+  /** Write nothing when the tenant's marker is already set (another instance rebuilt it first). */
+  onlyIfUninitialized?: boolean;
 }
 
 export interface RebuildChange {
@@ -104,8 +119,16 @@ export abstract class QuotaStore {
   /** Open reservations of a tenant (after sweeping). */
   abstract pending(tenantId: string, now: number): Promise<number>;
 
-  /** Sets counters to ledger figures plus open reservations, atomically per call. */
-  abstract rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]>;
+  /**
+   * Sets counters to ledger figures plus open reservations, atomically per call (skipped
+   * with `onlyIfUninitialized` when the tenant is marked: before = after = current).
+   */
+  abstract rebuild(
+    tenantId: string,
+    entries: RebuildEntry[],
+    now: number,
+    opts?: RebuildOptions,
+  ): Promise<RebuildChange[]>;
 
   /** Resolves when the store can take commands, or after timeoutMs (start-up only). */
   waitReady(_timeoutMs: number): Promise<void> {

@@ -1,12 +1,13 @@
 import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
-import { expiriesKey, MARKER_KEY, reservationsKey } from '../keys';
+import { expiriesKey, MARKER_KEY, reservationsKey, tenantMarkerKey } from '../keys';
 import { PENDING, READ, REBUILD, RELEASE, RESERVE, SETTLE } from './lua';
 import {
   LevelUsage,
   QuotaStore,
   RebuildChange,
   RebuildEntry,
+  RebuildOptions,
   ReservationRef,
   ReserveRequest,
   ReserveResult,
@@ -58,6 +59,7 @@ export class RedisQuotaStore extends QuotaStore {
       reservationsKey(req.tenantId),
       expiriesKey(req.tenantId),
       req.rpm?.key ?? expiriesKey(req.tenantId),
+      tenantMarkerKey(req.tenantId),
     ];
     const args: (string | number)[] = [
       req.now,
@@ -67,6 +69,7 @@ export class RedisQuotaStore extends QuotaStore {
       req.costMicros,
       req.rpm?.limit ?? 0,
       req.rpm?.windowMs ?? 0,
+      req.requireInitialized ? 1 : 0,
     ];
     for (const l of req.levels) {
       keys.push(l.tokensKey, l.spendKey);
@@ -78,6 +81,7 @@ export class RedisQuotaStore extends QuotaStore {
     const rpm =
       req.rpm && rpmCount >= 0 ? { limit: req.rpm.limit, count: rpmCount, resetMs: Number(r[4]) } : null;
     if (status === 'ok') return { ok: true, usage: usageOf(r, 5), rpm };
+    if (status === 'uninitialized') return { ok: false, reason: 'uninitialized' };
     if (status === 'rpm') return { ok: false, reason: 'rpm', rpm: rpm! };
     return {
       ok: false,
@@ -125,9 +129,14 @@ export class RedisQuotaStore extends QuotaStore {
     );
   }
 
-  async rebuild(tenantId: string, entries: RebuildEntry[], now: number): Promise<RebuildChange[]> {
-    const keys = [reservationsKey(tenantId), expiriesKey(tenantId)];
-    const args: (string | number)[] = [now];
+  async rebuild(
+    tenantId: string,
+    entries: RebuildEntry[],
+    now: number,
+    opts: RebuildOptions = {},
+  ): Promise<RebuildChange[]> {
+    const keys = [reservationsKey(tenantId), expiriesKey(tenantId), tenantMarkerKey(tenantId)];
+    const args: (string | number)[] = [now, opts.markTenant ? 1 : 0, opts.onlyIfUninitialized ? 1 : 0];
     for (const e of entries) {
       keys.push(e.key);
       args.push(e.value, exp(e.expireAt));

@@ -10,5 +10,6 @@ export type { Principal, Role } from './principal';
 export { Authenticated, Public, ApiKeyRoute, Auth, AUTH_METADATA } from './auth.decorators';
 export type { AuthMetadata, AuthOptions } from './auth.decorators';
 export { PageQuery, PageMeta } from './dto/page.dto';
+export { IsOmittable } from './dto/validation';
 export type { Page } from './dto/page.dto';
 export { TenantResponse, CreateTenantDto, UpdateTenantDto } from './dto/tenant.dto';

@@ -15,7 +15,7 @@ import {
   Max,
   Min,
 } from 'class-validator';
-import { PageMeta } from '@app/tenancy';
+import { IsOmittable, PageMeta } from '@app/tenancy';
 import type { ApiKey } from '../api-key.entity';
 import type { QuotaPeriod } from '../key-principal';
 
@@ -50,7 +50,7 @@ export class KeyLimitsDto {
     default: 'none',
     description: 'When the quota and budget reset',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['none', 'daily', 'monthly'])
   quota_period?: QuotaPeriod;
 
@@ -124,7 +124,7 @@ export class CreateApiKeyDto extends KeyLimitsDto {
 
 export class UpdateApiKeyDto extends KeyLimitsDto {
   @ApiPropertyOptional({ example: 'Renamed key' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   name?: string;

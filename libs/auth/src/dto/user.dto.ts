@@ -11,7 +11,7 @@ import {
   MaxLength,
   Min,
 } from 'class-validator';
-import { PageMeta } from '@app/tenancy';
+import { IsOmittable, PageMeta } from '@app/tenancy';
 import type { User, UserStatus } from '../user.entity';
 
 /** Quota fields of a user, enforced by the quota lib at the user level; null = unlimited. */
@@ -49,7 +49,7 @@ export class UserQuotaFields {
     enum: ['none', 'daily', 'monthly'],
     description: 'When quota and budget reset: never, daily or monthly (QUOTA_TIMEZONE)',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['none', 'daily', 'monthly'])
   quota_period?: 'none' | 'daily' | 'monthly';
 }
@@ -95,18 +95,18 @@ export class UpdateUserDto extends UserQuotaFields {
   name?: string;
 
   @ApiPropertyOptional({ minLength: 8 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(8, 200)
   password?: string;
 
   @ApiPropertyOptional({ enum: ['admin', 'member'] })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['admin', 'member'])
   role?: 'admin' | 'member';
 
   @ApiPropertyOptional({ enum: ['active', 'disabled'] })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['active', 'disabled'])
   status?: UserStatus;
 }

@@ -2,6 +2,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsNumber, IsOptional, IsString, Length, Matches, Max, Min } from 'class-validator';
 import type { Tenant, TenantStatus } from '../tenant.entity';
 import { PageMeta } from './page.dto';
+import { IsOmittable } from './validation';
 
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]*$/u;
 
@@ -40,7 +41,7 @@ export class TenantQuotaFields {
     enum: ['none', 'daily', 'monthly'],
     description: 'When quota and budget reset: never, daily or monthly (QUOTA_TIMEZONE)',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['none', 'daily', 'monthly'])
   quota_period?: 'none' | 'daily' | 'monthly';
 }
@@ -66,7 +67,7 @@ export class CreateTenantDto extends TenantQuotaFields {
 
 export class UpdateTenantDto extends TenantQuotaFields {
   @ApiPropertyOptional({ example: 'acme-eu' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   @Matches(NAME, { message: 'name may hold letters, digits, space, dot, dash and underscore' })
@@ -76,7 +77,7 @@ export class UpdateTenantDto extends TenantQuotaFields {
     enum: ['active', 'disabled'],
     description: 'disabled: logins and keys of the tenant are refused',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(['active', 'disabled'])
   status?: TenantStatus;
 }

@@ -347,6 +347,17 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   });
 
+  it('an expired or rejected login sends the page back to sign-in with a message', async () => {
+    await signIn(page, t.url, a.admin);
+    await page.evaluate(() =>
+      (globalThis as any).sessionStorage.setItem('llm-gateway.admin.token', 'not-a-jwt'),
+    );
+    await page.getByRole('button', { name: 'Refresh', exact: true }).first().click();
+    await page.locator('#login-error', { hasText: 'Your session has ended' }).waitFor();
+    expect(await page.evaluate(() => (globalThis as any).sessionStorage.length)).toBe(0);
+    expect(await page.locator('#keys-body tr').count()).toBe(0);
+  });
+
   it("a member sees only their own keys, never another member's", async () => {
     const mctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
     const mpage = await mctx.newPage();

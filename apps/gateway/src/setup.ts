@@ -6,8 +6,10 @@ import { Logger } from 'nestjs-pino';
 import { AppConfig } from '@app/config';
 import {
   AllExceptionsFilter,
+  answerClientError,
   ApiError,
   httpMetricsMiddleware,
+  jsonBodyError,
   MetricsService,
   requestIdFor,
   toErrorResponse,
@@ -38,6 +40,8 @@ export function buildOpenApi(app: INestApplication) {
 export function configureApp(app: NestExpressApplication, config: AppConfig): void {
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');
+  // Requests Node's parser refuses (huge headers, a bad request line) get the envelope too.
+  app.getHttpServer().on('clientError', answerClientError);
   app.set('trust proxy', 'loopback');
   app.use((req: Request, res: Response, next: NextFunction) => {
     requestIdFor(req, res);
@@ -45,6 +49,11 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   });
   app.use(httpMetricsMiddleware(app.get(MetricsService)));
   app.use(json({ limit: config.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+  // Too deep, or text PostgreSQL and the validators cannot take (NUL, lone surrogates): 400.
+  // Chat bodies may hold any text: it only goes upstream.
+  app.use((req: Request, _res: Response, next: NextFunction) =>
+    next(jsonBodyError(req.body, req.path.endsWith('/chat/completions'))),
+  );
   // body-parser errors (bad JSON, too large) never reach Nest's filters: answer them here, in the envelope.
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (!err) return next();

@@ -9,4 +9,5 @@ export { MetricsService, AUTH_PATHS } from './metrics.service';
 export type { AuthPath, QuotaLevel, QuotaRefusalType, UpstreamOutcome } from './metrics.service';
 export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';
 export { GracefulShutdown } from './graceful-shutdown';
+export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';

@@ -3,7 +3,7 @@ import * as bcrypt from 'bcrypt';
 import { AppConfig } from '@app/config';
 import { UsersService } from '@app/auth';
 import { ApiError } from '@app/observability';
-import { DomainEvents, Page, Principal, RequestContext } from '@app/tenancy';
+import { DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
 import { ApiKey } from './api-key.entity';
 import { ApiKeysRepository, KeyListFilter } from './api-keys.repository';
 import {
@@ -54,10 +54,7 @@ export class ApiKeysService implements OnModuleInit {
   }
 
   private limitsPatch(dto: KeyLimitsDto): Partial<ApiKey> {
-    const patch: Partial<ApiKey> = {};
-    if (dto.quota_limit !== undefined) patch.quotaLimit = dto.quota_limit;
-    if (dto.max_budget !== undefined) patch.maxBudget = dto.max_budget;
-    if (dto.quota_period !== undefined) patch.quotaPeriod = dto.quota_period;
+    const patch: Partial<ApiKey> = quotaPatch(dto);
     if (dto.rate_limit_rpm !== undefined) patch.rateLimitRpm = dto.rate_limit_rpm;
     if (dto.allowed_models !== undefined) patch.allowedModels = dto.allowed_models;
     if (dto.expires_at !== undefined)

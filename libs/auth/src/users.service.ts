@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
-import { DomainEvents, Page, RequestContext } from '@app/tenancy';
-import { CreateUserDto, quotaPatch, UpdateUserDto, UserResponse } from './dto/user.dto';
+import { DomainEvents, Page, quotaPatch, RequestContext } from '@app/tenancy';
+import { CreateUserDto, UpdateUserDto, UserResponse } from './dto/user.dto';
 import { hashPassword } from './password';
 import { User } from './user.entity';
 import { UsersRepository } from './users.repository';

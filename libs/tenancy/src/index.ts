@@ -13,3 +13,5 @@ export { PageQuery, PageMeta } from './dto/page.dto';
 export { IsOmittable } from './dto/validation';
 export type { Page } from './dto/page.dto';
 export { TenantResponse, CreateTenantDto, UpdateTenantDto } from './dto/tenant.dto';
+export { QuotaFieldsDto, quotaPatch } from './dto/quota-fields.dto';
+export type { QuotaPeriodName } from './dto/quota-fields.dto';

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
-import { CreateTenantDto, quotaPatch, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
+import { quotaPatch } from './dto/quota-fields.dto';
+import { CreateTenantDto, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
 import { Page } from './dto/page.dto';
 import { DomainEvents } from './domain-events';
 import { Tenant } from './tenant.entity';

@@ -4,7 +4,6 @@ import {
   ArrayMaxSize,
   IsArray,
   IsDateString,
-  IsIn,
   IsInt,
   IsNumber,
   IsOptional,
@@ -15,45 +14,14 @@ import {
   Max,
   Min,
 } from 'class-validator';
-import { IsOmittable, PageMeta } from '@app/tenancy';
+import { IsOmittable, PageMeta, QuotaFieldsDto } from '@app/tenancy';
 import type { ApiKey } from '../api-key.entity';
 import type { QuotaPeriod } from '../key-principal';
 
 const MODEL = /^[\w.:/@-]{1,100}$/;
 
 /** Limits an admin may set on a key (shared by create and update). */
-export class KeyLimitsDto {
-  @ApiPropertyOptional({
-    example: 100000,
-    nullable: true,
-    description: 'Token quota per period (null = unlimited)',
-  })
-  @IsOptional()
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  quota_limit?: number | null;
-
-  @ApiPropertyOptional({
-    example: 100.0,
-    nullable: true,
-    description: 'USD budget per period (null = unlimited)',
-  })
-  @IsOptional()
-  @IsNumber({ maxDecimalPlaces: 6, allowNaN: false, allowInfinity: false })
-  @Min(0)
-  @Max(1e8)
-  max_budget?: number | null;
-
-  @ApiPropertyOptional({
-    enum: ['none', 'daily', 'monthly'],
-    default: 'none',
-    description: 'When the quota and budget reset',
-  })
-  @IsOmittable()
-  @IsIn(['none', 'daily', 'monthly'])
-  quota_period?: QuotaPeriod;
-
+export class KeyLimitsDto extends QuotaFieldsDto {
   @ApiPropertyOptional({ example: 60, nullable: true, description: 'Requests per minute (null = unlimited)' })
   @IsOptional()
   @IsInt()

@@ -1,71 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import {
-  IsEmail,
-  IsIn,
-  IsInt,
-  IsNumber,
-  IsOptional,
-  IsString,
-  Length,
-  Max,
-  MaxLength,
-  Min,
-} from 'class-validator';
-import { IsOmittable, PageMeta } from '@app/tenancy';
+import { IsIn, IsEmail, IsOptional, IsString, Length, MaxLength } from 'class-validator';
+import { IsOmittable, PageMeta, QuotaFieldsDto } from '@app/tenancy';
 import type { User, UserStatus } from '../user.entity';
 
-/** Quota fields of a user, enforced by the quota lib at the user level; null = unlimited. */
-export class UserQuotaFields {
-  @ApiPropertyOptional({
-    type: Number,
-    nullable: true,
-    minimum: 0,
-    example: 1000000,
-    description: 'Token quota per reset period (all keys of the user together); null = unlimited',
-  })
-  @IsOptional()
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  quota_limit?: number | null;
-
-  @ApiPropertyOptional({
-    type: Number,
-    nullable: true,
-    minimum: 0,
-    example: 250.5,
-    description: 'USD budget per reset period (all keys of the user together); null = unlimited',
-  })
-  @IsOptional()
-  @IsNumber(
-    { allowNaN: false, allowInfinity: false, maxDecimalPlaces: 6 },
-    { message: 'max_budget must be a USD amount with at most 6 decimals, or null' },
-  )
-  @Min(0)
-  @Max(99999999.999999)
-  max_budget?: number | null;
-
-  @ApiPropertyOptional({
-    enum: ['none', 'daily', 'monthly'],
-    description: 'When quota and budget reset: never, daily or monthly (QUOTA_TIMEZONE)',
-  })
-  @IsOmittable()
-  @IsIn(['none', 'daily', 'monthly'])
-  quota_period?: 'none' | 'daily' | 'monthly';
-}
-
-/** The quota fields that were sent, as entity properties (absent = unchanged). */
-export function quotaPatch(
-  dto: UserQuotaFields,
-): Partial<Pick<User, 'quotaLimit' | 'maxBudget' | 'quotaPeriod'>> {
-  const patch: Partial<Pick<User, 'quotaLimit' | 'maxBudget' | 'quotaPeriod'>> = {};
-  if (dto.quota_limit !== undefined) patch.quotaLimit = dto.quota_limit;
-  if (dto.max_budget !== undefined) patch.maxBudget = dto.max_budget;
-  if (dto.quota_period !== undefined) patch.quotaPeriod = dto.quota_period;
-  return patch;
-}
-
-export class CreateUserDto extends UserQuotaFields {
+export class CreateUserDto extends QuotaFieldsDto {
   @ApiProperty({ example: 'dev@acme.test' })
   @IsEmail()
   @MaxLength(254)
@@ -87,7 +25,7 @@ export class CreateUserDto extends UserQuotaFields {
   name?: string;
 }
 
-export class UpdateUserDto extends UserQuotaFields {
+export class UpdateUserDto extends QuotaFieldsDto {
   @ApiPropertyOptional()
   @IsOptional()
   @IsString()

@@ -31,6 +31,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   private readonly lru: LRUCache<string, KeyAuthEntry>;
   private readonly negative: LRUCache<string, true>;
   private subscriber?: Redis;
+  private readonly delayed = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly config: AppConfig,
@@ -59,6 +60,8 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
+    for (const timer of this.delayed) clearTimeout(timer);
+    this.delayed.clear();
     const sub = this.subscriber;
     if (sub && sub.status !== 'end') await sub.quit().catch(() => sub.disconnect());
   }
@@ -115,7 +118,12 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
    */
   async evict(hashes: string[]): Promise<void> {
     await this.evictNow(hashes);
-    setTimeout(() => void this.evictNow(hashes), 1000).unref();
+    const timer = setTimeout(() => {
+      this.delayed.delete(timer);
+      void this.evictNow(hashes);
+    }, 1000);
+    timer.unref();
+    this.delayed.add(timer);
   }
 
   private async evictNow(hashes: string[]): Promise<void> {

@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { EmbeddedPostgres } from '@app/database';
 import { freePort } from '../harness/servers';
-import { ensureCliBuilt, runCli, tempDataDir } from './cli-harness';
+import { CLI, cliEnv, ensureCliBuilt, runCli, tempDataDir } from './cli-harness';
 
 async function answers(url: string): Promise<boolean> {
   const c = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
@@ -44,6 +45,39 @@ describe('CLI on the embedded PostgreSQL (compiled CLI)', () => {
     const url = new EmbeddedPostgres({ dataDir: join(dataDir, 'pg'), port }).url;
     expect(await answers(url)).toBe(false);
   }, 180_000);
+
+  it('Ctrl-C stops the server it started (it runs detached, in its own process group)', async () => {
+    const url = new EmbeddedPostgres({ dataDir: join(dataDir, 'pg'), port }).url;
+    // users:create --password-stdin waits for stdin's end: the server is up, the command still runs.
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'users:create',
+        '--tenant',
+        'embedded-co',
+        '--email',
+        'i@example.test',
+        '--role',
+        'member',
+        '--password-stdin',
+      ],
+      {
+        env: cliEnv(env),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const until = Date.now() + 60_000;
+    while (!(await answers(url)) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(await answers(url)).toBe(true);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toBe('\ninterrupted (SIGINT)\n');
+    expect(await answers(url)).toBe(false);
+  }, 120_000);
 
   it('uses a server that already runs on the data directory (the gateway), and leaves it running', async () => {
     gateway = new EmbeddedPostgres({ dataDir: join(dataDir, 'pg'), port });

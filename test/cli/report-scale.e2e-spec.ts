@@ -142,4 +142,19 @@ describe('keys:backfill-report over 150,000 keys (compiled CLI)', () => {
     // The result itself has no progress in it.
     expect(readFileSync(file, 'utf8')).not.toContain('keys:backfill-report:');
   }, 180_000);
+
+  it('stops quietly when the reader goes away (`| head`): exit 141, nothing on stderr', async () => {
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, 'keys:backfill-report', '--tenant', 'big'], {
+        env: cliEnv(env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+      child.stdout.once('data', () => child.stdout.destroy());
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stderr }));
+    });
+    expect(result).toEqual({ code: 141, stderr: '' });
+  }, 120_000);
 });

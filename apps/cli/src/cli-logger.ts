@@ -6,9 +6,13 @@ import { LoggerService } from '@nestjs/common';
  * level with stacks (the gateway's start-up chatter is noise for an operator command).
  */
 export class CliLogger implements LoggerService {
+  /** After Ctrl-C: what fails while the process shuts down is noise. */
+  static muted = false;
+
   constructor(private readonly showAll: boolean) {}
 
   private write(level: string, message: unknown, params: unknown[]): void {
+    if (CliLogger.muted) return;
     const context =
       typeof params[params.length - 1] === 'string' ? (params[params.length - 1] as string) : '';
     const text = message instanceof Error ? message.message : String(message);

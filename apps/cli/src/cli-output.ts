@@ -29,8 +29,13 @@ export class CliOutput {
   async write(text: string): Promise<void> {
     if (this.broken) throw new CliError('', EXIT.brokenPipe);
     this.clearProgress();
-    if (!this.stdout.write(text))
-      await Promise.race([once(this.stdout, 'drain'), once(this.stdout, 'error')]);
+    try {
+      // events.once rejects when 'error' comes first (the reader went away meanwhile).
+      if (!this.stdout.write(text)) await once(this.stdout, 'drain');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+      this.broken = true;
+    }
     if (this.broken) throw new CliError('', EXIT.brokenPipe);
   }
 

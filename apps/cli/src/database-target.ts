@@ -137,51 +137,50 @@ export async function probeRedis(url: string): Promise<void> {
  * postmaster of its data directory). Otherwise the CLI starts it and stops it on close.
  */
 export class DatabaseTarget {
-  private constructor(
-    readonly url: string,
-    private readonly started?: EmbeddedPostgres,
-  ) {}
+  /** Set before the server starts, so an interrupt during the start still stops it. */
+  private started?: EmbeddedPostgres;
 
-  static async open(config: AppConfig): Promise<DatabaseTarget> {
+  constructor(private readonly config: AppConfig) {}
+
+  /** Finds (or starts) the database and checks that it answers; returns its URL. */
+  async open(): Promise<string> {
+    const config = this.config;
     if (config.DATABASE_URL) {
       await probePostgres(
         config.DATABASE_URL,
         `PostgreSQL at ${describeUrl(config.DATABASE_URL)} (DATABASE_URL)`,
       );
-      return new DatabaseTarget(config.DATABASE_URL);
+      return config.DATABASE_URL;
     }
     const dataDir = join(config.DATA_DIR, 'pg');
     const livePort = livePostmasterPort(dataDir);
     const port = livePort ?? config.EMBEDDED_PG_PORT;
     const what = `the embedded PostgreSQL on 127.0.0.1:${port} (data in ${dataDir})`;
-    if (livePort !== null || (await portAnswers(port))) {
-      const url = new EmbeddedPostgres({ dataDir, port }).url;
-      await probePostgres(url, what, dataDir);
-      return new DatabaseTarget(url);
-    }
     const pg = new EmbeddedPostgres({ dataDir, port });
+    if (livePort !== null || (await portAnswers(port))) {
+      await probePostgres(pg.url, what, dataDir);
+      return pg.url;
+    }
+    this.started = pg;
     try {
       await pg.start();
     } catch (e) {
-      await pg.stop().catch(() => undefined);
+      await this.close();
       throw new CliError(`cannot start ${what}: ${(e as Error).message.split('\n')[0]}`);
     }
-    const target = new DatabaseTarget(pg.url, pg);
     try {
       await probePostgres(pg.url, what);
     } catch (e) {
-      await target.close();
+      await this.close();
       throw e;
     }
-    return target;
+    return pg.url;
   }
 
-  /** True when this process started the embedded server (and must stop it). */
-  get ownsServer(): boolean {
-    return !!this.started;
-  }
-
+  /** Stops the embedded server if this process started it; a running gateway's is left alone. */
   async close(): Promise<void> {
-    await this.started?.stop();
+    const pg = this.started;
+    this.started = undefined;
+    await pg?.stop().catch(() => undefined);
   }
 }

@@ -22,6 +22,10 @@ import { SchemaCheck } from './schema-check';
  * this process started) always runs.
  */
 
+/** Stops what this process started (set by runCommand); run on exit paths and on signals. */
+let cleanup: (() => Promise<void>) | undefined;
+let interrupted = false;
+
 function isCommanderError(e: unknown): e is Error & { code: string; exitCode: number } {
   const err = e as { code?: unknown; exitCode?: unknown };
   return (
@@ -31,6 +35,7 @@ function isCommanderError(e: unknown): e is Error & { code: string; exitCode: nu
 
 /** One line for the operator, and the exit code. Commander already printed its own errors. */
 function report(e: unknown, verbose: boolean): number {
+  if (interrupted) return EXIT.error; // the signal handler exits; what failed meanwhile is noise
   if (isCommanderError(e)) return e.exitCode;
   if (e instanceof CliError) {
     if (e.message) process.stderr.write(`error: ${e.message}\n`);
@@ -88,8 +93,6 @@ function loadCliConfig(): AppConfig {
   }
 }
 
-let cleanup: (() => Promise<void>) | undefined;
-
 async function runCommand(command: CliCommandMetadata): Promise<number> {
   const config = loadCliConfig();
   const verbose = config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace';
@@ -103,11 +106,12 @@ async function runCommand(command: CliCommandMetadata): Promise<number> {
     await target?.close().catch(() => undefined);
   };
   try {
-    target = await DatabaseTarget.open(config);
+    target = new DatabaseTarget(config);
+    const url = await target.open();
     // The CLI's own settings on top of the gateway's configuration: it never migrates or
     // bootstraps implicitly (a read-only report must not write), connects to the database
     // target found above, and only commands that use Redis connect to it.
-    config.DATABASE_URL = target.url;
+    config.DATABASE_URL = url;
     config.MIGRATIONS_RUN = false;
     config.BOOTSTRAP_ADMIN = false;
     if (!command.redis) config.REDIS_URL = undefined;
@@ -130,6 +134,8 @@ async function runCommand(command: CliCommandMetadata): Promise<number> {
 /** Ctrl-C / SIGTERM: stop what this process started (an embedded PostgreSQL runs detached). */
 function onSignal(signal: NodeJS.Signals, code: number): void {
   process.once(signal, () => {
+    interrupted = true;
+    CliLogger.muted = true;
     process.stderr.write(`\ninterrupted (${signal})\n`);
     const done = () => process.exit(code);
     setTimeout(done, 10_000).unref();

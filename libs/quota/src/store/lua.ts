@@ -58,7 +58,8 @@ if rpmLimit > 0 then
   rpmCount = redis.call('ZCARD', KEYS[3])
   if rpmCount > 0 then
     local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
-    rpmReset = oldest + win - now
+    -- another instance may have logged a request with a slightly later clock: never past one window
+    rpmReset = math.min(win, oldest + win - now)
   end
   if rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset} end
 end

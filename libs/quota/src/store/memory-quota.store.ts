@@ -90,7 +90,7 @@ export class MemoryQuotaStore extends QuotaStore {
       rpm = {
         limit: req.rpm.limit,
         count: log.length,
-        resetMs: log.length ? log[0] + req.rpm.windowMs - now : 0,
+        resetMs: log.length ? Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now) : 0,
       };
       if (log.length >= req.rpm.limit) return Promise.resolve({ ok: false, reason: 'rpm', rpm });
     }
@@ -130,7 +130,11 @@ export class MemoryQuotaStore extends QuotaStore {
     if (req.rpm && rpm) {
       const log = this.rpmLogs.get(req.rpm.key)!;
       log.push(now);
-      rpm = { ...rpm, count: log.length, resetMs: log[0] + req.rpm.windowMs - now };
+      rpm = {
+        ...rpm,
+        count: log.length,
+        resetMs: Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now),
+      };
     }
     return Promise.resolve({ ok: true, usage: this.usage(req.levels, now), rpm });
   }

@@ -9,36 +9,51 @@ export async function readStdin(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
-/** Asks on the terminal without echoing what is typed (prompt on stderr). */
-export function askHidden(prompt: string): Promise<string> {
+/**
+ * Asks on the terminal without echoing what is typed (prompts on stderr). The terminal is
+ * put in raw mode before the first prompt is shown and stays so until the last answer:
+ * whatever is typed after a prompt appears is never echoed.
+ */
+export async function askHidden(prompts: string[]): Promise<string[]> {
   const stdin = process.stdin;
   if (!stdin.isTTY)
     throw new CliError('no terminal to ask for the password on: pipe it in with --password-stdin');
-  return new Promise((resolve, reject) => {
-    let value = '';
-    const finish = () => {
-      stdin.off('data', onData);
-      stdin.setRawMode(false);
-      stdin.pause();
-      process.stderr.write('\n');
-    };
-    const onData = (data: Buffer) => {
-      for (const ch of data.toString('utf8')) {
-        if (ch === '\r' || ch === '\n' || ch === '\u0004') {
-          finish();
-          return resolve(value);
+  let pending = '';
+  let wake: (() => void) | undefined;
+  const onData = (data: Buffer) => {
+    pending += data.toString('utf8');
+    wake?.();
+  };
+  stdin.setRawMode(true);
+  stdin.on('data', onData);
+  stdin.resume();
+  try {
+    const answers: string[] = [];
+    for (const prompt of prompts) {
+      process.stderr.write(prompt);
+      let value = '';
+      for (let done = false; !done;) {
+        if (!pending) await new Promise<void>((resolve) => (wake = resolve));
+        const chars = [...pending];
+        pending = '';
+        for (const [i, ch] of chars.entries()) {
+          if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+            pending = chars.slice(i + 1).join(''); // typed ahead: the next answer
+            done = true;
+            break;
+          }
+          if (ch === '\u0003') throw new CliError('cancelled', 130);
+          if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+          else if (ch >= ' ') value += ch;
         }
-        if (ch === '\u0003') {
-          finish();
-          return reject(new CliError('cancelled', 130));
-        }
-        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
-        else if (ch >= ' ') value += ch;
       }
-    };
-    process.stderr.write(prompt);
-    stdin.setRawMode(true);
-    stdin.resume();
-    stdin.on('data', onData);
-  });
+      process.stderr.write('\n');
+      answers.push(value);
+    }
+    return answers;
+  } finally {
+    stdin.off('data', onData);
+    stdin.setRawMode(false);
+    stdin.pause();
+  }
 }

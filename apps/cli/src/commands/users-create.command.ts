@@ -68,8 +68,7 @@ export class UsersCreateCommand extends CommandRunner {
 
   private async password(fromStdin: boolean): Promise<string> {
     if (fromStdin) return readStdin();
-    const first = await askHidden('Password: ');
-    const again = await askHidden('Repeat the password: ');
+    const [first, again] = await askHidden(['Password: ', 'Repeat the password: ']);
     if (first !== again) throw new CliError('the passwords do not match');
     return first;
   }

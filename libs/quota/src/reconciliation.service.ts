@@ -49,7 +49,8 @@ interface Owner {
 @Injectable()
 export class ReconciliationService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger('Reconciliation');
-  private readonly dirty = new Set<string>();
+  /** Tenants whose counters missed a write, with the time of the first miss. */
+  private readonly dirty = new Map<string, number>();
   private running: Promise<unknown> | null = null;
   private interval?: NodeJS.Timeout;
 
@@ -89,11 +90,11 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
 
   /** A write to the counters of this tenant failed: rebuild them once the store answers. */
   markDirty(tenantId: string): void {
-    this.dirty.add(tenantId);
+    if (!this.dirty.has(tenantId)) this.dirty.set(tenantId, this.clock.now());
   }
 
   get dirtyTenants(): string[] {
-    return [...this.dirty];
+    return [...this.dirty.keys()];
   }
 
   /** Rebuilds everything when the store has no marker; true when it did. */
@@ -106,7 +107,9 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     }
     this.logger.log(`quota counters are empty (${reason}): rebuilding them from the ledger`);
     try {
-      const reports = await this.rebuild();
+      // Tenants already rebuilt since (QuotaService rebuilds a tenant on its first request)
+      // are skipped: rebuilding them again under load could only lose settles racing it.
+      const reports = await this.rebuild(undefined, { onlyIfUninitialized: true });
       this.logger.log(`rebuilt the quota counters of ${reports.length} tenant(s) from the ledger`);
       return true;
     } catch (e) {
@@ -118,9 +121,12 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
   /** The periodic pass: marker check, then tenants whose counters missed a write. */
   async periodic(): Promise<void> {
     await this.ensureInitialized('marker missing');
-    for (const tenantId of [...this.dirty]) {
+    for (const [tenantId, missedAt] of [...this.dirty]) {
       try {
-        await this.rebuild(tenantId);
+        // Skipped when the tenant was rebuilt after the miss's ledger row was written (Redis
+        // came back empty and the tenant was rebuilt on its first request): that rebuild
+        // counted it, and another one under load could only lose settles racing it.
+        await this.rebuild(tenantId, { unlessRebuiltSince: missedAt + this.config.LEDGER_FLUSH_MS + 1000 });
         this.dirty.delete(tenantId);
       } catch (e) {
         this.logger.warn(`tenant ${tenantId}: counters still not rebuilt (${(e as Error).message})`);
@@ -138,7 +144,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
    */
   rebuild(
     tenantId?: string,
-    opts: Pick<RebuildOptions, 'onlyIfUninitialized'> = {},
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'> = {},
   ): Promise<RebuildReport[]> {
     const run = (this.running ?? Promise.resolve()).then(() => this.doRebuild(tenantId, opts));
     this.running = run.catch(() => undefined);
@@ -147,7 +153,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
 
   private async doRebuild(
     tenantId: string | undefined,
-    opts: Pick<RebuildOptions, 'onlyIfUninitialized'>,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
   ): Promise<RebuildReport[]> {
     await this.ledger
       .flush()
@@ -170,7 +176,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
   private async rebuildTenant(
     tenantId: string,
     now: number,
-    opts: Pick<RebuildOptions, 'onlyIfUninitialized'>,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
   ): Promise<RebuildReport | null> {
     const tenant = await this.repo.tenant(tenantId);
     if (!tenant) return null;

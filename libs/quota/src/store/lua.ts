@@ -159,14 +159,17 @@ return redis.call('HLEN', KEYS[1])
 
 /**
  * KEYS: reservations, expiries, the tenant's marker, counters...
- * ARGV: now, markTenant (0|1), onlyIfUninitialized (0|1), then per counter value, expireAt.
+ * ARGV: now, markTenant (0|1), skipIfRebuiltSince (epoch ms; 0 = never skip), then per
+ * counter value, expireAt.
  * Sets each counter to value + what open reservations hold on it, then (markTenant) the
- * marker; with onlyIfUninitialized and the marker already set, writes nothing.
+ * marker to now; writes nothing when the marker says the tenant was rebuilt at or after
+ * skipIfRebuiltSince (1: at all).
  * Returns {before, after}... (both the current value when nothing was written).
  */
 export const REBUILD = `${PRELUDE}
 local out = {}
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+local since = tonumber(ARGV[3])
+if since > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= since then
   for j = 4, #KEYS do
     local v = get(KEYS[j])
     out[#out + 1] = v

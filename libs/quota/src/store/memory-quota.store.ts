@@ -32,6 +32,7 @@ export class MemoryQuotaStore extends QuotaStore {
   private readonly held = new Map<string, Held>();
   private readonly rpmLogs = new Map<string, number[]>();
   private initialized = false;
+  private readonly rebuiltAt = new Map<string, number>();
 
   private get(key: string, now: number): number {
     const c = this.counters.get(key);
@@ -176,8 +177,12 @@ export class MemoryQuotaStore extends QuotaStore {
     now: number,
     opts: RebuildOptions = {},
   ): Promise<RebuildChange[]> {
-    if (opts.onlyIfUninitialized) {
-      // every tenant is initialized here (see the class comment): nothing to do
+    const rebuiltAt = this.rebuiltAt.get(tenantId) ?? -Infinity;
+    if (
+      opts.onlyIfUninitialized ||
+      (opts.unlessRebuiltSince !== undefined && rebuiltAt >= opts.unlessRebuiltSince)
+    ) {
+      // every tenant is initialized here (see the class comment), or this one was rebuilt since
       return Promise.resolve(
         entries.map((e) => ({ key: e.key, before: this.get(e.key, now), after: this.get(e.key, now) })),
       );
@@ -191,6 +196,7 @@ export class MemoryQuotaStore extends QuotaStore {
         pend.set(k.spendKey, (pend.get(k.spendKey) ?? 0) + h.cost);
       }
     }
+    if (opts.markTenant) this.rebuiltAt.set(tenantId, now);
     return Promise.resolve(
       entries.map((e) => {
         const before = this.get(e.key, now);
@@ -215,6 +221,7 @@ export class MemoryQuotaStore extends QuotaStore {
     this.counters.clear();
     this.held.clear();
     this.rpmLogs.clear();
+    this.rebuiltAt.clear();
     this.initialized = false;
   }
 }

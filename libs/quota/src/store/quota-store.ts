@@ -82,6 +82,8 @@ export interface RebuildOptions {
   markTenant?: boolean;
   /** Write nothing when the tenant's marker is already set (another instance rebuilt it first). */
   onlyIfUninitialized?: boolean;
+  /** Write nothing when the tenant was rebuilt at or after this time (epoch ms, the marker's value). */
+  unlessRebuiltSince?: number;
 }
 
 export interface RebuildChange {

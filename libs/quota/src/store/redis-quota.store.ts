@@ -136,7 +136,8 @@ export class RedisQuotaStore extends QuotaStore {
     opts: RebuildOptions = {},
   ): Promise<RebuildChange[]> {
     const keys = [reservationsKey(tenantId), expiriesKey(tenantId), tenantMarkerKey(tenantId)];
-    const args: (string | number)[] = [now, opts.markTenant ? 1 : 0, opts.onlyIfUninitialized ? 1 : 0];
+    const since = opts.onlyIfUninitialized ? 1 : Math.max(0, opts.unlessRebuiltSince ?? 0);
+    const args: (string | number)[] = [now, opts.markTenant ? 1 : 0, since];
     for (const e of entries) {
       keys.push(e.key);
       args.push(e.value, exp(e.expireAt));

@@ -9,7 +9,7 @@ import {
   HealthIndicatorService,
   TypeOrmHealthIndicator,
 } from '@nestjs/terminus';
-import { Public } from '@app/tenancy';
+import { Public } from './access';
 import { ReadinessRegistry } from './readiness';
 
 @ApiTags('health')

@@ -2,7 +2,7 @@ import { Controller, Get, Headers, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags, ApiUnauthorizedResponse } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { AppConfig } from '@app/config';
-import { Public } from '@app/tenancy';
+import { Public } from './access';
 import { ApiError } from './api-error';
 import { MetricsService } from './metrics.service';
 import { tokenMatches } from './metrics-token';

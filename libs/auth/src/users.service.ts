@@ -63,6 +63,9 @@ export class UsersService {
       patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
     if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
     await this.events.emit('user.changed', { tenantId, userId: id });
+    if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== user.quotaPeriod) {
+      await this.events.emit('quota.period-changed', { tenantId });
+    }
     return (await this.users.findById(tenantId, id))!;
   }
 

@@ -64,17 +64,16 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
   ) {}
 
   /**
-   * A tenant's or user's limits changed: a new reset period renames the counters (a new
-   * bucket), which must start from the ledger, not from 0. Runs in the background.
+   * A reset period changed (tenant, user or key): the counters move to a new bucket, which
+   * must start from the ledger, not from 0. Runs in the background. Other limit changes need
+   * no rebuild: limits are read at each admission.
    */
   onModuleInit(): void {
     const later = (tenantId: string) =>
       void this.rebuild(tenantId).catch((e: Error) =>
         this.logger.warn(`tenant ${tenantId}: counters not rebuilt after a change (${e.message})`),
       );
-    this.events.on('tenant.changed', ({ tenantId }) => later(tenantId));
-    this.events.on('user.changed', ({ tenantId }) => later(tenantId));
-    this.events.on('key.period-changed', ({ tenantId }) => later(tenantId));
+    this.events.on('quota.period-changed', ({ tenantId }) => later(tenantId));
   }
 
   async onApplicationBootstrap(): Promise<void> {

@@ -5,8 +5,11 @@ export interface DomainEventMap {
   'tenant.changed': { tenantId: string };
   /** A user was changed or disabled, or is about to be deleted: key caches drop the user's keys. */
   'user.changed': { tenantId: string; userId: string };
-  /** A key's reset period changed: its counters move to a new bucket (the quota lib rebuilds them). */
-  'key.period-changed': { tenantId: string; apiKeyId: string };
+  /**
+   * The reset period of a tenant, user or key changed: its counters move to a new bucket,
+   * which must start from the ledger (the quota lib rebuilds the tenant's counters).
+   */
+  'quota.period-changed': { tenantId: string };
 }
 
 type Handler<K extends keyof DomainEventMap> = (payload: DomainEventMap[K]) => void | Promise<void>;

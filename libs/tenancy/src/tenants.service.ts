@@ -45,6 +45,9 @@ export class TenantsService {
     if (dto.status !== undefined) patch.status = dto.status;
     const saved = await this.tenants.save({ ...t, ...patch });
     await this.events.emit('tenant.changed', { tenantId: saved.id });
+    if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== t.quotaPeriod) {
+      await this.events.emit('quota.period-changed', { tenantId: saved.id });
+    }
     return saved;
   }
 

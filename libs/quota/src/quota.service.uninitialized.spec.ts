@@ -39,7 +39,12 @@ class LostStore extends MemoryQuotaStore {
   }
 }
 
-function setup(rebuild: (store: LostStore) => Promise<unknown>, env: Record<string, string> = {}) {
+/** `storeLost`: no global marker either (Redis restarted empty); default: only this tenant lacks its marker. */
+function setup(
+  rebuild: (store: LostStore) => Promise<unknown>,
+  env: Record<string, string> = {},
+  storeLost = false,
+) {
   const config: AppConfig = loadConfig({
     DATA_DIR: '/tmp/gw-quota-unit',
     MASTER_KEY: 'x'.repeat(32),
@@ -47,6 +52,7 @@ function setup(rebuild: (store: LostStore) => Promise<unknown>, env: Record<stri
     ...env,
   });
   const store = new LostStore();
+  if (!storeLost) void store.markInitialized();
   const ledger = { isFull: false, enqueue: () => true } as unknown as LedgerService;
   const calls: unknown[][] = [];
   const reconciliation = {
@@ -85,6 +91,21 @@ describe('QuotaService: a store without the tenant counters', () => {
     expect(admitted.filter((a) => a.status === 'fulfilled')).toHaveLength(10);
     const refused = admitted.filter((a) => a.status === 'rejected') as PromiseRejectedResult[];
     expect(refused.map((r) => (r.reason as ApiError).code)).toEqual(Array(5).fill('tokens_quota_exceeded'));
+  });
+
+  it('waits LEDGER_FLUSH_MS + 1 s before rebuilding when the whole store was lost (rows still queued land first)', async () => {
+    const rebuild = async (st: LostStore) => {
+      st.marked = true;
+      return [];
+    };
+    const lost = setup(rebuild, { LEDGER_FLUSH_MS: '10' }, true);
+    let t0 = Date.now();
+    await lost.quota.admit(subject, req);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+    const kept = setup(rebuild, { LEDGER_FLUSH_MS: '10' });
+    t0 = Date.now();
+    await kept.quota.admit(subject, req);
+    expect(Date.now() - t0).toBeLessThan(500); // a new tenant in a store that was not lost: no wait
   });
 
   it('closed mode: 503 quota_unavailable when the rebuild fails (PostgreSQL down) or leaves no marker', async () => {

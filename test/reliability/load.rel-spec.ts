@@ -647,6 +647,27 @@ describe('load and faults over two gateway processes', () => {
     expect(o.t.byCode['503 quota_unavailable']).toBeGreaterThan(0);
   });
 
+  it('Redis flushed (FLUSHALL) under load: no 5xx, counters rebuilt from the ledger before anything is counted', async () => {
+    const run = faultLoad(6000);
+    await sleep(1500);
+    await redis.flushall();
+    fig.note(
+      'FLUSHALL phase: Redis answered throughout; only its data (counters, reservations, markers, key cache) vanished.',
+    );
+    const results = await run;
+    faultResults.push(...results);
+    const o = await phase(
+      'faults: Redis flushed (FLUSHALL)',
+      results,
+      [faultTenant],
+      faultGroups(),
+      [],
+      faultResults,
+    );
+    expectClean(o);
+    expect(o.t.ok).toBeGreaterThan(0);
+  });
+
   it('one instance SIGKILLed mid-stream; the other serves on; reconciliation: counters = ledger', async () => {
     const t = await newTenant(gws[0].url);
     const u = await newUser(gws[0].url, t.id);

@@ -756,7 +756,7 @@ describe('load and faults over two gateway processes', () => {
         ],
         [
           'rows that died in its queue (finished this many ms before the kill)',
-          `${lost.length} (${lost.length ? `${Math.min(...lostAge)}-${Math.max(...lostAge)} ms` : '-'}; ${lostTokens} tokens)`,
+          `${lost.length} (${lost.length ? `${Math.min(...lostAge)} to ${Math.max(...lostAge)} ms` : '-'}; ${lostTokens} tokens)`,
         ],
         ['streams cut by the kill (never charged: no settle ran)', cut.length],
         ['requests on the surviving instance / not completed', `${survivor.length} / ${survivorCut.length}`],

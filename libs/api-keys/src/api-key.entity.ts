@@ -1,7 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import { numericColumn } from '@app/tenancy';
 import type { QuotaPeriod } from './key-principal';
-
-const numeric = { to: (v: number | null) => v, from: (v: string | null) => (v === null ? null : Number(v)) };
 
 @Entity('api_keys')
 export class ApiKey {
@@ -37,10 +36,10 @@ export class ApiKey {
   @Column({ type: 'jsonb', default: () => `'[]'::jsonb` })
   permissions: string[];
 
-  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: numeric })
+  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: numericColumn })
   quotaLimit: number | null;
 
-  @Column({ name: 'current_quota_usage', type: 'bigint', default: 0, transformer: numeric })
+  @Column({ name: 'current_quota_usage', type: 'bigint', default: 0, transformer: numericColumn })
   currentQuotaUsage: number;
 
   @Column({
@@ -49,11 +48,11 @@ export class ApiKey {
     precision: 14,
     scale: 6,
     nullable: true,
-    transformer: numeric,
+    transformer: numericColumn,
   })
   maxBudget: number | null;
 
-  @Column({ type: 'numeric', precision: 14, scale: 6, default: 0, transformer: numeric })
+  @Column({ type: 'numeric', precision: 14, scale: 6, default: 0, transformer: numericColumn })
   spend: number;
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })

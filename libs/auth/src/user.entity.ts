@@ -1,11 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
-import type { Role } from '@app/tenancy';
-
-/** bigint / numeric columns arrive as strings from pg; limits fit a JS number exactly. */
-const nullableNumber = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | null) => (v === null ? null : Number(v)),
-};
+import { numericColumn, type Role } from '@app/tenancy';
 
 export type UserStatus = 'active' | 'disabled';
 
@@ -34,7 +28,7 @@ export class User {
   status: UserStatus;
 
   /** Token quota of the user (all their keys) per period; null = unlimited (quota lib). */
-  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: nullableNumber })
+  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: numericColumn })
   quotaLimit: number | null;
 
   /** USD budget per period; null = unlimited. */
@@ -44,7 +38,7 @@ export class User {
     precision: 14,
     scale: 6,
     nullable: true,
-    transformer: nullableNumber,
+    transformer: numericColumn,
   })
   maxBudget: number | null;
 

@@ -16,3 +16,4 @@ export type { Page } from './dto/page.dto';
 export { TenantResponse, CreateTenantDto, UpdateTenantDto } from './dto/tenant.dto';
 export { QuotaFieldsDto, quotaPatch } from './dto/quota-fields.dto';
 export type { QuotaPeriodName } from './dto/quota-fields.dto';
+export { numericColumn } from './numeric-column';

@@ -1,12 +1,8 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 
-export type TenantStatus = 'active' | 'disabled';
+import { numericColumn } from './numeric-column';
 
-/** bigint / numeric columns arrive as strings from pg; limits fit a JS number exactly. */
-const nullableNumber = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | null) => (v === null ? null : Number(v)),
-};
+export type TenantStatus = 'active' | 'disabled';
 
 @Entity('tenants')
 export class Tenant {
@@ -20,7 +16,7 @@ export class Tenant {
   status: TenantStatus;
 
   /** Token quota of the whole tenant per period; null = unlimited (quota lib). */
-  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: nullableNumber })
+  @Column({ name: 'quota_limit', type: 'bigint', nullable: true, transformer: numericColumn })
   quotaLimit: number | null;
 
   /** USD budget per period; null = unlimited. */
@@ -30,7 +26,7 @@ export class Tenant {
     precision: 14,
     scale: 6,
     nullable: true,
-    transformer: nullableNumber,
+    transformer: numericColumn,
   })
   maxBudget: number | null;
 

@@ -89,6 +89,7 @@ describe('audit log (real PostgreSQL)', () => {
       actor_id: a.admin.id,
       actor_label: a.admin.email,
       target_type: 'api_key',
+      target_label: 'ci',
       request_id: 'req-audit-create-1',
       ip: '127.0.0.1',
       before: null,

@@ -118,6 +118,7 @@ describe('audit:export (compiled CLI)', () => {
       'action',
       'target_type',
       'target_id',
+      'target_label',
       'before',
       'after',
       'request_id',

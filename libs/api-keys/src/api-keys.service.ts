@@ -55,6 +55,7 @@ export class ApiKeysService implements OnModuleInit {
         tenantId,
         targetType: 'api_key',
         targetId: before.id,
+        targetLabel: after.name,
         before: ApiKeyResponse.from(before),
         after: ApiKeyResponse.from(after),
       });
@@ -143,6 +144,7 @@ export class ApiKeysService implements OnModuleInit {
         tenantId,
         targetType: 'api_key',
         targetId: inserted.id,
+        targetLabel: inserted.name,
         after: { ...ApiKeyResponse.from(inserted), imported: !!dto.key },
       });
       return inserted;

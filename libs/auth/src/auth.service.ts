@@ -56,6 +56,7 @@ export class AuthService {
         tenantId: user?.tenantId ?? null,
         targetType: 'user',
         targetId: user?.id ?? null,
+        targetLabel: user?.email ?? null,
         actor: { type: 'anonymous', label: email },
         after: { reason: refused ? 'invalid_credentials' : 'disabled' },
       });
@@ -66,6 +67,7 @@ export class AuthService {
       tenantId: user.tenantId,
       targetType: 'user',
       targetId: user.id,
+      targetLabel: user.email,
       actor: { type: 'user', id: user.id, label: user.email },
     });
     const claims: JwtClaims = { sub: user.id, tid: user.tenantId, role: user.role };

@@ -26,6 +26,7 @@ export class UsersService {
         tenantId: row.tenantId,
         targetType: 'user',
         targetId: row.id,
+        targetLabel: row.email,
         after: UserResponse.from(row),
       });
       return row;
@@ -80,7 +81,7 @@ export class UsersService {
     const updated = await this.audit.transaction(async (m) => {
       if (Object.keys(patch).length) await this.users.update(tenantId, id, patch, m);
       const row = (await this.users.findById(tenantId, id, m))!;
-      const target = { tenantId, targetType: 'user' as const, targetId: id };
+      const target = { tenantId, targetType: 'user' as const, targetId: id, targetLabel: row.email };
       if (Object.keys(patch).some((f) => f !== 'passwordHash'))
         await this.audit.record(m, {
           action: 'user.update',
@@ -113,6 +114,7 @@ export class UsersService {
         tenantId,
         targetType: 'user',
         targetId: id,
+        targetLabel: user.email,
         before: UserResponse.from(user),
       });
     });

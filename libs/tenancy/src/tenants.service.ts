@@ -26,6 +26,7 @@ export class TenantsService {
         tenantId: t.id,
         targetType: 'tenant',
         targetId: t.id,
+        targetLabel: t.name,
         after: TenantResponse.from(t),
       });
       return t;
@@ -62,6 +63,7 @@ export class TenantsService {
         tenantId: t.id,
         targetType: 'tenant',
         targetId: t.id,
+        targetLabel: row.name,
         before: TenantResponse.from(t),
         after: TenantResponse.from(row),
       });

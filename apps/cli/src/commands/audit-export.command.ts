@@ -24,6 +24,7 @@ const CSV_COLUMNS: (keyof AuditEntryResponse)[] = [
   'action',
   'target_type',
   'target_id',
+  'target_label',
   'before',
   'after',
   'request_id',

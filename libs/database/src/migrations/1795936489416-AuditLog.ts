@@ -25,6 +25,7 @@ export class AuditLog1795936489416 implements MigrationInterface {
         action varchar(64) NOT NULL,
         target_type varchar(32) NOT NULL,
         target_id uuid,
+        target_label varchar(320),
         before jsonb,
         after jsonb,
         request_id varchar(128),

@@ -42,6 +42,10 @@ export class AuditEntry {
   @Column({ name: 'target_id', type: 'uuid', nullable: true })
   targetId: string | null;
 
+  /** Readable target, as it was then: the key's name, the user's email, the tenant's name. */
+  @Column({ name: 'target_label', type: 'varchar', length: 320, nullable: true })
+  targetLabel: string | null;
+
   /** The changed fields before and after (never a hash, a password or key material). */
   @Column({ type: 'jsonb', nullable: true })
   before: Record<string, unknown> | null;

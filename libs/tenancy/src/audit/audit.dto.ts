@@ -67,6 +67,13 @@ export class AuditEntryResponse {
   @ApiProperty({ enum: ['tenant', 'user', 'api_key'] }) target_type: string;
   @ApiProperty({ format: 'uuid', nullable: true, type: String }) target_id: string | null;
   @ApiProperty({
+    nullable: true,
+    type: String,
+    description: "The key's name, user's email or tenant's name at the time",
+    example: 'Billing service',
+  })
+  target_label: string | null;
+  @ApiProperty({
     type: 'object',
     nullable: true,
     additionalProperties: true,
@@ -96,6 +103,7 @@ export class AuditEntryResponse {
       action: e.action,
       target_type: e.targetType,
       target_id: e.targetId,
+      target_label: e.targetLabel,
       before: e.before,
       after: e.after,
       request_id: e.requestId,

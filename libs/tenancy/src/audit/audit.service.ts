@@ -22,6 +22,8 @@ export interface AuditRecord {
   tenantId: string | null;
   targetType: AuditTargetType;
   targetId: string | null;
+  /** The key's name, the user's email, the tenant's name (as it is after the change). */
+  targetLabel?: string | null;
   /** Snapshots (API response shapes); secrets are dropped. With both, only changed fields are kept. */
   before?: object | null;
   after?: object | null;
@@ -73,6 +75,7 @@ export class AuditService {
       action: entry.action,
       targetType: entry.targetType,
       targetId: entry.targetId,
+      targetLabel: entry.targetLabel?.slice(0, 320) ?? null,
       before: diff.before,
       after: diff.after,
       requestId: this.ctx.requestId || null,

@@ -75,6 +75,11 @@ export class AppConfig {
   @IsString()
   LOG_FILE?: string;
 
+  /** false: log lines go to LOG_FILE only, none to stdout (the test harness: quiet runs). */
+  @Transform(toBool)
+  @IsBoolean()
+  LOG_STDOUT = true;
+
   @IsString()
   @MinLength(1)
   DATA_DIR = './.data';

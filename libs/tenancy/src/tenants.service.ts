@@ -8,6 +8,8 @@ import { DomainEvents } from './domain-events';
 import { Tenant } from './tenant.entity';
 import { TenantsRepository } from './tenants.repository';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 @Injectable()
 export class TenantsService {
   constructor(
@@ -74,6 +76,15 @@ export class TenantsService {
       await this.events.emit('quota.period-changed', { tenantId: saved.id });
     }
     return saved;
+  }
+
+  /**
+   * X-Tenant-ID: a tenant by id, or by its (case-insensitive) name as the CLI takes it.
+   * An id is tried first, so a tenant named like another's id cannot shadow it.
+   */
+  async findByIdOrName(idOrName: string): Promise<Tenant | null> {
+    const byId = UUID.test(idOrName) ? await this.tenants.findById(idOrName) : null;
+    return byId ?? this.tenants.findByName(idOrName);
   }
 
   /** For guards: is this tenant there and active? */

@@ -67,7 +67,8 @@ export type RedisServer = { proc: ChildProcess; url: string; port: number };
 export const GATEWAY_ENV = {
   LOG_LEVEL: 'warn',
   LEDGER_FLUSH_MS: '200',
-  QUOTA_RESERVATION_TTL_SECONDS: '8',
+  // at least UPSTREAM_TOTAL_TIMEOUT_MS + 5 s (refused at start otherwise): a request never outlives its reservation
+  QUOTA_RESERVATION_TTL_SECONDS: '25',
   QUOTA_DEFAULT_MAX_TOKENS: '100',
   UPSTREAM_CONNECT_TIMEOUT_MS: '3000',
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS: '4000',

@@ -182,12 +182,13 @@ export function chatBody(o: {
   const promptEst = countPromptTokens(validateChatRequest(req));
   const reserved = { tokens: promptEst + o.maxTokens, micros: costMicros(PRICING, promptEst, o.maxTokens) };
   const prompt = promptEst - (o.promptShort ?? 0);
-  const completion = o.maxTokens + (o.extraCompletion ?? 0);
+  // asked for extraCompletion more (or fewer) than max_tokens; the fake honours the cap sent
+  const completion = Math.min(o.maxTokens, o.maxTokens + (o.extraCompletion ?? 0));
   const actual = { tokens: prompt + completion, micros: costMicros(PRICING, prompt, completion) };
   const body = {
     ...req,
     ...(o.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
-    x_fake: { prompt_tokens: prompt, completion_tokens: completion, ...o.x },
+    x_fake: { prompt_tokens: prompt, completion_tokens: o.maxTokens + (o.extraCompletion ?? 0), ...o.x },
   };
   return { body, reserved, actual };
 }

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { createDatabase, redisUrl } from '../harness/app';
 import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
-import { Instance, startInstance } from '../quota/harness';
+import { Instance, sql, startInstance } from '../quota/harness';
 import { FakeUpstream, fakeAnthropic, fakeOpenAi } from './fake-upstreams';
 import { TEST_TIMEOUTS, UPSTREAM_SECRET, writeModelsFile } from './harness';
 
@@ -46,6 +46,14 @@ describe.each(stores)('hard limits (%s)', (_name, redis) => {
       .post('/v1/chat/completions')
       .set('Authorization', `Bearer ${key}`)
       .send({ messages: [{ role: 'user', content: 'Hi' }], ...body });
+  const statuses = async (keyId: string) =>
+    (
+      await sql<{ status: string }>(
+        gw.config.DATABASE_URL!,
+        `SELECT status FROM usage_records WHERE api_key_id = $1`,
+        [keyId],
+      )
+    ).map((r) => r.status);
   const sent = (model: string) => openai.requests.filter((r) => r.body.model === model).at(-1)!.body;
 
   beforeAll(async () => {
@@ -81,8 +89,9 @@ describe.each(stores)('hard limits (%s)', (_name, redis) => {
     expect(sent('echo')).toMatchObject({ max_completion_tokens: 50 });
     expect(sent('echo').max_tokens).toBeUndefined();
     // a deployment's max_output_tokens bounds a larger client cap
-    await chat(k.key, { model: 'gpt-capped', max_tokens: 5000 }).expect(200);
+    const capped = await chat(k.key, { model: 'gpt-capped', max_tokens: 5000 }).expect(200);
     expect(sent('echo').max_tokens).toBe(700);
+    expect(capped.headers['x-gateway-max-tokens']).toBe('700');
     // Anthropic: max_tokens is the grant
     await chat(k.key, { model: 'claude-fake' }).expect(200);
     expect(anthropic.requests.at(-1)!.body.max_tokens).toBe(4096);
@@ -131,6 +140,7 @@ describe.each(stores)('hard limits (%s)', (_name, redis) => {
     const u = await ledger(k.id);
     expect(u.total_tokens).toBeLessThanOrEqual(500);
     expect(u.completion_tokens).toBe(grant);
+    expect(await statuses(k.id)).toEqual(['cut']);
   });
 
   it('an unstreamed answer past the grant is charged in full and counted as a cap violation', async () => {
@@ -148,6 +158,7 @@ describe.each(stores)('hard limits (%s)', (_name, redis) => {
     const u = await ledger(k.id);
     expect(u.prompt_tokens).toBeGreaterThan(0);
     expect(u.completion_tokens).toBe(0);
+    expect(await statuses(k.id)).toEqual(['timeout']);
     // a failure before the upstream accepted (503) releases: zero tokens
     const k2 = await newKey();
     await chat(k2.key, { model: 'gpt-503' }).expect(502);

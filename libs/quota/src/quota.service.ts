@@ -73,7 +73,7 @@ export interface Admission {
   reservation: Reservation;
   /**
    * The six x-ratelimit-* headers for the response, plus `x-gateway-max-tokens` (the grant)
-   * when the grant is below what was wanted.
+   * when the grant is below the client's cap (or, without one, below the deployment's max).
    */
   headers: Record<string, string>;
   /** The allowance: completion tokens per choice the upstream must be capped at. */
@@ -338,7 +338,9 @@ export class QuotaService {
         headers,
       );
     }
-    if (result.granted < wanted) headers[GRANT_HEADER] = String(result.granted);
+    // lowered: below the client's own cap (by a limit or the deployment's max), or below the
+    // deployment's max when the client sent none
+    if (result.granted < (req.wanted ?? wanted)) headers[GRANT_HEADER] = String(result.granted);
     return {
       reservation: reservation(false, result.granted, result.tokens, result.costMicros),
       headers,

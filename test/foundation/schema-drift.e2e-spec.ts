@@ -1,40 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { loadConfig } from '@app/config';
 import { dataSourceOptions, entityGlob } from '@app/database';
-import { dbUrl, withClient } from '../harness/servers';
-
-/**
- * The catalog of the public schema, one line per column, constraint and index, in
- * PostgreSQL's own normalized spelling (format_type, pg_get_constraintdef, pg_get_indexdef).
- */
-async function catalog(ds: DataSource, skipIndexes: string[]): Promise<string[]> {
-  const rows: { line: string }[] = await ds.query(
-    `SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-            || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-            || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') AS line
-       FROM pg_attribute a
-       JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r'
-       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-      WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relname <> 'migrations'
-     UNION ALL
-     SELECT c.relname || ' CONSTRAINT ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
-       FROM pg_constraint k
-       JOIN pg_class c ON c.oid = k.conrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-      WHERE c.relname <> 'migrations'
-     UNION ALL
-     SELECT 'INDEX ' || indexdef FROM pg_indexes
-      WHERE schemaname = 'public' AND tablename <> 'migrations' AND NOT indexname = ANY($1)
-        AND indexname NOT IN (SELECT conname FROM pg_constraint)
-     ORDER BY 1`,
-    [skipIndexes],
-  );
-  // TypeORM writes a numeric default as a quoted literal ('0'::numeric), a migration as 0: same value.
-  return rows.map((r) => r.line.replace(/ DEFAULT '(-?[0-9.]+)'::(numeric|bigint|integer)$/, ' DEFAULT $1'));
-}
+import { catalog } from '../harness/catalog';
+import { createEmptyDatabase, schemaTestConfig } from '../harness/servers';
 
 /**
  * The entities declare exactly the schema the hand-written migrations build: TypeORM's
@@ -42,21 +10,15 @@ async function catalog(ds: DataSource, skipIndexes: string[]): Promise<string[]>
  * migrated to head must be empty. README "Migrations".
  */
 describe('schema drift: entities vs migrations', () => {
-  const config = loadConfig({
-    DATA_DIR: '/tmp/gw-test-config',
-    MASTER_KEY: 'x'.repeat(32),
-    JWT_SECRET: 'y'.repeat(40),
-    MIGRATIONS_RUN: 'false',
-  });
+  const config = schemaTestConfig();
   let ds: DataSource;
 
   /** A new empty database, with the same options and entity glob as ormconfig.ts (the CLI). */
   async function freshDatabase(): Promise<DataSource> {
-    const admin = process.env.TEST_PG_ADMIN_URL!;
-    const name = `drift_${randomBytes(4).toString('hex')}`;
-    await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
     const entities = [entityGlob(join(__dirname, '../..'))];
-    return new DataSource(dataSourceOptions(config, dbUrl(admin, name), entities)).initialize();
+    return new DataSource(
+      dataSourceOptions(config, await createEmptyDatabase('drift'), entities),
+    ).initialize();
   }
 
   beforeAll(async () => {

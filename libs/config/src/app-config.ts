@@ -227,6 +227,12 @@ export class AppConfig {
   @IsString()
   METRICS_TOKEN?: string;
 
+  /** How long a start waits for PostgreSQL and Redis (with back-off) before it gives up. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  STARTUP_TIMEOUT_MS = 30000;
+
   /** How long SIGTERM waits for in-flight requests and streams. */
   @Transform(toInt)
   @IsInt()

@@ -2,6 +2,7 @@ import {
   DynamicModule,
   Global,
   Injectable,
+  Logger,
   Module,
   OnApplicationShutdown,
   OnModuleInit,
@@ -11,6 +12,7 @@ import { InjectRedis, RedisModule } from '@nestjs-modules/ioredis';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
+import { endpoint, waitForDependency } from './startup-wait';
 
 /**
  * The shared Redis connection, or null when REDIS_URL is unset (single instance,
@@ -20,6 +22,7 @@ import { ReadinessRegistry } from '@app/observability';
 export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly readiness: ReadinessRegistry,
+    private readonly config: AppConfig,
     @Optional() @InjectRedis() private readonly redis?: Redis,
   ) {}
 
@@ -40,9 +43,16 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
     ]).catch(() => redis.disconnect());
   }
 
-  onModuleInit(): void {
+  /** At start, Redis is waited for like PostgreSQL (README "Clean failure"). */
+  async onModuleInit(): Promise<void> {
     const redis = this.redis;
     if (!redis) return;
+    await waitForDependency(
+      `Redis at ${endpoint(this.config.REDIS_URL ?? '')}`,
+      () => redis.ping(),
+      this.config.STARTUP_TIMEOUT_MS,
+      new Logger('Redis'),
+    );
     this.readiness.register({
       name: 'redis',
       check: async () => {

@@ -23,7 +23,7 @@ const SCRIPTS = {
   gwQuotaRebuild: REBUILD,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptFn = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
+type ScriptFn = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
 
 const lim = (n: number | null) => (n === null ? -1 : n);
 const exp = (n: number | null) => n ?? 0;
@@ -44,14 +44,20 @@ export class RedisQuotaStore extends QuotaStore {
 
   constructor(private readonly redis: Redis | Cluster) {
     super();
-    for (const [name, lua] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, { lua });
-    }
   }
 
+  /**
+   * Runs a script as a command defined with a fixed number of keys (`gwQuotaReserve:6`,
+   * defined on first use; one SHA for all): the call then starts with its first key, which
+   * is how ioredis' auto-pipelining picks the cluster node. Called as `cmd(numKeys, ...)`,
+   * it would route by the number and mix tenants of several nodes in one pipeline.
+   */
   private run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const fn = (this.redis as unknown as Record<ScriptName, ScriptFn>)[name];
-    return fn.call(this.redis, keys.length, ...keys, ...args);
+    const command = `${name}:${keys.length}`;
+    const redis = this.redis as unknown as Record<string, ScriptFn>;
+    if (!(command in redis))
+      this.redis.defineCommand(command, { lua: SCRIPTS[name], numberOfKeys: keys.length });
+    return redis[command].call(this.redis, ...keys, ...args);
   }
 
   async reserve(req: ReserveRequest): Promise<ReserveResult> {

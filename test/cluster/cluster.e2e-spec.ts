@@ -178,7 +178,6 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         );
       }
       const stats = subjects.map(() => ({ settled: 0, refused: 0, unavailable: 0, other: [] as string[] }));
-      let killedAt: number;
       const stopAt = Date.now() + 6000;
       let n = 0;
       const worker = async () => {
@@ -209,7 +208,7 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
       };
       const load = Promise.all(Array.from({ length: WORKERS }, worker));
       await sleep(1500);
-      killedAt = Date.now();
+      const killedAt = Date.now();
       await cluster.nodes.find((x) => x.port === victim)!.kill();
       await load;
       await cluster.waitHealthy();

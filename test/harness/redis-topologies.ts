@@ -219,11 +219,17 @@ export async function startSentinel(
   );
   // Wait for the replica to be in sync, so that it can be promoted.
   const r = new Redis(rPort, '127.0.0.1');
-  for (let i = 0; !/master_link_status:up/.test(await r.info('replication')); i++) {
-    if (i > 100) throw new Error('the replica did not sync');
-    await new Promise((res) => setTimeout(res, 50));
+  try {
+    for (let i = 0; !/master_link_status:up/.test(await r.info('replication')); i++) {
+      if (i > 400) throw new Error('the replica did not sync within 20 s');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  } catch (e) {
+    await Promise.all([master.kill(), replica.kill()]);
+    throw e;
+  } finally {
+    r.disconnect();
   }
-  r.disconnect();
   const count = o.sentinels ?? 3;
   const quorum = Math.floor(count / 2) + 1;
   const sentinels: RedisNode[] = [];

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import { expiriesKey, MARKER_KEY, reservationsKey, tenantMarkerKey } from '../keys';
@@ -23,7 +24,9 @@ const SCRIPTS = {
   gwQuotaRebuild: REBUILD,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptFn = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
+const SHAS = Object.fromEntries(
+  Object.entries(SCRIPTS).map(([name, lua]) => [name, createHash('sha1').update(lua).digest('hex')]),
+) as Record<ScriptName, string>;
 
 const lim = (n: number | null) => (n === null ? -1 : n);
 const exp = (n: number | null) => n ?? 0;
@@ -47,17 +50,19 @@ export class RedisQuotaStore extends QuotaStore {
   }
 
   /**
-   * Runs a script as a command defined with a fixed number of keys (`gwQuotaReserve:6`,
-   * defined on first use; one SHA for all): the call then starts with its first key, which
-   * is how ioredis' auto-pipelining picks the cluster node. Called as `cmd(numKeys, ...)`,
-   * it would route by the number and mix tenants of several nodes in one pipeline.
+   * EVALSHA, or EVAL when the server does not have the script yet (NOSCRIPT: a restarted
+   * node, SCRIPT FLUSH, each cluster node on first use). Plain EVALSHA/EVAL, not ioredis
+   * defineCommand: ioredis' auto-pipelining routes them by their first key, so each call
+   * goes to the master of the tenant's slot (a defined command called as `cmd(numKeys, ...)`
+   * is routed by the number, mixing tenants of several nodes in one pipeline).
    */
-  private run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const command = `${name}:${keys.length}`;
-    const redis = this.redis as unknown as Record<string, ScriptFn>;
-    if (!(command in redis))
-      this.redis.defineCommand(command, { lua: SCRIPTS[name], numberOfKeys: keys.length });
-    return redis[command].call(this.redis, ...keys, ...args);
+  private async run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(SHAS[name], keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return this.redis.eval(SCRIPTS[name], keys.length, ...keys, ...args);
+    }
   }
 
   async reserve(req: ReserveRequest): Promise<ReserveResult> {

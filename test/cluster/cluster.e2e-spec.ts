@@ -187,8 +187,8 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
           try {
             const { reservation } = await inst.quota.admit(subjects[i], {
               model: 'm',
-              estimatedTokens: 10,
-              estimatedCostMicros: 0,
+              promptTokens: 6,
+              wanted: 4,
             });
             await sleep(2);
             await inst.quota.settle(
@@ -219,8 +219,8 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         try {
           const { reservation } = await a.quota.admit(s, {
             model: 'm',
-            estimatedTokens: 10,
-            estimatedCostMicros: 0,
+            promptTokens: 6,
+            wanted: 4,
           });
           await a.quota.settle(
             reservation,

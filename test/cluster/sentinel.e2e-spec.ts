@@ -63,8 +63,8 @@ describeWithRedis('Redis Sentinel (master + replica, 3 sentinels)', () => {
         try {
           const { reservation } = await inst.quota.admit(s, {
             model: 'm',
-            estimatedTokens: 10,
-            estimatedCostMicros: 0,
+            promptTokens: 6,
+            wanted: 4,
           });
           await sleep(2);
           await inst.quota.settle(
@@ -99,8 +99,8 @@ describeWithRedis('Redis Sentinel (master + replica, 3 sentinels)', () => {
         try {
           const { reservation } = await inst.quota.admit(s, {
             model: 'm',
-            estimatedTokens: 10,
-            estimatedCostMicros: 0,
+            promptTokens: 6,
+            wanted: 4,
           });
           await inst.quota.settle(
             reservation,

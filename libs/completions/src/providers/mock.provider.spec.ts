@@ -30,6 +30,7 @@ const call = (name: string, r: ChatRequest, signal = new AbortController().signa
   deployment: d(name),
   signal,
   defaultMaxTokens: 100,
+  timeouts: { connectMs: 1000, firstByteMs: 1000, idleMs: 1000 },
 });
 
 describe('mock provider', () => {

@@ -10,6 +10,9 @@ import {
   PROVIDER_KINDS,
   ProviderKind,
   RoutingTable,
+  Strategy,
+  STRATEGIES,
+  TimeoutOverrides,
 } from './routing-table';
 
 /** Reads the secret a routing table names (`api_key_env`); tests pass their own. */
@@ -119,7 +122,9 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
     const at = `models["${name}"]`;
     claim(name, at, name);
     const m = obj(value, at);
-    onlyKeys(m, at, ['aliases', 'deployments']);
+    onlyKeys(m, at, ['aliases', 'deployments', 'strategy']);
+    const strategy = (m.strategy === undefined ? 'order' : str(m.strategy, `${at}.strategy`)) as Strategy;
+    if (!STRATEGIES.includes(strategy)) fail(`${at}.strategy`, `must be one of ${STRATEGIES.join(', ')}`);
     const aliases = m.aliases === undefined ? [] : m.aliases;
     if (!Array.isArray(aliases)) fail(`${at}.aliases`, 'must be an array of names');
     (aliases as unknown[]).forEach((a, i) =>
@@ -138,6 +143,8 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         'pricing',
         'max_connections',
         'options',
+        'weight',
+        'timeouts',
       ]);
       const provider = str(d.provider, `${dat}.provider`) as ProviderKind;
       if (!PROVIDER_KINDS.includes(provider))
@@ -192,6 +199,21 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
           ? DEFAULT_MAX_CONNECTIONS
           : int(d.max_connections, `${dat}.max_connections`, 1);
 
+      const weight = d.weight === undefined ? 1 : num(d.weight, `${dat}.weight`);
+      const timeouts: TimeoutOverrides = {};
+      if (d.timeouts !== undefined) {
+        const t = obj(d.timeouts, `${dat}.timeouts`);
+        const fields = {
+          connect_ms: 'connectMs',
+          stream_first_byte_ms: 'firstByteMs',
+          stream_idle_ms: 'idleMs',
+          total_ms: 'totalMs',
+        } as const;
+        onlyKeys(t, `${dat}.timeouts`, Object.keys(fields));
+        for (const [field, key] of Object.entries(fields))
+          if (t[field] !== undefined) timeouts[key] = int(t[field], `${dat}.timeouts.${field}`, 1);
+      }
+
       let mock: MockOptions | undefined;
       let anthropic: AnthropicOptions | undefined;
       const o = d.options === undefined ? {} : obj(d.options, `${dat}.options`);
@@ -239,13 +261,16 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         mock,
         anthropic,
         apiKey,
+        { weight, timeouts },
       );
     });
+    if (strategy === 'weighted' && !deployments.some((d) => d.routing.weight > 0))
+      fail(`${at}.deployments`, 'must give at least one deployment a weight above 0 (strategy weighted)');
     const maxPricing: Pricing = {
       inputPerMillion: Math.max(...deployments.map((d) => d.pricing.inputPerMillion)),
       outputPerMillion: Math.max(...deployments.map((d) => d.pricing.outputPerMillion)),
     };
-    return { name, aliases: aliases as string[], deployments, maxPricing };
+    return { name, aliases: aliases as string[], deployments, strategy, maxPricing };
   });
   return new RoutingTable(routes, source);
 }

@@ -26,7 +26,7 @@ function handle(body, res) {
   }
   if (fault === 'hang') {
     stats.hung++;
-    return; // the gateway's UPSTREAM_FIRST_BYTE_TIMEOUT_MS ends it
+    return; // the gateway's first-byte timeout (streams) or the deployment's total_ms ends it
   }
   const o = body.x_fake || {};
   const usage = {

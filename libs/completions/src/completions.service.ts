@@ -38,6 +38,12 @@ interface Exchange {
   cleanup: (() => void)[];
 }
 
+/** How a failed attempt ended, for gateway_upstream_*: timeout, http_4xx (429 included), error (5xx, transport). */
+function outcomeOf(e: unknown): string {
+  const status = e instanceof UpstreamError ? e.apiError.getStatus() : 500;
+  return status === 504 ? 'timeout' : status < 500 ? 'http_4xx' : 'error';
+}
+
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -285,11 +291,11 @@ export class CompletionsService {
             timeouts: this.router.timeouts(d),
             defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
           });
-          ex.cleanup.push(attempt.end);
+          ex.cleanup.push(() => attempt.end(ex.signal.aborted ? 'aborted' : 'ok'));
           await this.router.succeeded(d);
           return out;
         } catch (e) {
-          attempt.end();
+          attempt.end(ex.signal.aborted ? 'aborted' : outcomeOf(e));
           if (ex.signal.aborted) throw ex.signal.reason;
           if (!(e instanceof UpstreamError) || !e.retryable) throw e;
           const backoff = this.backoff(retry);
@@ -317,7 +323,7 @@ export class CompletionsService {
   }
 
   /** One upstream call's signal (the exchange's, cut shorter by a deployment's `total_ms`) and its end. */
-  private attempt(ex: Exchange, d: Deployment): { signal: AbortSignal; end: () => void } {
+  private attempt(ex: Exchange, d: Deployment): { signal: AbortSignal; end: (outcome: string) => void } {
     const leave = this.router.begin(d);
     const totalMs = d.routing.timeouts.totalMs;
     if (totalMs === undefined) return { signal: ex.signal, end: leave };
@@ -336,10 +342,10 @@ export class CompletionsService {
     );
     return {
       signal: ac.signal,
-      end: () => {
+      end: (outcome) => {
         clearTimeout(timer);
         ex.signal.removeEventListener('abort', relay);
-        leave();
+        leave(outcome);
       },
     };
   }

@@ -127,14 +127,19 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  /** +1 in flight on `d` until the returned function is called (idempotent). */
-  begin(d: Deployment): () => void {
+  /**
+   * +1 in flight on `d` until the returned function is called (idempotent), which also
+   * records the call in gateway_upstream_duration_seconds with its outcome.
+   */
+  begin(d: Deployment): (outcome: string) => void {
     this.inFlight.set(d.id, (this.inFlight.get(d.id) ?? 0) + 1);
+    const started = performance.now();
     let done = false;
-    return () => {
+    return (outcome) => {
       if (done) return;
       done = true;
       this.inFlight.set(d.id, (this.inFlight.get(d.id) ?? 1) - 1);
+      this.metrics?.upstream(d.provider, d.model, (performance.now() - started) / 1000, outcome);
     };
   }
 

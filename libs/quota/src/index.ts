@@ -22,6 +22,7 @@ export { RedisQuotaStore } from './store/redis-quota.store';
 export { MemoryQuotaStore } from './store/memory-quota.store';
 export { LedgerService } from './ledger/ledger.service';
 export type { LedgerRecord } from './ledger/ledger-record';
+export { UsageRecord } from './ledger/usage-record.entity';
 export { ReconciliationService } from './reconciliation.service';
 export type { RebuildReport, CounterChange } from './reconciliation.service';
 export { UsageService } from './usage/usage.service';

@@ -12,7 +12,7 @@ export class UsageRecordsDeploymentAttempts1795939582416 implements MigrationInt
   async up(q: QueryRunner): Promise<void> {
     await q.query(`ALTER TABLE usage_records ADD COLUMN deployment varchar(200)`);
     await q.query(
-      `ALTER TABLE usage_records ADD COLUMN attempts smallint NOT NULL DEFAULT 1 CONSTRAINT usage_records_attempts_check CHECK (attempts >= 0)`,
+      `ALTER TABLE usage_records ADD COLUMN attempts integer NOT NULL DEFAULT 1 CONSTRAINT usage_records_attempts_check CHECK (attempts >= 0)`,
     );
   }
 

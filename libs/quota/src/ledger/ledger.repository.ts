@@ -13,7 +13,7 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::varchar[], $7::varchar[],
     $8::int[], $9::int[], $10::numeric[], $11::varchar[], $12::int[], $13::timestamptz[],
-    $14::varchar[], $15::smallint[]
+    $14::varchar[], $15::int[]
   ) AS r(id, request_id, tenant_id, user_id, api_key_id, model, provider,
          prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts)
 ), inserted AS (

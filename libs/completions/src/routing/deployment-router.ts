@@ -243,8 +243,9 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async takeProbe(d: Deployment, now: number): Promise<boolean> {
-    // The lease outlives the probe request at most by its total timeout.
-    const lease = this.config.UPSTREAM_TOTAL_TIMEOUT_MS;
+    // One probe per cooldown period: a probe that takes longer (or whose client left) lets
+    // another request probe after that long, never keeping the deployment out for good.
+    const lease = this.config.ROUTING_COOLDOWN_MS;
     const r = await this.guard(() => this.store.probe(d.id, now, lease));
     if (r === undefined) {
       // Store unreachable: probe from this instance's own view.

@@ -5,7 +5,7 @@ import {
   fromAnthropicResponse,
   toAnthropicRequest,
 } from './anthropic-translate';
-import { Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -98,7 +98,7 @@ export class AnthropicProvider extends Provider {
 
   private async send(call: UpstreamCall, stream: boolean): Promise<UpstreamResponse> {
     const d = call.deployment;
-    const body = toAnthropicRequest(call.request, d.model, call.defaultMaxTokens, stream);
+    const body = toAnthropicRequest(cappedRequest(call), d.model, call.maxTokens, stream);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: stream ? 'text/event-stream' : 'application/json',
@@ -110,6 +110,7 @@ export class AnthropicProvider extends Provider {
       timeouts: call.timeouts,
     });
     if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
+    call.onAccepted?.();
     return res;
   }
 }

@@ -282,20 +282,74 @@ export class AppConfig {
   @IsString()
   MODELS_FILE?: string;
 
+  /** Until the upstream accepted the TCP (and TLS) connection. */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_CONNECT_TIMEOUT_MS = 5000;
 
+  /**
+   * Streams only: until the upstream's first chunk. A non-streamed answer's first byte comes
+   * when generation ends (minutes for reasoning models): only the total timeout bounds it.
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS = 60000;
 
+  /** Streams only: the longest silence between two chunks once the stream started. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  UPSTREAM_STREAM_IDLE_TIMEOUT_MS = 60000;
+
+  /** The whole exchange of one client request, every attempt included (the OpenAI SDK's 10 min). */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_TOTAL_TIMEOUT_MS = 600000;
+
+  /** Retries of the same deployment per client request (connection reset, 502, 503 before the first byte). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(10)
+  UPSTREAM_RETRIES = 2;
+
+  /** Base of the jittered exponential back-off between two retries. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  UPSTREAM_RETRY_BACKOFF_MS = 250;
+
+  /** Failures of a deployment within ROUTING_FAILURE_WINDOW_MS that start its cooldown. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_FAILURE_THRESHOLD = 3;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_FAILURE_WINDOW_MS = 60000;
+
+  /** How long a failing deployment is skipped before one request probes it. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_COOLDOWN_MS = 30000;
+
+  /** The longest an upstream's Retry-After may keep a deployment out of rotation. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_MAX_RETRY_AFTER_MS = 3600000;
+
+  /** With Redis: how often an instance reads the deployment states the others wrote. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(50)
+  ROUTING_SYNC_MS = 1000;
 
   // --- Operations ---
   /** When set, /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */

@@ -10,7 +10,34 @@ const toBool = ({ value }: { value: unknown }) => {
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   return value;
 };
+/** host:port[,host:port...]; hosts are names, IPv4, or [IPv6]. */
+const HOST_PORT_LIST =
+  /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}(,(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5})*$/;
 const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+interface RedisAuth {
+  username?: string;
+  password?: string;
+  tls: boolean;
+}
+
+/** The three Redis shapes (README "Configuration", docs/scaling.md). */
+export type RedisTarget =
+  | { kind: 'single'; url: string }
+  | ({ kind: 'cluster'; nodes: HostPort[] } & RedisAuth)
+  | ({ kind: 'sentinel'; sentinels: HostPort[]; name: string; sentinelPassword?: string } & RedisAuth);
+
+export function parseHostPorts(list: string): HostPort[] {
+  return list.split(',').map((hp) => {
+    const i = hp.lastIndexOf(':');
+    return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hp.slice(i + 1)) };
+  });
+}
 
 /**
  * The largest completion cap a client may ask for (`max_tokens`, `max_completion_tokens`:
@@ -52,6 +79,52 @@ export class AppConfig {
   @IsOptional()
   @Matches(/^rediss?:\/\/\S+$/, { message: 'must be a redis:// or rediss:// URL' })
   REDIS_URL?: string;
+
+  /**
+   * Redis Cluster seed nodes, `host:port,host:port,...` (ioredis discovers the rest).
+   * Exclusive with REDIS_URL and REDIS_SENTINELS.
+   */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(HOST_PORT_LIST, { message: 'must be a list like host1:6379,host2:6379' })
+  REDIS_CLUSTER_NODES?: string;
+
+  /** Sentinels, `host:port,host:port,...`; with REDIS_SENTINEL_NAME. Exclusive with REDIS_URL and REDIS_CLUSTER_NODES. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(HOST_PORT_LIST, { message: 'must be a list like host1:26379,host2:26379' })
+  REDIS_SENTINELS?: string;
+
+  /** The master name the sentinels monitor (`sentinel monitor <name> ...`). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9._-]{1,64}$/, {
+    message: 'must be the monitored master name (letters, digits, . _ -)',
+  })
+  REDIS_SENTINEL_NAME?: string;
+
+  /** Username (ACL) of the Redis data nodes, for REDIS_CLUSTER_NODES / REDIS_SENTINELS. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_USERNAME?: string;
+
+  /** Password of the Redis data nodes, for REDIS_CLUSTER_NODES / REDIS_SENTINELS (REDIS_URL carries its own). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_PASSWORD?: string;
+
+  /** Password of the sentinels themselves (`requirepass` on the sentinels), when set. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_SENTINEL_PASSWORD?: string;
+
+  /** TLS to the data nodes (and sentinels) for REDIS_CLUSTER_NODES / REDIS_SENTINELS (REDIS_URL: use rediss://). */
+  @Transform(toBool)
+  @IsBoolean()
+  REDIS_TLS = false;
 
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -145,6 +218,15 @@ export class AppConfig {
   // --- Quotas ---
   @IsIn(['closed', 'open'])
   QUOTA_FAIL_MODE: 'closed' | 'open' = 'closed';
+
+  /**
+   * Without Redis, each instance counts alone: a second instance on the same database
+   * refuses to start (docs/scaling.md). `true` lets it start anyway, with every limit
+   * applied per instance.
+   */
+  @Transform(toBool)
+  @IsBoolean()
+  QUOTA_INDEPENDENT_COUNTERS = false;
 
   /** IANA timezone for daily/monthly reset periods. */
   @IsString()
@@ -287,6 +369,27 @@ export class AppConfig {
   @IsInt()
   @Min(1)
   READY_MAX_LEDGER_BACKLOG = 50000;
+
+  /** Which Redis the gateway uses (validated by loadConfig: at most one shape is set). */
+  get redis(): RedisTarget | null {
+    const auth = {
+      username: this.REDIS_USERNAME,
+      password: this.REDIS_PASSWORD,
+      tls: this.REDIS_TLS,
+    };
+    if (this.REDIS_URL) return { kind: 'single', url: this.REDIS_URL };
+    if (this.REDIS_CLUSTER_NODES)
+      return { kind: 'cluster', nodes: parseHostPorts(this.REDIS_CLUSTER_NODES), ...auth };
+    if (this.REDIS_SENTINELS)
+      return {
+        kind: 'sentinel',
+        sentinels: parseHostPorts(this.REDIS_SENTINELS),
+        name: this.REDIS_SENTINEL_NAME as string,
+        sentinelPassword: this.REDIS_SENTINEL_PASSWORD,
+        ...auth,
+      };
+    return null;
+  }
 
   get isProduction(): boolean {
     return this.NODE_ENV === 'production';

@@ -17,7 +17,9 @@ export function isTransient(e: unknown): boolean {
   const err = e as { code?: string; message?: string };
   return (
     (!!err?.code && TRANSIENT.has(err.code)) ||
-    /timeout|ECONNREFUSED|isn't writeable|Connection is closed|ENOTFOUND|EAI_AGAIN/i.test(err?.message ?? '')
+    /timeout|ECONNREFUSED|isn't writeable|isn't ready|Connection is closed|All sentinels are unreachable|Failed to refresh slots cache|ENOTFOUND|EAI_AGAIN/i.test(
+      err?.message ?? '',
+    )
   );
 }
 

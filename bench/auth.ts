@@ -163,6 +163,18 @@ async function main(): Promise<void> {
     us(pct(repeatUnknown, 50)),
     us(pct(repeatUnknown, 99)),
   ]);
+  // 5. The whole guard over HTTP (passport strategies, limiter, principal): GET /api/v1/me, LRU hit.
+  const [hot] = await seedKeys(ds, tenant.id, 1);
+  const viaHttp = await time(async () => {
+    const res = await fetch(`${t.url}/api/v1/me`, { headers: { 'X-API-Key': hot } });
+    if (res.status !== 200) throw new Error(`GET /api/v1/me answered ${res.status}`);
+    await res.arrayBuffer();
+  }, 2000);
+  rows.push([
+    'HTTP GET /api/v1/me through the key guard (LRU hit)',
+    us(pct(viaHttp, 50)),
+    us(pct(viaHttp, 99)),
+  ]);
   await t.close();
   redis?.proc.kill('SIGKILL');
   await pg.stop();

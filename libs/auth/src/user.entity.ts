@@ -3,6 +3,17 @@ import { numericColumn, type Role } from '@app/tenancy';
 
 export type UserStatus = 'active' | 'disabled';
 
+/** A user's defaults for new keys (null or absent field = unlimited / no expiry). */
+export interface KeyDefaults {
+  quota_limit?: number | null;
+  max_budget?: number | null;
+  quota_period?: 'none' | 'daily' | 'monthly';
+  rate_limit_rpm?: number | null;
+  allowed_models?: string[] | null;
+  /** New keys expire this many days after creation. */
+  expires_in_days?: number | null;
+}
+
 @Entity('users')
 export class User {
   @PrimaryGeneratedColumn('uuid')
@@ -44,6 +55,20 @@ export class User {
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
   quotaPeriod: 'none' | 'daily' | 'monthly';
+
+  /**
+   * Bumped by a password, role or status change and by "log out everywhere"; a JWT carries
+   * the value it was issued with (`ver`) and is refused once they differ.
+   */
+  @Column({ name: 'token_version', type: 'integer', default: 0 })
+  tokenVersion: number;
+
+  /**
+   * Limits for the user's new keys, set by an admin (README "Roles"): applied where a create
+   * names none; a member may only ask for less. null = no defaults (unlimited).
+   */
+  @Column({ name: 'key_defaults', type: 'jsonb', nullable: true })
+  keyDefaults: KeyDefaults | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -69,6 +69,11 @@ export class UsersRepository {
     await this.repo.update({ tenantId, id }, patch);
   }
 
+  /** Ends every session of the user: JWTs carry the version they were issued with. */
+  async bumpTokenVersion(tenantId: string, id: string): Promise<void> {
+    await this.repo.increment({ tenantId, id }, 'tokenVersion', 1);
+  }
+
   async delete(tenantId: string, id: string): Promise<boolean> {
     const r = await this.repo.delete({ tenantId, id });
     return (r.affected ?? 0) > 0;

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { DomainEvents, Page, quotaPatch, RequestContext } from '@app/tenancy';
-import { CreateUserDto, UpdateUserDto, UserResponse } from './dto/user.dto';
+import { CreateUserDto, keyDefaultsFrom, UpdateUserDto, UserResponse } from './dto/user.dto';
 import { hashPassword } from './password';
 import { User } from './user.entity';
 import { UsersRepository } from './users.repository';
@@ -28,6 +28,7 @@ export class UsersService {
       passwordHash,
       role: dto.role,
       status: 'active',
+      keyDefaults: keyDefaultsFrom(dto.key_defaults),
       ...quotaPatch(dto),
     });
   }
@@ -61,12 +62,31 @@ export class UsersService {
     Object.assign(patch, quotaPatch(dto));
     if (dto.password !== undefined)
       patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
+    if (dto.key_defaults !== undefined) patch.keyDefaults = keyDefaultsFrom(dto.key_defaults);
     if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
+    // A new password, role or status ends the user's sessions (their JWTs), on every instance.
+    const endsSessions =
+      dto.password !== undefined ||
+      (dto.role !== undefined && dto.role !== user.role) ||
+      (dto.status !== undefined && dto.status !== user.status);
+    if (endsSessions) await this.users.bumpTokenVersion(tenantId, id);
     await this.events.emit('user.changed', { tenantId, userId: id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== user.quotaPeriod) {
       await this.events.emit('quota.period-changed', { tenantId });
     }
     return (await this.users.findById(tenantId, id))!;
+  }
+
+  /** "Log out everywhere": every JWT the user holds now is refused from here on. */
+  async endSessions(tenantId: string, userId: string): Promise<void> {
+    const user = await this.users.findById(tenantId, userId);
+    if (!user) throw ApiError.notFound(`No user ${userId}`, 'user_not_found');
+    await this.users.bumpTokenVersion(tenantId, userId);
+  }
+
+  /** Admin route: end the sessions of a user of the caller's tenant. */
+  endSessionsOf(id: string): Promise<void> {
+    return this.endSessions(this.ctx.tenantId, id);
   }
 
   async delete(id: string): Promise<void> {

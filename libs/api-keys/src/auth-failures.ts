@@ -51,13 +51,14 @@ export interface LookupTicket {
  *   refused because other keys failed behind the same address: they have other prefixes.
  * - globally: AUTH_FAILURE_GLOBAL_LIMIT a second, whatever the addresses.
  * - legacy fallback, per key prefix over all addresses: LEGACY_PREFIX_FAILURE_LIMIT a
- *   minute, then the prefix cools down until the minute ends.
+ *   minute, then the prefix cools down to one fallback a second until the minute ends.
  */
 @Injectable()
 export class AuthFailureLimiter {
   private readonly perPrefix: Windows;
   private readonly global: Windows;
   private readonly legacy: Windows;
+  private readonly legacySlowLane: Windows;
 
   constructor(
     config: AppConfig,
@@ -66,6 +67,7 @@ export class AuthFailureLimiter {
     this.perPrefix = new Windows(60_000, () => config.AUTH_FAILURE_LIMIT, 100_000);
     this.global = new Windows(1_000, () => config.AUTH_FAILURE_GLOBAL_LIMIT, 1);
     this.legacy = new Windows(60_000, () => config.LEGACY_PREFIX_FAILURE_LIMIT, 100_000);
+    this.legacySlowLane = new Windows(1_000, () => 1, 100_000);
   }
 
   private refuse(reason: AuthThrottleReason, wait: number, message: string): ApiError {
@@ -99,13 +101,17 @@ export class AuthFailureLimiter {
     this.global.give('*');
   }
 
-  /** Before a legacy bcrypt fallback: a point for the prefix, or 429 while it cools down. */
+  /**
+   * Before a legacy bcrypt fallback: a point for the prefix. Past the limit the prefix cools
+   * down to one fallback a second until its minute ends (so the key's holder still gets in,
+   * within a second or so of the flood stopping), else 429 with Retry-After: 1.
+   */
   beginLegacy(prefix: string, now = Date.now()): void {
-    const wait = this.legacy.take(prefix, now);
-    if (wait > 0)
+    if (this.legacy.take(prefix, now) === 0) return;
+    if (this.legacySlowLane.take(prefix, now) > 0)
       throw this.refuse(
         'legacy_prefix',
-        wait,
+        1,
         'Too many failed attempts with this API key prefix; it is cooling down, try again later',
       );
   }

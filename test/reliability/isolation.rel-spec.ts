@@ -95,7 +95,9 @@ describe('isolation across tenants and across users of one tenant', () => {
     fake = await startFakeLlm();
     t = await createTestApp({
       redis: !!redisUrl(),
-      env: { MODELS_FILE: writeModelsFile(fake.url), LEDGER_FLUSH_MS: '50',
+      env: {
+        MODELS_FILE: writeModelsFile(fake.url),
+        LEDGER_FLUSH_MS: '50',
         AUTH_FAILURE_LIMIT: '1000000',
         LOGIN_ACCOUNT_LIMIT: '1000000',
         LOGIN_ADDRESS_LIMIT: '1000000',

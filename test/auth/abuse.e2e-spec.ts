@@ -74,7 +74,7 @@ describe('key limiter: only what costs is throttled, never a valid key for other
     const bad = await pool(500, 25, () => me(t, generateKey()));
     expect(statuses(bad)).toEqual({ 401: 500 });
     for (let i = 0; i < 50; i++) expect((await me(t, revoked.key)).status).toBe(401);
-    const garbage = await pool(200, 25, (i) => me(t, badChecksum()));
+    const garbage = await pool(200, 25, () => me(t, badChecksum()));
     expect(statuses(garbage)).toEqual({ 401: 200 });
     await me(t, valid.key).expect(200);
   });

@@ -324,3 +324,59 @@ describeWithRedis('a JWT issued before a password change is refused on both inst
     }
   });
 });
+
+describe('no cross-tenant existence oracle', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('emails are unique per tenant: a clash in another tenant is not visible; login names the tenant when needed', async () => {
+    const a = await createTenantWithAdmin(t.url);
+    const b = await createTenantWithAdmin(t.url);
+    const body = { email: 'dana@shared.test', password: 'password-in-a-1', role: 'member' };
+    await request(t.url).post('/api/v1/users').set(auth(a.admin.token)).send(body).expect(201);
+    const dup = await request(t.url).post('/api/v1/users').set(auth(a.admin.token)).send(body).expect(409);
+    expect(dup.body.error.code).toBe('user_exists');
+    await request(t.url)
+      .post('/api/v1/users')
+      .set(auth(a.admin.token))
+      .send({ ...body, email: 'DANA@shared.test' })
+      .expect(409);
+    // Another tenant's admin learns nothing: the same email is simply created there.
+    await request(t.url)
+      .post('/api/v1/users')
+      .set(auth(b.admin.token))
+      .send({ ...body, password: 'password-in-b-1' })
+      .expect(201);
+    // Login: an email in two tenants needs the tenant (by name or id); else the usual 401.
+    const loginAs = (extra: Record<string, string>) =>
+      request(t.url)
+        .post('/auth/login')
+        .send({ email: body.email, ...extra });
+    await loginAs({ password: 'password-in-a-1' }).expect(401);
+    await loginAs({ password: 'password-in-a-1', tenant: a.name }).expect(200);
+    await loginAs({ password: 'password-in-b-1', tenant: b.tenantId }).expect(200);
+    await loginAs({ password: 'password-in-b-1', tenant: a.name }).expect(401);
+  });
+
+  it('a key import that clashes gets the same 409 inside the tenant and outside', async () => {
+    const a = await createTenantWithAdmin(t.url);
+    const b = await createTenantWithAdmin(t.url);
+    const material = generateKey();
+    await createKey(t, a.admin.token, { key: material });
+    const inside = await request(t.url)
+      .post('/api/v1/api-keys')
+      .set(auth(a.admin.token))
+      .send({ name: 'x', key: material });
+    const outside = await request(t.url)
+      .post('/api/v1/api-keys')
+      .set(auth(b.admin.token))
+      .send({ name: 'x', key: material });
+    expect(inside.status).toBe(409);
+    expect(outside.status).toBe(409);
+    const strip = (e: { request_id?: string }) => ({ ...e, request_id: undefined });
+    expect(strip(outside.body.error)).toEqual(strip(inside.body.error));
+  });
+});

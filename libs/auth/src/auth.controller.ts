@@ -36,7 +36,7 @@ export class AuthController {
   })
   @ApiServiceUnavailableResponse({ description: 'Too many password checks in progress (Retry-After)' })
   login(@Body() dto: LoginDto, @Ip() ip: string | undefined): Promise<LoginResponse> {
-    return this.auth.login(dto.email, dto.password, ip ?? 'unknown');
+    return this.auth.login(dto.email, dto.password, ip ?? 'unknown', dto.tenant);
   }
 
   @Post('logout-all')

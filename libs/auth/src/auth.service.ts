@@ -50,14 +50,16 @@ export class AuthService {
    * enumerate. Throttled per account and per address before any work (LoginThrottle), and
    * the compare waits for a BcryptGate slot (503 `auth_busy` when the gate is full).
    */
-  async login(email: string, password: string, client = 'unknown'): Promise<LoginResponse> {
+  async login(email: string, password: string, client = 'unknown', tenant?: string): Promise<LoginResponse> {
     try {
       await this.throttle.admit(email, client);
     } catch (e) {
       this.metrics.login('throttled');
       throw e;
     }
-    const user = await this.users.findForLogin(email);
+    // Emails are unique per tenant: an email used in several needs the tenant named (else 401).
+    const found = await this.users.findForLogin(email, tenant);
+    const user = found.length === 1 ? found[0] : undefined;
     let ok: boolean;
     try {
       ok = await this.gate.run('login', () => this.passwords.verify(password, user?.passwordHash));

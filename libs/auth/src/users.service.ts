@@ -18,8 +18,9 @@ export class UsersService {
 
   /** Used by the REST API, the CLI and first start: tenant given explicitly. */
   async createInTenant(tenantId: string, dto: CreateUserDto): Promise<User> {
-    if (await this.users.emailTaken(dto.email))
-      throw ApiError.conflict(`A user with email ${dto.email} exists`, 'user_exists');
+    // Emails are unique per tenant: a clash here says nothing about other tenants.
+    if (await this.users.emailTaken(tenantId, dto.email))
+      throw ApiError.conflict(`A user with email ${dto.email} exists in this tenant`, 'user_exists');
     const passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
     return this.users.insert({
       tenantId,
@@ -121,9 +122,15 @@ export class UsersService {
       : this.users.findByEmail(tenantId, idOrEmail);
   }
 
-  /** The operator CLI's lookup when no tenant is named (ids and emails are unique across tenants). */
-  findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User | null> {
-    return this.users.findByIdOrEmailInAnyTenant(idOrEmail);
+  /** The operator CLI's lookup when no tenant is named; an email used in several tenants is 409. */
+  async findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User | null> {
+    const found = await this.users.findByIdOrEmailInAnyTenant(idOrEmail);
+    if (found.length > 1)
+      throw ApiError.conflict(
+        `${idOrEmail} is a user in several tenants: name the tenant`,
+        'ambiguous_email',
+      );
+    return found[0] ?? null;
   }
 
   findById(tenantId: string, id: string): Promise<User | null> {

@@ -188,6 +188,15 @@ export class LoginDto {
   @IsString()
   @Length(1, 200)
   password: string;
+
+  @ApiPropertyOptional({
+    example: 'acme',
+    description: 'Tenant name or id: needed only when the email is a user in several tenants',
+  })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  tenant?: string;
 }
 
 export class LoginResponse {

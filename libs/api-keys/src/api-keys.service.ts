@@ -19,7 +19,7 @@ import { applyKeyDefaults } from './key-defaults';
 import { displayPrefix, generateKey, lookupHash } from './key-format';
 import type { KeyPrincipal } from './key-principal';
 
-/** A logged-in user below admin: their own keys, within their defaults (README "Roles"). */
+/** A logged-in user below admin: their own keys, within their defaults (README "Virtual API keys", who may do what). */
 const isMember = (p: Principal | undefined): p is Principal & { kind: 'user' } =>
   p?.kind === 'user' && p.role !== 'admin';
 

@@ -12,7 +12,7 @@ const above = (field: string, limit: unknown) =>
   );
 
 /**
- * The limits a new key gets from its owner's defaults (README "Roles"): a field the create
+ * The limits a new key gets from its owner's defaults (README "Virtual API keys", who may do what): a field the create
  * names none for takes the default. A member (`member = true`) may only ask for less: a lower
  * number, a subset of the models, an earlier expiry; never "unlimited" where a default is set,
  * never another reset period. Admins, the master key and the CLI may set anything.

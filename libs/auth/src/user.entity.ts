@@ -64,7 +64,7 @@ export class User {
   tokenVersion: number;
 
   /**
-   * Limits for the user's new keys, set by an admin (README "Roles"): applied where a create
+   * Limits for the user's new keys, set by an admin (README "Virtual API keys", who may do what): applied where a create
    * names none; a member may only ask for less. null = no defaults (unlimited).
    */
   @Column({ name: 'key_defaults', type: 'jsonb', nullable: true })

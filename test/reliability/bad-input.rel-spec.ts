@@ -76,6 +76,7 @@ describe('bad input: every route, malformed every way', () => {
   let a: TenantSession;
   let member: UserSession;
   let callerKey: string;
+  let leaver: UserSession;
   let victimKeyId: string;
   let routes: string[] = [];
   const outcomes: Outcome[] = [];
@@ -95,6 +96,8 @@ describe('bad input: every route, malformed every way', () => {
     });
     a = await createTenantWithAdmin(t.url);
     member = await createUser(t.url, a.tenantId, 'member');
+    // POST /auth/logout-all ends the caller's sessions: the corpus sends it with this user's token.
+    leaver = await createUser(t.url, a.tenantId, 'member');
     const caller = await request(t.url)
       .post('/api/v1/api-keys')
       .set(auth(a.admin.token))
@@ -156,7 +159,9 @@ describe('bad input: every route, malformed every way', () => {
       ? [cred.key()]
       : path.startsWith('/api/v1/tenants')
         ? [cred.master()]
-        : [cred.admin(), cred.master()];
+        : path === '/auth/logout-all'
+          ? [[['Authorization', `Bearer ${leaver.token}`]] as [string, string][], cred.master()]
+          : [cred.admin(), cred.master()];
 
   function corpus(): Case[] {
     const cases: Case[] = [];

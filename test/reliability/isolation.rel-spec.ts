@@ -114,7 +114,9 @@ describe('isolation across tenants and across users of one tenant', () => {
         if (
           item[m] &&
           (item[m].security ?? []).some((s) => 'bearer' in s) &&
-          !(item[m].security ?? []).some((s) => 'api-key' in s)
+          !(item[m].security ?? []).some((s) => 'api-key' in s) &&
+          // Acts on the caller only (ends their own sessions: test/auth/abuse.e2e-spec.ts).
+          path !== '/auth/logout-all'
         )
           ops.push([m.toUpperCase(), path]);
     ops = ops.sort();

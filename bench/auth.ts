@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   // 3. Legacy key: first request (bcrypt + upgrade) against later ones; 4. garbage flood.
   const t = await createTestApp({
     redis: !!redis,
-    env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000' },
+    env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000', AUTH_FAILURE_GLOBAL_LIMIT: '100000000' },
   });
   const ds = t.app.get(DataSource);
   const [tenant] = await ds.query(`INSERT INTO tenants (name) VALUES ('bench-legacy') RETURNING id`);

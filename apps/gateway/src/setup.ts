@@ -43,7 +43,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   app.disable('x-powered-by');
   // Requests Node's parser refuses (huge headers, a bad request line) get the envelope too.
   app.getHttpServer().on('clientError', answerClientError);
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', config.trustProxy);
   app.use((req: Request, res: Response, next: NextFunction) => {
     requestIdFor(req, res);
     next();

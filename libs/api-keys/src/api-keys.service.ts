@@ -1,7 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import * as bcrypt from 'bcrypt';
 import { AppConfig } from '@app/config';
-import { UsersService } from '@app/auth';
+import { User, UsersService } from '@app/auth';
 import { ApiError } from '@app/observability';
 import { AuditService, DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
 import type { EntityManager } from 'typeorm';
@@ -16,8 +16,13 @@ import {
   UpdateApiKeyDto,
 } from './dto/api-key.dto';
 import { KeyCache } from './key-cache';
+import { applyKeyDefaults } from './key-defaults';
 import { displayPrefix, generateKey, lookupHash } from './key-format';
 import type { KeyPrincipal } from './key-principal';
+
+/** A logged-in user below admin: their own keys, within their defaults (README "Virtual API keys", who may do what). */
+const isMember = (p: Principal | undefined): p is Principal & { kind: 'user' } =>
+  p?.kind === 'user' && p.role !== 'admin';
 
 const LIMIT_FIELDS = [
   'quota_limit',
@@ -74,7 +79,7 @@ export class ApiKeysService implements OnModuleInit {
 
   /** Members see and manage only their own keys; admins and the master key the tenant's. */
   private scope(p: Principal | undefined): KeyListFilter {
-    if (p?.kind === 'user' && p.role !== 'admin') return { ownerId: p.userId ?? undefined };
+    if (isMember(p)) return { ownerId: p.userId ?? undefined };
     return {};
   }
 
@@ -87,23 +92,20 @@ export class ApiKeysService implements OnModuleInit {
     return patch;
   }
 
-  private async resolveOwner(
-    tenantId: string,
-    p: Principal | undefined,
-    requested?: string,
-  ): Promise<string> {
-    if (p?.kind === 'user' && p.role !== 'admin') {
+  private async resolveOwner(tenantId: string, p: Principal | undefined, requested?: string): Promise<User> {
+    const find = async (id: string) => {
+      const owner = await this.users.findById(tenantId, id);
+      if (!owner) throw ApiError.notFound(`No user ${id} in this tenant`, 'user_not_found');
+      return owner;
+    };
+    if (isMember(p)) {
       if (requested && requested !== p.userId)
         throw ApiError.forbidden('Members create keys for themselves only', 'owner_not_allowed');
-      return p.userId!;
+      return find(p.userId!);
     }
-    if (requested) {
-      const owner = await this.users.findById(tenantId, requested);
-      if (!owner) throw ApiError.notFound(`No user ${requested} in this tenant`, 'user_not_found');
-      return owner.id;
-    }
-    if (p?.kind === 'user') return p.userId!;
-    return (await this.users.systemUser(tenantId)).id;
+    if (requested) return find(requested);
+    if (p?.kind === 'user') return find(p.userId!);
+    return this.users.systemUser(tenantId);
   }
 
   async create(dto: CreateApiKeyDto): Promise<ApiKeyCreatedResponse> {
@@ -116,7 +118,12 @@ export class ApiKeysService implements OnModuleInit {
     dto: CreateApiKeyDto,
     principal?: Principal,
   ): Promise<ApiKeyCreatedResponse> {
-    const userId = await this.resolveOwner(tenantId, principal, dto.user_id);
+    const member = isMember(principal);
+    if (member && dto.key !== undefined)
+      throw ApiError.forbidden('Only admins import existing key material', 'import_admin_only');
+    const owner = await this.resolveOwner(tenantId, principal, dto.user_id);
+    const userId = owner.id;
+    dto = applyKeyDefaults(dto, owner.keyDefaults, member);
     const key = dto.key ?? generateKey();
     const hash = lookupHash(key);
     if (dto.key && (await this.keys.lookupHashExists(hash)))
@@ -179,8 +186,17 @@ export class ApiKeysService implements OnModuleInit {
     const p = this.ctx.principal;
     const key = await this.get(id);
     const changesLimits = LIMIT_FIELDS.some((f) => dto[f] !== undefined);
-    if (changesLimits && p?.kind === 'user' && p.role !== 'admin') {
+    if (changesLimits && isMember(p)) {
       throw ApiError.forbidden("Only admins change a key's limits and models", 'limits_admin_only');
+    }
+    // A member may set or bring forward an expiry, never push it back or remove it.
+    if (dto.expires_at !== undefined && isMember(p) && key.expiresAt) {
+      const current = new Date(key.expiresAt).getTime();
+      if (dto.expires_at === null || new Date(dto.expires_at).getTime() > current)
+        throw ApiError.forbidden(
+          "Only admins extend or remove a key's expiry; members may only bring it forward",
+          'expiry_admin_only',
+        );
     }
     const patch = this.limitsPatch(dto);
     if (dto.name !== undefined) patch.name = dto.name;

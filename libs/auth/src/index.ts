@@ -9,3 +9,8 @@ export type { UserStatus } from './user.entity';
 export { bearerToken } from './admin-auth.guard';
 export { PasswordVerifier, hashPassword } from './password';
 export { UserResponse, CreateUserDto } from './dto/user.dto';
+export { BcryptGate } from './bcrypt-gate';
+export type { BcryptCaller } from './bcrypt-gate';
+export { LoginThrottle } from './login-throttle';
+export type { KeyDefaults } from './user.entity';
+export { KeyDefaultsDto, MODEL_NAME, MODEL_NAME_MESSAGE } from './dto/user.dto';

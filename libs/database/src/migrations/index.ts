@@ -6,6 +6,7 @@ import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotation
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
 import { AuditLog1795936489416 } from './1795936489416-AuditLog';
+import { UserSessionsAndKeyDefaults1795936671948 } from './1795936671948-UserSessionsAndKeyDefaults';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 
 /**
@@ -21,5 +22,6 @@ export const MIGRATIONS = [
   TenantUserQuotas1732000004000,
   UsageRecords1732000005000,
   AuditLog1795936489416,
+  UserSessionsAndKeyDefaults1795936671948,
   UsageRecordsDeploymentAttempts1795939582416,
 ];

@@ -53,7 +53,7 @@ $('#login-form').addEventListener('submit', async (e) => {
   const button = $('#login-submit');
   button.disabled = true;
   try {
-    const res = await API.login(email, password);
+    const res = await API.login(email, password, $('#login-tenant').value.trim());
     API.session.save(res.access_token, res.user);
     $('#login-password').value = '';
     showError($('#login-error'), '');

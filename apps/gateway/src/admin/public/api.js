@@ -73,7 +73,8 @@ export async function api(method, path, body) {
   return data;
 }
 
-export const login = (email, password) => api('POST', '/auth/login', { email, password });
+export const login = (email, password, tenant) =>
+  api('POST', '/auth/login', tenant ? { email, password, tenant } : { email, password });
 export const listKeys = (limit, offset) => api('GET', `/api/v1/api-keys?limit=${limit}&offset=${offset}`);
 export const createKey = (body) => api('POST', '/api/v1/api-keys', body);
 export const regenerateKey = (id, graceSeconds) =>

@@ -12,6 +12,8 @@ export type {
   ReserveLevel,
   ReservationRef,
   SettleResult,
+  SettleOptions,
+  ReleaseResult,
   LevelUsage,
   RpmState,
   RebuildEntry,
@@ -21,11 +23,21 @@ export type {
 export { RedisQuotaStore } from './store/redis-quota.store';
 export { MemoryQuotaStore } from './store/memory-quota.store';
 export { LedgerService } from './ledger/ledger.service';
+export { LedgerStreamService, LEDGER_GROUP } from './ledger/ledger-stream.service';
 export type { LedgerRecord } from './ledger/ledger-record';
 export { ReconciliationService } from './reconciliation.service';
 export type { RebuildReport, CounterChange } from './reconciliation.service';
 export { UsageService } from './usage/usage.service';
-export { levelRef, subjectLevels, rpmKey, MARKER_KEY, tenantMarkerKey } from './keys';
+export {
+  levelRef,
+  subjectLevels,
+  rpmKey,
+  MARKER_KEY,
+  tenantMarkerKey,
+  ledgerStreamKey,
+  settledKey,
+  LEDGER_STREAMS_KEY,
+} from './keys';
 export type { LevelRef } from './keys';
 export { periodWindow, localDay } from './periods';
 export type { PeriodWindow } from './periods';

@@ -92,7 +92,7 @@ export class MemoryQuotaStore extends QuotaStore {
 
   reserve(req: ReserveRequest): Promise<ReserveResult> {
     const { now } = req;
-    if (req.requireInitialized && !this.marked(req.tenantId))
+    if (req.requireInitialized && !this.isMarked(req.tenantId))
       return Promise.resolve({ ok: false, reason: 'uninitialized' });
     this.sweep(req.tenantId, now);
     let rpm = null;
@@ -197,7 +197,7 @@ export class MemoryQuotaStore extends QuotaStore {
    * explicitly unmarked: a tenant created after start has no ledger row this process did
    * not count (one instance), so it needs no rebuild.
    */
-  private marked(tenantId: string): boolean {
+  private isMarked(tenantId: string): boolean {
     if (this.unmarked.has(tenantId)) return false;
     return this.rebuiltAt.has(tenantId) || this.initialized;
   }
@@ -209,7 +209,7 @@ export class MemoryQuotaStore extends QuotaStore {
   }
 
   tenantRebuiltAt(tenantId: string): Promise<number | null> {
-    return Promise.resolve(this.marked(tenantId) ? (this.rebuiltAt.get(tenantId) ?? 0) : null);
+    return Promise.resolve(this.isMarked(tenantId) ? (this.rebuiltAt.get(tenantId) ?? 0) : null);
   }
 
   read(tenantId: string, keys: string[], now: number): Promise<number[]> {
@@ -232,7 +232,7 @@ export class MemoryQuotaStore extends QuotaStore {
   ): Promise<RebuildChange[]> {
     const rebuiltAt = this.rebuiltAt.get(tenantId) ?? -Infinity;
     if (
-      (opts.onlyIfUninitialized && this.marked(tenantId)) ||
+      (opts.onlyIfUninitialized && this.isMarked(tenantId)) ||
       (opts.unlessRebuiltSince !== undefined && rebuiltAt >= opts.unlessRebuiltSince)
     ) {
       // another caller rebuilt this tenant first, or it was rebuilt since

@@ -1,4 +1,4 @@
-import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Pool } from 'pg';
 import { DataSource } from 'typeorm';
 import { AppConfig } from '@app/config';
@@ -49,7 +49,7 @@ const CLIENT_MARGIN_MS = 2000;
  * the main pool without these limits.
  */
 @Injectable()
-export class LedgerRepository implements OnModuleDestroy {
+export class LedgerRepository implements OnApplicationShutdown {
   private pool?: Pool;
 
   constructor(
@@ -75,7 +75,8 @@ export class LedgerRepository implements OnModuleDestroy {
     return this.pool;
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the ledger's shutdown flush (beforeApplicationShutdown). */
+  async onApplicationShutdown(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;
     // A connection stuck on an unanswering server must not hold the shutdown.

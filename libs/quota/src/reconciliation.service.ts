@@ -183,7 +183,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
 
   private async flushOwn(): Promise<void> {
     await this.ledger
-      .flush()
+      .flushQueue()
       .catch((e: Error) =>
         this.logger.warn(
           `rebuild: own ledger queue not flushed (${e.message}); its rows are not counted yet`,

@@ -131,6 +131,20 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   }
 
   /**
+   * Writes every stream's rows now (after this instance's running pass): what this instance
+   * and any other settled so far, except rows another instance is writing at this moment.
+   */
+  async drainAll(): Promise<number> {
+    const redis = this.redis;
+    if (!redis) return 0;
+    await this.pass?.catch(() => undefined);
+    const tenants = new Set([...this.recent, ...(await redis.smembers(LEDGER_STREAMS_KEY))]);
+    let n = 0;
+    for (const t of tenants) n += await this.drain(t, null);
+    return n;
+  }
+
+  /**
    * Writes everything in one tenant's stream now, including rows other consumers read and
    * did not acknowledge yet (claimed at once: inserting a row twice inserts it once). Used by
    * a rebuild, so the ledger it sums holds what the counters count.

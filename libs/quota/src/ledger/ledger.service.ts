@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -16,6 +16,7 @@ import { AppConfig } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
 import { QuotaMetrics } from '../quota-metrics';
 import { LedgerRecord, parseRecord, serializeRecord } from './ledger-record';
+import { LedgerStreamService } from './ledger-stream.service';
 import { LedgerRepository } from './ledger.repository';
 
 const MAX_BACKOFF_MS = 5000;
@@ -75,6 +76,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly config: AppConfig,
     private readonly readiness: ReadinessRegistry,
     private readonly metrics: QuotaMetrics,
+    @Optional() private readonly stream?: LedgerStreamService,
   ) {}
 
   /** Records waiting to be written. */
@@ -154,10 +156,17 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /**
-   * Writes everything queued so far; rejects on the first failed batch (the queue keeps
-   * it). Calls are serialised, so a batch is never written by two flushes at once.
+   * Writes everything queued so far, and (with Redis) the rows in the ledger streams;
+   * rejects on the first failed batch (the queue keeps it). Calls are serialised, so a batch
+   * is never written by two flushes at once.
    */
-  flush(): Promise<number> {
+  async flush(): Promise<number> {
+    const n = await this.flushQueue();
+    return n + ((await this.stream?.drainAll()) ?? 0);
+  }
+
+  /** Writes the local queue only (rows whose settle did not reach Redis, or every row without Redis). */
+  flushQueue(): Promise<number> {
     const run = this.chain.then(() => this.drain());
     this.chain = run.catch(() => undefined);
     return run;
@@ -220,7 +229,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     this.timer = undefined;
     this.syncJournal();
     try {
-      await this.flush();
+      await this.flushQueue();
       if (this.consecutiveFailures) {
         this.logger.log(`ledger writes work again after ${this.consecutiveFailures} failed attempt(s)`);
       }
@@ -252,7 +261,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       // deadline: the query timeouts bound it, and so does this race.
       const left = deadline - Date.now();
       const error = await Promise.race([
-        this.flush().then(() => null),
+        this.flushQueue().then(() => null),
         sleep(Math.max(0, left)).then(() => new Error(`no answer within ${Math.max(0, left)} ms`)),
       ]).catch((e: Error) => e);
       if (!error) break;

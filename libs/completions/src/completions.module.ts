@@ -4,6 +4,7 @@ import { AppConfig } from '@app/config';
 import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
 import { ProviderRegistry } from './providers/provider-registry';
+import { DeploymentRouter } from './routing/deployment-router';
 import { loadRoutingTable } from './routing/routing-loader';
 import { RoutingTable } from './routing/routing-table';
 import { NoopUsageMeter, UsageMeter } from './usage-meter';
@@ -31,12 +32,13 @@ export class CompletionsModule {
           useFactory: (c: AppConfig) => loadRoutingTable(c.MODELS_FILE),
         },
         ProviderRegistry,
+        DeploymentRouter,
         CompletionsService,
         options.meter
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },
       ],
-      exports: [CompletionsService, RoutingTable],
+      exports: [CompletionsService, RoutingTable, DeploymentRouter],
     };
   }
 }

@@ -1,9 +1,8 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { RedisConnection } from '@app/database';
+import { RedisClient, RedisConnection } from '@app/database';
 import { LEDGER_STREAMS_KEY, ledgerStreamKey } from '../keys';
 import { LedgerRecord, parseRecord } from './ledger-record';
 import { LedgerRepository } from './ledger.repository';
@@ -50,7 +49,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     @Optional() private readonly redisConnection?: RedisConnection,
   ) {}
 
-  private get redis(): Redis | null {
+  private get redis(): RedisClient | null {
     return this.redisConnection?.client ?? null;
   }
 

@@ -67,6 +67,7 @@ describeMetered('operations view of a completions flow (needs Redis)', () => {
         env: {
           LOG_LEVEL: 'info',
           LOG_FILE: logFilePath(),
+          LOG_STDOUT: 'true',
           NODE_ENV: 'production',
           AUTH_FAILURE_LIMIT: '1000',
         },

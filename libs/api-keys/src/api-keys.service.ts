@@ -3,7 +3,8 @@ import * as bcrypt from 'bcrypt';
 import { AppConfig } from '@app/config';
 import { UsersService } from '@app/auth';
 import { ApiError } from '@app/observability';
-import { DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
+import { AuditService, DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
+import type { EntityManager } from 'typeorm';
 import { ApiKey } from './api-key.entity';
 import { ApiKeysRepository, KeyListFilter } from './api-keys.repository';
 import {
@@ -36,7 +37,31 @@ export class ApiKeysService implements OnModuleInit {
     private readonly ctx: RequestContext,
     private readonly config: AppConfig,
     private readonly events: DomainEvents,
+    private readonly audit: AuditService,
   ) {}
+
+  /** Writes a change and its audit entry in one transaction; returns the key as it is then. */
+  private changeAudited(
+    tenantId: string,
+    before: ApiKey,
+    action: string,
+    write: (m: EntityManager) => Promise<unknown>,
+  ): Promise<ApiKey> {
+    return this.audit.transaction(async (m) => {
+      await write(m);
+      const after = (await this.keys.findById(tenantId, before.id, {}, m))!;
+      await this.audit.record(m, {
+        action,
+        tenantId,
+        targetType: 'api_key',
+        targetId: before.id,
+        targetLabel: after.name,
+        before: ApiKeyResponse.from(before),
+        after: ApiKeyResponse.from(after),
+      });
+      return after;
+    });
+  }
 
   onModuleInit(): void {
     this.events.on('tenant.changed', ({ tenantId }) => this.evict(tenantId, {}));
@@ -96,18 +121,33 @@ export class ApiKeysService implements OnModuleInit {
     const hash = lookupHash(key);
     if (dto.key && (await this.keys.lookupHashExists(hash)))
       throw ApiError.conflict('This key already exists', 'key_exists');
-    const row = await this.keys.insert({
-      tenantId,
-      userId,
-      name: dto.name,
-      keyHash: await bcrypt.hash(key, this.config.BCRYPT_ROUNDS),
-      keyLookupHash: hash,
-      keyPrefix: displayPrefix(key),
-      permissions: dto.permissions ?? [],
-      currentQuotaUsage: 0,
-      spend: 0,
-      quotaPeriod: 'none',
-      ...this.limitsPatch(dto),
+    const keyHash = await bcrypt.hash(key, this.config.BCRYPT_ROUNDS);
+    const row = await this.audit.transaction(async (m) => {
+      const inserted = await this.keys.insert(
+        {
+          tenantId,
+          userId,
+          name: dto.name,
+          keyHash,
+          keyLookupHash: hash,
+          keyPrefix: displayPrefix(key),
+          permissions: dto.permissions ?? [],
+          currentQuotaUsage: 0,
+          spend: 0,
+          quotaPeriod: 'none',
+          ...this.limitsPatch(dto),
+        },
+        m,
+      );
+      await this.audit.record(m, {
+        action: 'api_key.create',
+        tenantId,
+        targetType: 'api_key',
+        targetId: inserted.id,
+        targetLabel: inserted.name,
+        after: { ...ApiKeyResponse.from(inserted), imported: !!dto.key },
+      });
+      return inserted;
     });
     await this.cache.evict([hash]); // a negative-cache entry for an imported key must go
     return { ...ApiKeyResponse.from(row), key };
@@ -144,22 +184,29 @@ export class ApiKeysService implements OnModuleInit {
     }
     const patch = this.limitsPatch(dto);
     if (dto.name !== undefined) patch.name = dto.name;
-    if (Object.keys(patch).length) await this.keys.update(tenantId, key.id, patch);
+    const updated = Object.keys(patch).length
+      ? await this.changeAudited(tenantId, key, 'api_key.update', (m) =>
+          this.keys.update(tenantId, key.id, patch, m),
+        )
+      : key;
     await this.evict(tenantId, { keyId: key.id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== key.quotaPeriod) {
       await this.events.emit('quota.period-changed', { tenantId });
     }
-    return (await this.keys.findById(tenantId, key.id))!;
+    return updated;
   }
 
   /** DELETE: revoke (the row stays for the ledger and reports). Idempotent. */
   async revoke(id: string): Promise<ApiKey> {
     const tenantId = this.ctx.tenantId;
     const key = await this.get(id);
-    if (!key.revokedAt)
-      await this.keys.update(tenantId, key.id, { revokedAt: new Date(), previousExpiresAt: null });
+    const revoked = key.revokedAt
+      ? key
+      : await this.changeAudited(tenantId, key, 'api_key.revoke', (m) =>
+          this.keys.update(tenantId, key.id, { revokedAt: new Date(), previousExpiresAt: null }, m),
+        );
     await this.evict(tenantId, { keyId: key.id });
-    return (await this.keys.findById(tenantId, key.id))!;
+    return revoked;
   }
 
   /**
@@ -174,15 +221,23 @@ export class ApiKeysService implements OnModuleInit {
     const oldHashes = await this.keys.lookupHashes(tenantId, { keyId: key.id });
     const currentOld = (await this.keys.findWithLookupHash(tenantId, key.id))?.keyLookupHash ?? null;
     const fresh = generateKey();
-    await this.keys.update(tenantId, key.id, {
-      keyHash: await bcrypt.hash(fresh, this.config.BCRYPT_ROUNDS),
-      keyLookupHash: lookupHash(fresh),
-      keyPrefix: displayPrefix(fresh),
-      previousLookupHash: graceSeconds > 0 && currentOld ? currentOld : null,
-      previousExpiresAt: graceSeconds > 0 && currentOld ? new Date(Date.now() + graceSeconds * 1000) : null,
-    });
+    const keyHash = await bcrypt.hash(fresh, this.config.BCRYPT_ROUNDS);
+    const row = await this.changeAudited(tenantId, key, 'api_key.regenerate', (m) =>
+      this.keys.update(
+        tenantId,
+        key.id,
+        {
+          keyHash,
+          keyLookupHash: lookupHash(fresh),
+          keyPrefix: displayPrefix(fresh),
+          previousLookupHash: graceSeconds > 0 && currentOld ? currentOld : null,
+          previousExpiresAt:
+            graceSeconds > 0 && currentOld ? new Date(Date.now() + graceSeconds * 1000) : null,
+        },
+        m,
+      ),
+    );
     await this.cache.evict([...oldHashes, lookupHash(fresh)]);
-    const row = (await this.keys.findById(tenantId, key.id))!;
     return { ...ApiKeyResponse.from(row), key: fresh };
   }
 

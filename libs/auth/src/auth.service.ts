@@ -3,7 +3,7 @@ import { JwtService } from '@nestjs/jwt';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
-import { Role, TenantsService } from '@app/tenancy';
+import { AuditService, Role, TenantsService } from '@app/tenancy';
 import { LoginResponse, UserResponse } from './dto/user.dto';
 import { PasswordVerifier } from './password';
 import { UsersRepository } from './users.repository';
@@ -30,6 +30,7 @@ export class AuthService {
     private readonly tenants: TenantsService,
     private readonly jwt: JwtService,
     private readonly config: AppConfig,
+    private readonly audit: AuditService,
   ) {
     this.passwords = new PasswordVerifier(config.BCRYPT_ROUNDS);
   }
@@ -43,9 +44,32 @@ export class AuthService {
     const user = await this.users.findForLogin(email);
     const ok = await this.passwords.verify(password, user?.passwordHash);
     const denied = () => ApiError.unauthorized('Invalid email or password', 'invalid_credentials');
-    if (!user || !ok) throw denied();
-    if (user.role === 'system' || user.status !== 'active' || !(await this.tenants.isActive(user.tenantId)))
+    const refused = !user || !ok;
+    if (
+      refused ||
+      user.role === 'system' ||
+      user.status !== 'active' ||
+      !(await this.tenants.isActive(user.tenantId))
+    ) {
+      await this.audit.append({
+        action: 'auth.login_failed',
+        tenantId: user?.tenantId ?? null,
+        targetType: 'user',
+        targetId: user?.id ?? null,
+        targetLabel: user?.email ?? null,
+        actor: { type: 'anonymous', label: email },
+        after: { reason: refused ? 'invalid_credentials' : 'disabled' },
+      });
       throw denied();
+    }
+    await this.audit.append({
+      action: 'auth.login',
+      tenantId: user.tenantId,
+      targetType: 'user',
+      targetId: user.id,
+      targetLabel: user.email,
+      actor: { type: 'user', id: user.id, label: user.email },
+    });
     const claims: JwtClaims = { sub: user.id, tid: user.tenantId, role: user.role };
     const access_token = await this.jwt.signAsync(claims, { expiresIn: this.config.jwtTtlSeconds });
     return {

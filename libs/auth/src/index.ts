@@ -2,6 +2,8 @@ export { AuthModule } from './auth.module';
 export { AuthService, safeEqual } from './auth.service';
 export type { JwtClaims } from './auth.service';
 export { UsersService } from './users.service';
+export { BootstrapService } from './bootstrap.service';
+export type { FirstStart } from './bootstrap.service';
 export { User } from './user.entity';
 export type { UserStatus } from './user.entity';
 export { bearerToken } from './admin-auth.guard';

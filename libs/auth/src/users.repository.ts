@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { EntityManager, Repository } from 'typeorm';
 import { User } from './user.entity';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -23,8 +23,13 @@ export class UsersRepository {
     return this.repo.createQueryBuilder('u').where('lower(u.email) = lower(:email)', { email }).getExists();
   }
 
-  findById(tenantId: string, id: string): Promise<User | null> {
-    return this.repo.findOne({ where: { tenantId, id } });
+  /** `manager` (here and below): inside the caller's transaction, which also writes the audit entry. */
+  findById(tenantId: string, id: string, manager?: EntityManager): Promise<User | null> {
+    return this.r(manager).findOne({ where: { tenantId, id } });
+  }
+
+  private r(manager?: EntityManager): Repository<User> {
+    return manager?.getRepository(User) ?? this.repo;
   }
 
   findByEmail(tenantId: string, email: string): Promise<User | null> {
@@ -60,17 +65,18 @@ export class UsersRepository {
     });
   }
 
-  async insert(user: Partial<User> & { tenantId: string }): Promise<User> {
-    const saved = await this.repo.save(this.repo.create(user));
-    return (await this.findById(user.tenantId, saved.id))!;
+  async insert(user: Partial<User> & { tenantId: string }, manager?: EntityManager): Promise<User> {
+    const repo = this.r(manager);
+    const saved = await repo.save(repo.create(user));
+    return (await this.findById(user.tenantId, saved.id, manager))!;
   }
 
-  async update(tenantId: string, id: string, patch: Partial<User>): Promise<void> {
-    await this.repo.update({ tenantId, id }, patch);
+  async update(tenantId: string, id: string, patch: Partial<User>, manager?: EntityManager): Promise<void> {
+    await this.r(manager).update({ tenantId, id }, patch);
   }
 
-  async delete(tenantId: string, id: string): Promise<boolean> {
-    const r = await this.repo.delete({ tenantId, id });
+  async delete(tenantId: string, id: string, manager?: EntityManager): Promise<boolean> {
+    const r = await this.r(manager).delete({ tenantId, id });
     return (r.affected ?? 0) > 0;
   }
 }

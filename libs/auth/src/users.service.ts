@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
-import { DomainEvents, Page, quotaPatch, RequestContext } from '@app/tenancy';
+import { AuditService, DomainEvents, Page, quotaPatch, RequestContext } from '@app/tenancy';
 import { CreateUserDto, UpdateUserDto, UserResponse } from './dto/user.dto';
 import { hashPassword } from './password';
 import { User } from './user.entity';
@@ -14,14 +14,31 @@ export class UsersService {
     private readonly ctx: RequestContext,
     private readonly config: AppConfig,
     private readonly events: DomainEvents,
+    private readonly audit: AuditService,
   ) {}
+
+  /** Inserts a user and records `user.create` in the same transaction. */
+  private insertAudited(user: Partial<User> & { tenantId: string }): Promise<User> {
+    return this.audit.transaction(async (m) => {
+      const row = await this.users.insert(user, m);
+      await this.audit.record(m, {
+        action: 'user.create',
+        tenantId: row.tenantId,
+        targetType: 'user',
+        targetId: row.id,
+        targetLabel: row.email,
+        after: UserResponse.from(row),
+      });
+      return row;
+    });
+  }
 
   /** Used by the REST API, the CLI and first start: tenant given explicitly. */
   async createInTenant(tenantId: string, dto: CreateUserDto): Promise<User> {
     if (await this.users.emailTaken(dto.email))
       throw ApiError.conflict(`A user with email ${dto.email} exists`, 'user_exists');
     const passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
-    return this.users.insert({
+    return this.insertAudited({
       tenantId,
       email: dto.email,
       name: dto.name ?? null,
@@ -61,12 +78,25 @@ export class UsersService {
     Object.assign(patch, quotaPatch(dto));
     if (dto.password !== undefined)
       patch.passwordHash = await hashPassword(dto.password, this.config.BCRYPT_ROUNDS);
-    if (Object.keys(patch).length) await this.users.update(tenantId, id, patch);
+    const updated = await this.audit.transaction(async (m) => {
+      if (Object.keys(patch).length) await this.users.update(tenantId, id, patch, m);
+      const row = (await this.users.findById(tenantId, id, m))!;
+      const target = { tenantId, targetType: 'user' as const, targetId: id, targetLabel: row.email };
+      if (Object.keys(patch).some((f) => f !== 'passwordHash'))
+        await this.audit.record(m, {
+          action: 'user.update',
+          ...target,
+          before: UserResponse.from(user),
+          after: UserResponse.from(row),
+        });
+      if (patch.passwordHash) await this.audit.record(m, { action: 'user.password_change', ...target });
+      return row;
+    });
     await this.events.emit('user.changed', { tenantId, userId: id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== user.quotaPeriod) {
       await this.events.emit('quota.period-changed', { tenantId });
     }
-    return (await this.users.findById(tenantId, id))!;
+    return updated;
   }
 
   async delete(id: string): Promise<void> {
@@ -77,14 +107,24 @@ export class UsersService {
       throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
     // Before the delete: the user's keys (deleted with them) are still there to be evicted from caches.
     await this.events.emit('user.changed', { tenantId, userId: id });
-    await this.users.delete(tenantId, id);
+    await this.audit.transaction(async (m) => {
+      await this.users.delete(tenantId, id, m);
+      await this.audit.record(m, {
+        action: 'user.delete',
+        tenantId,
+        targetType: 'user',
+        targetId: id,
+        targetLabel: user.email,
+        before: UserResponse.from(user),
+      });
+    });
   }
 
   /** The tenant's `system` user, owner of keys with no human owner; created on first need. */
   async systemUser(tenantId: string): Promise<User> {
     const existing = await this.users.findSystemUser(tenantId);
     if (existing) return existing;
-    return this.users.insert({
+    return this.insertAudited({
       tenantId,
       email: `system+${tenantId}@tenant.invalid`,
       name: 'system',

@@ -157,6 +157,11 @@ export class AppConfig {
   @IsString()
   LOG_FILE?: string;
 
+  /** false: log lines go to LOG_FILE only, none to stdout (the test harness: quiet runs). */
+  @Transform(toBool)
+  @IsBoolean()
+  LOG_STDOUT = true;
+
   @IsString()
   @MinLength(1)
   DATA_DIR = './.data';
@@ -369,6 +374,12 @@ export class AppConfig {
   @IsOptional()
   @IsString()
   METRICS_TOKEN?: string;
+
+  /** How long a start waits for PostgreSQL and Redis (with back-off) before it gives up. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  STARTUP_TIMEOUT_MS = 30000;
 
   /** How long SIGTERM waits for in-flight requests and streams. */
   @Transform(toInt)

@@ -88,6 +88,13 @@ export const usageByDay = (id, from, to) =>
     `/api/v1/usage?group_by=day&api_key_id=${encodeURIComponent(id)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
   );
 
+export function auditLog({ action, cursor, limit = 50 } = {}) {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (action) q.set('action', action);
+  if (cursor) q.set('cursor', cursor);
+  return api('GET', `/api/v1/audit-log?${q}`);
+}
+
 /** Every user of the tenant (admins only), for the owner column and the owner choice. */
 export async function listAllUsers() {
   const out = [];

@@ -338,6 +338,18 @@ export class AppConfig {
   @Min(100)
   LEDGER_MAX_QUEUE = 100000;
 
+  /** statement_timeout of ledger writes; the client gives up 2 s later (a PostgreSQL that drops packets). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  LEDGER_QUERY_TIMEOUT_MS = 10000;
+
+  /** With Redis: a ledger stream entry read by an instance that did not acknowledge it this long is claimed by another. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  LEDGER_CLAIM_IDLE_MS = 5000;
+
   // --- Completions ---
   /** JSON routing table (models -> deployments). Unset = the built-in mock models. */
   @Transform(emptyToUndefined)

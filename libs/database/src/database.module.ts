@@ -6,6 +6,9 @@ import { dataSourceOptions } from './data-source-options';
 import { DatabaseUrlService } from './database-url.service';
 import { endpoint, probePostgres, waitForDependency } from './startup-wait';
 
+/** How long shutdown waits for the pool's connections to close. */
+const POOL_CLOSE_MS = 2000;
+
 @Global()
 @Module({
   providers: [DatabaseUrlService],
@@ -53,7 +56,19 @@ export class DatabaseModule implements OnApplicationShutdown {
 
   /** Close the pool first, then stop an embedded server (it refuses to stop under open sessions). */
   async onApplicationShutdown(): Promise<void> {
-    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+    if (this.dataSource.isInitialized) {
+      // Ending the pool waits for its connections: bounded, for a server that stopped answering.
+      let timer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([
+        this.dataSource.destroy().then(() => true),
+        new Promise<false>((r) => {
+          timer = setTimeout(() => r(false), POOL_CLOSE_MS);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!closed) return; // an embedded server would refuse to stop under open sessions anyway
+    }
     await this.urls.stopEmbedded();
   }
 }

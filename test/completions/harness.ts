@@ -171,6 +171,7 @@ export async function serviceHarness(
         keyPrefix: 'sk-test',
         allowedModels: typeof allowed === 'string' ? allowed.split(',').filter(Boolean) : null,
         rateLimitRpm: null,
+        scopes: null,
         limits: { tenant: unlimited, user: null, key: unlimited },
       };
       const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {

@@ -17,6 +17,7 @@ import {
 import { KeyCache } from './key-cache';
 import { displayPrefix, generateKey, lookupHash } from './key-format';
 import type { KeyPrincipal } from './key-principal';
+import { scopesOf } from './scopes';
 
 const LIMIT_FIELDS = [
   'quota_limit',
@@ -24,6 +25,7 @@ const LIMIT_FIELDS = [
   'quota_period',
   'rate_limit_rpm',
   'allowed_models',
+  'permissions',
 ] as const;
 
 /** Key lifecycle for the admin API and the CLI. Every change evicts the key from every cache. */
@@ -57,6 +59,7 @@ export class ApiKeysService implements OnModuleInit {
     const patch: Partial<ApiKey> = quotaPatch(dto);
     if (dto.rate_limit_rpm !== undefined) patch.rateLimitRpm = dto.rate_limit_rpm;
     if (dto.allowed_models !== undefined) patch.allowedModels = dto.allowed_models;
+    if (dto.permissions !== undefined) patch.permissions = dto.permissions ?? [];
     if (dto.expires_at !== undefined)
       patch.expiresAt = dto.expires_at === null ? null : new Date(dto.expires_at);
     return patch;
@@ -103,10 +106,10 @@ export class ApiKeysService implements OnModuleInit {
       keyHash: await bcrypt.hash(key, this.config.BCRYPT_ROUNDS),
       keyLookupHash: hash,
       keyPrefix: displayPrefix(key),
-      permissions: dto.permissions ?? [],
       currentQuotaUsage: 0,
       spend: 0,
       quotaPeriod: 'none',
+      permissions: [],
       ...this.limitsPatch(dto),
     });
     await this.cache.evict([hash]); // a negative-cache entry for an imported key must go
@@ -140,7 +143,10 @@ export class ApiKeysService implements OnModuleInit {
     const key = await this.get(id);
     const changesLimits = LIMIT_FIELDS.some((f) => dto[f] !== undefined);
     if (changesLimits && p?.kind === 'user' && p.role !== 'admin') {
-      throw ApiError.forbidden("Only admins change a key's limits and models", 'limits_admin_only');
+      throw ApiError.forbidden(
+        "Only admins change a key's limits, models and permissions",
+        'limits_admin_only',
+      );
     }
     const patch = this.limitsPatch(dto);
     if (dto.name !== undefined) patch.name = dto.name;
@@ -203,6 +209,7 @@ export class ApiKeysService implements OnModuleInit {
       quota_period: k.quotaPeriod,
       rate_limit_rpm: k.rateLimitRpm,
       allowed_models: k.allowedModels,
+      scopes: scopesOf(k.permissions).scopes,
       expires_at: k.expiresAt ? k.expiresAt.toISOString() : null,
     };
   }

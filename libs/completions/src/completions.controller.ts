@@ -3,7 +3,6 @@ import {
   ApiBadGatewayResponse,
   ApiBadRequestResponse,
   ApiBody,
-  ApiForbiddenResponse,
   ApiGatewayTimeoutResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -14,7 +13,7 @@ import {
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal } from '@app/api-keys';
+import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal, RequireScope } from '@app/api-keys';
 import { CompletionsService } from './completions.service';
 import { ChatCompletionDoc, ChatCompletionRequestDoc, ModelListDoc } from './dto/chat-completion.dto';
 
@@ -26,6 +25,7 @@ export class CompletionsController {
   constructor(private readonly completions: CompletionsService) {}
 
   @Post(['v1/chat/completions', 'api/v1/chat/completions'])
+  @RequireScope('chat')
   @HttpCode(200)
   @ApiOperation({
     summary: 'Chat completion (OpenAI format; stream: true for server-sent events)',
@@ -35,7 +35,6 @@ export class CompletionsController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ type: ChatCompletionDoc })
   @ApiBadRequestResponse({ description: 'Invalid request, or an upstream 4xx passed on' })
-  @ApiForbiddenResponse({ description: 'The key may not use this model' })
   @ApiNotFoundResponse({ description: 'Unknown model (model_not_found)' })
   @ApiGatewayTimeoutResponse({ description: 'The upstream did not answer in time (502: it failed)' })
   @ApiBadGatewayResponse({ description: 'Every upstream of the model failed' })
@@ -58,6 +57,7 @@ export class CompletionsController {
   }
 
   @Get(['v1/models', 'api/v1/models'])
+  @RequireScope('models')
   @ApiOperation({ summary: 'The models (names and aliases) this key may use' })
   @ApiOkResponse({ type: ModelListDoc })
   models(@CurrentKey() key: KeyPrincipal) {

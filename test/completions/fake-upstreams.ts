@@ -102,6 +102,7 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
  */
 export function fakeOpenAi(): Promise<FakeUpstream> {
   return serve((rec, res) => {
+    if (rec.path.endsWith('/embeddings')) return fakeEmbeddings(rec, res);
     const model: string = rec.body.model;
     const id = 'chatcmpl-fake';
     const error = (status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -210,6 +211,35 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
     for (const p of parts) sse(res, chunk({ content: p }));
     finish();
   });
+}
+
+/** Tokens the fake reports per embeddings input (whatever the text): the ledger must show exactly this. */
+export const FAKE_EMBEDDING_TOKENS_PER_INPUT = 7;
+export const FAKE_EMBEDDING_DIMENSIONS = 8;
+
+/** OpenAI embeddings: vector i is [i, i+1, ...]/10 (or base64 float32 when asked); fail-400 for model `embed-bad`. */
+function fakeEmbeddings(rec: RecordedRequest, res: ServerResponse): void {
+  const { model, input, encoding_format: format, dimensions } = rec.body;
+  if (model === 'embed-bad') {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'bad input', type: 'invalid_request_error', code: 'bad' } }));
+    return;
+  }
+  const inputs: unknown[] = typeof input === 'string' || typeof input?.[0] === 'number' ? [input] : input;
+  const dims = dimensions ?? FAKE_EMBEDDING_DIMENSIONS;
+  const data = inputs.map((_, index) => {
+    const v = Array.from({ length: dims }, (_x, j) => (index + j) / 10);
+    return {
+      object: 'embedding',
+      index,
+      embedding: format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+    };
+  });
+  const tokens = inputs.length * FAKE_EMBEDDING_TOKENS_PER_INPUT;
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify({ object: 'list', data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } }),
+  );
 }
 
 export const ANTHROPIC_TEXT = 'Bonjour from the fake Claude.';

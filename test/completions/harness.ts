@@ -10,6 +10,7 @@ import {
   assertModelAllowed,
   CompletionCaller,
   CompletionsService,
+  ExchangeRunner,
   loadRoutingTable,
   MeteredUsage,
   ProviderRegistry,
@@ -102,6 +103,13 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'claude-bad': one(anthropic('claude-bad')),
       'claude-error-mid-stream': one(anthropic('claude-error-mid-stream')),
       'mock-gpt': { aliases: ['gpt-4o-mini'], deployments: [{ provider: 'mock', pricing: price }] },
+      'embed-fake': one({
+        ...openai('embed-fake'),
+        pricing: { ...price, embedding_per_million: 0.5 },
+        endpoints: ['embeddings'],
+      }),
+      'embed-bad': one(openai('embed-bad')),
+      'chat-only': one({ ...openai('echo'), endpoints: ['chat'] }),
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');
@@ -150,6 +158,7 @@ export async function serviceHarness(
     providers: [
       { provide: RoutingTable, useValue: loadRoutingTable(config.MODELS_FILE) },
       ProviderRegistry,
+      ExchangeRunner,
       CompletionsService,
       { provide: UsageMeter, useValue: meter },
     ],

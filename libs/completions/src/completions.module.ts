@@ -3,6 +3,9 @@ import { ApiKeysModule } from '@app/api-keys';
 import { AppConfig } from '@app/config';
 import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
+import { EmbeddingsController } from './embeddings/embeddings.controller';
+import { EmbeddingsService } from './embeddings/embeddings.service';
+import { ExchangeRunner } from './exchange';
 import { ProviderRegistry } from './providers/provider-registry';
 import { loadRoutingTable } from './routing/routing-loader';
 import { RoutingTable } from './routing/routing-table';
@@ -23,7 +26,7 @@ export class CompletionsModule {
       module: CompletionsModule,
       // ApiKeysModule: the key guard on the controller and its dependencies.
       imports: [ApiKeysModule, ...(options.imports ?? [])],
-      controllers: [CompletionsController],
+      controllers: [CompletionsController, EmbeddingsController],
       providers: [
         {
           provide: RoutingTable,
@@ -31,7 +34,9 @@ export class CompletionsModule {
           useFactory: (c: AppConfig) => loadRoutingTable(c.MODELS_FILE),
         },
         ProviderRegistry,
+        ExchangeRunner,
         CompletionsService,
+        EmbeddingsService,
         options.meter
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },

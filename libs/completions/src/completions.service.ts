@@ -1,39 +1,21 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
 import { validateChatRequest } from './chat/chat-request';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } from './chat/openai-types';
-import { costMicros } from './pricing';
-import { Provider, StreamItem, UpstreamCall, UpstreamError } from './providers/provider';
-import { ProviderRegistry } from './providers/provider-registry';
-import { Deployment, isModelAllowed, ModelRoute, RoutingTable } from './routing/routing-table';
+import { Aborted, Exchange, ExchangeRunner } from './exchange';
+import { Provider, StreamItem, UpstreamCall } from './providers/provider';
+import { endpointsOf, isModelAllowed, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
 import { countCompletion, StreamTally, TokenUsage, usageOf } from './usage';
-import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
+import type { CompletionCaller, UsageMeta } from './usage-meter';
 
-/** Why the gateway aborted an upstream call (the AbortSignal's reason). */
-class Aborted extends Error {
-  constructor(readonly by: 'client' | 'timeout') {
-    super(by === 'client' ? 'client disconnected' : 'total timeout');
-  }
-}
-
-/** One chat request on its way through: what was asked, what was reserved, where it went. */
-interface Exchange {
+/** A chat request on its way through. */
+interface ChatExchange extends Exchange {
   req: ChatRequest;
-  route: ModelRoute;
-  stream: boolean;
-  promptTokens: number;
-  reservation: unknown;
-  started: number;
-  requestId?: string;
-  signal: AbortSignal;
-  /** The deployment tried last (the one that served, once one did). */
-  deployment: Deployment | null;
 }
 
-const SSE_HEADERS = {
+export const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache',
   connection: 'keep-alive',
@@ -41,7 +23,7 @@ const SSE_HEADERS = {
 };
 
 /** Writes with backpressure: resolves at once, or when the socket drains or closes. */
-function send(res: ServerResponse, data: string): Promise<void> | undefined {
+export function send(res: ServerResponse, data: string): Promise<void> | undefined {
   if (res.destroyed || res.writableEnded || res.write(data)) return undefined;
   return new Promise((resolve) => {
     const done = () => {
@@ -66,12 +48,11 @@ export class CompletionsService {
 
   constructor(
     private readonly routes: RoutingTable,
-    private readonly providers: ProviderRegistry,
-    private readonly meter: UsageMeter,
+    private readonly exchanges: ExchangeRunner,
     private readonly config: AppConfig,
   ) {}
 
-  /** The models (names and aliases) the caller's key may use. */
+  /** The models (names and aliases) the caller's key may use, with the endpoints each serves. */
   listModels(caller: Pick<CompletionCaller, 'allowedModels'>): { object: 'list'; data: ModelObject[] } {
     const data = this.routes
       .names()
@@ -81,6 +62,7 @@ export class CompletionsService {
         object: 'model' as const,
         created: this.created,
         owned_by: route.deployments[0].provider,
+        endpoints: endpointsOf(route),
       }));
     return { object: 'list', data };
   }
@@ -98,60 +80,36 @@ export class CompletionsService {
   ): Promise<void> {
     const started = performance.now();
     const req = validateChatRequest(body);
-    const route = this.routes.resolve(req.model);
-    if (!route)
-      throw ApiError.notFound(
-        `The model "${req.model}" does not exist (GET /v1/models lists yours)`,
-        'model_not_found',
-      );
+    const target = this.exchanges.route(req.model, 'chat');
     // The key's allowed models are checked by the meter's admit (the quota lib counts the
     // refusal), before anything is reserved or sent upstream.
     const promptTokens = countPromptTokens(req);
     const budget =
       (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);
-    const { reservation, headers } = await this.meter.admit(caller, {
-      model: req.model,
-      estimatedTokens: promptTokens + budget,
-      estimatedCostMicros: costMicros(route.maxPricing, promptTokens, budget),
-    });
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) abort.abort(new Aborted('client'));
-    };
-    res.once('close', onClose);
-    if (res.destroyed) onClose();
-    const timer = setTimeout(
-      () => abort.abort(new Aborted('timeout')),
-      this.config.UPSTREAM_TOTAL_TIMEOUT_MS,
+    const stream = req.stream === true;
+    await this.exchanges.run(
+      caller,
+      res,
+      {
+        endpoint: 'chat',
+        target,
+        model: req.model,
+        stream,
+        promptTokens,
+        completionBudget: budget,
+        requestId,
+        started,
+      },
+      (ex) => (stream ? this.streamed({ ...ex, req }, res) : this.unstreamed({ ...ex, req }, res)),
     );
-    const ex: Exchange = {
-      req,
-      route,
-      stream: req.stream === true,
-      promptTokens,
-      reservation,
-      started,
-      requestId,
-      signal: abort.signal,
-      deployment: null,
-    };
-    try {
-      if (ex.stream) await this.streamed(ex, res);
-      else await this.unstreamed(ex, res);
-    } finally {
-      clearTimeout(timer);
-      res.off('close', onClose);
-    }
   }
 
-  private async unstreamed(ex: Exchange, res: ServerResponse): Promise<void> {
+  private async unstreamed(ex: ChatExchange, res: ServerResponse): Promise<void> {
     let completion: ChatCompletion;
     try {
       completion = await this.open(ex, (p, call) => p.complete(call));
     } catch (e) {
-      return this.failedBeforeAnswer(ex, e);
+      return this.exchanges.failedBeforeAnswer(ex, e);
     }
     let usage = usageOf(completion.usage);
     if (!usage) {
@@ -166,15 +124,15 @@ export class CompletionsService {
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
     res.end(json);
-    await this.settle(ex, usage, 200, ex.signal.aborted ? 'aborted' : 'success');
+    await this.exchanges.settle(ex, usage, 200, ex.signal.aborted ? 'aborted' : 'success');
   }
 
-  private async streamed(ex: Exchange, res: ServerResponse): Promise<void> {
+  private async streamed(ex: ChatExchange, res: ServerResponse): Promise<void> {
     let items: AsyncIterable<StreamItem>;
     try {
       items = await this.open(ex, (p, call) => p.stream(call));
     } catch (e) {
-      return this.failedBeforeAnswer(ex, e);
+      return this.exchanges.failedBeforeAnswer(ex, e);
     }
     res.writeHead(200, SSE_HEADERS);
     res.flushHeaders();
@@ -196,7 +154,7 @@ export class CompletionsService {
         outcome = 'aborted';
       } else {
         outcome = 'upstream_error';
-        const err = this.toApiError(e);
+        const err = this.exchanges.toApiError(e);
         this.logger.warn(`${ex.deployment?.id}: stream failed after it started: ${err.message}`);
         await send(res, `data: ${JSON.stringify(err.toBody(ex.requestId))}\n\n`);
       }
@@ -212,58 +170,19 @@ export class CompletionsService {
       }
       res.end('data: [DONE]\n\n');
     }
-    await this.settle(ex, usage, 200, outcome);
+    await this.exchanges.settle(ex, usage, 200, outcome);
   }
 
-  /** Calls the deployments in order; the next one serves after a retryable failure. */
-  private async open<T>(ex: Exchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
-    const { deployments } = ex.route;
-    for (let i = 0; ; i++) {
-      const d = deployments[i];
-      ex.deployment = d;
-      try {
-        return await fn(this.providers.for(d), {
-          request: ex.req,
-          deployment: d,
-          signal: ex.signal,
-          defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
-        });
-      } catch (e) {
-        if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
-          this.logger.warn(`${d.id}: ${e.message}; trying ${deployments[i + 1].id}`);
-          continue;
-        }
-        throw e;
-      }
-    }
-  }
-
-  /** Nothing reached the client: release the reservation (or, if the client left, charge the prompt) and throw. */
-  private async failedBeforeAnswer(ex: Exchange, e: unknown): Promise<never> {
-    if (e instanceof Aborted && e.by === 'client') {
-      // The upstream had the prompt: it is charged; nothing was produced.
-      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, 499, 'aborted');
-      throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
-    }
-    const err = this.toApiError(e);
-    await this.guard('release', () =>
-      this.meter.release(ex.reservation, this.meta(ex, err.getStatus(), 'upstream_error')),
+  /** The chat call for each deployment tried. */
+  private open<T>(ex: ChatExchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
+    return this.exchanges.open(ex, (p, d) =>
+      fn(p, {
+        request: ex.req,
+        deployment: d,
+        signal: ex.signal,
+        defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
+      }),
     );
-    throw err;
-  }
-
-  private toApiError(e: unknown): ApiError {
-    if (e instanceof UpstreamError) return e.apiError;
-    if (e instanceof ApiError) return e;
-    if (e instanceof Aborted)
-      return new ApiError(
-        504,
-        `The upstream did not finish within ${this.config.UPSTREAM_TOTAL_TIMEOUT_MS} ms`,
-        'server_error',
-        'upstream_timeout',
-      );
-    this.logger.error({ err: e }, 'unexpected error calling the upstream');
-    return new ApiError(502, 'The upstream call failed', 'server_error', 'upstream_error');
   }
 
   /** The SSE line for a chunk; the usage chunk is dropped for clients that did not ask for it. */
@@ -276,7 +195,7 @@ export class CompletionsService {
   }
 
   private usageChunk(
-    ex: Exchange,
+    ex: ChatExchange,
     last: ChatCompletionChunk | undefined,
     u: TokenUsage,
   ): ChatCompletionChunk {
@@ -292,41 +211,5 @@ export class CompletionsService {
         total_tokens: u.promptTokens + u.completionTokens,
       },
     };
-  }
-
-  private async settle(
-    ex: Exchange,
-    u: TokenUsage,
-    httpStatus: number,
-    status: UsageMeta['status'],
-  ): Promise<void> {
-    const pricing = (ex.deployment ?? ex.route.deployments[0]).pricing;
-    const usage = { ...u, costMicros: costMicros(pricing, u.promptTokens, u.completionTokens) };
-    await this.guard('settle', () =>
-      this.meter.settle(ex.reservation, usage, this.meta(ex, httpStatus, status)),
-    );
-  }
-
-  private meta(ex: Exchange, httpStatus: number, status: UsageMeta['status']): UsageMeta {
-    const d = ex.deployment ?? ex.route.deployments[0];
-    return {
-      requestId: ex.requestId,
-      provider: d.provider,
-      ...(d.model !== ex.req.model ? { model: d.model } : {}),
-      status,
-      latencyMs: Math.round(performance.now() - ex.started),
-      deployment: d.id,
-      stream: ex.stream,
-      httpStatus,
-    };
-  }
-
-  /** A meter failure after the answer must not turn into a client error: log it. */
-  private async guard(what: string, fn: () => Promise<unknown> | void): Promise<void> {
-    try {
-      await fn();
-    } catch (e) {
-      this.logger.error({ err: e }, `usage meter ${what} failed`);
-    }
   }
 }

@@ -1,11 +1,13 @@
 export { CompletionsModule } from './completions.module';
 export type { CompletionsModuleOptions } from './completions.module';
 export { CompletionsService } from './completions.service';
+export { ExchangeRunner } from './exchange';
 export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';
 export type { Admission, CompletionCaller, MeteredUsage, UsageEstimate, UsageMeta } from './usage-meter';
 export { RoutingTable, Deployment, isModelAllowed, assertModelAllowed } from './routing/routing-table';
-export type { ModelRoute, ProviderKind } from './routing/routing-table';
+export type { Endpoint, ModelRoute, ProviderKind } from './routing/routing-table';
+export { ENDPOINTS } from './routing/routing-table';
 export { loadRoutingTable, parseRoutingTable } from './routing/routing-loader';
 export { costMicros } from './pricing';
 export type { Pricing } from './pricing';

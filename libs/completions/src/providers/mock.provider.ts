@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   ChatCompletion,
@@ -7,9 +7,10 @@ import type {
   ChatRequest,
   Usage,
 } from '../chat/openai-types';
+import { Embedding, EmbeddingsRequest, EmbeddingsResponse, inputsOf } from '../embeddings/embeddings-types';
 import type { Deployment, MockOptions } from '../routing/routing-table';
-import { countPromptTokens, countTokens, encodeTokens, decodeTokens } from '../tokens';
-import { Provider, StreamItem, UpstreamCall } from './provider';
+import { countPromptTokens, countTokens, encodeTokens, decodeTokens, TokenCounter } from '../tokens';
+import { EndpointCall, Provider, StreamItem, UpstreamCall } from './provider';
 
 const NO_OPTIONS: MockOptions = { latencyMs: 0, chunkDelayMs: 0 };
 
@@ -53,6 +54,23 @@ export function mockAnswer(
     finish,
     usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
   };
+}
+
+/** The mock's embedding size when the request sets no `dimensions` (text-embedding-3-small's). */
+export const MOCK_DIMENSIONS = 1536;
+
+/**
+ * A deterministic unit vector for a text: sha256 of (model, text, block number) in blocks,
+ * bytes mapped to [-1, 1], normalised. Same input, same vector; different inputs, unrelated ones.
+ */
+export function mockVector(model: string, text: string, dimensions: number): number[] {
+  const v: number[] = [];
+  for (let block = 0; v.length < dimensions; block++) {
+    const h = createHash('sha256').update(`${model}\0${block}\0`).update(text).digest();
+    for (let i = 0; i + 1 < h.length && v.length < dimensions; i += 2) v.push(h.readInt16LE(i) / 32768);
+  }
+  const norm = Math.sqrt(v.reduce((n, x) => n + x * x, 0)) || 1;
+  return v.map((x) => Math.fround(x / norm));
 }
 
 /**
@@ -126,6 +144,24 @@ export class MockProvider extends Provider {
         },
       },
     };
+  }
+
+  override async embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
+    const { request: req, deployment: d } = call;
+    await this.wait(d.mock?.latencyMs ?? 0, call.signal);
+    const dims = req.dimensions ?? MOCK_DIMENSIONS;
+    const counter = new TokenCounter();
+    let tokens = 0;
+    const data: Embedding[] = inputsOf(req).map((input, index) => {
+      const text = typeof input === 'string' ? input : input.join(' ');
+      tokens += typeof input === 'string' ? counter.count(input) : input.length;
+      const v = mockVector(d.model, text, dims);
+      const embedding =
+        req.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+      return { object: 'embedding', index, embedding };
+    });
+    const prompt = d.mock?.promptTokens ?? tokens;
+    return { object: 'list', data, model: d.model, usage: { prompt_tokens: prompt, total_tokens: prompt } };
   }
 
   private async wait(ms: number, signal: AbortSignal): Promise<void> {

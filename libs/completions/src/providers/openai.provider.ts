@@ -1,5 +1,6 @@
 import type { ChatCompletion, ChatCompletionChunk } from '../chat/openai-types';
-import { Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
+import { EndpointCall, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -39,9 +40,24 @@ export class OpenAiProvider extends Provider {
     const body = { ...call.request, model: call.deployment.model, stream: false };
     delete body.stream_options;
     const res = await this.send(call, body);
+    return this.readJson(res, call, (j: ChatCompletion) => Array.isArray(j?.choices));
+  }
+
+  /** POST {base}/embeddings with the client's body (unknown fields included) and the upstream model. */
+  override async embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
+    const res = await this.send(call, { ...call.request, model: call.deployment.model }, '/embeddings');
+    return this.readJson(res, call, (j: EmbeddingsResponse) => Array.isArray(j?.data));
+  }
+
+  /** A 2xx JSON answer, checked by `valid`; anything else is a 502. */
+  async readJson<T>(
+    res: UpstreamResponse,
+    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal },
+    valid: (json: T) => boolean,
+  ): Promise<T> {
     try {
-      const json = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as ChatCompletion;
-      if (!Array.isArray(json?.choices)) throw new Error('no choices');
+      const json = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as T;
+      if (!valid(json)) throw new Error('unexpected shape');
       return json;
     } catch (e) {
       throw e instanceof UpstreamError || call.signal.aborted
@@ -110,19 +126,17 @@ export class OpenAiProvider extends Provider {
     );
   }
 
-  private async send(call: UpstreamCall, body: object): Promise<UpstreamResponse> {
+  async send(
+    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal },
+    body: object,
+    path = '/chat/completions',
+  ): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'application/json',
     };
     if (call.deployment.apiKey) headers.authorization = `Bearer ${call.deployment.apiKey}`;
-    const res = await this.http.post(
-      call.deployment,
-      '/chat/completions',
-      headers,
-      JSON.stringify(body),
-      call.signal,
-    );
+    const res = await this.http.post(call.deployment, path, headers, JSON.stringify(body), call.signal);
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);
     return res;

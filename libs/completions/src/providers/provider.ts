@@ -1,5 +1,6 @@
 import { ApiError } from '@app/observability';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
+import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
 import type { Deployment } from '../routing/routing-table';
 
 /** One upstream call: the validated client request, where it goes, and when to give up. */
@@ -10,6 +11,13 @@ export interface UpstreamCall {
   signal: AbortSignal;
   /** The reservation's completion budget, for providers that require max_tokens (Anthropic). */
   defaultMaxTokens: number;
+}
+
+/** One call of another endpoint (embeddings, responses): the body, where it goes, when to give up. */
+export interface EndpointCall<R> {
+  request: R;
+  deployment: Deployment;
+  signal: AbortSignal;
 }
 
 /** One chunk of a stream, in OpenAI's shape. */
@@ -32,6 +40,24 @@ export abstract class Provider {
 
   /** Resolves once the upstream accepted the request (2xx headers); then yields its chunks. */
   abstract stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>>;
+
+  /**
+   * Embeddings in OpenAI's format. Only called for deployments whose endpoints include
+   * `embeddings` (routing-table.ts PROVIDER_ENDPOINTS), so the default is never reached.
+   */
+  embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
+    return Promise.reject(unsupported(call.deployment, 'embeddings'));
+  }
+}
+
+export function unsupported(d: Deployment, what: string): UpstreamError {
+  return new UpstreamError(
+    ApiError.badRequest(
+      `The deployment ${d.id} (${d.provider}) does not serve ${what}`,
+      'unsupported_endpoint',
+    ),
+    false,
+  );
 }
 
 /** An upstream failure, already phrased for the client. */

@@ -4,6 +4,17 @@ import type { Pricing } from '../pricing';
 export const PROVIDER_KINDS = ['openai', 'anthropic', 'mock'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
 
+/** The OpenAI-compatible endpoints a deployment can serve (same names as the key scopes). */
+export const ENDPOINTS = ['chat', 'embeddings', 'responses'] as const;
+export type Endpoint = (typeof ENDPOINTS)[number];
+
+/** What each provider can serve; a deployment's `endpoints` may narrow it (e.g. a vLLM without /responses). */
+export const PROVIDER_ENDPOINTS: Record<ProviderKind, readonly Endpoint[]> = {
+  openai: ['chat', 'embeddings', 'responses'],
+  anthropic: ['chat'],
+  mock: ['chat', 'embeddings', 'responses'],
+};
+
 /** Options of the built-in mock provider (docs/models.md). */
 export interface MockOptions {
   /** Fixed answer; default: one derived from the last user message. */
@@ -39,6 +50,8 @@ export class Deployment {
     readonly mock: MockOptions | undefined,
     readonly anthropic: AnthropicOptions | undefined,
     apiKey: string | undefined,
+    /** The endpoints it serves (default: all its provider can). */
+    readonly endpoints: readonly Endpoint[] = PROVIDER_ENDPOINTS[provider],
   ) {
     // Not enumerable: a deployment logged or serialised never carries the secret.
     Object.defineProperty(this, 'apiKey', { value: apiKey, enumerable: false });
@@ -52,6 +65,16 @@ export interface ModelRoute {
   deployments: Deployment[];
   /** The highest prices among the deployments: what a reservation assumes. */
   maxPricing: Pricing;
+}
+
+/** The deployments of a route that serve `endpoint`, in order. */
+export function deploymentsFor(route: ModelRoute, endpoint: Endpoint): Deployment[] {
+  return route.deployments.filter((d) => d.endpoints.includes(endpoint));
+}
+
+/** The endpoints a route serves (any of its deployments), in ENDPOINTS order. */
+export function endpointsOf(route: ModelRoute): Endpoint[] {
+  return ENDPOINTS.filter((e) => route.deployments.some((d) => d.endpoints.includes(e)));
 }
 
 /** Model name or alias -> route. Built by `loadRoutingTable` (routing-loader.ts). */

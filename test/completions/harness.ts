@@ -110,6 +110,9 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       }),
       'embed-bad': one(openai('embed-bad')),
       'chat-only': one({ ...openai('echo'), endpoints: ['chat'] }),
+      'resp-fake': one(openai('resp-fake')),
+      'resp-bad': one(openai('resp-bad')),
+      'resp-die': one(openai('resp-die-mid-stream')),
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');

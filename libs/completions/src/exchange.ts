@@ -190,11 +190,21 @@ export class ExchangeRunner {
   }
 
   /** Charges the real usage at the serving deployment's prices. */
-  async settle(ex: Exchange, u: TokenUsage, httpStatus: number, status: UsageMeta['status']): Promise<void> {
+  async settle(
+    ex: Exchange,
+    u: TokenUsage,
+    httpStatus: number,
+    status: UsageMeta['status'],
+    detail: Pick<UsageMeta, 'cachedTokens' | 'reasoningTokens'> = {},
+  ): Promise<void> {
     const pricing = pricingFor(ex.endpoint, (ex.deployment ?? ex.deployments[0]).pricing);
-    const usage = { ...u, costMicros: costMicros(pricing, u.promptTokens, u.completionTokens) };
+    const usage = {
+      promptTokens: u.promptTokens,
+      completionTokens: u.completionTokens,
+      costMicros: costMicros(pricing, u.promptTokens, u.completionTokens),
+    };
     await this.guard('settle', () =>
-      this.meter.settle(ex.reservation, usage, this.meta(ex, httpStatus, status)),
+      this.meter.settle(ex.reservation, usage, { ...this.meta(ex, httpStatus, status), ...detail }),
     );
   }
 

@@ -14,3 +14,4 @@ export type { Pricing } from './pricing';
 export { countTokens, countPromptTokens } from './tokens';
 export { validateChatRequest } from './chat/chat-request';
 export type * from './chat/openai-types';
+export { ResponseOwner } from './responses/response-owner.entity';

@@ -1,6 +1,20 @@
 import type { ChatCompletion, ChatCompletionChunk } from '../chat/openai-types';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
-import { EndpointCall, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import {
+  ResponseEvent,
+  ResponseObject,
+  ResponsesRequest,
+  TERMINAL_EVENTS,
+} from '../responses/responses-types';
+import {
+  EndpointCall,
+  Provider,
+  RelayedAnswer,
+  ResponseOp,
+  StreamItem,
+  UpstreamCall,
+  UpstreamError,
+} from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -47,6 +61,85 @@ export class OpenAiProvider extends Provider {
   override async embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
     const res = await this.send(call, { ...call.request, model: call.deployment.model }, '/embeddings');
     return this.readJson(res, call, (j: EmbeddingsResponse) => Array.isArray(j?.data));
+  }
+
+  /** POST {base}/responses with the client's body and the upstream model (the caller sets max_output_tokens). */
+  override async respond(call: EndpointCall<ResponsesRequest>): Promise<ResponseObject> {
+    const body = { ...call.request, model: call.deployment.model, stream: false };
+    const res = await this.send(call, body, '/responses');
+    return this.readJson(
+      res,
+      call,
+      (j: ResponseObject) => typeof j?.id === 'string' && Array.isArray(j.output),
+    );
+  }
+
+  override async respondStream(call: EndpointCall<ResponsesRequest>): Promise<AsyncIterable<ResponseEvent>> {
+    const body = { ...call.request, model: call.deployment.model, stream: true };
+    const res = await this.send(call, body, '/responses');
+    return this.responseEvents(res, call);
+  }
+
+  /** GET / DELETE / POST .../cancel on {base}/responses/{id}: status and body relayed (401/403 hidden). */
+  override async responseOp(
+    call: Omit<EndpointCall<unknown>, 'request'>,
+    op: ResponseOp,
+  ): Promise<RelayedAnswer> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (call.deployment.apiKey) headers.authorization = `Bearer ${call.deployment.apiKey}`;
+    const res = await this.http.request(
+      call.deployment,
+      op.method,
+      `/responses/${encodeURIComponent(op.id)}${op.suffix}`,
+      headers,
+      undefined,
+      call.signal,
+      op.query,
+    );
+    if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode >= 500)
+      throw await statusError(res, call.deployment, parseOpenAiError);
+    try {
+      return { status: res.statusCode, body: await readText(res.body, MAX_ANSWER_BYTES) };
+    } catch (e) {
+      throw transportError(e, call.signal, call.deployment);
+    }
+  }
+
+  private async *responseEvents(
+    res: UpstreamResponse,
+    call: EndpointCall<unknown>,
+  ): AsyncGenerator<ResponseEvent> {
+    let finished = false;
+    try {
+      for await (const event of sseEvents(res.body)) {
+        if (event.data === '[DONE]') break;
+        let data: Record<string, unknown>;
+        try {
+          data = JSON.parse(event.data) as Record<string, unknown>;
+        } catch {
+          throw UpstreamError.badGateway(
+            `The openai upstream of ${call.deployment.id} sent a malformed event`,
+            false,
+          );
+        }
+        const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
+        if (type === 'error') throw this.midStreamError(event.data, call);
+        yield { type, data, raw: event.data };
+        if (TERMINAL_EVENTS.has(type)) {
+          finished = true;
+          break;
+        }
+      }
+      if (!finished)
+        throw UpstreamError.badGateway(
+          `The openai upstream of ${call.deployment.id} ended the stream early`,
+          false,
+        );
+    } catch (e) {
+      throw transportError(e, call.signal, call.deployment);
+    } finally {
+      if (!res.body.destroyed) res.body.destroy();
+    }
   }
 
   /** A 2xx JSON answer, checked by `valid`; anything else is a 502. */
@@ -113,7 +206,7 @@ export class OpenAiProvider extends Provider {
     }
   }
 
-  private midStreamError(data: string, call: UpstreamCall): UpstreamError {
+  private midStreamError(data: string, call: { deployment: UpstreamCall['deployment'] }): UpstreamError {
     let message: string | undefined;
     try {
       message = parseOpenAiError(JSON.parse(data))?.message;

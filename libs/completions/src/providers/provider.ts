@@ -1,6 +1,7 @@
 import { ApiError } from '@app/observability';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
+import type { ResponseEvent, ResponseObject, ResponsesRequest } from '../responses/responses-types';
 import type { Deployment } from '../routing/routing-table';
 
 /** One upstream call: the validated client request, where it goes, and when to give up. */
@@ -18,6 +19,22 @@ export interface EndpointCall<R> {
   request: R;
   deployment: Deployment;
   signal: AbortSignal;
+}
+
+/** GET, DELETE or cancel of a stored response, passed through to the deployment that made it. */
+export interface ResponseOp {
+  method: 'GET' | 'DELETE' | 'POST';
+  id: string;
+  /** '' or '/cancel'. */
+  suffix: '' | '/cancel';
+  /** The client's query string (without `?`), e.g. `include[]=...`. */
+  query: string;
+}
+
+/** An upstream answer relayed as is: status and JSON body. */
+export interface RelayedAnswer {
+  status: number;
+  body: string;
 }
 
 /** One chunk of a stream, in OpenAI's shape. */
@@ -47,6 +64,21 @@ export abstract class Provider {
    */
   embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
     return Promise.reject(unsupported(call.deployment, 'embeddings'));
+  }
+
+  /** A response (Responses API), unstreamed. Only for deployments serving `responses`. */
+  respond(call: EndpointCall<ResponsesRequest>): Promise<ResponseObject> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
+  }
+
+  /** Resolves once the upstream accepted the request; then yields its `response.*` events. */
+  respondStream(call: EndpointCall<ResponsesRequest>): Promise<AsyncIterable<ResponseEvent>> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
+  }
+
+  /** GET / DELETE / cancel of a stored response. */
+  responseOp(call: Omit<EndpointCall<unknown>, 'request'>, _op: ResponseOp): Promise<RelayedAnswer> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
   }
 }
 

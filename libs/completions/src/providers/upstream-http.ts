@@ -42,18 +42,31 @@ export class UpstreamHttp {
 
   constructor(private readonly timeouts: UpstreamTimeouts) {}
 
-  async post(
+  post(
     d: Deployment,
     path: string,
     headers: Record<string, string>,
     body: string,
     signal: AbortSignal,
   ): Promise<UpstreamResponse> {
+    return this.request(d, 'POST', path, headers, body, signal);
+  }
+
+  /** `path` is appended to the deployment's base URL; `query` (without `?`) is passed as is. */
+  async request(
+    d: Deployment,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal,
+    query = '',
+  ): Promise<UpstreamResponse> {
     const target = this.target(d.baseUrl + path);
     try {
       return await this.pool(target.origin, d.maxConnections).request({
-        method: 'POST',
-        path: target.path,
+        method,
+        path: query ? `${target.path}?${query}` : target.path,
         headers,
         body,
         signal,

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { createTestApp, TestApp } from '../harness/app';
 import { auth, createUser, createTenantWithAdmin, TenantSession } from '../harness/factories';
 import { withClient } from '../harness/servers';
+import { createKey, ledgerRows } from './helpers';
 import {
   FAKE_EMBEDDING_DIMENSIONS,
   FAKE_EMBEDDING_TOKENS_PER_INPUT,
@@ -11,15 +12,6 @@ import {
   fakeOpenAi,
 } from '../completions/fake-upstreams';
 import { TEST_TIMEOUTS, UPSTREAM_SECRET, writeModelsFile } from '../completions/harness';
-
-interface LedgerRow {
-  model: string;
-  provider: string;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_micros: number;
-  status: string;
-}
 
 /**
  * POST /v1/embeddings through the real gateway (PostgreSQL ledger, in-process quota store)
@@ -31,36 +23,10 @@ describe('embeddings and key scopes', () => {
   let t: TestApp;
   let a: TenantSession;
 
-  const newKey = async (body: Record<string, unknown> = {}) => {
-    const res = await request(t.url)
-      .post('/api/v1/api-keys')
-      .set(auth(a.admin.token))
-      .send({ name: 'k', ...body })
-      .expect(201);
-    return res.body as { id: string; key: string; scopes: string[] | null };
-  };
+  const newKey = (body: Record<string, unknown> = {}) => createKey(t.url, a, body);
   const sdk = (key: string) => new OpenAI({ baseURL: `${t.url}/v1`, apiKey: key, maxRetries: 0 });
-  /** The key's ledger rows, waiting until `n` are written (the ledger is batched). */
-  const ledger = async (keyId: string, n: number): Promise<LedgerRow[]> => {
-    for (let i = 0; ; i++) {
-      const rows = await withClient(t.databaseUrl, async (c) =>
-        (
-          await c.query(
-            `SELECT model, provider, prompt_tokens, completion_tokens,
-                    round(cost * 1000000)::int AS cost_micros, status
-               FROM usage_records WHERE api_key_id = $1 ORDER BY created_at`,
-            [keyId],
-          )
-        ).rows.map((r) => ({
-          ...r,
-          prompt_tokens: Number(r.prompt_tokens),
-          completion_tokens: Number(r.completion_tokens),
-        })),
-      );
-      if (rows.length >= n || i > 200) return rows as LedgerRow[];
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const ledger = async (keyId: string, n: number) =>
+    (await ledgerRows(t.databaseUrl, keyId, n)).map(({ created_at: _at, ...r }) => r);
 
   beforeAll(async () => {
     openai = await fakeOpenAi();

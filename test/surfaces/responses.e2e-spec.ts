@@ -4,7 +4,7 @@ import OpenAI from 'openai';
 import request from 'supertest';
 import { createTestApp, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
-import { withClient } from '../harness/servers';
+import { createKey, ledgerRows } from './helpers';
 import {
   FAKE_RESPONSE_TEXT,
   FAKE_RESPONSE_USAGE,
@@ -14,14 +14,6 @@ import {
 } from '../completions/fake-upstreams';
 import { TEST_TIMEOUTS, UPSTREAM_SECRET, writeModelsFile } from '../completions/harness';
 
-interface LedgerRow {
-  model: string;
-  provider: string;
-  prompt_tokens: number;
-  completion_tokens: number;
-  status: string;
-}
-
 /** The Responses API through the real gateway: official SDKs, mock and a fake OpenAI upstream, ledger, tenancy. */
 describe('POST /v1/responses and stored responses', () => {
   let openai: FakeUpstream;
@@ -30,38 +22,11 @@ describe('POST /v1/responses and stored responses', () => {
   let a: TenantSession;
   let b: TenantSession;
 
-  const newKey = async (tenant: TenantSession, body: Record<string, unknown> = {}) => {
-    const res = await request(t.url)
-      .post('/api/v1/api-keys')
-      .set(auth(tenant.admin.token))
-      .send({ name: 'k', ...body })
-      .expect(201);
-    return res.body as { id: string; key: string };
-  };
+  const newKey = (tenant: TenantSession, body: Record<string, unknown> = {}) =>
+    createKey(t.url, tenant, body);
   const sdk = (key: string) => new OpenAI({ baseURL: `${t.url}/v1`, apiKey: key, maxRetries: 0 });
-  const ledger = async (keyId: string, n: number): Promise<LedgerRow[]> => {
-    for (let i = 0; ; i++) {
-      const rows = await withClient(t.databaseUrl, async (c) =>
-        (
-          await c.query(
-            `SELECT model, provider, prompt_tokens, completion_tokens, status
-               FROM usage_records WHERE api_key_id = $1 ORDER BY created_at`,
-            [keyId],
-          )
-        ).rows.map((r) => ({
-          ...r,
-          prompt_tokens: Number(r.prompt_tokens),
-          completion_tokens: Number(r.completion_tokens),
-        })),
-      );
-      if (rows.length >= n || i > 200) {
-        // and no more than n arrive (charged once)
-        await new Promise((r) => setTimeout(r, 60));
-        return rows as LedgerRow[];
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const ledger = async (keyId: string, n: number) =>
+    (await ledgerRows(t.databaseUrl, keyId, n)).map(({ created_at: _at, cost_micros: _c, ...r }) => r);
   const upstreamCalls = (model: string) =>
     openai.requests.filter((r) => r.path === '/v1/responses' && r.body.model === model);
 

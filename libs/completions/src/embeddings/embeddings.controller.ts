@@ -1,19 +1,9 @@
-import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
-import {
-  ApiBadGatewayResponse,
-  ApiBadRequestResponse,
-  ApiBody,
-  ApiGatewayTimeoutResponse,
-  ApiNotFoundResponse,
-  ApiOkResponse,
-  ApiOperation,
-  ApiServiceUnavailableResponse,
-  ApiTags,
-  ApiTooManyRequestsResponse,
-} from '@nestjs/swagger';
+import { Body, Controller, Post, Req, Res } from '@nestjs/common';
+import { ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal, RequireScope } from '@app/api-keys';
 import { EmbeddingsRequestDoc, EmbeddingsResponseDoc } from '../dto/embeddings.dto';
+import { MeteredRoute } from '../metered-route';
 import { EmbeddingsService } from './embeddings.service';
 
 @ApiTags('completions')
@@ -24,7 +14,6 @@ export class EmbeddingsController {
 
   @Post(['v1/embeddings', 'api/v1/embeddings'])
   @RequireScope('embeddings')
-  @HttpCode(200)
   @ApiOperation({
     summary: 'Embeddings (OpenAI format)',
     description:
@@ -33,18 +22,9 @@ export class EmbeddingsController {
   })
   @ApiBody({ type: EmbeddingsRequestDoc })
   @ApiOkResponse({ type: EmbeddingsResponseDoc })
-  @ApiBadRequestResponse({
-    description:
-      'Invalid request, a model that does not serve embeddings (unsupported_endpoint), or an upstream 4xx',
-  })
-  @ApiNotFoundResponse({ description: 'Unknown model (model_not_found)' })
-  @ApiGatewayTimeoutResponse({ description: 'The upstream did not answer in time' })
-  @ApiBadGatewayResponse({ description: 'Every upstream of the model failed' })
-  @ApiTooManyRequestsResponse({
-    description:
-      'A token quota, budget or rate limit of the key, user or tenant; Retry-After says when to retry',
-  })
-  @ApiServiceUnavailableResponse({ description: 'The quota store or the usage ledger is unavailable' })
+  @MeteredRoute(
+    'Invalid request, a model that does not serve embeddings (unsupported_endpoint), or an upstream 4xx',
+  )
   embed(
     @CurrentKey() key: KeyPrincipal,
     @Body() body: unknown,

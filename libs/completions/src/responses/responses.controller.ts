@@ -1,21 +1,18 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import {
-  ApiBadGatewayResponse,
   ApiBadRequestResponse,
   ApiBody,
-  ApiGatewayTimeoutResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
   ApiParam,
   ApiProduces,
-  ApiServiceUnavailableResponse,
   ApiTags,
-  ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal, RequireScope } from '@app/api-keys';
 import { ResponseDeletedDoc, ResponseDoc, ResponsesRequestDoc } from '../dto/responses.dto';
+import { MeteredRoute } from '../metered-route';
 import { ResponsesService } from './responses.service';
 
 const ID = ApiParam({ name: 'id', example: 'resp_67ccd2bed1ec8190b14f964abc054267' });
@@ -36,7 +33,6 @@ export class ResponsesController {
 
   @Post(['v1/responses', 'api/v1/responses'])
   @RequireScope('responses')
-  @HttpCode(200)
   @ApiOperation({
     summary: 'Create a response (OpenAI Responses API; stream: true for response.* server-sent events)',
     description:
@@ -46,18 +42,9 @@ export class ResponsesController {
   @ApiBody({ type: ResponsesRequestDoc })
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ type: ResponseDoc })
-  @ApiBadRequestResponse({
-    description:
-      'Invalid request, a model without the Responses API (unsupported_endpoint), background: true, or an upstream 4xx',
-  })
-  @NOT_FOUND
-  @ApiGatewayTimeoutResponse({ description: 'The upstream did not answer in time' })
-  @ApiBadGatewayResponse({ description: 'Every upstream of the model failed' })
-  @ApiTooManyRequestsResponse({
-    description:
-      'A token quota, budget or rate limit of the key, user or tenant; Retry-After says when to retry',
-  })
-  @ApiServiceUnavailableResponse({ description: 'The quota store or the usage ledger is unavailable' })
+  @MeteredRoute(
+    'Invalid request, a model without the Responses API (unsupported_endpoint), background: true, or an upstream 4xx',
+  )
   create(
     @CurrentKey() key: KeyPrincipal,
     @Body() body: unknown,

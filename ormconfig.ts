@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { loadConfig } from './libs/config/src';
-import { dataSourceOptions } from './libs/database/src';
+import { dataSourceOptions, entityGlob } from './libs/database/src';
 
 /**
  * The DataSource the TypeORM CLI uses (npm run migration:*). Same options as the app
@@ -13,6 +13,6 @@ const url =
   config.DATABASE_URL ?? `postgres://postgres:postgres@127.0.0.1:${config.EMBEDDED_PG_PORT}/postgres`;
 
 export default new DataSource({
-  ...dataSourceOptions(config, url, ['libs/*/src/**/*.entity.ts']),
+  ...dataSourceOptions(config, url, [entityGlob(__dirname)]),
   migrationsRun: false,
 });

@@ -100,7 +100,8 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
  * OpenAI Chat Completions. Models: `echo` (answer + usage), `no-usage`, `fail-503`,
  * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
  * `hang-mid-stream`, `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
- * connection takes them).
+ * connection takes them), `runaway` (ignores its cap: 5,000 tokens), `accept-then-hang`
+ * (200 and headers, then no body: unstreamed only).
  */
 export function fakeOpenAi(): Promise<FakeUpstream> {
   return serve((rec, res) => {
@@ -136,6 +137,37 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
         });
       case 'hang':
         return; // never answers
+      case 'accept-then-hang':
+        // accepted (200 and headers), then the body never comes: a long generation that times out
+        if (!rec.body.stream) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.flushHeaders();
+          return;
+        }
+        break;
+      case 'runaway':
+        // ignores the cap it was sent: writes 5,000 tokens (one " go" each)
+        if (!rec.body.stream) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              id,
+              object: 'chat.completion',
+              created: 1,
+              model,
+              choices: [
+                {
+                  index: 0,
+                  message: { role: 'assistant', content: ' go'.repeat(5000) },
+                  finish_reason: 'stop',
+                },
+              ],
+              usage: { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 },
+            }),
+          );
+          return;
+        }
+        break;
     }
     const withUsage = model !== 'no-usage' && model !== 'ignores-stream-options';
     const usage = { ...FAKE_USAGE, total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens };
@@ -205,6 +237,32 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
     if (model === 'die-mid-stream') {
       for (const p of parts.slice(0, 3)) sse(res, chunk({ content: p }));
       setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    if (model === 'runaway') {
+      let i = 0;
+      const pump = () => {
+        while (!res.destroyed && i < 5000) {
+          i++;
+          if (!sse(res, chunk({ content: ' go' }))) return void res.once('drain', pump);
+        }
+        if (!res.destroyed) {
+          rec.written = i;
+          sse(res, chunk({}, 'stop'));
+          if (asked)
+            sse(res, {
+              id,
+              object: 'chat.completion.chunk',
+              created: 1,
+              model,
+              choices: [],
+              usage: { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 },
+            });
+          sse(res, '[DONE]');
+          res.end();
+        }
+      };
+      pump();
       return;
     }
     if (model === 'hang-mid-stream') {

@@ -4,6 +4,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { randomBytes } from 'node:crypto';
+import { AppConfig, loadConfig } from '@app/config';
 import { EmbeddedPostgres } from '@app/database';
 
 export const TEMPLATE_DB = 'gw_template';
@@ -81,4 +83,23 @@ export function dbUrl(adminUrl: string, db: string): string {
   const u = new URL(adminUrl);
   u.pathname = `/${db}`;
   return u.toString();
+}
+
+/** The configuration the schema tests build their DataSources from (migrations run by hand). */
+export function schemaTestConfig(): AppConfig {
+  return loadConfig({
+    DATA_DIR: '/tmp/gw-test-config',
+    MASTER_KEY: 'x'.repeat(32),
+    JWT_SECRET: 'y'.repeat(40),
+    MIGRATIONS_RUN: 'false',
+  });
+}
+
+/** A new, empty database on the run's PostgreSQL (no migrations): its URL. */
+export async function createEmptyDatabase(prefix: string): Promise<string> {
+  const admin = process.env.TEST_PG_ADMIN_URL;
+  if (!admin) throw new Error('TEST_PG_ADMIN_URL unset: run through jest (test/harness/global-setup.ts)');
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
+  return dbUrl(admin, name);
 }

@@ -1,13 +1,32 @@
-import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
-import { numericColumn, type Role } from '@app/tenancy';
+import {
+  Check,
+  Column,
+  CreateDateColumn,
+  Entity,
+  ForeignKey,
+  Index,
+  PrimaryGeneratedColumn,
+  UpdateDateColumn,
+} from 'typeorm';
+import { numericColumn, Tenant, type Role } from '@app/tenancy';
 
 export type UserStatus = 'active' | 'disabled';
 
+/** Declares exactly what the migrations build (README "Migrations"). */
 @Entity('users')
+// Expression index (lower(email)), unique across tenants: named, never synchronized.
+@Index('users_email_key', { synchronize: false })
+@Check('users_role_check', `role IN ('admin', 'member', 'system')`)
+@Check('users_status_check', `status IN ('active', 'disabled')`)
+@Check('users_quota_limit_check', `quota_limit IS NULL OR quota_limit >= 0`)
+@Check('users_max_budget_check', `max_budget IS NULL OR max_budget >= 0`)
+@Check('users_quota_period_check', `quota_period IN ('none', 'daily', 'monthly')`)
 export class User {
-  @PrimaryGeneratedColumn('uuid')
+  @PrimaryGeneratedColumn('uuid', { primaryKeyConstraintName: 'users_pkey' })
   id: string;
 
+  @Index('users_tenant_id_idx')
+  @ForeignKey(() => Tenant, { name: 'users_tenant_id_fkey', onDelete: 'CASCADE' })
   @Column({ name: 'tenant_id', type: 'uuid' })
   tenantId: string;
 

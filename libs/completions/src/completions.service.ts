@@ -7,7 +7,7 @@ import { Aborted, Exchange, ExchangeRunner } from './exchange';
 import { Provider, StreamItem, UpstreamCall } from './providers/provider';
 import { endpointsOf, isModelAllowed, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
-import { countCompletion, StreamTally, TokenUsage, usageOf } from './usage';
+import { countCompletion, GrantGuard, StreamTally, TokenUsage, usageOf } from './usage';
 import type { CompletionCaller, UsageMeta } from './usage-meter';
 
 /** A chat request on its way through. */
@@ -22,17 +22,22 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 };
 
-/** Writes with backpressure: resolves at once, or when the socket drains or closes. */
-export function send(res: ServerResponse, data: string): Promise<void> | undefined {
+/**
+ * Writes with backpressure: resolves at once, or when the socket drains or closes, or the
+ * exchange is aborted (the total timeout bounds a client that stops reading too).
+ */
+export function send(res: ServerResponse, data: string, signal?: AbortSignal): Promise<void> | undefined {
   if (res.destroyed || res.writableEnded || res.write(data)) return undefined;
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);
       res.off('close', done);
+      signal?.removeEventListener('abort', done);
       resolve();
     };
     res.on('drain', done);
     res.on('close', done);
+    signal?.addEventListener('abort', done);
   });
 }
 
@@ -84,8 +89,6 @@ export class CompletionsService {
     // The key's allowed models are checked by the meter's admit (the quota lib counts the
     // refusal), before anything is reserved or sent upstream.
     const promptTokens = countPromptTokens(req);
-    const budget =
-      (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);
     const stream = req.stream === true;
     await this.exchanges.run(
       caller,
@@ -96,7 +99,8 @@ export class CompletionsService {
         model: req.model,
         stream,
         promptTokens,
-        completionBudget: budget,
+        wanted: req.max_completion_tokens ?? req.max_tokens ?? null,
+        choices: req.n ?? 1,
         requestId,
         started,
       },
@@ -120,6 +124,12 @@ export class CompletionsService {
         total_tokens: usage.promptTokens + usage.completionTokens,
       };
     }
+    if (usage.completionTokens > ex.grant * (ex.req.n ?? 1))
+      // the provider billed it: charged in full (README "Quotas", overspend bound)
+      this.exchanges.capViolation(
+        ex,
+        `${usage.completionTokens} completion tokens against a cap of ${ex.grant}`,
+      );
     const json = JSON.stringify(completion);
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
@@ -138,16 +148,20 @@ export class CompletionsService {
     res.flushHeaders();
     const includeUsage = ex.req.stream_options?.include_usage === true;
     const tally = new StreamTally();
+    const guard = new GrantGuard(ex.grant, ex.req.n ?? 1);
     let outcome: UsageMeta['status'] = 'success';
     try {
       for await (const item of items) {
         if (ex.signal.aborted) throw ex.signal.reason;
+        if (!guard.pass(item)) continue;
         tally.add(item);
         const out = this.render(item, includeUsage);
         if (out !== undefined) {
-          const wait = send(res, out);
+          const wait = send(res, out, ex.signal);
           if (wait) await wait;
         }
+        // an upstream that ignores the cap: its stream ends here (leaving the loop closes it)
+        if (guard.cut && guard.done) break;
       }
     } catch (e) {
       if (e instanceof Aborted && e.by === 'client') {
@@ -159,12 +173,21 @@ export class CompletionsService {
         await send(res, `data: ${JSON.stringify(err.toBody(ex.requestId))}\n\n`);
       }
     }
-    const usage: TokenUsage = tally.usage ?? {
+    let usage: TokenUsage = tally.usage ?? {
       promptTokens: tally.promptTokens ?? ex.promptTokens,
       completionTokens: tally.completionTokens(),
     };
+    if (guard.cut) {
+      // charged what was streamed: at most the grant per choice
+      usage = {
+        promptTokens: tally.promptTokens ?? ex.promptTokens,
+        completionTokens: guard.completionTokens(),
+      };
+      if (outcome === 'success') outcome = 'cut';
+      this.exchanges.capViolation(ex, 'stream cut at the grant');
+    }
     if (outcome !== 'aborted') {
-      if (outcome === 'success' && includeUsage && !tally.usage) {
+      if ((outcome === 'success' || outcome === 'cut') && includeUsage && (!tally.usage || guard.cut)) {
         // The upstream ignored stream_options: the client still gets the usage it asked for.
         await send(res, `data: ${JSON.stringify(this.usageChunk(ex, tally.last, usage))}\n\n`);
       }
@@ -175,14 +198,7 @@ export class CompletionsService {
 
   /** The chat call for each deployment tried. */
   private open<T>(ex: ChatExchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
-    return this.exchanges.open(ex, (p, d) =>
-      fn(p, {
-        request: ex.req,
-        deployment: d,
-        signal: ex.signal,
-        defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
-      }),
-    );
+    return this.exchanges.open(ex, (p, call) => fn(p, { ...call, request: ex.req, maxTokens: ex.grant }));
   }
 
   /** The SSE line for a chunk; the usage chunk is dropped for clients that did not ask for it. */

@@ -1,13 +1,21 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger, Optional } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
+import { ApiError, MetricsService } from '@app/observability';
 import { costMicros, embeddingPricing, Pricing } from './pricing';
 import { Provider, UpstreamError } from './providers/provider';
 import { ProviderRegistry } from './providers/provider-registry';
 import { Deployment, deploymentsFor, Endpoint, ModelRoute, RoutingTable } from './routing/routing-table';
 import type { TokenUsage } from './usage';
 import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
+
+/** What every upstream call carries, whatever the endpoint. */
+export interface BaseCall {
+  deployment: Deployment;
+  signal: AbortSignal;
+  /** The upstream answered 2xx (providers call it). */
+  onAccepted: () => void;
+}
 
 /** Why the gateway aborted an upstream call (the AbortSignal's reason). */
 export class Aborted extends Error {
@@ -26,9 +34,11 @@ export interface Exchange {
   deployments: Deployment[];
   stream: boolean;
   promptTokens: number;
-  /** Completion tokens reserved: the cap sent upstream where the API has one. */
-  completionBudget: number;
   reservation: unknown;
+  /** Completion tokens per choice the meter granted: the cap sent upstream (chat: a stream is cut there). */
+  grant: number;
+  /** The upstream answered 2xx: from then on a timeout or error charges the prompt. */
+  accepted: boolean;
   started: number;
   requestId?: string;
   signal: AbortSignal;
@@ -43,7 +53,10 @@ export interface ExchangeRequest {
   model: string;
   stream: boolean;
   promptTokens: number;
-  completionBudget: number;
+  /** The client's completion cap per choice; null = none sent (embeddings: 0). */
+  wanted: number | null;
+  /** OpenAI `n` (default 1). */
+  choices?: number;
   requestId?: string;
   /** performance.now() at the request's arrival. */
   started: number;
@@ -68,6 +81,7 @@ export class ExchangeRunner {
     private readonly providers: ProviderRegistry,
     private readonly meter: UsageMeter,
     private readonly config: AppConfig,
+    @Optional() private readonly metrics?: MetricsService,
   ) {}
 
   /** The route of `model` and its deployments serving `endpoint`: 404 unknown model, 400 endpoint not served. */
@@ -103,11 +117,13 @@ export class ExchangeRunner {
     run: (ex: Exchange) => Promise<void>,
   ): Promise<void> {
     const { route, deployments } = r.target;
-    const price = this.maxPricing(r.endpoint, deployments);
-    const { reservation, headers } = await this.meter.admit(caller, {
+    const { reservation, headers, grantedCompletionTokens } = await this.meter.admit(caller, {
       model: r.model,
-      estimatedTokens: r.promptTokens + r.completionBudget,
-      estimatedCostMicros: costMicros(price, r.promptTokens, r.completionBudget),
+      promptTokens: r.promptTokens,
+      wanted: r.wanted,
+      maxOutputTokens: r.endpoint === 'embeddings' ? null : route.maxOutputTokens,
+      choices: r.choices ?? 1,
+      pricing: this.maxPricing(r.endpoint, deployments),
     });
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
 
@@ -128,8 +144,9 @@ export class ExchangeRunner {
       deployments,
       stream: r.stream,
       promptTokens: r.promptTokens,
-      completionBudget: r.completionBudget,
       reservation,
+      grant: grantedCompletionTokens,
+      accepted: false,
       started: r.started,
       requestId: r.requestId,
       signal: abort.signal,
@@ -143,14 +160,21 @@ export class ExchangeRunner {
     }
   }
 
-  /** Calls the deployments in order; the next one serves after a retryable failure. */
-  async open<T>(ex: Exchange, fn: (p: Provider, d: Deployment) => Promise<T>): Promise<T> {
+  /**
+   * Calls the deployments in order; the next one serves after a retryable failure. `fn` gets
+   * the provider and the call's common part (deployment, signal, onAccepted).
+   */
+  async open<T>(ex: Exchange, fn: (p: Provider, call: BaseCall) => Promise<T>): Promise<T> {
     const { deployments } = ex;
     for (let i = 0; ; i++) {
       const d = deployments[i];
       ex.deployment = d;
       try {
-        return await fn(this.providers.for(d), d);
+        return await fn(this.providers.for(d), {
+          deployment: d,
+          signal: ex.signal,
+          onAccepted: () => (ex.accepted = true),
+        });
       } catch (e) {
         if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
           this.logger.warn(`${d.id}: ${e.message}; trying ${deployments[i + 1].id}`);
@@ -161,7 +185,11 @@ export class ExchangeRunner {
     }
   }
 
-  /** Nothing reached the client: release the reservation (or, if the client left, charge the prompt) and throw. */
+  /**
+   * Nothing reached the client: release the reservation when the upstream never accepted the
+   * request; charge the prompt when it did (timeout or failure while reading its answer) or
+   * the client left; then throw.
+   */
   async failedBeforeAnswer(ex: Exchange, e: unknown): Promise<never> {
     if (e instanceof Aborted && e.by === 'client') {
       // The upstream had the prompt: it is charged; nothing was produced.
@@ -169,6 +197,13 @@ export class ExchangeRunner {
       throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
     }
     const err = this.toApiError(e);
+    if (ex.accepted) {
+      // The upstream had accepted it (and may bill the prompt): a timeout or a failure while
+      // its answer was read charges the prompt estimate; the ledger status says which.
+      const status = err.code === 'upstream_timeout' ? 'timeout' : 'upstream_error';
+      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, err.getStatus(), status);
+      throw err;
+    }
     await this.guard('release', () =>
       this.meter.release(ex.reservation, this.meta(ex, err.getStatus(), 'upstream_error')),
     );
@@ -206,6 +241,13 @@ export class ExchangeRunner {
     await this.guard('settle', () =>
       this.meter.settle(ex.reservation, usage, { ...this.meta(ex, httpStatus, status), ...detail }),
     );
+  }
+
+  /** An upstream went past the cap it was sent (counted per deployment, logged). */
+  capViolation(ex: Exchange, what: string): void {
+    const d = ex.deployment?.id ?? ex.deployments[0].id;
+    this.metrics?.capViolation(d);
+    this.logger.warn(`${d} ignored the completion cap: ${what}`);
   }
 
   /** A meter failure after the answer must not turn into a client error: log it. */

@@ -1,15 +1,16 @@
 export { QuotaModule } from './quota.module';
-export { QuotaService, RPM_WINDOW_MS } from './quota.service';
+export { GRANT_HEADER, QuotaService, RPM_WINDOW_MS } from './quota.service';
 export type { AdmitRequest, Admission, Reservation, Usage, RequestMeta } from './quota.service';
 export type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
 export { costMicros, usdToMicros, microsToUsd, microsToDecimal } from './pricing';
 export type { ModelPricing } from './pricing';
 export { QuotaClock, ManualClock } from './clock';
-export { QuotaStore, SWEEP_LIMIT } from './store/quota-store';
+export { completionMicros, QuotaStore, SWEEP_LIMIT } from './store/quota-store';
 export type {
   ReserveRequest,
   ReserveResult,
   ReserveLevel,
+  CompletionAllowance,
   ReservationRef,
   SettleResult,
   LevelUsage,
@@ -22,6 +23,7 @@ export { RedisQuotaStore } from './store/redis-quota.store';
 export { MemoryQuotaStore } from './store/memory-quota.store';
 export { LedgerService } from './ledger/ledger.service';
 export type { LedgerRecord } from './ledger/ledger-record';
+export { UsageRecord } from './ledger/usage-record.entity';
 export { ReconciliationService } from './reconciliation.service';
 export type { RebuildReport, CounterChange } from './reconciliation.service';
 export { UsageService } from './usage/usage.service';

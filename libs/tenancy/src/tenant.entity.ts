@@ -1,12 +1,30 @@
-import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import {
+  Check,
+  Column,
+  CreateDateColumn,
+  Entity,
+  Index,
+  PrimaryGeneratedColumn,
+  UpdateDateColumn,
+} from 'typeorm';
 
 import { numericColumn } from './numeric-column';
 
 export type TenantStatus = 'active' | 'disabled';
 
+/**
+ * Declares exactly what the migrations build (README "Migrations"; the schema drift test
+ * fails on any difference). Names are PostgreSQL's defaults, as the migrations created them.
+ */
 @Entity('tenants')
+// Expression index (lower(name)): TypeORM cannot declare one, so it is named and never synchronized.
+@Index('tenants_name_key', { synchronize: false })
+@Check('tenants_status_check', `status IN ('active', 'disabled')`)
+@Check('tenants_quota_limit_check', `quota_limit IS NULL OR quota_limit >= 0`)
+@Check('tenants_max_budget_check', `max_budget IS NULL OR max_budget >= 0`)
+@Check('tenants_quota_period_check', `quota_period IN ('none', 'daily', 'monthly')`)
 export class Tenant {
-  @PrimaryGeneratedColumn('uuid')
+  @PrimaryGeneratedColumn('uuid', { primaryKeyConstraintName: 'tenants_pkey' })
   id: string;
 
   @Column({ type: 'varchar', length: 100 })

@@ -37,16 +37,14 @@ export class EmbeddingsService {
         model: req.model,
         stream: false,
         promptTokens,
-        completionBudget: 0,
+        wanted: 0,
         requestId,
         started,
       },
       async (ex) => {
         let answer: EmbeddingsResponse;
         try {
-          answer = await this.exchanges.open(ex, (p, d) =>
-            p.embed({ request: req, deployment: d, signal: ex.signal }),
-          );
+          answer = await this.exchanges.open(ex, (p, call) => p.embed({ ...call, request: req }));
         } catch (e) {
           return this.exchanges.failedBeforeAnswer(ex, e);
         }

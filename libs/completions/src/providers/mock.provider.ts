@@ -18,7 +18,15 @@ import {
   ResponsesRequest,
 } from '../responses/responses-types';
 import { ApiError } from '@app/observability';
-import { EndpointCall, Provider, RelayedAnswer, ResponseOp, StreamItem, UpstreamCall } from './provider';
+import {
+  cappedRequest,
+  EndpointCall,
+  Provider,
+  RelayedAnswer,
+  ResponseOp,
+  StreamItem,
+  UpstreamCall,
+} from './provider';
 
 const NO_OPTIONS: MockOptions = { latencyMs: 0, chunkDelayMs: 0 };
 
@@ -222,7 +230,7 @@ export class MockProvider extends Provider {
     return answer(200, found);
   }
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    const { text, finish, usage } = mockAnswer(call.request, call.deployment);
+    const { text, finish, usage } = mockAnswer(cappedRequest(call), call.deployment);
     await this.wait(call.deployment.mock?.latencyMs ?? 0, call.signal);
     const n = call.request.n ?? 1;
     return {
@@ -253,7 +261,7 @@ export class MockProvider extends Provider {
   }
 
   private async *chunks(call: UpstreamCall): AsyncGenerator<StreamItem> {
-    const { text, finish, usage } = mockAnswer(call.request, call.deployment);
+    const { text, finish, usage } = mockAnswer(cappedRequest(call), call.deployment);
     const n = call.request.n ?? 1;
     const base = {
       id: `chatcmpl-mock-${randomBytes(8).toString('hex')}`,

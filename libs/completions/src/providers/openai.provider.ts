@@ -7,6 +7,7 @@ import {
   TERMINAL_EVENTS,
 } from '../responses/responses-types';
 import {
+  cappedRequest,
   EndpointCall,
   Provider,
   RelayedAnswer,
@@ -43,7 +44,8 @@ export function parseOpenAiError(json: unknown): ParsedUpstreamError | undefined
 /**
  * Any OpenAI-compatible server (OpenAI, vLLM, Ollama, LM Studio, ...) at the deployment's
  * base URL. The client's body goes through as sent (unknown fields included) with the
- * upstream model name; streams ask for usage and are relayed chunk by chunk.
+ * upstream model name and the grant as its cap; streams ask for usage and are relayed
+ * chunk by chunk.
  */
 export class OpenAiProvider extends Provider {
   constructor(private readonly http: UpstreamHttp) {
@@ -51,7 +53,7 @@ export class OpenAiProvider extends Provider {
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    const body = { ...call.request, model: call.deployment.model, stream: false };
+    const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
     delete body.stream_options;
     const res = await this.send(call, body);
     return this.readJson(res, call, (j: ChatCompletion) => Array.isArray(j?.choices));
@@ -164,7 +166,7 @@ export class OpenAiProvider extends Provider {
 
   async stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>> {
     const body = {
-      ...call.request,
+      ...cappedRequest(call),
       model: call.deployment.model,
       stream: true,
       // Always ask for usage: the charge needs it; clients that did not ask never see it.
@@ -220,7 +222,7 @@ export class OpenAiProvider extends Provider {
   }
 
   async send(
-    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal },
+    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal; onAccepted?: () => void },
     body: object,
     path = '/chat/completions',
   ): Promise<UpstreamResponse> {
@@ -232,6 +234,7 @@ export class OpenAiProvider extends Provider {
     const res = await this.http.post(call.deployment, path, headers, JSON.stringify(body), call.signal);
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);
+    call.onAccepted?.();
     return res;
   }
 }

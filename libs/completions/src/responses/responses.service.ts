@@ -78,9 +78,6 @@ export class ResponsesService {
       target = { ...target, deployments: [d] };
     }
     const promptTokens = countResponsePromptTokens(req);
-    const budget = req.max_output_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS;
-    // The reserved completion budget is the cap the upstream gets.
-    const upstream: ResponsesRequest = { ...req, max_output_tokens: budget };
     const stream = req.stream === true;
     await this.exchanges.run(
       caller,
@@ -91,12 +88,15 @@ export class ResponsesService {
         model: req.model,
         stream,
         promptTokens,
-        completionBudget: budget,
+        wanted: req.max_output_tokens ?? null,
         requestId,
         started,
       },
-      (ex) =>
-        stream ? this.streamed(caller, ex, upstream, res) : this.unstreamed(caller, ex, upstream, res),
+      (ex) => {
+        // The grant (what the meter reserved) is the cap the upstream gets, always.
+        const upstream: ResponsesRequest = { ...req, max_output_tokens: ex.grant };
+        return stream ? this.streamed(caller, ex, upstream, res) : this.unstreamed(caller, ex, upstream, res);
+      },
     );
   }
 
@@ -108,9 +108,7 @@ export class ResponsesService {
   ): Promise<void> {
     let r: ResponseObject;
     try {
-      r = await this.exchanges.open(ex, (p, d) =>
-        p.respond({ request: req, deployment: d, signal: ex.signal }),
-      );
+      r = await this.exchanges.open(ex, (p, call) => p.respond({ ...call, request: req }));
     } catch (e) {
       return this.exchanges.failedBeforeAnswer(ex, e);
     }
@@ -118,6 +116,8 @@ export class ResponsesService {
       promptTokens: ex.promptTokens,
       completionTokens: new TokenCounter().count(responseOutputText(r.output)),
     };
+    if (usage.completionTokens > ex.grant)
+      this.exchanges.capViolation(ex, `${usage.completionTokens} output tokens against a cap of ${ex.grant}`);
     await this.remember(caller, ex, req, r.id);
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
@@ -133,9 +133,7 @@ export class ResponsesService {
   ): Promise<void> {
     let events: AsyncIterable<{ type: string; data: Record<string, unknown>; raw: string }>;
     try {
-      events = await this.exchanges.open(ex, (p, d) =>
-        p.respondStream({ request: req, deployment: d, signal: ex.signal }),
-      );
+      events = await this.exchanges.open(ex, (p, call) => p.respondStream({ ...call, request: req }));
     } catch (e) {
       return this.exchanges.failedBeforeAnswer(ex, e);
     }
@@ -157,7 +155,7 @@ export class ResponsesService {
           length += e.data.delta.length;
         }
         if (TERMINAL_EVENTS.has(e.type)) usage = responseUsageOf((e.data.response as ResponseObject)?.usage);
-        const wait = send(res, `event: ${e.type}\ndata: ${e.raw}\n\n`);
+        const wait = send(res, `event: ${e.type}\ndata: ${e.raw}\n\n`, ex.signal);
         if (wait) await wait;
       }
     } catch (e) {

@@ -50,6 +50,8 @@ export class Deployment {
     readonly mock: MockOptions | undefined,
     readonly anthropic: AnthropicOptions | undefined,
     apiKey: string | undefined,
+    /** `max_output_tokens`: the most this deployment may write per choice; null = not set. */
+    readonly maxOutputTokens: number | null = null,
     /** The endpoints it serves (default: all its provider can). */
     readonly endpoints: readonly Endpoint[] = PROVIDER_ENDPOINTS[provider],
   ) {
@@ -65,6 +67,8 @@ export interface ModelRoute {
   deployments: Deployment[];
   /** The highest prices among the deployments: what a reservation assumes. */
   maxPricing: Pricing;
+  /** The least `max_output_tokens` among the deployments (any may serve); null = none set. */
+  maxOutputTokens: number | null;
 }
 
 /** The deployments of a route that serve `endpoint`, in order. */

@@ -145,32 +145,13 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
           return;
         }
         break;
-      case 'runaway':
-        // ignores the cap it was sent: writes 5,000 tokens (one " go" each)
-        if (!rec.body.stream) {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(
-            JSON.stringify({
-              id,
-              object: 'chat.completion',
-              created: 1,
-              model,
-              choices: [
-                {
-                  index: 0,
-                  message: { role: 'assistant', content: ' go'.repeat(5000) },
-                  finish_reason: 'stop',
-                },
-              ],
-              usage: { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 },
-            }),
-          );
-          return;
-        }
-        break;
     }
     const withUsage = model !== 'no-usage' && model !== 'ignores-stream-options';
-    const usage = { ...FAKE_USAGE, total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens };
+    // `runaway` ignores the cap it was sent: 5,000 tokens (one " go" each)
+    const runaway = model === 'runaway';
+    const usage = runaway
+      ? { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 }
+      : { ...FAKE_USAGE, total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens };
     if (!rec.body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
@@ -182,7 +163,7 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
           choices: [
             {
               index: 0,
-              message: { role: 'assistant', content: FAKE_TEXT },
+              message: { role: 'assistant', content: runaway ? ' go'.repeat(5000) : FAKE_TEXT },
               finish_reason: 'stop',
               logprobs: null,
             },
@@ -256,7 +237,7 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
               created: 1,
               model,
               choices: [],
-              usage: { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 },
+              usage,
             });
           sse(res, '[DONE]');
           res.end();

@@ -12,6 +12,7 @@ import { ResponseOwnersRepository } from './responses/response-owners.repository
 import { ResponsesController } from './responses/responses.controller';
 import { ResponsesService } from './responses/responses.service';
 import { ProviderRegistry } from './providers/provider-registry';
+import { DeploymentRouter } from './routing/deployment-router';
 import { loadRoutingTable } from './routing/routing-loader';
 import { RoutingTable } from './routing/routing-table';
 import { NoopUsageMeter, UsageMeter } from './usage-meter';
@@ -39,6 +40,7 @@ export class CompletionsModule {
           useFactory: (c: AppConfig) => loadRoutingTable(c.MODELS_FILE),
         },
         ProviderRegistry,
+        DeploymentRouter,
         ExchangeRunner,
         CompletionsService,
         EmbeddingsService,
@@ -48,7 +50,7 @@ export class CompletionsModule {
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },
       ],
-      exports: [CompletionsService, RoutingTable],
+      exports: [CompletionsService, RoutingTable, DeploymentRouter],
     };
   }
 }

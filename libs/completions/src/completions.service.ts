@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
 import { validateChatRequest } from './chat/chat-request';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } from './chat/openai-types';
-import { Aborted, Exchange, ExchangeRunner } from './exchange';
+import { Aborted, Exchange, ExchangeRunner, primed } from './exchange';
 import { Provider, StreamItem, UpstreamCall } from './providers/provider';
 import { endpointsOf, isModelAllowed, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
@@ -140,7 +140,7 @@ export class CompletionsService {
   private async streamed(ex: ChatExchange, res: ServerResponse): Promise<void> {
     let items: AsyncIterable<StreamItem>;
     try {
-      items = await this.open(ex, (p, call) => p.stream(call));
+      items = await this.open(ex, async (p, call) => primed(await p.stream(call)));
     } catch (e) {
       return this.exchanges.failedBeforeAnswer(ex, e);
     }

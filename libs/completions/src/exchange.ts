@@ -3,8 +3,9 @@ import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
 import { ApiError, MetricsService } from '@app/observability';
 import { costMicros, embeddingPricing, Pricing } from './pricing';
-import { Provider, UpstreamError } from './providers/provider';
+import { AttemptTimeouts, Provider, UpstreamError } from './providers/provider';
 import { ProviderRegistry } from './providers/provider-registry';
+import { DeploymentRouter } from './routing/deployment-router';
 import { Deployment, deploymentsFor, Endpoint, ModelRoute, RoutingTable } from './routing/routing-table';
 import type { TokenUsage } from './usage';
 import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
@@ -12,7 +13,10 @@ import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
 /** What every upstream call carries, whatever the endpoint. */
 export interface BaseCall {
   deployment: Deployment;
+  /** The attempt's signal: the exchange's, cut shorter by the deployment's `total_ms`. */
   signal: AbortSignal;
+  /** The attempt's timeouts (DeploymentRouter.timeouts). */
+  timeouts: AttemptTimeouts;
   /** The upstream answered 2xx (providers call it). */
   onAccepted: () => void;
 }
@@ -30,7 +34,7 @@ export interface Exchange {
   /** The model name as the client sent it. */
   model: string;
   route: ModelRoute;
-  /** The route's deployments that serve the endpoint, tried in order. */
+  /** The route's deployments that serve the endpoint (DeploymentRouter.plan orders and filters them). */
   deployments: Deployment[];
   stream: boolean;
   promptTokens: number;
@@ -44,6 +48,10 @@ export interface Exchange {
   signal: AbortSignal;
   /** The deployment tried last (the one that served, once one did). */
   deployment: Deployment | null;
+  /** Upstream calls made for this request (retries and fallovers included). */
+  attempts: number;
+  /** Run when the exchange ends: the serving attempt's timer and in-flight count. */
+  cleanup: (() => void)[];
 }
 
 export interface ExchangeRequest {
@@ -67,10 +75,55 @@ export function pricingFor(endpoint: Endpoint, p: Pricing): Pricing {
   return endpoint === 'embeddings' ? embeddingPricing(p) : p;
 }
 
+/** How a failed attempt ended, for gateway_upstream_*: timeout, http_4xx (429 included), error (5xx, transport). */
+function outcomeOf(e: unknown): string {
+  const status = e instanceof UpstreamError ? e.apiError.getStatus() : 500;
+  return status === 504 ? 'timeout' : status < 500 ? 'http_4xx' : 'error';
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Replays a stream's first item: pulling it inside `open` is how a stream proves it started
+ * before the client sees a byte (a stream silent past its first-byte timeout falls over).
+ */
+export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<T>> {
+  const it = items[Symbol.asyncIterator]();
+  const first = await it.next();
+  return (async function* () {
+    try {
+      if (first.done) return;
+      yield first.value;
+      for (;;) {
+        const next = await it.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      await it.return?.();
+    }
+  })();
+}
+
 /**
  * The one metered path every OpenAI-compatible endpoint takes (chat, embeddings, responses):
- * route, admit through the UsageMeter (refusals before anything is reserved or sent), call
- * the deployments in order, then exactly one settle or release. Callers render the answer.
+ * route, admit through the UsageMeter (refusals before anything is reserved or sent), try
+ * the deployments (DeploymentRouter: fallover, cooldown, balancing, retries, timeouts), then
+ * exactly one settle or release. Callers render the answer.
  */
 @Injectable()
 export class ExchangeRunner {
@@ -81,6 +134,7 @@ export class ExchangeRunner {
     private readonly providers: ProviderRegistry,
     private readonly meter: UsageMeter,
     private readonly config: AppConfig,
+    private readonly router: DeploymentRouter,
     @Optional() private readonly metrics?: MetricsService,
   ) {}
 
@@ -151,38 +205,124 @@ export class ExchangeRunner {
       requestId: r.requestId,
       signal: abort.signal,
       deployment: null,
+      attempts: 0,
+      cleanup: [],
     };
     try {
       await run(ex);
     } finally {
       clearTimeout(timer);
       res.off('close', onClose);
+      for (const fn of ex.cleanup) fn();
     }
   }
 
   /**
-   * Calls the deployments in order; the next one serves after a retryable failure. `fn` gets
-   * the provider and the call's common part (deployment, signal, onAccepted).
+   * Tries the exchange's deployments (DeploymentRouter.plan: a probe, then the healthy ones in
+   * the model's strategy order) until one answers; nothing has reached the client yet. A
+   * transient failure retries the same deployment after a jittered back-off (UPSTREAM_RETRIES
+   * per request, within the total timeout); any failure that allows it falls over to the next.
+   * When some deployment refused with 429, the client gets a 429 with the shortest Retry-After.
+   * `fn` gets the provider and the call's common part (deployment, signal, timeouts, onAccepted).
    */
   async open<T>(ex: Exchange, fn: (p: Provider, call: BaseCall) => Promise<T>): Promise<T> {
-    const { deployments } = ex;
-    for (let i = 0; ; i++) {
-      const d = deployments[i];
-      ex.deployment = d;
-      try {
-        return await fn(this.providers.for(d), {
-          deployment: d,
-          signal: ex.signal,
-          onAccepted: () => (ex.accepted = true),
-        });
-      } catch (e) {
-        if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
-          this.logger.warn(`${d.id}: ${e.message}; trying ${deployments[i + 1].id}`);
-          continue;
+    const plan = await this.router.plan(ex.route, ex.deployments);
+    let retries = this.config.UPSTREAM_RETRIES;
+    let last: UpstreamError | undefined;
+    let limited: UpstreamError | undefined;
+    const waits = plan.resting.filter((r) => r.reason === 'retry_after').map((r) => r.waitMs);
+    for (const [i, d] of plan.candidates.entries()) {
+      for (let retry = 0; ; retry++) {
+        ex.deployment = d;
+        ex.attempts++;
+        const attempt = this.attempt(ex, d);
+        try {
+          const out = await fn(this.providers.for(d), {
+            deployment: d,
+            signal: attempt.signal,
+            timeouts: this.router.timeouts(d),
+            onAccepted: () => (ex.accepted = true),
+          });
+          ex.cleanup.push(() => attempt.end(ex.signal.aborted ? 'aborted' : 'ok'));
+          await this.router.succeeded(d);
+          return out;
+        } catch (e) {
+          attempt.end(ex.signal.aborted ? 'aborted' : outcomeOf(e));
+          if (ex.signal.aborted) throw ex.signal.reason;
+          if (!(e instanceof UpstreamError) || !e.retryable) throw e;
+          const backoff = this.backoff(retry);
+          if (e.kind === 'transient' && retries > 0 && this.timeLeft(ex) > backoff) {
+            retries--;
+            this.router.retrying(d, e);
+            this.logger.warn(`${d.id}: ${e.message}; retrying in ${backoff} ms`);
+            await pause(backoff, ex.signal);
+            continue;
+          }
+          await this.router.failed(d, e);
+          last = e;
+          if (e.kind === 'rate_limited') {
+            limited = e;
+            if (e.retryAfterMs !== undefined) waits.push(e.retryAfterMs);
+          }
+          const next = plan.candidates[i + 1];
+          this.logger.warn(`${d.id}: ${e.message}${next ? `; trying ${next.id}` : ''}`);
+          break;
         }
-        throw e;
       }
     }
+    if (limited) throw this.rateLimited(limited, waits);
+    throw last;
+  }
+
+  /** The timeouts of a call to `d` outside an exchange (e.g. GET /v1/responses/{id}). */
+  timeouts(d: Deployment): AttemptTimeouts {
+    return this.router.timeouts(d);
+  }
+
+  /** One upstream call's signal (the exchange's, cut shorter by a deployment's `total_ms`) and its end. */
+  private attempt(ex: Exchange, d: Deployment): { signal: AbortSignal; end: (outcome: string) => void } {
+    const leave = this.router.begin(d);
+    const totalMs = d.routing.timeouts.totalMs;
+    if (totalMs === undefined) return { signal: ex.signal, end: leave };
+    const ac = new AbortController();
+    const relay = () => ac.abort(ex.signal.reason);
+    ex.signal.addEventListener('abort', relay, { once: true });
+    const timer = setTimeout(
+      () =>
+        ac.abort(
+          UpstreamError.timeout(
+            `The ${d.provider} upstream of ${d.id} did not finish within ${totalMs} ms`,
+            true,
+          ),
+        ),
+      totalMs,
+    );
+    return {
+      signal: ac.signal,
+      end: (outcome) => {
+        clearTimeout(timer);
+        ex.signal.removeEventListener('abort', relay);
+        leave(outcome);
+      },
+    };
+  }
+
+  /** Exponential back-off with equal jitter: half fixed, half random. */
+  private backoff(retry: number): number {
+    const step = Math.min(this.config.UPSTREAM_RETRY_BACKOFF_MS * 2 ** retry, 5000);
+    return Math.round(step / 2 + Math.random() * (step / 2));
+  }
+
+  private timeLeft(ex: Exchange): number {
+    return this.config.UPSTREAM_TOTAL_TIMEOUT_MS - (performance.now() - ex.started);
+  }
+
+  /** Every deployment refused or failed, at least one with 429: the shortest wait any of them asked for. */
+  private rateLimited(e: UpstreamError, waits: number[]): ApiError {
+    const { apiError } = e;
+    const headers = { ...apiError.headers };
+    if (waits.length) headers['retry-after'] = String(Math.max(1, Math.ceil(Math.min(...waits) / 1000)));
+    return new ApiError(429, apiError.message, apiError.type, apiError.code, headers, apiError.param);
   }
 
   /**
@@ -276,6 +416,7 @@ export class ExchangeRunner {
       status,
       latencyMs: Math.round(performance.now() - ex.started),
       deployment: d.id,
+      attempts: ex.attempts,
       stream: ex.stream,
       httpStatus,
     };

@@ -21,6 +21,7 @@ import {
   readText,
   sseEvents,
   statusError,
+  streamTiming,
   transportError,
   UpstreamHttp,
   UpstreamResponse,
@@ -55,20 +56,21 @@ export class OpenAiProvider extends Provider {
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
     const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
     delete body.stream_options;
-    const res = await this.send(call, body);
+    const res = await this.send(call, body, false);
     return this.readJson(res, call, (j: ChatCompletion) => Array.isArray(j?.choices));
   }
 
   /** POST {base}/embeddings with the client's body (unknown fields included) and the upstream model. */
   override async embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
-    const res = await this.send(call, { ...call.request, model: call.deployment.model }, '/embeddings');
+    const body = { ...call.request, model: call.deployment.model };
+    const res = await this.send(call, body, false, '/embeddings');
     return this.readJson(res, call, (j: EmbeddingsResponse) => Array.isArray(j?.data));
   }
 
   /** POST {base}/responses with the client's body and the upstream model (the caller sets max_output_tokens). */
   override async respond(call: EndpointCall<ResponsesRequest>): Promise<ResponseObject> {
     const body = { ...call.request, model: call.deployment.model, stream: false };
-    const res = await this.send(call, body, '/responses');
+    const res = await this.send(call, body, false, '/responses');
     return this.readJson(
       res,
       call,
@@ -78,8 +80,9 @@ export class OpenAiProvider extends Provider {
 
   override async respondStream(call: EndpointCall<ResponsesRequest>): Promise<AsyncIterable<ResponseEvent>> {
     const body = { ...call.request, model: call.deployment.model, stream: true };
-    const res = await this.send(call, body, '/responses');
-    return this.responseEvents(res, call);
+    const startedAt = Date.now();
+    const res = await this.send(call, body, true, '/responses');
+    return this.responseEvents(res, call, startedAt);
   }
 
   /** GET / DELETE / POST .../cancel on {base}/responses/{id}: status and body relayed (401/403 hidden). */
@@ -96,6 +99,7 @@ export class OpenAiProvider extends Provider {
       headers,
       undefined,
       call.signal,
+      { stream: false, timeouts: call.timeouts },
       op.query,
     );
     if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode >= 500)
@@ -110,10 +114,11 @@ export class OpenAiProvider extends Provider {
   private async *responseEvents(
     res: UpstreamResponse,
     call: EndpointCall<unknown>,
+    startedAt: number,
   ): AsyncGenerator<ResponseEvent> {
     let finished = false;
     try {
-      for await (const event of sseEvents(res.body)) {
+      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
         if (event.data === '[DONE]') break;
         let data: Record<string, unknown>;
         try {
@@ -172,14 +177,19 @@ export class OpenAiProvider extends Provider {
       // Always ask for usage: the charge needs it; clients that did not ask never see it.
       stream_options: { ...call.request.stream_options, include_usage: true },
     };
-    const res = await this.send(call, body);
-    return this.chunks(res, call);
+    const startedAt = Date.now();
+    const res = await this.send(call, body, true);
+    return this.chunks(res, call, startedAt);
   }
 
-  private async *chunks(res: UpstreamResponse, call: UpstreamCall): AsyncGenerator<StreamItem> {
+  private async *chunks(
+    res: UpstreamResponse,
+    call: UpstreamCall,
+    startedAt: number,
+  ): AsyncGenerator<StreamItem> {
     let finished = false;
     try {
-      for await (const event of sseEvents(res.body)) {
+      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
         if (event.data === '[DONE]') return;
         if (event.event === 'error') throw this.midStreamError(event.data, call);
         let chunk: ChatCompletionChunk;
@@ -221,9 +231,10 @@ export class OpenAiProvider extends Provider {
     );
   }
 
-  async send(
-    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal; onAccepted?: () => void },
+  private async send(
+    call: Pick<EndpointCall<unknown>, 'deployment' | 'signal' | 'timeouts' | 'onAccepted'>,
     body: object,
+    stream: boolean,
     path = '/chat/completions',
   ): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
@@ -231,7 +242,10 @@ export class OpenAiProvider extends Provider {
       accept: 'application/json',
     };
     if (call.deployment.apiKey) headers.authorization = `Bearer ${call.deployment.apiKey}`;
-    const res = await this.http.post(call.deployment, path, headers, JSON.stringify(body), call.signal);
+    const res = await this.http.post(call.deployment, path, headers, JSON.stringify(body), call.signal, {
+      stream,
+      timeouts: call.timeouts,
+    });
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);
     call.onAccepted?.();

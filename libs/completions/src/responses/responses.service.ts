@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { send, SSE_HEADERS } from '../completions.service';
-import { Aborted, Exchange, ExchangeRunner } from '../exchange';
+import { Aborted, Exchange, ExchangeRunner, primed } from '../exchange';
 import type { ResponseOp } from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
 import { RoutingTable } from '../routing/routing-table';
@@ -133,7 +133,9 @@ export class ResponsesService {
   ): Promise<void> {
     let events: AsyncIterable<{ type: string; data: Record<string, unknown>; raw: string }>;
     try {
-      events = await this.exchanges.open(ex, (p, call) => p.respondStream({ ...call, request: req }));
+      events = await this.exchanges.open(ex, async (p, call) =>
+        primed(await p.respondStream({ ...call, request: req })),
+      );
     } catch (e) {
       return this.exchanges.failedBeforeAnswer(ex, e);
     }
@@ -226,7 +228,9 @@ export class ResponsesService {
     const signal = AbortSignal.timeout(this.config.UPSTREAM_TOTAL_TIMEOUT_MS);
     let answer: { status: number; body: string };
     try {
-      answer = await this.providers.for(d).responseOp({ deployment: d, signal }, { ...op, id });
+      answer = await this.providers
+        .for(d)
+        .responseOp({ deployment: d, signal, timeouts: this.exchanges.timeouts(d) }, { ...op, id });
     } catch (e) {
       throw this.exchanges.toApiError(e);
     }

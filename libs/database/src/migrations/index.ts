@@ -6,6 +6,7 @@ import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotation
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
 import { ResponseOwners1795939086141 } from './1795939086141-ResponseOwners';
+import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -20,4 +21,5 @@ export const MIGRATIONS = [
   TenantUserQuotas1732000004000,
   UsageRecords1732000005000,
   ResponseOwners1795939086141,
+  UsageRecordsDeploymentAttempts1795939582416,
 ];

@@ -16,6 +16,7 @@ import { numericColumn } from '@app/tenancy';
 @Check('usage_records_prompt_tokens_check', `prompt_tokens >= 0`)
 @Check('usage_records_completion_tokens_check', `completion_tokens >= 0`)
 @Check('usage_records_cost_check', `cost >= 0`)
+@Check('usage_records_attempts_check', `attempts >= 0`)
 export class UsageRecord {
   /** Generated at settle time: a retried batch inserts each row once. */
   @PrimaryColumn({ type: 'uuid', primaryKeyConstraintName: 'usage_records_pkey' })
@@ -58,4 +59,12 @@ export class UsageRecord {
   /** When the request was admitted (same reset period as its counters). */
   @Column({ name: 'created_at', type: 'timestamptz', default: () => 'now()' })
   createdAt: Date;
+
+  /** The deployment that answered (or failed last), `<model>#<index>`; null before routing recorded it. */
+  @Column({ type: 'varchar', length: 200, nullable: true })
+  deployment: string | null;
+
+  /** Upstream attempts of the request (retries and fallovers included; 0 = none was tried). */
+  @Column({ type: 'integer', default: 1 })
+  attempts: number;
 }

@@ -127,6 +127,15 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'resp-fake': one(openai('resp-fake')),
       'resp-bad': one(openai('resp-bad')),
       'resp-die': one(openai('resp-die-mid-stream')),
+      // Embeddings and responses share chat's attempt loop: the first deployment refuses connections.
+      'embed-fallover': {
+        deployments: [openai('embed-fake', dead), openai('embed-fake')].map((d) => ({
+          ...d,
+          pricing: { ...price, embedding_per_million: 0.5 },
+          endpoints: ['embeddings'],
+        })),
+      },
+      'resp-fallover': { deployments: [openai('resp-fake', dead), openai('resp-fake')] },
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');

@@ -7,6 +7,7 @@ import { createKey, ledgerRows } from './helpers';
 import {
   FAKE_EMBEDDING_DIMENSIONS,
   FAKE_EMBEDDING_TOKENS_PER_INPUT,
+  FAKE_RESPONSE_TEXT,
   FakeUpstream,
   fakeAnthropic,
   fakeOpenAi,
@@ -127,6 +128,39 @@ describe('embeddings and key scopes', () => {
           status: 'success',
         },
       ]);
+    });
+
+    it('embeddings and responses fall over like chat: one ledger row naming the serving deployment and the attempts', async () => {
+      const k = await newKey();
+      const c = sdk(k.key);
+      const e = await c.embeddings.create({ model: 'embed-fallover', input: 'x' });
+      expect(e.data[0].embedding).toHaveLength(FAKE_EMBEDDING_DIMENSIONS);
+      const r = await c.responses.create({ model: 'resp-fallover', input: 'hi' });
+      expect(r.output_text).toBe(FAKE_RESPONSE_TEXT);
+      const events: string[] = [];
+      for await (const ev of await c.responses.create({ model: 'resp-fallover', input: 'hi', stream: true }))
+        events.push(ev.type);
+      expect(events.at(-1)).toBe('response.completed');
+      await ledger(k.id, 3);
+      const rows = await withClient(t.databaseUrl, async (q) =>
+        (
+          await q.query(
+            `SELECT model, status, deployment, attempts FROM usage_records
+              WHERE api_key_id = $1 ORDER BY created_at, id`,
+            [k.id],
+          )
+        ).rows.map((x) => ({ ...x, attempts: Number(x.attempts) })),
+      );
+      // The ledger's model is the upstream one. The dead deployment may already rest (cooldown)
+      // for the last request: then one attempt.
+      expect(rows.map(({ attempts: _a, ...x }) => x)).toEqual([
+        { model: 'embed-fake', status: 'success', deployment: 'embed-fallover#1' },
+        { model: 'resp-fake', status: 'success', deployment: 'resp-fallover#1' },
+        { model: 'resp-fake', status: 'success', deployment: 'resp-fallover#1' },
+      ]);
+      expect(rows[0].attempts).toBe(2);
+      expect(rows[1].attempts).toBe(2);
+      expect([1, 2]).toContain(rows[2].attempts);
     });
 
     it('a model without embeddings is a 400 naming it, before anything is reserved or sent', async () => {

@@ -158,7 +158,7 @@ describeWithRedis(
       // saturating the cores (load average far above 2), the gateways cannot keep up with 100
       // logins a second and the ratio measures the machine, not the gateway (figure printed).
       // Issue 14 asks for 1.5x; measured here (2 cores shared with the load generator and both
-      // gateways) 1.2x-1.8x on a quiet machine: the bound asserted is what holds run after run,
+      // gateways) 1.77x in one run: the bound asserted leaves room for that noise,
       // and the target stays open until a run with cores to spare shows it.
       if (p99(unloaded) < QUIET_P99_MS) expect(ratio).toBeLessThanOrEqual(MAX_RATIO);
     }, 120_000);

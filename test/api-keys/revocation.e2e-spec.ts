@@ -2,7 +2,7 @@ import request from 'supertest';
 import { createServer, Server, Socket } from 'node:net';
 import { KeyCache, UNSUBSCRIBED_LRU_MS } from '@app/api-keys';
 import { createTestApp, describeWithRedis, redisUrl, TestApp } from '../harness/app';
-import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
+import { auth, createTenantWithAdmin, createUser, TenantSession } from '../harness/factories';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -158,5 +158,27 @@ describeWithRedis('revocation that cannot be lost (two instances, real Redis and
     expect(cacheB.listening).toBe(true);
     expect(cacheB.sizes.lru).toBe(0); // cleared on resubscribe
     expect(await statusOn(B, k.key)).toBe(401);
+  });
+
+  it('deleting a user evicts their keys after the delete commits: the other instance refuses them at once', async () => {
+    const member = await createUser(A.url, s.tenantId);
+    const k = (
+      await request(A.url)
+        .post('/api/v1/api-keys')
+        .set(auth(s.admin.token))
+        .send({ name: 'm', user_id: member.id })
+        .expect(201)
+    ).body as { key: string };
+    expect(await statusOn(B, k.key)).toBe(200);
+    expect(await statusOn(B, k.key)).toBe(200); // in B's LRU
+    await request(A.url).delete(`/api/v1/users/${member.id}`).set(auth(s.admin.token)).expect(204);
+    const deletedAt = Date.now();
+    let status = 200;
+    while (Date.now() - deletedAt < 100) {
+      status = await statusOn(B, k.key);
+      if (status === 401) break;
+      await sleep(5);
+    }
+    expect(status).toBe(401);
   });
 });

@@ -181,4 +181,30 @@ describeWithRedis('revocation that cannot be lost (two instances, real Redis and
     }
     expect(status).toBe(401);
   });
+
+  it('an eviction pending when the revoking instance stops is sent by its next start (DATA_DIR)', async () => {
+    const k = await newKey();
+    expect(await statusOn(B, k.key)).toBe(200);
+    expect(await statusOn(B, k.key)).toBe(200); // in B's LRU
+    proxyA.cut();
+    await request(A.url).delete(`/api/v1/api-keys/${k.id}`).set(auth(s.admin.token)).expect(200);
+    expect(A.app.get(KeyCache).pendingEvictions).toBeGreaterThan(0);
+    await A.close();
+    expect(await statusOn(B, k.key)).toBe(200); // nobody told B yet
+    proxyA.restore();
+    A = await createTestApp({
+      redis: true,
+      databaseUrl: B.databaseUrl,
+      env: { ...LONG_CACHES, REDIS_URL: proxyA.url, DATA_DIR: A.config.DATA_DIR },
+    });
+    const startedAt = Date.now();
+    let status = 200;
+    while (Date.now() - startedAt < 1000) {
+      status = await statusOn(B, k.key);
+      if (status === 401) break;
+      await sleep(20);
+    }
+    expect(status).toBe(401);
+    expect(A.app.get(KeyCache).pendingEvictions).toBe(0);
+  });
 });

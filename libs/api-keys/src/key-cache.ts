@@ -1,5 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { AppConfig } from '@app/config';
 import { RedisClient, RedisConnection } from '@app/database';
@@ -32,6 +34,7 @@ const RETRY_MAX_MS = 1000;
  * (DEL + PUBLISH failed) stays in a retry queue, retried with back-off and at once when the
  * connection is ready again; while this instance's subscription is down its LRU entries are
  * trusted for `UNSUBSCRIBED_LRU_MS` only, and the LRU is cleared once it is subscribed again.
+ * The retry queue is kept in DATA_DIR, so an instance restarted before Redis is back still sends it.
  */
 @Injectable()
 export class KeyCache implements OnModuleInit, OnModuleDestroy {
@@ -58,9 +61,39 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     this.negative = new LRUCache({ max: 100_000, ttl: Math.max(1, config.KEY_NEGATIVE_TTL_SECONDS) * 1000 });
   }
 
+  /** Where pending evictions survive a restart (the hashes only, never a key). */
+  private get pendingFile(): string {
+    return join(this.config.DATA_DIR, 'pending-key-evictions.json');
+  }
+
+  /** Keep the pending set on disk (empty: no file), so a restart still sends them. */
+  private savePending(): void {
+    try {
+      if (!this.pending.size) return rmSync(this.pendingFile, { force: true });
+      mkdirSync(this.config.DATA_DIR, { recursive: true });
+      const tmp = `${this.pendingFile}.${this.instanceId}.tmp`;
+      writeFileSync(tmp, JSON.stringify([...this.pending]));
+      renameSync(tmp, this.pendingFile);
+    } catch (e) {
+      this.logger.warn(`could not save pending key evictions: ${(e as Error).message}`);
+    }
+  }
+
+  private loadPending(): void {
+    try {
+      const hashes = JSON.parse(readFileSync(this.pendingFile, 'utf8')) as unknown;
+      if (Array.isArray(hashes)) for (const h of hashes) if (typeof h === 'string') this.pending.add(h);
+    } catch {
+      // no file (the usual case) or unreadable: nothing pending
+    }
+  }
+
   async onModuleInit(): Promise<void> {
     const client = this.redis.client;
     if (!client) return;
+    // Evictions a previous run could not send (Redis was away when it stopped) go out first.
+    this.loadPending();
+    if (this.pending.size) void this.flushPending();
     // Evictions that failed while Redis was away go out as soon as it is back.
     client.on('ready', () => void this.flushPending());
     this.subscribed = false;
@@ -193,6 +226,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
       await this.propagate(hashes);
     } catch (e) {
       for (const h of hashes) this.pending.add(h);
+      this.savePending();
       this.logger.warn(
         `key eviction not yet in Redis (${(e as Error).message}); retrying until it is (${this.pending.size} pending)`,
       );
@@ -226,6 +260,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     try {
       await this.propagate(hashes);
       for (const h of hashes) this.pending.delete(h);
+      this.savePending();
       this.retryDelay = RETRY_FIRST_MS;
       this.logger.log(`${hashes.length} pending key eviction(s) propagated through Redis`);
     } catch {

@@ -1,8 +1,16 @@
 import { DynamicModule, Module, ModuleMetadata, Type } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import { ApiKeysModule } from '@app/api-keys';
 import { AppConfig } from '@app/config';
 import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
+import { EmbeddingsController } from './embeddings/embeddings.controller';
+import { EmbeddingsService } from './embeddings/embeddings.service';
+import { ExchangeRunner } from './exchange';
+import { ResponseOwner } from './responses/response-owner.entity';
+import { ResponseOwnersRepository } from './responses/response-owners.repository';
+import { ResponsesController } from './responses/responses.controller';
+import { ResponsesService } from './responses/responses.service';
 import { ProviderRegistry } from './providers/provider-registry';
 import { DeploymentRouter } from './routing/deployment-router';
 import { loadRoutingTable } from './routing/routing-loader';
@@ -23,8 +31,8 @@ export class CompletionsModule {
     return {
       module: CompletionsModule,
       // ApiKeysModule: the key guard on the controller and its dependencies.
-      imports: [ApiKeysModule, ...(options.imports ?? [])],
-      controllers: [CompletionsController],
+      imports: [ApiKeysModule, TypeOrmModule.forFeature([ResponseOwner]), ...(options.imports ?? [])],
+      controllers: [CompletionsController, EmbeddingsController, ResponsesController],
       providers: [
         {
           provide: RoutingTable,
@@ -33,7 +41,11 @@ export class CompletionsModule {
         },
         ProviderRegistry,
         DeploymentRouter,
+        ExchangeRunner,
         CompletionsService,
+        EmbeddingsService,
+        ResponseOwnersRepository,
+        ResponsesService,
         options.meter
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },

@@ -2,6 +2,13 @@
 export interface Pricing {
   inputPerMillion: number;
   outputPerMillion: number;
+  /** Embeddings input; default inputPerMillion. */
+  embeddingPerMillion?: number;
+}
+
+/** What an embeddings request costs per input token: the deployment's embedding price, else its input price. */
+export function embeddingPricing(p: Pricing): Pricing {
+  return { inputPerMillion: p.embeddingPerMillion ?? p.inputPerMillion, outputPerMillion: 0 };
 }
 
 /**

@@ -16,7 +16,7 @@ const ROOT = resolve(__dirname, '../..');
 interface Run {
   proc: ChildProcess;
   /** Resolves with the exit code and stderr once the process ended. */
-  exit: Promise<{ code: number | null; stderr: string }>;
+  exit: Promise<{ code: number | null; stderr: string; output: string }>;
   /** Resolves true once it listens, false if it exited first. */
   listening: Promise<boolean>;
 }
@@ -42,8 +42,8 @@ function runGateway(env: Record<string, string>): Run {
   let stderr = '';
   let stdout = '';
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exit = new Promise<{ code: number | null; stderr: string }>((done) =>
-    proc.once('exit', (code) => done({ code, stderr })),
+  const exit = new Promise<{ code: number | null; stderr: string; output: string }>((done) =>
+    proc.once('exit', (code) => done({ code, stderr, output: stdout + stderr })),
   );
   const listening = new Promise<boolean>((done) => {
     proc.stdout!.on('data', (c: Buffer) => {
@@ -81,8 +81,9 @@ describe('a second instance without a shared store refuses to start', () => {
   it('without Redis: exit 1 and one line naming the reason and the two ways out', async () => {
     const r = await run({}).exit;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
-      /^Start failed: another gateway instance without Redis already runs on this database: each would count quotas alone, multiplying every limit; configure the same Redis \(REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS\) on every instance, or set QUOTA_INDEPENDENT_COUNTERS=true to apply each limit per instance\n$/,
+    // The fatal start line goes through the logger (one JSON line, msg "start failed: ...").
+    expect(r.output).toMatch(
+      /start failed: another gateway instance without Redis already runs on this database: each would count quotas alone, multiplying every limit; configure the same Redis \(REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS\) on every instance, or set QUOTA_INDEPENDENT_COUNTERS=true to apply each limit per instance/,
     );
   });
 
@@ -91,8 +92,8 @@ describe('a second instance without a shared store refuses to start', () => {
     async () => {
       const r = await run({ REDIS_URL: redisUrl()! }).exit;
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(
-        /^Start failed: another gateway instance without Redis already runs on this database: it counts quotas in its own process/,
+      expect(r.output).toMatch(
+        /start failed: another gateway instance without Redis already runs on this database: it counts quotas in its own process/,
       );
     },
   );

@@ -7,6 +7,9 @@ import { hashPassword } from './password';
 import { User } from './user.entity';
 import { UsersRepository } from './users.repository';
 
+/** The patch field of a password change (audited as its own action, without its value). */
+const PASSWORD_FIELD = new Set(['passwordHash']);
+
 @Injectable()
 export class UsersService {
   constructor(
@@ -91,7 +94,7 @@ export class UsersService {
       if (endsSessions) await this.users.bumpTokenVersion(tenantId, id, m);
       const row = (await this.users.findById(tenantId, id, m))!;
       const target = { tenantId, targetType: 'user' as const, targetId: id, targetLabel: row.email };
-      if (Object.keys(patch).some((f) => f !== 'passwordHash'))
+      if (Object.keys(patch).some((f) => !PASSWORD_FIELD.has(f)))
         await this.audit.record(m, {
           action: 'user.update',
           ...target,

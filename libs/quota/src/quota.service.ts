@@ -373,7 +373,6 @@ export class QuotaService {
     const cost = amount('costMicros', usage.costMicros);
     reservation.state = 'settled';
     const row = this.row(reservation, prompt, completion, cost, meta);
-    let carried = false;
     try {
       if (this.store.carriesLedger) await this.stream.announce(reservation.tenantId);
       const r = await this.store.settle(
@@ -383,7 +382,6 @@ export class QuotaService {
         this.clock.now(),
         this.settleOptions(row),
       );
-      carried = this.store.carriesLedger;
       if (r.late) {
         this.logger.warn(
           `reservation ${reservation.id} ${reservation.unchecked ? 'was never counted (store was down)' : 'expired before its settle'}: actual usage added in full`,
@@ -394,7 +392,10 @@ export class QuotaService {
       this.reconciliation.markDirty(reservation.tenantId);
     }
     this.metrics.tokens(meta.model ?? reservation.model, prompt, completion, microsToUsd(cost));
-    if (!carried) this.ledger.enqueue(row);
+    // Also through the local journal and write queue when the stream carried it: a Redis that
+    // is lost (restarted empty, flushed) takes its undrained stream with it, and a SIGKILL
+    // takes the queue; either copy is enough, and both insert by the row's id (ON CONFLICT).
+    this.ledger.enqueue(row);
     return row;
   }
 
@@ -403,18 +404,19 @@ export class QuotaService {
     if (reservation.state !== 'reserved') return;
     reservation.state = 'released';
     const row = this.row(reservation, 0, 0, 0, meta);
-    let carried = false;
     if (!reservation.unchecked) {
       try {
         if (this.store.carriesLedger) await this.stream.announce(reservation.tenantId);
         await this.store.release(this.ref(reservation), this.clock.now(), this.settleOptions(row));
-        carried = this.store.carriesLedger;
       } catch (e) {
         this.storeFailed('release', e);
         this.reconciliation.markDirty(reservation.tenantId);
       }
     }
-    if (!carried) this.ledger.enqueue(row);
+    // Also through the local journal and write queue when the stream carried it: a Redis that
+    // is lost (restarted empty, flushed) takes its undrained stream with it, and a SIGKILL
+    // takes the queue; either copy is enough, and both insert by the row's id (ON CONFLICT).
+    this.ledger.enqueue(row);
   }
 
   private settleOptions(row: LedgerRecord): SettleOptions {

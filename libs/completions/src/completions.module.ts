@@ -3,6 +3,8 @@ import { ApiKeysModule } from '@app/api-keys';
 import { AppConfig } from '@app/config';
 import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
+import { MessagesController } from './messages/messages.controller';
+import { MessagesService } from './messages/messages.service';
 import { ProviderRegistry } from './providers/provider-registry';
 import { loadRoutingTable } from './routing/routing-loader';
 import { RoutingTable } from './routing/routing-table';
@@ -23,7 +25,7 @@ export class CompletionsModule {
       module: CompletionsModule,
       // ApiKeysModule: the key guard on the controller and its dependencies.
       imports: [ApiKeysModule, ...(options.imports ?? [])],
-      controllers: [CompletionsController],
+      controllers: [CompletionsController, MessagesController],
       providers: [
         {
           provide: RoutingTable,
@@ -32,11 +34,12 @@ export class CompletionsModule {
         },
         ProviderRegistry,
         CompletionsService,
+        MessagesService,
         options.meter
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },
       ],
-      exports: [CompletionsService, RoutingTable],
+      exports: [CompletionsService, MessagesService, RoutingTable],
     };
   }
 }

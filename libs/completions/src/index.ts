@@ -1,6 +1,7 @@
 export { CompletionsModule } from './completions.module';
 export type { CompletionsModuleOptions } from './completions.module';
 export { CompletionsService } from './completions.service';
+export { MessagesService } from './messages/messages.service';
 export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';
 export type { Admission, CompletionCaller, MeteredUsage, UsageEstimate, UsageMeta } from './usage-meter';
@@ -9,6 +10,6 @@ export type { ModelRoute, ProviderKind } from './routing/routing-table';
 export { loadRoutingTable, parseRoutingTable } from './routing/routing-loader';
 export { costMicros } from './pricing';
 export type { Pricing } from './pricing';
-export { countTokens, countPromptTokens } from './tokens';
+export { countTokens, countPromptTokens, countMessagesPromptTokens } from './tokens';
 export { validateChatRequest } from './chat/chat-request';
 export type * from './chat/openai-types';

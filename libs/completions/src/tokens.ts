@@ -118,3 +118,39 @@ export function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'tools'>):
   if (req.tools?.length) n += c.count(JSON.stringify(req.tools));
   return n;
 }
+
+type AnthropicBlock = Record<string, unknown> & { type: string };
+
+/** The text of Anthropic content blocks as the tokenizer sees it; images are counted apart. */
+function blocksText(content: unknown, c: TokenCounter): number {
+  if (typeof content === 'string') return c.count(content);
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const b of content as AnthropicBlock[]) {
+    if (b?.type === 'text' && typeof b.text === 'string') n += c.count(b.text);
+    else if (b?.type === 'image') n += IMAGE_TOKENS;
+    else if (b?.type === 'tool_use')
+      n += c.count(String(b.name ?? '')) + c.count(JSON.stringify(b.input ?? {}));
+    else if (b?.type === 'tool_result') n += c.count(String(b.tool_use_id ?? '')) + blocksText(b.content, c);
+    else if (b?.type === 'thinking' && typeof b.thinking === 'string') n += c.count(b.thinking);
+    else if (b && typeof b === 'object') n += c.count(JSON.stringify(b));
+  }
+  return n;
+}
+
+/**
+ * Prompt tokens of an Anthropic Messages request, counted like `countPromptTokens` (same
+ * tokenizer, same per-message overhead): system, messages and their content blocks, tools.
+ */
+export function countMessagesPromptTokens(req: {
+  system?: unknown;
+  messages: { role: string; content: unknown }[];
+  tools?: unknown[];
+}): number {
+  const c = new TokenCounter();
+  let n = 3;
+  if (req.system != null) n += 3 + blocksText(req.system, c);
+  for (const m of req.messages) n += 3 + c.count(m.role) + blocksText(m.content, c);
+  if (req.tools?.length) n += c.count(JSON.stringify(req.tools));
+  return n;
+}

@@ -12,3 +12,11 @@ export { GracefulShutdown } from './graceful-shutdown';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';
+export {
+  AnthropicExceptionFilter,
+  anthropicErrorType,
+  anthropicRateLimitHeaders,
+  isAnthropicPath,
+  toAnthropicErrorBody,
+} from './anthropic-error';
+export type { AnthropicErrorBody } from './anthropic-error';

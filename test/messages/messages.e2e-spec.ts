@@ -6,6 +6,7 @@ import {
   ANTHROPIC_COUNT,
   ANTHROPIC_TEXT,
   ANTHROPIC_USAGE,
+  FAKE_CACHED_TOKENS,
   FAKE_TEXT,
   FAKE_USAGE,
   FakeUpstream,
@@ -242,8 +243,43 @@ describe('Anthropic Messages API (official SDK)', () => {
       expect(msg.usage).toMatchObject({ cache_creation_input_tokens: 1000, cache_read_input_tokens: 20000 });
       // 17 x $3 + 1000 x $3.75 + 20000 x $0.30 + 8 x $15 per million = 9921 micro-dollars
       const u = await usage(k.id);
-      expect(u).toMatchObject({ prompt_tokens: 17 + 1000 + 20000, completion_tokens: 8 });
+      expect(u).toMatchObject({
+        prompt_tokens: 17 + 1000 + 20000,
+        completion_tokens: 8,
+        cache_write_tokens: 1000,
+        cache_read_tokens: 20000,
+      });
       expect(Math.round(u.cost_usd * 1e6)).toBe(9921);
+    });
+
+    it("OpenAI's cached_tokens: priced at cache_read on chat, cache_read_input_tokens on messages", async () => {
+      const k = await newKey();
+      const chat = await request(gw.url)
+        .post('/v1/chat/completions')
+        .set('authorization', `Bearer ${k.key}`)
+        .send({ model: 'gpt-cached', messages: [{ role: 'user', content: 'Hi' }] })
+        .expect(200);
+      expect(chat.body.usage.prompt_tokens_details).toEqual({ cached_tokens: FAKE_CACHED_TOKENS });
+      // (21 - 5) x $1 + 5 x $0.50 + 9 x $2 per million = 36.5, rounded up: 37 micro-dollars
+      const u = await usage(k.id);
+      expect(u).toMatchObject({
+        prompt_tokens: 21,
+        cache_read_tokens: FAKE_CACHED_TOKENS,
+        cache_write_tokens: 0,
+      });
+      expect(Math.round(u.cost_usd * 1e6)).toBe(37);
+      const msg = await client(k.key).messages.create({
+        model: 'gpt-cached',
+        max_tokens: 20,
+        messages: [{ role: 'user', content: 'Hi' }],
+      });
+      expect(msg.usage).toMatchObject({
+        input_tokens: 16,
+        cache_read_input_tokens: FAKE_CACHED_TOKENS,
+        output_tokens: 9,
+      });
+      const u2 = await usage(k.id, 2);
+      expect(Math.round(u2.cost_usd * 1e6)).toBe(74);
     });
 
     it('a stream the client drops mid-way is charged what was streamed', async () => {

@@ -301,7 +301,12 @@ export class CompletionsService {
     status: UsageMeta['status'],
   ): Promise<void> {
     const pricing = (ex.deployment ?? ex.route.deployments[0]).pricing;
-    const usage = { ...u, costMicros: costMicros(pricing, u.promptTokens, u.completionTokens) };
+    const usage = {
+      ...u,
+      costMicros: costMicros(pricing, u.promptTokens, u.completionTokens, {
+        cacheReadTokens: u.cacheReadTokens,
+      }),
+    };
     await this.guard('settle', () =>
       this.meter.settle(ex.reservation, usage, this.meta(ex, httpStatus, status)),
     );

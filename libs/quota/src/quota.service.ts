@@ -60,6 +60,9 @@ export interface Usage {
   completionTokens: number;
   /** `costMicros(pricing, promptTokens, completionTokens)`. */
   costMicros: number;
+  /** Of the prompt tokens: written to / read from the provider's prompt cache (recorded on the row). */
+  cacheWriteTokens?: number;
+  cacheReadTokens?: number;
 }
 
 export interface RequestMeta {
@@ -276,7 +279,12 @@ export class QuotaService {
       this.reconciliation.markDirty(reservation.tenantId);
     }
     this.metrics.tokens(meta.model ?? reservation.model, prompt, completion, microsToUsd(cost));
-    return this.record(reservation, prompt, completion, cost, meta);
+    // Cached prompt tokens are part of the prompt: a figure above it is the caller's bug, not a charge.
+    const cached = (v: number | undefined) =>
+      typeof v === 'number' && Number.isInteger(v) && v > 0 ? Math.min(v, prompt) : 0;
+    const cacheWriteTokens = cached(usage.cacheWriteTokens);
+    const cacheReadTokens = Math.min(cached(usage.cacheReadTokens), prompt - cacheWriteTokens);
+    return this.record(reservation, prompt, completion, cost, meta, { cacheWriteTokens, cacheReadTokens });
   }
 
   /** Gives the reservation back (the provider charged nothing) and queues a zero-usage ledger row. */
@@ -300,8 +308,10 @@ export class QuotaService {
     completion: number,
     cost: number,
     meta: RequestMeta,
+    cached: Pick<LedgerRecord, 'cacheWriteTokens' | 'cacheReadTokens'> = {},
   ): LedgerRecord {
     const row: LedgerRecord = {
+      ...cached,
       id: randomUUID(),
       requestId: meta.requestId ?? null,
       tenantId: r.tenantId,

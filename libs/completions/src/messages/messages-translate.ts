@@ -12,6 +12,7 @@ import type {
   Usage,
 } from '../chat/openai-types';
 import type { AnthropicResponse, AnthropicUsage, Block } from '../providers/anthropic-translate';
+import { cachedTokensOf } from '../usage';
 import { blocksOf, MessagesRequest, systemText, unsupportedBlock } from './messages-request';
 
 /**
@@ -162,12 +163,6 @@ export function anthropicUsage(u: Usage | null | undefined): MessagesResponse['u
     cache_creation_input_tokens: 0,
     cache_read_input_tokens: cached,
   };
-}
-
-/** OpenAI's `prompt_tokens_details.cached_tokens` (0 when absent or malformed). */
-export function cachedTokensOf(u: Usage | null | undefined): number {
-  const c = (u?.prompt_tokens_details as { cached_tokens?: unknown } | undefined)?.cached_tokens;
-  return typeof c === 'number' && Number.isInteger(c) && c > 0 && c <= (u?.prompt_tokens ?? 0) ? c : 0;
 }
 
 const messageId = (id: string) => (id.startsWith('msg_') ? id : `msg_${id}`);

@@ -5,6 +5,7 @@ import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash'
 import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
+import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -18,4 +19,5 @@ export const MIGRATIONS = [
   ApiKeyRotationGrace1732000003500,
   TenantUserQuotas1732000004000,
   UsageRecords1732000005000,
+  UsageRecordCachedTokens1795941326306,
 ];

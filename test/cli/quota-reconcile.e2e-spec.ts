@@ -54,7 +54,7 @@ describe('quota:reconcile (compiled CLI)', () => {
           );
       });
       // Counters that drifted: the key's too high, the user's lost, the tenant's too low.
-      await redis.set(`quota:{${t}}:${u}:${k}`, 999);
+      await redis.set(`quota:{${t}}:key:${k}`, 999);
       await redis.set(`quota:{${t}}`, 5);
     });
 
@@ -72,7 +72,7 @@ describe('quota:reconcile (compiled CLI)', () => {
       expect(r.stdout).toMatch(/^ {2}user +\| +1 \| +1 \| +0 \| +300 \|/m);
       expect(r.stdout).toMatch(/^ {2}key +\| +1 \| +1 \| +999 \| +300 \|/m);
       expect(r.stdout).toContain(`key    | ${k} | 999 -> 300`);
-      expect(await redis.get(`quota:{${t}}:${u}:${k}`)).toBe('300');
+      expect(await redis.get(`quota:{${t}}:key:${k}`)).toBe('300');
       expect(await redis.get(`quota:{${t}}:${u}`)).toBe('300');
       expect(await redis.get(`quota:{${t}}`)).toBe('300');
       expect(await redis.get(`spend:{${t}}`)).toBe('3000');

@@ -101,7 +101,8 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
  * OpenAI Chat Completions. Models: `echo` (answer + usage), `no-usage`, `fail-503`,
  * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
  * `hang-mid-stream`, `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
- * connection takes them).
+ * connection takes them), `runaway` (ignores its cap: 5,000 tokens), `accept-then-hang`
+ * (200 and headers, then no body: unstreamed only).
  */
 export function fakeOpenAi(): Promise<FakeUpstream> {
   return serve((rec, res) => {
@@ -135,13 +136,25 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
         });
       case 'hang':
         return; // never answers
+      case 'accept-then-hang':
+        // accepted (200 and headers), then the body never comes: a long generation that times out
+        if (!rec.body.stream) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.flushHeaders();
+          return;
+        }
+        break;
     }
     const withUsage = model !== 'no-usage' && model !== 'ignores-stream-options';
-    const usage: Record<string, unknown> = {
-      ...FAKE_USAGE,
-      total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens,
-      ...(model === 'cached' ? { prompt_tokens_details: { cached_tokens: FAKE_CACHED_TOKENS } } : {}),
-    };
+    // `runaway` ignores the cap it was sent: 5,000 tokens (one " go" each)
+    const runaway = model === 'runaway';
+    const usage: Record<string, unknown> = runaway
+      ? { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 }
+      : {
+          ...FAKE_USAGE,
+          total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens,
+          ...(model === 'cached' ? { prompt_tokens_details: { cached_tokens: FAKE_CACHED_TOKENS } } : {}),
+        };
     const msgs = rec.body.messages as { role: string }[] | undefined;
     if (model === 'tool-caller' && rec.body.tools?.length && msgs?.[msgs.length - 1]?.role !== 'tool')
       return toolCall(rec, res, rec.body.tools[0].function.name, usage);
@@ -156,7 +169,7 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
           choices: [
             {
               index: 0,
-              message: { role: 'assistant', content: FAKE_TEXT },
+              message: { role: 'assistant', content: runaway ? ' go'.repeat(5000) : FAKE_TEXT },
               finish_reason: 'stop',
               logprobs: null,
             },
@@ -211,6 +224,32 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
     if (model === 'die-mid-stream') {
       for (const p of parts.slice(0, 3)) sse(res, chunk({ content: p }));
       setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    if (model === 'runaway') {
+      let i = 0;
+      const pump = () => {
+        while (!res.destroyed && i < 5000) {
+          i++;
+          if (!sse(res, chunk({ content: ' go' }))) return void res.once('drain', pump);
+        }
+        if (!res.destroyed) {
+          rec.written = i;
+          sse(res, chunk({}, 'stop'));
+          if (asked)
+            sse(res, {
+              id,
+              object: 'chat.completion.chunk',
+              created: 1,
+              model,
+              choices: [],
+              usage,
+            });
+          sse(res, '[DONE]');
+          res.end();
+        }
+      };
+      pump();
       return;
     }
     if (model === 'hang-mid-stream') {

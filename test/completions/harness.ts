@@ -29,13 +29,20 @@ export class RecordingMeter extends UsageMeter {
   settled: { reservation: unknown; usage: MeteredUsage; meta: UsageMeta }[] = [];
   released: { reservation: unknown; meta: UsageMeta }[] = [];
   refuse?: ApiError;
+  /** The grant admit answers (default: what was wanted, else 1000). */
+  grant?: number;
   private n = 0;
 
   admit(caller: CompletionCaller, estimate: UsageEstimate): Admission {
     assertModelAllowed(caller.allowedModels, estimate.model);
     if (this.refuse) throw this.refuse;
     this.admitted.push({ caller, estimate });
-    return { reservation: { id: ++this.n }, headers: { 'x-ratelimit-remaining-tokens': '999' } };
+    const granted = this.grant ?? estimate.wanted ?? estimate.maxOutputTokens ?? 1000;
+    return {
+      reservation: { id: ++this.n },
+      headers: { 'x-ratelimit-remaining-tokens': '999' },
+      grantedCompletionTokens: granted,
+    };
   }
   settle(reservation: unknown, usage: MeteredUsage, meta: UsageMeta): void {
     this.settled.push({ reservation, usage, meta });
@@ -48,6 +55,7 @@ export class RecordingMeter extends UsageMeter {
     this.settled = [];
     this.released = [];
     this.refuse = undefined;
+    this.grant = undefined;
   }
   /** The n-th settle or release (1-based), waiting for it: they happen after the answer is sent. */
   async nth(kind: 'settled' | 'released', n = 1, timeoutMs = 3000): Promise<any> {
@@ -96,6 +104,9 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'gpt-flood': one(openai('flood')),
       'gpt-die': one(openai('die-mid-stream')),
       'gpt-hang-mid': one(openai('hang-mid-stream')),
+      'gpt-runaway': one(openai('runaway')),
+      'gpt-accept-hang': one(openai('accept-then-hang')),
+      'gpt-capped': one({ ...openai('echo'), max_output_tokens: 700 }),
       'claude-fake': one(anthropic('claude-fake')),
       'claude-tools': one(anthropic('claude-tools')),
       'claude-overloaded': one(anthropic('claude-overloaded')),

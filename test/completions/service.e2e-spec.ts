@@ -64,8 +64,11 @@ describe('completions service against fake upstreams', () => {
       const prompt = countPromptTokens({ messages: hi });
       expect(h.meter.admitted[0].estimate).toEqual({
         model: 'gpt-fake',
-        estimatedTokens: prompt + 50,
-        estimatedCostMicros: prompt * 1 + 50 * 2,
+        promptTokens: prompt,
+        wanted: 50,
+        maxOutputTokens: null,
+        choices: 1,
+        pricing: { inputPerMillion: 1, outputPerMillion: 2 },
       });
       const s = await h.meter.nth('settled');
       expect(s.usage).toEqual({ promptTokens: 21, completionTokens: 9, costMicros: 21 * 1 + 9 * 2 });

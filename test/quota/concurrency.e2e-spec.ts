@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { ApiError } from '@app/observability';
-import { costMicros, levelRef, QuotaSubject } from '@app/quota';
+import { AdmitRequest, costMicros, levelRef, QuotaSubject } from '@app/quota';
 import { createDatabase, describeWithRedis, redisUrl } from '../harness/app';
 import {
   Instance,
@@ -40,11 +40,14 @@ async function hammer(
   subjects: QuotaSubject[],
   n: number,
   o: {
-    estimatedTokens: number;
-    estimatedCostMicros: number;
+    /** What admit is asked for: the prompt estimate, the completion cap wanted (null = the default), prices. */
+    admit: Omit<AdmitRequest, 'model'> | ((i: number) => Omit<AdmitRequest, 'model'>);
     prompt: number;
+    /** Completion tokens the upstream produces: capped at the grant unless it ignores the cap. */
     completion: number;
-    cost: number;
+    ignoresCap?: boolean;
+    /** Cost of the actual usage (default 0). */
+    cost?: (prompt: number, completion: number) => number;
   },
 ): Promise<Outcome> {
   const out: Outcome = { admitted: 0, refused: 0, tokensTold: 0, microsTold: 0, spans: [], refusals: [] };
@@ -57,8 +60,7 @@ async function hammer(
       try {
         admission = await inst.quota.admit(s, {
           model: 'fake-model',
-          estimatedTokens: o.estimatedTokens,
-          estimatedCostMicros: o.estimatedCostMicros,
+          ...(typeof o.admit === 'function' ? o.admit(i) : o.admit),
         });
       } catch (e) {
         if (e instanceof ApiError && e.getStatus() === 429) {
@@ -71,15 +73,19 @@ async function hammer(
       const admittedAt = now();
       out.admitted++;
       await sleep(Math.floor(Math.random() * 4)); // the "upstream"
+      const completion = o.ignoresCap
+        ? o.completion
+        : Math.min(o.completion, admission.grantedCompletionTokens);
+      const cost = o.cost ? o.cost(o.prompt, completion) : 0;
       await inst.quota.settle(
         admission.reservation,
-        { promptTokens: o.prompt, completionTokens: o.completion, costMicros: o.cost },
+        { promptTokens: o.prompt, completionTokens: completion, costMicros: cost },
         { requestId: `r-${i}`, provider: 'fake', status: 'success', latencyMs: 1 },
       );
       out.spans.push([called, admittedAt, now()]);
       // what the client was told it used (the response's usage)
-      out.tokensTold += o.prompt + o.completion;
-      out.microsTold += o.cost;
+      out.tokensTold += o.prompt + completion;
+      out.microsTold += cost;
     }),
   );
   return out;
@@ -137,11 +143,9 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
       { key: { tokenLimit: 37 * 150, budgetUsd: null, period: 'none' } },
     );
     const o = await hammer([a, b], [s], 500, {
-      estimatedTokens: 150,
-      estimatedCostMicros: 0,
+      admit: { promptTokens: 100, wanted: 50 },
       prompt: 100,
       completion: 50,
-      cost: 0,
     });
     await flushBoth();
     expect(o.admitted).toBe(37);
@@ -171,18 +175,15 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
     ];
     const userLimit = { tokenLimit: 50 * 120, budgetUsd: null, period: 'none' as const };
     const subjects = keys.map((apiKeyId) => subjectOf({ tenantId, userId, apiKeyId }, { user: userLimit }));
-    // reserve 200 (prompt + max_tokens), use 120
+    // reserve 200 (prompt + max_tokens), use 120 (less when the grant was lowered)
     const o = await hammer([a, b], subjects, 500, {
-      estimatedTokens: 200,
-      estimatedCostMicros: 0,
+      admit: { promptTokens: 80, wanted: 120 },
       prompt: 80,
       completion: 40,
-      cost: 0,
     });
     await flushBoth();
-    expect(o.admitted).toBeLessThanOrEqual(50);
     expect(o.admitted).toBeGreaterThan(0);
-    const usage = o.admitted * 120;
+    const usage = o.tokensTold;
     expect(usage).toBeLessThanOrEqual(userLimit.tokenLimit); // bound 0: actual <= reserved
     const userKey = levelRef('user', subjects[0], userLimit, Date.now(), 'UTC').tokensKey;
     expect(await counter(userKey)).toBe(usage);
@@ -210,11 +211,9 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
       }
     }
     const o = await hammer([a, b], subjects, 500, {
-      estimatedTokens: 100,
-      estimatedCostMicros: 0,
+      admit: { promptTokens: 60, wanted: 40 },
       prompt: 60,
       completion: 40,
-      cost: 0,
     });
     await flushBoth();
     expect(o.admitted).toBe(64);
@@ -239,8 +238,12 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
       { tenantId, userId, apiKeyId },
       { key: { tokenLimit: null, budgetUsd, period: 'none' } },
     );
-    const est = a.quota.estimate(pricing, 300, 200);
-    const o = await hammer([a, b], [s], 500, { ...est, prompt: 300, completion: 200, cost: perRequest });
+    const o = await hammer([a, b], [s], 500, {
+      admit: { promptTokens: 300, wanted: 200, pricing },
+      prompt: 300,
+      completion: 200,
+      cost: (p, c) => costMicros(pricing, p, c),
+    });
     await flushBoth();
     expect(o.admitted).toBe(41);
     const spendKey = levelRef('key', s, { period: 'none' }, Date.now(), 'UTC').spendKey;
@@ -252,6 +255,77 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
     expect(o.refusals[0].message).toMatch(/limit \$0\.112750 in total/);
   });
 
+  it('the allowance: 500 requests, half without a cap, on a 10,000-token key quota: overspend 0, no false refusal', async () => {
+    const tenantId = await insertTenant(db);
+    const userId = await insertUser(db, tenantId);
+    const limit = 10_000;
+    const apiKeyId = await insertKey(db, tenantId, userId, { quota_limit: limit });
+    const s = subjectOf(
+      { tenantId, userId, apiKeyId },
+      { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
+    );
+    const prompt = 100;
+    const min = a.config.QUOTA_MIN_COMPLETION_TOKENS;
+    // the upstream honours the cap and writes all of it (the worst case for the quota)
+    const o = await hammer([a, b], [s], 500, {
+      admit: (i) => ({ promptTokens: prompt, wanted: i % 2 ? null : 300 }),
+      prompt,
+      completion: Number.MAX_SAFE_INTEGER,
+    });
+    await flushBoth();
+    const ledger = await ledgerSums(db, { tenantId, apiKeyId });
+    expect(ledger.tokens).toBeLessThanOrEqual(limit); // overspend 0
+    expect(await counter(levelRef('key', s, { period: 'none' }, Date.now(), 'UTC').tokensKey)).toBe(
+      ledger.tokens,
+    );
+    expect(o.tokensTold).toBe(ledger.tokens);
+    expect(ledger.rows).toBe(o.admitted);
+    // no false refusal: each was refused with less than prompt + the minimum unreserved
+    expect(o.refused).toBeGreaterThan(0);
+    for (const e of o.refusals) {
+      const used = Number(/(\d+) used or reserved/.exec(e.message)![1]);
+      expect(used + prompt + min).toBeGreaterThan(limit);
+    }
+    // and the quota was used up to less than one minimal request
+    expect(limit - ledger.tokens).toBeLessThan(prompt + min);
+  });
+
+  it('the allowance in USD: 500 requests, half without a cap, on a $0.05 budget: overspend 0, no false refusal', async () => {
+    const pricing = { inputPerMillion: 1, outputPerMillion: 3 };
+    const budgetUsd = 0.05;
+    const limit = 50_000; // micro-dollars
+    const tenantId = await insertTenant(db);
+    const userId = await insertUser(db, tenantId);
+    const apiKeyId = await insertKey(db, tenantId, userId, { max_budget: budgetUsd });
+    const s = subjectOf(
+      { tenantId, userId, apiKeyId },
+      { key: { tokenLimit: null, budgetUsd, period: 'none' } },
+    );
+    const prompt = 100;
+    const min = a.config.QUOTA_MIN_COMPLETION_TOKENS;
+    const o = await hammer([a, b], [s], 500, {
+      admit: (i) => ({ promptTokens: prompt, wanted: i % 2 ? null : 300, pricing }),
+      prompt,
+      completion: Number.MAX_SAFE_INTEGER,
+      cost: (p, c) => costMicros(pricing, p, c),
+    });
+    await flushBoth();
+    const ledger = await ledgerSums(db, { tenantId, apiKeyId });
+    expect(ledger.micros).toBeLessThanOrEqual(limit);
+    expect(await counter(levelRef('key', s, { period: 'none' }, Date.now(), 'UTC').spendKey)).toBe(
+      ledger.micros,
+    );
+    expect(o.microsTold).toBe(ledger.micros);
+    const least = costMicros(pricing, prompt, min);
+    expect(o.refused).toBeGreaterThan(0);
+    for (const e of o.refusals) {
+      expect(e.code).toBe('budget_exceeded');
+      const used = Math.round(Number(/\$([\d.]+) spent or reserved/.exec(e.message)![1]) * 1e6);
+      expect(used + least).toBeGreaterThan(limit);
+    }
+    expect(limit - ledger.micros).toBeLessThan(least);
+  });
+
   it('actual above the reservation: usage stays within limit + the in-flight overshoot (the stated bound)', async () => {
     const tenantId = await insertTenant(db);
     const userId = await insertUser(db, tenantId);
@@ -261,13 +335,12 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
       { tenantId, userId, apiKeyId },
       { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
     );
-    // reserve 80, use 100: each admitted request overshoots its reservation by 20
+    // reserve 80 (prompt 70 + cap 10), use 100: an upstream ignoring the cap overshoots by 20
     const o = await hammer([a, b], [s], 500, {
-      estimatedTokens: 80,
-      estimatedCostMicros: 0,
+      admit: { promptTokens: 70, wanted: 10 },
       prompt: 70,
       completion: 30,
-      cost: 0,
+      ignoresCap: true,
     });
     await flushBoth();
     const usage = o.admitted * 100;
@@ -291,11 +364,7 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
     for (let i = 0; i < 60; i++) {
       const inst = i % 2 ? b : a;
       try {
-        const { reservation } = await inst.quota.admit(s, {
-          model: 'm',
-          estimatedTokens: 80,
-          estimatedCostMicros: 0,
-        });
+        const { reservation } = await inst.quota.admit(s, { model: 'm', promptTokens: 70, wanted: 10 });
         await inst.quota.settle(
           reservation,
           { promptTokens: 70, completionTokens: 30, costMicros: 0 },
@@ -321,7 +390,7 @@ describeWithRedis('quota under concurrency: two instances, one Redis, one Postgr
     const s = subjectOf({ tenantId, userId, apiKeyId }, {}, { rateLimitRpm: 5 });
     const results = await Promise.allSettled(
       Array.from({ length: 40 }, (_, i) =>
-        (i % 2 ? b : a).quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }),
+        (i % 2 ? b : a).quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }),
       ),
     );
     const ok = results.filter((r) => r.status === 'fulfilled');

@@ -68,8 +68,8 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
   const use = async (inst: Instance, s: ReturnType<typeof subjectOf>, tokens: number) => {
     const { reservation, headers } = await inst.quota.admit(s, {
       model: 'm',
-      estimatedTokens: tokens,
-      estimatedCostMicros: 0,
+      promptTokens: tokens,
+      wanted: 0,
     });
     await inst.quota.settle(reservation, { promptTokens: tokens, completionTokens: 0, costMicros: 0 }, meta);
     return headers;
@@ -83,7 +83,7 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
     expect(h['x-ratelimit-reset-tokens']).toBe('1m0s');
     await use(b, s, 400);
     clock.set(todayAt(23, 59, 59));
-    const e = await refusal(a.quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }));
+    const e = await refusal(a.quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }));
     expect(e.code).toBe('tokens_quota_exceeded');
     expect(e.message).toMatch(/per day/);
     expect(e.headers['retry-after']).toBe('1');
@@ -107,7 +107,7 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
     clock.set(firstOfNext - 5000);
     const { s } = await seed({ tokenLimit: 100, budgetUsd: null, period: 'monthly' });
     await use(a, s, 100);
-    const e = await refusal(b.quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }));
+    const e = await refusal(b.quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }));
     expect(e.message).toMatch(/per month/);
     expect(e.headers['retry-after']).toBe('5');
     clock.set(firstOfNext);
@@ -119,7 +119,7 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
     const { s } = await seed({ tokenLimit: 10, budgetUsd: null, period: 'none' });
     await use(a, s, 10);
     clock.advance(40 * DAY);
-    const e = await refusal(a.quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }));
+    const e = await refusal(a.quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }));
     expect(e.headers['x-should-retry']).toBe('false');
     expect(e.headers['retry-after']).toBe('86400');
     expect(e.message).toMatch(/in total.*does not reset/);
@@ -129,7 +129,7 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
     clock.set(todayAt(14, 59, 59));
     const { s } = await seed({ tokenLimit: 50, budgetUsd: null, period: 'daily' });
     await use(tokyo, s, 50);
-    const e = await refusal(tokyo.quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }));
+    const e = await refusal(tokyo.quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }));
     expect(e.headers['retry-after']).toBe('1');
     clock.set(todayAt(15, 0, 0));
     await expect(use(tokyo, s, 50)).resolves.toBeDefined();
@@ -138,8 +138,8 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
   it('a reservation that outlives QUOTA_RESERVATION_TTL_SECONDS is released for the others', async () => {
     clock.set(Date.now());
     const { s } = await seed({ tokenLimit: 100, budgetUsd: null, period: 'none' });
-    await a.quota.admit(s, { model: 'm', estimatedTokens: 100, estimatedCostMicros: 0 }); // never settled (a crash)
-    await refusal(b.quota.admit(s, { model: 'm', estimatedTokens: 1, estimatedCostMicros: 0 }));
+    await a.quota.admit(s, { model: 'm', promptTokens: 100, wanted: 0 }); // never settled (a crash)
+    await refusal(b.quota.admit(s, { model: 'm', promptTokens: 1, wanted: 0 }));
     clock.advance(a.config.QUOTA_RESERVATION_TTL_SECONDS * 1000);
     await expect(use(b, s, 100)).resolves.toBeDefined();
   });

@@ -90,8 +90,9 @@ describeWithRedis('Redis flushed: counters rebuilt from the ledger exactly', () 
         const inst = i % 2 ? b : a;
         const { reservation } = await inst.quota.admit(subjects[i % subjects.length], {
           model: 'm',
-          estimatedTokens: 100,
-          estimatedCostMicros: 50,
+          promptTokens: 100,
+          wanted: 0,
+          pricing: { inputPerMillion: 0.5, outputPerMillion: 0 }, // reserves 50 micro-dollars
         });
         await inst.quota.settle(
           reservation,
@@ -137,9 +138,9 @@ describeWithRedis('Redis flushed: counters rebuilt from the ledger exactly', () 
       { tenantId, userId, apiKeyId },
       { key: { tokenLimit: 1000, budgetUsd: null, period: 'none' } },
     );
-    const done = await a.quota.admit(s, { model: 'm', estimatedTokens: 300, estimatedCostMicros: 0 });
+    const done = await a.quota.admit(s, { model: 'm', promptTokens: 300, wanted: 0 });
     await a.quota.settle(done.reservation, { promptTokens: 200, completionTokens: 0, costMicros: 0 }, meta);
-    await a.quota.admit(s, { model: 'm', estimatedTokens: 500, estimatedCostMicros: 0 }); // open
+    await a.quota.admit(s, { model: 'm', promptTokens: 500, wanted: 0 }); // open
     const keyCounter = levelRef('key', s, { period: 'none' }, Date.now(), 'UTC').tokensKey;
     await redis.set(keyCounter, '0'); // a lost write
     await a.ledger.flush(); // rows still queued on another instance are not in the ledger yet
@@ -149,12 +150,10 @@ describeWithRedis('Redis flushed: counters rebuilt from the ledger exactly', () 
     expect(key.tokens).toEqual({ before: 0, after: 700 });
     expect(report.counters.find((c) => c.level === 'tenant')!.tokens).toEqual({ before: 700, after: 700 });
     // the limit holds again: 700 used or reserved, 300 left
-    await expect(
-      a.quota.admit(s, { model: 'm', estimatedTokens: 301, estimatedCostMicros: 0 }),
-    ).rejects.toBeInstanceOf(ApiError);
-    await expect(
-      a.quota.admit(s, { model: 'm', estimatedTokens: 300, estimatedCostMicros: 0 }),
-    ).resolves.toBeDefined();
+    await expect(a.quota.admit(s, { model: 'm', promptTokens: 301, wanted: 0 })).rejects.toBeInstanceOf(
+      ApiError,
+    );
+    await expect(a.quota.admit(s, { model: 'm', promptTokens: 300, wanted: 0 })).resolves.toBeDefined();
   });
 
   it('Redis down: closed answers 503, open serves; the missed counts come back from the ledger', async () => {
@@ -167,17 +166,17 @@ describeWithRedis('Redis flushed: counters rebuilt from the ledger exactly', () 
     const open = await startInstance({ databaseUrl: db, redisUrl: url2, env: { QUOTA_FAIL_MODE: 'open' } });
     let shut = false;
     try {
-      const before = await open.quota.admit(s, { model: 'm', estimatedTokens: 10, estimatedCostMicros: 0 });
+      const before = await open.quota.admit(s, { model: 'm', promptTokens: 10, wanted: 0 });
       p2.kill('SIGKILL');
       await sleep(200);
       const e = await closed.quota
-        .admit(s, { model: 'm', estimatedTokens: 10, estimatedCostMicros: 0 })
+        .admit(s, { model: 'm', promptTokens: 10, wanted: 0 })
         .catch((x: ApiError) => x);
       expect(e).toBeInstanceOf(ApiError);
       expect((e as ApiError).getStatus()).toBe(503);
       expect((e as ApiError).code).toBe('quota_unavailable');
       expect(closed.quota.storeFailures).toBeGreaterThan(0);
-      const served = await open.quota.admit(s, { model: 'm', estimatedTokens: 10, estimatedCostMicros: 0 });
+      const served = await open.quota.admit(s, { model: 'm', promptTokens: 10, wanted: 0 });
       expect(served.reservation.unchecked).toBe(true);
       await open.quota.settle(
         served.reservation,
@@ -275,8 +274,8 @@ describe('PostgreSQL stopped for 5 s: no ledger row lost', () => {
     const one = async () => {
       const { reservation } = await inst.quota.admit(s, {
         model: 'm',
-        estimatedTokens: 50,
-        estimatedCostMicros: 0,
+        promptTokens: 50,
+        wanted: 0,
       });
       const n = 10 + (sent % 9);
       await inst.quota.settle(
@@ -329,13 +328,13 @@ describe('PostgreSQL stopped for 5 s: no ledger row lost', () => {
     for (let i = 0; i < 7; i++) {
       const { reservation } = await inst.quota.admit(s, {
         model: 'm',
-        estimatedTokens: 5,
-        estimatedCostMicros: 0,
+        promptTokens: 5,
+        wanted: 0,
       });
       await inst.quota.settle(reservation, { promptTokens: 4, completionTokens: 1, costMicros: 0 }, meta);
     }
     // one request still in flight when the gateway shuts down, settled after the ledger's flush
-    const late = await inst.quota.admit(s, { model: 'm', estimatedTokens: 5, estimatedCostMicros: 0 });
+    const late = await inst.quota.admit(s, { model: 'm', promptTokens: 5, wanted: 0 });
     const old = inst;
     await inst.close();
     await old.quota.settle(late.reservation, { promptTokens: 2, completionTokens: 1, costMicros: 0 }, meta);

@@ -66,9 +66,88 @@ export function storeContract(getStore: () => QuotaStore): void {
         { tokens: 7, spendMicros: 3 },
       ],
       rpm: null,
+      granted: 0,
+      tokens: 7,
+      costMicros: 3,
     });
     expect(await values(r)).toEqual([7, 3, 7, 3, 7, 3]);
     expect(await store.pending(T, t0)).toBe(1);
+  });
+
+  it('the allowance: grants min(wanted, the least room per choice, in tokens and spend) and reserves it', async () => {
+    const completion = { wanted: 1000, choices: 1, microsPerToken: 0, min: 16 };
+    // unlimited: the whole of wanted
+    const r0 = req({ tokens: 100, costMicros: 0, completion });
+    expect(await store.reserve(r0)).toMatchObject({ ok: true, granted: 1000, tokens: 1100 });
+    await store.release(ref(r0), t0);
+    // the user level has 600 left: 500 after the prompt
+    const lv = levels3(5000, 600, null);
+    const r1 = req({ tokens: 100, costMicros: 0, levels: lv, completion });
+    expect(await store.reserve(r1)).toMatchObject({ ok: true, granted: 500, tokens: 600 });
+    expect(await values(r1)).toEqual([600, 0, 600, 0, 600, 0]);
+    await store.release(ref(r1), t0);
+    // two choices share the room: (600 - 100) / 2
+    const r2 = req({ tokens: 100, costMicros: 0, levels: lv, completion: { ...completion, choices: 2 } });
+    expect(await store.reserve(r2)).toMatchObject({ ok: true, granted: 250, tokens: 600 });
+    await store.release(ref(r2), t0);
+    // spend: 10,000 micro-dollars, prompt 1,000, output 3 per token -> 3,000 tokens, 9,000 micro-dollars
+    const spend = [level('key', null, 10_000), level('user'), level('tenant')];
+    const c3 = { wanted: 5000, choices: 1, microsPerToken: 3, min: 16 };
+    const r3 = req({ tokens: 10, costMicros: 1000, levels: spend, completion: c3 });
+    expect(await store.reserve(r3)).toMatchObject({
+      ok: true,
+      granted: 3000,
+      tokens: 3010,
+      costMicros: 10_000,
+    });
+    await store.release(ref(r3), t0);
+    // a fractional price is rounded up, never past the budget: 9,000 / 0.7 = 12,857.1 -> 12,857 tokens
+    const r4 = req({
+      tokens: 10,
+      costMicros: 1000,
+      levels: spend,
+      completion: { ...c3, wanted: 20_000, microsPerToken: 0.7 },
+    });
+    expect(await store.reserve(r4)).toMatchObject({ ok: true, granted: 12_857, costMicros: 10_000 });
+  });
+
+  it('the allowance refuses when the prompt alone does not fit, or the grant is below min(wanted, min)', async () => {
+    const lv = levels3(null, 130, null);
+    const completion = { wanted: 1000, choices: 1, microsPerToken: 0, min: 16 };
+    expect(await store.reserve(req({ tokens: 131, costMicros: 0, levels: lv, completion }))).toMatchObject({
+      ok: false,
+      reason: 'tokens',
+      levelIndex: 1,
+      limit: 130,
+    });
+    // 130 - 120 = 10 left: below 16
+    const r = req({ tokens: 120, costMicros: 0, levels: lv, completion });
+    expect(await store.reserve(r)).toMatchObject({ ok: false, reason: 'tokens', levelIndex: 1 });
+    expect(await values(r)).toEqual([0, 0, 0, 0, 0, 0]);
+    // a client that wants 10 or fewer is served
+    expect(
+      await store.reserve(
+        req({ tokens: 120, costMicros: 0, levels: lv, completion: { ...completion, wanted: 10 } }),
+      ),
+    ).toMatchObject({ ok: true, granted: 10, tokens: 130 });
+  });
+
+  it('reserve is idempotent per reservation id: run twice, it counts once and answers the same grant', async () => {
+    const lv = levels3(null, 1000, null);
+    const r = req({
+      tokens: 100,
+      costMicros: 7,
+      levels: lv,
+      completion: { wanted: 2000, choices: 1, microsPerToken: 0, min: 16 },
+      rpm: { key: rpmKey(T, K), limit: 5, windowMs: 60_000 },
+    });
+    const first = await store.reserve(r);
+    const again = await store.reserve(r);
+    expect(first).toMatchObject({ ok: true, granted: 900, tokens: 1000, costMicros: 7 });
+    expect(again).toMatchObject({ ok: true, granted: 900, tokens: 1000, costMicros: 7 });
+    expect(await values(r)).toEqual([1000, 7, 1000, 7, 1000, 7]);
+    expect(await store.pending(T, t0)).toBe(1);
+    expect(again.ok && again.rpm?.count).toBe(1);
   });
 
   it('a limit can be reached exactly; one more token is refused, naming the level; nothing is written', async () => {

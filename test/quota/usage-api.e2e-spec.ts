@@ -28,8 +28,8 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
   async function charge(s: QuotaSubject, model: string, prompt: number, completion: number, micros: number) {
     const { reservation } = await inst.quota.admit(s, {
       model,
-      estimatedTokens: prompt + completion,
-      estimatedCostMicros: micros,
+      promptTokens: prompt + completion,
+      wanted: 0,
     });
     await inst.quota.settle(
       reservation,
@@ -64,8 +64,8 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
     for (let i = 0; i < 3; i++) await charge(s1, 'gpt-a', 100, 50, 10);
     const { reservation } = await inst.quota.admit(s1, {
       model: 'gpt-a',
-      estimatedTokens: 10,
-      estimatedCostMicros: 0,
+      promptTokens: 10,
+      wanted: 0,
     });
     await inst.quota.release(reservation, { provider: 'fake', status: 'upstream_error' });
     await charge(s(a.tenantId, m2.id, k2), 'gpt-b', 20, 30, 1_500_000);

@@ -7,7 +7,8 @@
  *
  * Answers POST .../chat/completions, JSON or SSE, with FIXED_USAGE unless the request carries
  * `x_fake: { prompt_tokens, completion_tokens, chunks, chunk_delay_ms }` (an unknown field the
- * gateway passes on to OpenAI-compatible upstreams as sent). Faults apply to requests that
+ * gateway passes on to OpenAI-compatible upstreams as sent); completion tokens never above the
+ * cap sent (`max_completion_tokens` / `max_tokens`). Faults apply to requests that
  * arrive while set: `5xx` answers 503 at once, `hang` never answers.
  */
 const { createServer } = require('node:http');
@@ -29,9 +30,11 @@ function handle(body, res) {
     return; // the gateway's UPSTREAM_FIRST_BYTE_TIMEOUT_MS ends it
   }
   const o = body.x_fake || {};
+  // honours the cap it is sent (the gateway always sends one: README "Quotas"), as real upstreams do
+  const cap = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
   const usage = {
     prompt_tokens: o.prompt_tokens ?? FIXED_USAGE.prompt_tokens,
-    completion_tokens: o.completion_tokens ?? FIXED_USAGE.completion_tokens,
+    completion_tokens: Math.min(cap, o.completion_tokens ?? FIXED_USAGE.completion_tokens),
   };
   const total = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
   const base = { id: 'chatcmpl-rel', created: 1, model: String(body.model) };

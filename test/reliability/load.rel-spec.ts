@@ -433,8 +433,9 @@ describe('load and faults over two gateway processes', () => {
     expect(o.t.ok).toBeGreaterThan(0);
     expect(o.t.refused429).toBeGreaterThan(0);
     fig.note(
-      `Tenant phase: each request reserves ${reserved.tokens} tokens and the upstream reports ${actual.tokens} ` +
-        `(it ignores max_tokens), so the bound is ${actual.tokens - reserved.tokens} tokens per request in flight when the last one was admitted.`,
+      `Tenant phase: each request reserves up to ${reserved.tokens} tokens and asks the upstream for 5 completion tokens more ` +
+        `than its max_tokens; the gateway sends the grant as the cap and the upstream honours it (${actual.tokens} at most), ` +
+        `so the bound is ${Math.max(0, actual.tokens - reserved.tokens)} (before issue 12 the cap was not sent: 300 over).`,
     );
   });
 

@@ -67,7 +67,8 @@ export type RedisServer = { proc: ChildProcess; url: string; port: number };
 export const GATEWAY_ENV = {
   LOG_LEVEL: 'warn',
   LEDGER_FLUSH_MS: '200',
-  QUOTA_RESERVATION_TTL_SECONDS: '8',
+  // at least UPSTREAM_TOTAL_TIMEOUT_MS + 5 s (refused at start otherwise): a request never outlives its reservation
+  QUOTA_RESERVATION_TTL_SECONDS: '25',
   QUOTA_DEFAULT_MAX_TOKENS: '100',
   UPSTREAM_CONNECT_TIMEOUT_MS: '3000',
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS: '4000',
@@ -181,12 +182,13 @@ export function chatBody(o: {
   const promptEst = countPromptTokens(validateChatRequest(req));
   const reserved = { tokens: promptEst + o.maxTokens, micros: costMicros(PRICING, promptEst, o.maxTokens) };
   const prompt = promptEst - (o.promptShort ?? 0);
-  const completion = o.maxTokens + (o.extraCompletion ?? 0);
+  // asked for extraCompletion more (or fewer) than max_tokens; the fake honours the cap sent
+  const completion = Math.min(o.maxTokens, o.maxTokens + (o.extraCompletion ?? 0));
   const actual = { tokens: prompt + completion, micros: costMicros(PRICING, prompt, completion) };
   const body = {
     ...req,
     ...(o.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
-    x_fake: { prompt_tokens: prompt, completion_tokens: completion, ...o.x },
+    x_fake: { prompt_tokens: prompt, completion_tokens: o.maxTokens + (o.extraCompletion ?? 0), ...o.x },
   };
   return { body, reserved, actual };
 }

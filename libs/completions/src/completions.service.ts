@@ -1,7 +1,7 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger, Optional } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
+import { ApiError, MetricsService } from '@app/observability';
 import { validateChatRequest } from './chat/chat-request';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } from './chat/openai-types';
 import { costMicros } from './pricing';
@@ -9,7 +9,7 @@ import { Provider, StreamItem, UpstreamCall, UpstreamError } from './providers/p
 import { ProviderRegistry } from './providers/provider-registry';
 import { Deployment, isModelAllowed, ModelRoute, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
-import { countCompletion, StreamTally, TokenUsage, usageOf } from './usage';
+import { countCompletion, GrantGuard, StreamTally, TokenUsage, usageOf } from './usage';
 import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
 
 /** Why the gateway aborted an upstream call (the AbortSignal's reason). */
@@ -26,6 +26,10 @@ interface Exchange {
   stream: boolean;
   promptTokens: number;
   reservation: unknown;
+  /** Completion tokens per choice the meter granted: the cap sent upstream, where a stream is cut. */
+  grant: number;
+  /** The upstream answered 2xx: from then on a timeout or error charges the prompt. */
+  accepted: boolean;
   started: number;
   requestId?: string;
   signal: AbortSignal;
@@ -40,17 +44,22 @@ const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 };
 
-/** Writes with backpressure: resolves at once, or when the socket drains or closes. */
-function send(res: ServerResponse, data: string): Promise<void> | undefined {
+/**
+ * Writes with backpressure: resolves at once, or when the socket drains or closes, or the
+ * exchange is aborted (the total timeout bounds a client that stops reading too).
+ */
+function send(res: ServerResponse, data: string, signal?: AbortSignal): Promise<void> | undefined {
   if (res.destroyed || res.writableEnded || res.write(data)) return undefined;
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);
       res.off('close', done);
+      signal?.removeEventListener('abort', done);
       resolve();
     };
     res.on('drain', done);
     res.on('close', done);
+    signal?.addEventListener('abort', done);
   });
 }
 
@@ -69,6 +78,7 @@ export class CompletionsService {
     private readonly providers: ProviderRegistry,
     private readonly meter: UsageMeter,
     private readonly config: AppConfig,
+    @Optional() private readonly metrics?: MetricsService,
   ) {}
 
   /** The models (names and aliases) the caller's key may use. */
@@ -107,12 +117,13 @@ export class CompletionsService {
     // The key's allowed models are checked by the meter's admit (the quota lib counts the
     // refusal), before anything is reserved or sent upstream.
     const promptTokens = countPromptTokens(req);
-    const budget =
-      (req.max_completion_tokens ?? req.max_tokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS) * (req.n ?? 1);
-    const { reservation, headers } = await this.meter.admit(caller, {
+    const { reservation, headers, grantedCompletionTokens } = await this.meter.admit(caller, {
       model: req.model,
-      estimatedTokens: promptTokens + budget,
-      estimatedCostMicros: costMicros(route.maxPricing, promptTokens, budget),
+      promptTokens,
+      wanted: req.max_completion_tokens ?? req.max_tokens ?? null,
+      maxOutputTokens: route.maxOutputTokens,
+      choices: req.n ?? 1,
+      pricing: route.maxPricing,
     });
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
 
@@ -132,6 +143,8 @@ export class CompletionsService {
       stream: req.stream === true,
       promptTokens,
       reservation,
+      grant: grantedCompletionTokens,
+      accepted: false,
       started,
       requestId,
       signal: abort.signal,
@@ -162,6 +175,9 @@ export class CompletionsService {
         total_tokens: usage.promptTokens + usage.completionTokens,
       };
     }
+    if (usage.completionTokens > ex.grant * (ex.req.n ?? 1))
+      // the provider billed it: charged in full (README "Quotas", overspend bound)
+      this.capViolation(ex, `${usage.completionTokens} completion tokens against a cap of ${ex.grant}`);
     const json = JSON.stringify(completion);
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
@@ -180,16 +196,20 @@ export class CompletionsService {
     res.flushHeaders();
     const includeUsage = ex.req.stream_options?.include_usage === true;
     const tally = new StreamTally();
+    const guard = new GrantGuard(ex.grant, ex.req.n ?? 1);
     let outcome: UsageMeta['status'] = 'success';
     try {
       for await (const item of items) {
         if (ex.signal.aborted) throw ex.signal.reason;
+        if (!guard.pass(item)) continue;
         tally.add(item);
         const out = this.render(item, includeUsage);
         if (out !== undefined) {
-          const wait = send(res, out);
+          const wait = send(res, out, ex.signal);
           if (wait) await wait;
         }
+        // an upstream that ignores the cap: its stream ends here (leaving the loop closes it)
+        if (guard.cut && guard.done) break;
       }
     } catch (e) {
       if (e instanceof Aborted && e.by === 'client') {
@@ -201,12 +221,21 @@ export class CompletionsService {
         await send(res, `data: ${JSON.stringify(err.toBody(ex.requestId))}\n\n`);
       }
     }
-    const usage: TokenUsage = tally.usage ?? {
+    let usage: TokenUsage = tally.usage ?? {
       promptTokens: tally.promptTokens ?? ex.promptTokens,
       completionTokens: tally.completionTokens(),
     };
+    if (guard.cut) {
+      // charged what was streamed: at most the grant per choice
+      usage = {
+        promptTokens: tally.promptTokens ?? ex.promptTokens,
+        completionTokens: guard.completionTokens(),
+      };
+      if (outcome === 'success') outcome = 'cut';
+      this.capViolation(ex, 'stream cut at the grant');
+    }
     if (outcome !== 'aborted') {
-      if (outcome === 'success' && includeUsage && !tally.usage) {
+      if ((outcome === 'success' || outcome === 'cut') && includeUsage && (!tally.usage || guard.cut)) {
         // The upstream ignored stream_options: the client still gets the usage it asked for.
         await send(res, `data: ${JSON.stringify(this.usageChunk(ex, tally.last, usage))}\n\n`);
       }
@@ -226,7 +255,8 @@ export class CompletionsService {
           request: ex.req,
           deployment: d,
           signal: ex.signal,
-          defaultMaxTokens: this.config.QUOTA_DEFAULT_MAX_TOKENS,
+          maxTokens: ex.grant,
+          onAccepted: () => (ex.accepted = true),
         });
       } catch (e) {
         if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
@@ -238,7 +268,11 @@ export class CompletionsService {
     }
   }
 
-  /** Nothing reached the client: release the reservation (or, if the client left, charge the prompt) and throw. */
+  /**
+   * Nothing reached the client: release the reservation when the upstream never accepted the
+   * request; charge the prompt when it did (timeout or failure while reading its answer) or
+   * the client left; then throw.
+   */
   private async failedBeforeAnswer(ex: Exchange, e: unknown): Promise<never> {
     if (e instanceof Aborted && e.by === 'client') {
       // The upstream had the prompt: it is charged; nothing was produced.
@@ -246,6 +280,13 @@ export class CompletionsService {
       throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
     }
     const err = this.toApiError(e);
+    if (ex.accepted) {
+      // The upstream had accepted it (and may bill the prompt): a timeout or a failure while
+      // its answer was read charges the prompt estimate; the ledger status says which.
+      const status = err.code === 'upstream_timeout' ? 'timeout' : 'upstream_error';
+      await this.settle(ex, { promptTokens: ex.promptTokens, completionTokens: 0 }, err.getStatus(), status);
+      throw err;
+    }
     await this.guard('release', () =>
       this.meter.release(ex.reservation, this.meta(ex, err.getStatus(), 'upstream_error')),
     );
@@ -324,6 +365,12 @@ export class CompletionsService {
       stream: ex.stream,
       httpStatus,
     };
+  }
+
+  private capViolation(ex: Exchange, what: string): void {
+    const d = ex.deployment?.id ?? ex.route.deployments[0].id;
+    this.metrics?.capViolation(d);
+    this.logger.warn(`${d} ignored the completion cap: ${what}`);
   }
 
   /** A meter failure after the answer must not turn into a client error: log it. */

@@ -1,4 +1,11 @@
-import { countPromptTokens, countTokens, encodeTokens, EXACT_CHARS } from './tokens';
+import {
+  countPromptTokens,
+  countTokens,
+  encodeTokens,
+  EXACT_CHARS,
+  IMAGE_TOKENS,
+  PromptEstimator,
+} from './tokens';
 import { countCompletion, StreamTally } from './usage';
 
 describe('token counts', () => {
@@ -11,13 +18,13 @@ describe('token counts', () => {
     expect(countTokens('hi <|endoftext|> there')).toBeGreaterThan(3);
   });
 
-  it('stays fast on hostile input: long runs without a break, and huge texts', () => {
+  it('answers (not prompts) stay fast on hostile input: long runs without a break, and huge texts', () => {
     const t0 = Date.now();
     const run = countTokens('x'.repeat(100_000));
     const b64 = countTokens(Buffer.alloc(300_000, 7).toString('base64'));
     const spaces = countTokens(' '.repeat(200_000));
     const prose = countTokens('The quick brown fox jumps over the lazy dog. '.repeat(25_000));
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(3000);
     for (const n of [run, b64, spaces]) expect(n).toBeGreaterThan(1000);
     // beyond EXACT_CHARS, extrapolated at the measured rate: 10 tokens per sentence here
     expect(prose).toBeGreaterThan(240_000);
@@ -43,25 +50,147 @@ describe('token counts', () => {
     ).toBe(3 + (3 + 1 + 4) + (3 + 1 + 1));
   });
 
-  it('counts text parts, images at a flat rate, and tools', () => {
+  it('counts text parts, images by their documented bound (by detail), and tools', () => {
     const plain = countPromptTokens({ messages: [{ role: 'user', content: 'Hi' }] });
-    const parts = countPromptTokens({
-      messages: [
-        {
-          role: 'user',
-          content: [
-            { type: 'text', text: 'Hi' },
-            { type: 'image_url', image_url: { url: 'https://x.test/a.png' } },
-          ],
-        },
-      ],
-    });
-    expect(parts).toBe(plain + 85);
+    const image = (detail?: 'low' | 'high') =>
+      countPromptTokens({
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'Hi' },
+              {
+                type: 'image_url',
+                image_url: { url: 'https://x.test/a.png', ...(detail ? { detail } : {}) },
+              },
+            ],
+          },
+        ],
+      });
+    expect(image('low')).toBe(plain + 85);
+    expect(image()).toBe(plain + IMAGE_TOKENS.other);
+    expect(image('high')).toBe(plain + IMAGE_TOKENS.other);
     const withTools = countPromptTokens({
       messages: [{ role: 'user', content: 'Hi' }],
       tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }],
     });
     expect(withTools).toBeGreaterThan(plain);
+  });
+
+  describe('the prompt estimate is never below a full count (issue 12: crafted prompts)', () => {
+    /** Realistic CJK prose: sentences cut before their "。" are whole pre-tokens, so counts add up. */
+    const SENTENCES = [
+      '我们今天讨论的是人工智能在日常生活中的应用以及它对社会的影响',
+      '这个系统需要在多个实例之间保持一致的配额计数',
+      '东京的天气预报说明天会下雨请记得带伞',
+      '数据库迁移应该可以回滚并且不丢失任何记录',
+    ];
+    const memo = new Map<string, number>();
+    const fullCount = (pieces: string[]) =>
+      pieces.reduce((n, p) => {
+        if (!memo.has(p)) memo.set(p, encodeTokens(p).length);
+        return n + memo.get(p)!;
+      }, 0);
+
+    it('32 KiB of ASCII then 90k CJK characters: at or above the full count, and fast', () => {
+      const ascii = 'The quick brown fox jumps over the lazy dog. '.repeat(750).slice(0, 32 * 1024);
+      const pieces: string[] = [];
+      let cjk = 0;
+      for (let i = 0; cjk < 90_000; i++) {
+        const s = (i ? '。' : '') + SENTENCES[i % SENTENCES.length];
+        pieces.push(s);
+        cjk += s.length;
+      }
+      const text = ascii + pieces.join('');
+      // ASCII ends with a space-free word boundary: the CJK run starts a new pre-token only
+      // after its first character, so count the junction piece as one.
+      const full = encodeTokens(ascii + pieces[0]).length + fullCount(pieces.slice(1));
+      const t0 = performance.now();
+      const estimate = new PromptEstimator().text(text).total;
+      const ms = performance.now() - t0;
+      expect(estimate).toBeGreaterThanOrEqual(full);
+      expect(full).toBeGreaterThan(90_000); // the old extrapolation reserved ~31k for this
+      expect(ms).toBeLessThan(500);
+    });
+
+    it('50 images: at or above the providers published maxima', () => {
+      const content = Array.from({ length: 50 }, () => ({
+        type: 'image_url',
+        image_url: { url: 'data:image/png;base64,AAAA' },
+      }));
+      const n = countPromptTokens({ messages: [{ role: 'user', content }] });
+      // OpenAI high detail: 85 + 170 x 8 tiles; Anthropic: 1.15 MP / 750
+      expect(n).toBeGreaterThanOrEqual(50 * Math.max(85 + 170 * 8, Math.ceil((1092 * 1092) / 750)));
+    });
+
+    it('a 200 KB tool schema: at or above the full count', () => {
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 12; i++)
+        properties[`field_${i}`] = {
+          type: 'string',
+          description: `The value of field number ${i}, as text.`,
+        };
+      const tool = {
+        type: 'function' as const,
+        function: { name: 'big', parameters: { type: 'object', properties } },
+      };
+      const tools = Array.from({ length: Math.ceil(200_000 / JSON.stringify(tool).length) }, () => tool);
+      const json = JSON.stringify(tools);
+      expect(json.length).toBeGreaterThanOrEqual(200_000);
+      const messages = [{ role: 'user' as const, content: 'Hi' }];
+      // the full count, piece by piece: each piece starts a pre-token (`},{"` ends a punctuation run)
+      const full = 3 + 3 + 1 + 1 + fullCount(json.split(/(?=type":"function")/));
+      expect(countPromptTokens({ messages, tools })).toBeGreaterThanOrEqual(full);
+    });
+
+    it('file and audio parts, tool calls and unknown fields count by their bounds', () => {
+      const base = countPromptTokens({ messages: [{ role: 'user', content: 'Hi' }] });
+      const file = countPromptTokens({
+        messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'A'.repeat(10_000) } }] }],
+      });
+      expect(file).toBeGreaterThanOrEqual(10_000);
+      const audio = countPromptTokens({
+        messages: [
+          {
+            role: 'user',
+            content: [{ type: 'input_audio', input_audio: { data: 'A'.repeat(64_000), format: 'wav' } }],
+          },
+        ],
+      });
+      expect(audio).toBeGreaterThanOrEqual(1000);
+      const calls = countPromptTokens({
+        messages: [
+          { role: 'user', content: 'Hi' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              {
+                id: 'c1',
+                type: 'function',
+                function: { name: 'lookup', arguments: '{"q":"weather in Paris"}' },
+              },
+            ],
+          },
+          { role: 'tool', tool_call_id: 'c1', content: 'Sunny' },
+        ],
+      });
+      expect(calls).toBeGreaterThan(base + 15);
+      expect(
+        countPromptTokens({ messages: [{ role: 'user', content: 'Hi', audio: { id: 'x'.repeat(100) } }] }),
+      ).toBeGreaterThan(base + 100);
+    });
+
+    it('hostile text (long runs, base64, CJK without punctuation) is bounded by bytes, fast', () => {
+      const t0 = performance.now();
+      const run = new PromptEstimator().text('x'.repeat(100_000)).total;
+      const b64 = new PromptEstimator().text(Buffer.alloc(300_000, 7).toString('base64')).total;
+      const cjk = new PromptEstimator().text('漢'.repeat(50_000)).total;
+      expect(performance.now() - t0).toBeLessThan(500);
+      expect(run).toBe(100_000);
+      expect(b64).toBe(400_000);
+      expect(cjk).toBe(150_000);
+    });
   });
 
   it('a streamed answer counts exactly like the same answer unstreamed', () => {

@@ -1,5 +1,5 @@
 import { Tiktoken, TiktokenBPE } from 'js-tiktoken/lite';
-import type { ChatMessage, ChatRequest } from './chat/openai-types';
+import type { ChatRequest } from './chat/openai-types';
 
 let encoder: Tiktoken | undefined;
 
@@ -87,70 +87,194 @@ export function decodeTokens(tokens: number[]): string {
   return enc().decode(tokens);
 }
 
-function contentText(content: ChatMessage['content']): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  let s = '';
-  for (const p of content) {
-    if (p.type === 'text' && typeof p.text === 'string') s += p.text;
-    else if (p.type === 'refusal' && typeof p.refusal === 'string') s += p.refusal;
+/**
+ * The prompt estimate (README "Quotas", docs/models.md "Usage and charges"): never below
+ * the real cl100k count of the same input, and cheap whatever the body holds.
+ *
+ * Text is cut at pre-token boundaries (before a space that starts a word: cl100k's
+ * pre-tokenizer never joins across one), so the pieces' counts add up to the whole's. A
+ * piece is counted exactly when it is ASCII, has no run of one character class long enough
+ * to make byte-pair merging slow (RUN_LIMIT), and the request's exact budget (EXACT_CHARS
+ * characters and EXACT_MS of CPU) is not spent. Every other piece counts one token per UTF-8
+ * byte, a strict upper bound (a token is at least one byte). Measured on this machine
+ * (docs/BENCHMARKS.md): js-tiktoken counts English at ~1 µs per character, base64 at ~6 µs,
+ * CJK at ~30 µs (a 32k-character CJK prompt held the event loop for ~1 s); a byte count is
+ * about 1 ns per character. No extrapolation: a prompt cannot be shaped to be reserved below
+ * its cost.
+ *
+ * Non-text parts have documented upper bounds (IMAGE_TOKENS, FILE_TOKENS, AUDIO_TOKENS).
+ */
+export const EXACT_MS = 25;
+// eslint-disable-next-line no-control-regex -- ASCII is code points 0-127, controls included
+const ASCII = /^[\x00-\x7f]*$/;
+const RUN_LIMIT = /[\p{L}\p{N}]{64}|[^\s\p{L}\p{N}]{64}|\s{256}/u;
+const WORD_START = / (?=\p{L})/gu;
+
+export class PromptEstimator {
+  private exactLeft = EXACT_CHARS;
+  private readonly deadline = performance.now() + EXACT_MS;
+  total = 0;
+
+  /** Adds an upper bound of the tokens of `text` (exact where cheap). */
+  text(text: string): this {
+    if (!text) return this;
+    let pos = 0;
+    let exact = '';
+    const flush = () => {
+      if (!exact) return;
+      this.total += encode(exact).length;
+      this.exactLeft -= exact.length;
+      exact = '';
+    };
+    while (pos < text.length) {
+      if (this.exactLeft - exact.length <= 0 || performance.now() > this.deadline) {
+        flush();
+        this.total += Buffer.byteLength(pos ? text.slice(pos) : text);
+        return this;
+      }
+      WORD_START.lastIndex = pos + 1;
+      const m = WORD_START.exec(text);
+      const end = m ? m.index : text.length;
+      const piece = text.slice(pos, end);
+      if (exact.length + piece.length <= this.exactLeft && ASCII.test(piece) && !RUN_LIMIT.test(piece)) {
+        exact += piece;
+        if (exact.length >= 2048) flush();
+      } else {
+        flush();
+        this.total += Buffer.byteLength(piece);
+      }
+      pos = end;
+    }
+    flush();
+    return this;
   }
-  return s;
+
+  /** Adds a fixed number of tokens (per-message overhead, a non-text part's bound). */
+  add(n: number): this {
+    this.total += n;
+    return this;
+  }
 }
 
-/** Per-image estimate: OpenAI's "low detail" figure; enough for a reservation. */
-const IMAGE_TOKENS = 85;
+/**
+ * Per image part: `detail: "low"` is 85 tokens at OpenAI; any other detail is bounded by
+ * the largest image either provider bills: OpenAI high detail (gpt-4o class) 85 + 170 x 8
+ * tiles = 1,445; Anthropic about (1,092 x 1,092) / 750 = 1,590 (images are downscaled to
+ * ~1.15 MP first). gpt-4o-mini reports images at ~33 times that (it prices them so): an
+ * estimate cannot know that model-specific factor; settle charges the reported usage.
+ */
+export const IMAGE_TOKENS = { low: 85, other: 1600 };
+/**
+ * A `file` part (a PDF: text plus one image per page): its base64 data's length (a byte of
+ * file per 1.33 characters: far above the text it holds plus IMAGE_TOKENS.other per page of
+ * any real PDF), at least FILE_TOKENS.min; a `file_id` (size unknown here): FILE_TOKENS.byId.
+ */
+export const FILE_TOKENS = { min: 1600, byId: 32_000 };
+/**
+ * `input_audio`: OpenAI bills about 10 tokens per second of audio; one second takes at least
+ * 1,000 bytes (8 kbit/s, below any usable codec): one token per 64 base64 characters (48
+ * bytes) bounds it, at least AUDIO_TOKENS.min.
+ */
+export const AUDIO_TOKENS = { perBase64Chars: 64, min: 100 };
+
+function part(e: PromptEstimator, p: Record<string, unknown>): void {
+  switch (p.type) {
+    case 'text':
+      e.text(typeof p.text === 'string' ? p.text : '');
+      return;
+    case 'refusal':
+      e.text(typeof p.refusal === 'string' ? p.refusal : '');
+      return;
+    case 'image_url': {
+      const detail = (p.image_url as { detail?: unknown } | undefined)?.detail;
+      e.add(detail === 'low' ? IMAGE_TOKENS.low : IMAGE_TOKENS.other);
+      return;
+    }
+    case 'file': {
+      const f = (p.file ?? {}) as { file_data?: unknown; filename?: unknown };
+      if (typeof f.filename === 'string') e.text(f.filename);
+      e.add(
+        typeof f.file_data === 'string' ? Math.max(FILE_TOKENS.min, f.file_data.length) : FILE_TOKENS.byId,
+      );
+      return;
+    }
+    case 'input_audio': {
+      const data = (p.input_audio as { data?: unknown } | undefined)?.data;
+      const len = typeof data === 'string' ? data.length : 0;
+      e.add(Math.max(AUDIO_TOKENS.min, Math.ceil(len / AUDIO_TOKENS.perBase64Chars)));
+      return;
+    }
+    default:
+      // a part type this gateway does not know: its JSON, one token per byte
+      e.add(Buffer.byteLength(JSON.stringify(p)));
+  }
+}
+
+const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id']);
 
 /**
- * Prompt tokens as OpenAI counts them for chat models (3 per message, 1 per name,
- * 3 priming the reply), plus the tool definitions as JSON.
+ * The prompt estimate of a chat request, never below cl100k's count of it as OpenAI frames
+ * it (3 tokens per message, 1 per name, 3 priming the reply): every text counted (see
+ * PromptEstimator), non-text parts by their documented bounds, tool definitions and tool
+ * calls as JSON, and any other message field by its JSON's bytes.
  */
 export function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'tools'>): number {
-  const c = new TokenCounter();
-  let n = 3;
+  const e = new PromptEstimator().add(3);
   for (const m of req.messages) {
-    n += 3 + c.count(m.role) + c.count(contentText(m.content));
-    if (Array.isArray(m.content)) n += m.content.filter((p) => p.type === 'image_url').length * IMAGE_TOKENS;
-    if (m.name) n += 1 + c.count(m.name);
-    if (m.tool_calls?.length) n += c.count(JSON.stringify(m.tool_calls));
-    if (m.tool_call_id) n += c.count(m.tool_call_id);
+    e.add(3).text(m.role);
+    if (typeof m.content === 'string') e.text(m.content);
+    else if (Array.isArray(m.content)) for (const p of m.content) part(e, p as Record<string, unknown>);
+    if (m.name) e.add(1).text(m.name);
+    if (m.tool_calls?.length) e.text(JSON.stringify(m.tool_calls));
+    if (typeof m.tool_call_id === 'string') e.text(m.tool_call_id);
+    for (const [k, v] of Object.entries(m))
+      if (!MESSAGE_FIELDS.has(k) && v != null) e.add(Buffer.byteLength(JSON.stringify(v)));
   }
-  if (req.tools?.length) n += c.count(JSON.stringify(req.tools));
-  return n;
+  if (req.tools?.length) e.text(JSON.stringify(req.tools));
+  return e.total;
 }
 
 type AnthropicBlock = Record<string, unknown> & { type: string };
 
-/** The text of Anthropic content blocks as the tokenizer sees it; images are counted apart. */
-function blocksText(content: unknown, c: TokenCounter): number {
-  if (typeof content === 'string') return c.count(content);
-  if (!Array.isArray(content)) return 0;
-  let n = 0;
+/** Anthropic content blocks: text and thinking counted, images and documents by their bounds, the rest as JSON. */
+function blocks(e: PromptEstimator, content: unknown): void {
+  if (typeof content === 'string') return void e.text(content);
+  if (!Array.isArray(content)) return;
   for (const b of content as AnthropicBlock[]) {
-    if (b?.type === 'text' && typeof b.text === 'string') n += c.count(b.text);
-    else if (b?.type === 'image') n += IMAGE_TOKENS;
-    else if (b?.type === 'tool_use')
-      n += c.count(String(b.name ?? '')) + c.count(JSON.stringify(b.input ?? {}));
-    else if (b?.type === 'tool_result') n += c.count(String(b.tool_use_id ?? '')) + blocksText(b.content, c);
-    else if (b?.type === 'thinking' && typeof b.thinking === 'string') n += c.count(b.thinking);
-    else if (b && typeof b === 'object') n += c.count(JSON.stringify(b));
+    if (typeof b !== 'object' || b === null) continue;
+    if (b.type === 'text') e.text(typeof b.text === 'string' ? b.text : '');
+    else if (b.type === 'thinking') e.text(typeof b.thinking === 'string' ? b.thinking : '');
+    else if (b.type === 'image') e.add(IMAGE_TOKENS.other);
+    else if (b.type === 'document') {
+      const data = (b.source as { data?: unknown } | undefined)?.data;
+      e.add(typeof data === 'string' ? Math.max(FILE_TOKENS.min, data.length) : FILE_TOKENS.byId);
+    } else if (b.type === 'tool_use') e.text(String(b.name ?? '')).text(JSON.stringify(b.input ?? {}));
+    else if (b.type === 'tool_result') {
+      e.text(String(b.tool_use_id ?? ''));
+      blocks(e, b.content);
+    } else e.add(Buffer.byteLength(JSON.stringify(b)));
   }
-  return n;
 }
 
 /**
- * Prompt tokens of an Anthropic Messages request, counted like `countPromptTokens` (same
- * tokenizer, same per-message overhead): system, messages and their content blocks, tools.
+ * The prompt estimate of an Anthropic Messages request, by the same PromptEstimator and
+ * framing as `countPromptTokens`: the system prompt as one more message, each message's
+ * content blocks, the tool definitions as JSON.
  */
 export function countMessagesPromptTokens(req: {
   system?: unknown;
   messages: { role: string; content: unknown }[];
   tools?: unknown[];
 }): number {
-  const c = new TokenCounter();
-  let n = 3;
-  if (req.system != null) n += 3 + blocksText(req.system, c);
-  for (const m of req.messages) n += 3 + c.count(m.role) + blocksText(m.content, c);
-  if (req.tools?.length) n += c.count(JSON.stringify(req.tools));
-  return n;
+  const e = new PromptEstimator().add(3);
+  if (req.system != null) {
+    e.add(3).text('system');
+    blocks(e, req.system);
+  }
+  for (const m of req.messages) {
+    e.add(3).text(m.role);
+    blocks(e, m.content);
+  }
+  if (req.tools?.length) e.text(JSON.stringify(req.tools));
+  return e.total;
 }

@@ -1,23 +1,38 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import type { KeyPrincipal } from '@app/api-keys';
+import { AppConfig } from '@app/config';
+import type { Pricing } from './pricing';
 import { assertModelAllowed, ProviderKind } from './routing/routing-table';
 
 /** Who is calling: the virtual key's principal, passed to the meter as the guard made it. */
 export type CompletionCaller = KeyPrincipal;
 
-/** What a request may cost at most: prompt tokens plus its completion budget. */
+/**
+ * What a request asks to be admitted for (the quota lib's AdmitRequest): its prompt, and
+ * the completion it wants; the meter answers how much completion it may produce.
+ */
 export interface UsageEstimate {
   /** The model name as the client sent it (what allowedModels lists). */
   model: string;
-  estimatedTokens: number;
-  estimatedCostMicros: number;
+  /** Never below the real count (tokens.ts). */
+  promptTokens: number;
+  /** The client's cap per choice (max_completion_tokens, else max_tokens); null = none sent. */
+  wanted: number | null;
+  /** The route's configured max output (routing `max_output_tokens`); null = not configured. */
+  maxOutputTokens: number | null;
+  /** OpenAI `n`. */
+  choices: number;
+  /** The prices a reservation assumes (the route's highest). */
+  pricing: Pricing;
 }
 
 export interface Admission {
   /** Opaque to completions; handed back to settle or release exactly once. */
   reservation: unknown;
-  /** Response headers, e.g. x-ratelimit-*. */
+  /** Response headers, e.g. x-ratelimit-*, x-gateway-max-tokens. */
   headers: Record<string, string>;
+  /** The cap to send upstream, per choice (always sent), and where a stream is cut. */
+  grantedCompletionTokens: number;
 }
 
 /** What was used: the provider's figures, or the tokenizer's count of what was produced. */
@@ -39,8 +54,12 @@ export interface UsageMeta {
   provider: ProviderKind;
   /** The upstream model that answered, when it differs from the requested name. */
   model?: string;
-  /** success; aborted (client left: charged for what was produced); upstream_error; error (refused by the gateway). */
-  status: 'success' | 'aborted' | 'upstream_error' | 'error';
+  /**
+   * success; aborted (client left: charged for what was produced); upstream_error; error
+   * (refused by the gateway); timeout (the total timeout after the upstream accepted: the
+   * prompt is charged); cut (a stream past the grant, ended by the gateway).
+   */
+  status: 'success' | 'aborted' | 'upstream_error' | 'error' | 'timeout' | 'cut';
   /** From the request's arrival to the end of the answer. */
   latencyMs: number;
   /** `<model>#<index>` in the routing table. */
@@ -63,12 +82,25 @@ export abstract class UsageMeter {
   abstract release(reservation: unknown, meta: UsageMeta): Promise<unknown> | void;
 }
 
-/** The default until a real meter is bound: enforces the key's allowed models, records nothing. */
+/**
+ * The default until a real meter is bound: enforces the key's allowed models, grants what
+ * was wanted (the client's cap, else the route's max output, else QUOTA_DEFAULT_MAX_TOKENS),
+ * records nothing.
+ */
 @Injectable()
 export class NoopUsageMeter extends UsageMeter {
+  constructor(@Optional() private readonly config?: AppConfig) {
+    super();
+  }
+
   admit(caller: CompletionCaller, estimate: UsageEstimate): Admission {
     assertModelAllowed(caller.allowedModels, estimate.model);
-    return { reservation: null, headers: {} };
+    const max = estimate.maxOutputTokens;
+    const granted =
+      estimate.wanted === null
+        ? (max ?? this.config?.QUOTA_DEFAULT_MAX_TOKENS ?? 4096)
+        : Math.min(estimate.wanted, max ?? Infinity);
+    return { reservation: null, headers: {}, grantedCompletionTokens: granted };
   }
   settle(): void {}
   release(): void {}

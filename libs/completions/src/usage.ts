@@ -1,6 +1,6 @@
 import type { ChatCompletion, ChatCompletionChunk, Usage } from './chat/openai-types';
 import type { StreamItem } from './providers/provider';
-import { countTokens, EXACT_CHARS, TokenCounter } from './tokens';
+import { countTokens, decodeTokens, encodeTokens, EXACT_CHARS, TokenCounter } from './tokens';
 
 export interface TokenUsage {
   promptTokens: number;
@@ -80,5 +80,95 @@ export class StreamTally {
     let n = 0;
     for (const t of this.text.values()) n += new TokenCounter().countHead(t.head, t.length);
     return n;
+  }
+}
+
+interface ChoiceState {
+  /** UTF-8 bytes produced so far: an upper bound of its tokens (every token is >= 1 byte). */
+  bytes: number;
+  /** The text so far, kept while `bytes` <= the grant (then `tokens` counts on). */
+  text: string;
+  /** Exact count once counting started (bytes past the grant), else null. */
+  tokens: number | null;
+  done: boolean;
+}
+
+/**
+ * Cuts a stream at the grant (the cap sent upstream), per choice, for upstreams that ignore
+ * it. While a choice has produced at most `grant` UTF-8 bytes it cannot be past the grant
+ * (a token is at least one byte), so nothing is counted; past that, its tokens are counted
+ * and the chunk that crosses the grant is truncated there and given `finish_reason:
+ * "length"`. Later chunks of a cut choice are dropped; `done` once every choice ended.
+ */
+export class GrantGuard {
+  private readonly choices = new Map<number, ChoiceState>();
+  /** Some choice went past the grant. */
+  cut = false;
+
+  constructor(
+    private readonly grant: number,
+    private readonly n: number,
+  ) {}
+
+  /** Every choice ended (finished or cut): the rest of the stream is not needed. */
+  get done(): boolean {
+    if (this.choices.size < this.n) return false;
+    for (const c of this.choices.values()) if (!c.done) return false;
+    return true;
+  }
+
+  /** Completion tokens of what passed (only meaningful once `cut`): at most the grant per choice. */
+  completionTokens(): number {
+    let n = 0;
+    for (const c of this.choices.values()) n += Math.min(this.grant, c.tokens ?? countTokens(c.text));
+    return n;
+  }
+
+  /** Checks one chunk; returns false when it must not be sent (every choice in it was already cut). */
+  pass(item: StreamItem): boolean {
+    const chunk = item.chunk;
+    if (!chunk.choices?.length) return true;
+    let changed = false;
+    const kept: ChatCompletionChunk['choices'] = [];
+    for (const ch of chunk.choices) {
+      let st = this.choices.get(ch.index);
+      if (!st) this.choices.set(ch.index, (st = { bytes: 0, text: '', tokens: null, done: false }));
+      if (st.done) {
+        changed = true; // a cut choice: dropped
+        continue;
+      }
+      const text = producedText(ch.delta as Produced);
+      if (text) {
+        st.bytes += Buffer.byteLength(text);
+        if (st.tokens === null && st.bytes <= this.grant) st.text += text;
+        else {
+          if (st.tokens === null) {
+            st.tokens = countTokens(st.text);
+            st.text = '';
+          }
+          const t = countTokens(text);
+          if (st.tokens + t > this.grant) {
+            const room = this.grant - st.tokens;
+            const content = typeof ch.delta.content === 'string' ? ch.delta.content : '';
+            const keptText = room > 0 && content ? decodeTokens(encodeTokens(content).slice(0, room)) : '';
+            const { tool_calls: _t, reasoning_content: _r, ...delta } = ch.delta as Record<string, unknown>;
+            kept.push({ ...ch, delta: { ...delta, content: keptText }, finish_reason: 'length' });
+            st.tokens += keptText ? countTokens(keptText) : 0;
+            st.done = true;
+            this.cut = true;
+            changed = true;
+            continue;
+          }
+          st.tokens += t;
+        }
+      }
+      if (ch.finish_reason) st.done = true;
+      kept.push(ch);
+    }
+    if (!changed) return true;
+    if (!kept.length && chunk.usage == null) return false;
+    item.chunk = { ...chunk, choices: kept };
+    item.raw = undefined;
+    return true;
   }
 }

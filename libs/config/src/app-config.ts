@@ -12,6 +12,15 @@ const toBool = ({ value }: { value: unknown }) => {
 };
 const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
 
+/**
+ * The largest completion cap a client may ask for (`max_tokens`, `max_completion_tokens`:
+ * 400 above) and a deployment may set (`max_output_tokens`): above every model's real output.
+ */
+export const MAX_COMPLETION_TOKENS = 1_000_000;
+
+/** A reservation must outlive its request: the total upstream timeout plus this, at least. */
+export const RESERVATION_TTL_MARGIN_MS = 5_000;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -141,16 +150,33 @@ export class AppConfig {
   @IsString()
   QUOTA_TIMEZONE = 'UTC';
 
-  /** Completion tokens reserved when a request sets no max_tokens. */
+  /**
+   * Completion tokens wanted when a request sets no cap and its deployment no
+   * `max_output_tokens`: the most the allowance grants then (README "Quotas").
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1)
+  @Max(MAX_COMPLETION_TOKENS)
   QUOTA_DEFAULT_MAX_TOKENS = 4096;
 
+  /** A grant below this (or below the client's own cap, if smaller) is a 429 instead. */
   @Transform(toInt)
   @IsInt()
+  @Min(1)
+  @Max(MAX_COMPLETION_TOKENS)
+  QUOTA_MIN_COMPLETION_TOKENS = 16;
+
+  /**
+   * When an unsettled reservation (crashed request) is given back. Unset: the total upstream
+   * timeout + 60 s; a value shorter than that timeout + 5 s is refused at start (a request
+   * must never outlive its reservation).
+   */
+  @Transform(toInt)
+  @IsOptional()
+  @IsInt()
   @Min(5)
-  QUOTA_RESERVATION_TTL_SECONDS = 600;
+  QUOTA_RESERVATION_TTL_SECONDS!: number;
 
   @Transform(toInt)
   @IsInt()

@@ -15,6 +15,20 @@ describe('loadConfig', () => {
     expect(c.BCRYPT_ROUNDS).toBe(10);
   });
 
+  it('a reservation outlives its request: TTL derived from the upstream timeout, or refused when shorter', () => {
+    expect(loadConfig({ DATA_DIR: dir() }).QUOTA_RESERVATION_TTL_SECONDS).toBe(660);
+    expect(
+      loadConfig({ DATA_DIR: dir(), UPSTREAM_TOTAL_TIMEOUT_MS: '20000' }).QUOTA_RESERVATION_TTL_SECONDS,
+    ).toBe(80);
+    expect(
+      loadConfig({ DATA_DIR: dir(), QUOTA_RESERVATION_TTL_SECONDS: '605' }).QUOTA_RESERVATION_TTL_SECONDS,
+    ).toBe(605);
+    expect(() => loadConfig({ DATA_DIR: dir(), QUOTA_RESERVATION_TTL_SECONDS: '600' })).toThrow(
+      /^QUOTA_RESERVATION_TTL_SECONDS must be at least UPSTREAM_TOTAL_TIMEOUT_MS \+ 5 s = 605 \(got "600"\): a request must not outlive its reservation$/,
+    );
+    expect(loadConfig({ DATA_DIR: dir() }).QUOTA_MIN_COMPLETION_TOKENS).toBe(16);
+  });
+
   it('names the bad variable in one line', () => {
     expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(/^PORT .*\(got "abc"\)$/);

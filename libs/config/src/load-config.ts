@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
-import { AppConfig } from './app-config';
+import { AppConfig, RESERVATION_TTL_MARGIN_MS } from './app-config';
 
 /** A configuration problem, phrased as one line for the operator. */
 export class ConfigError extends Error {
@@ -56,6 +56,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     'ADMIN_PASSWORD',
     'MODELS_FILE',
     'METRICS_TOKEN',
+    'QUOTA_RESERVATION_TTL_SECONDS',
   ]) {
     // `FOO= cmd` means unset, as shells and compose files write it.
     if (env[key] !== undefined && env[key] !== '') plain[key] = env[key];
@@ -65,6 +66,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (errors.length) throw new ConfigError(firstProblem(errors, env));
 
   config.DATA_DIR = resolve(config.DATA_DIR);
+  const minTtl = Math.ceil((config.UPSTREAM_TOTAL_TIMEOUT_MS + RESERVATION_TTL_MARGIN_MS) / 1000);
+  if (config.QUOTA_RESERVATION_TTL_SECONDS === undefined)
+    config.QUOTA_RESERVATION_TTL_SECONDS = Math.ceil(config.UPSTREAM_TOTAL_TIMEOUT_MS / 1000) + 60;
+  else if (config.QUOTA_RESERVATION_TTL_SECONDS < minTtl)
+    throw new ConfigError(
+      `QUOTA_RESERVATION_TTL_SECONDS must be at least UPSTREAM_TOTAL_TIMEOUT_MS + ${RESERVATION_TTL_MARGIN_MS / 1000} s = ${minTtl} ` +
+        `(got "${config.QUOTA_RESERVATION_TTL_SECONDS}"): a request must not outlive its reservation`,
+    );
   if (!config.MASTER_KEY || !config.JWT_SECRET) {
     if (config.isProduction) {
       const missing = !config.MASTER_KEY ? 'MASTER_KEY' : 'JWT_SECRET';

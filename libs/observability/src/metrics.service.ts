@@ -103,6 +103,12 @@ export class MetricsService {
     help: 'Ledger batch writes to PostgreSQL that failed (the batch is retried)',
     registers: [this.registry],
   });
+  private readonly capViolations = new Counter({
+    name: 'gateway_cap_violations_total',
+    help: 'Answers past the completion cap the gateway sent (a stream is cut there; an unstreamed answer is charged in full)',
+    labelNames: ['deployment'] as const,
+    registers: [this.registry],
+  });
   private readonly cacheSizeFns = new Map<string, () => number>();
   private readonly cacheSizes = new Gauge({
     name: 'gateway_cache_entries',
@@ -147,6 +153,11 @@ export class MetricsService {
   upstream(provider: string, model: string, seconds: number, outcome: UpstreamOutcome = 'ok'): void {
     this.upstreamDuration.observe({ provider, model, outcome }, seconds);
     if (outcome !== 'ok') this.upstreamErrors.inc({ provider, model, outcome });
+  }
+
+  /** An upstream wrote past the cap it was sent (`<model>#<index>` of the routing table). */
+  capViolation(deployment: string): void {
+    this.capViolations.inc({ deployment });
   }
 
   /** Tokens and spend billed for one request. */

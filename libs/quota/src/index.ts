@@ -1,15 +1,16 @@
 export { QuotaModule } from './quota.module';
-export { QuotaService, RPM_WINDOW_MS } from './quota.service';
+export { GRANT_HEADER, QuotaService, RPM_WINDOW_MS } from './quota.service';
 export type { AdmitRequest, Admission, Reservation, Usage, RequestMeta } from './quota.service';
 export type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
 export { costMicros, usdToMicros, microsToUsd, microsToDecimal } from './pricing';
 export type { ModelPricing } from './pricing';
 export { QuotaClock, ManualClock } from './clock';
-export { QuotaStore, SWEEP_LIMIT } from './store/quota-store';
+export { completionMicros, QuotaStore, SWEEP_LIMIT } from './store/quota-store';
 export type {
   ReserveRequest,
   ReserveResult,
   ReserveLevel,
+  CompletionAllowance,
   ReservationRef,
   SettleResult,
   LevelUsage,

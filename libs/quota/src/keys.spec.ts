@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { expiriesKey, levelRef, PERIOD_GRACE_MS, reservationsKey, rpmKey, subjectLevels } from './keys';
 import type { QuotaSubject } from './quota.types';
 
@@ -18,8 +19,11 @@ describe('quota key names', () => {
       limits: { tenant: { ...none, period: 'monthly' }, user: none, key: { ...none, period: 'daily' } },
     };
     const [key, user, tenant] = subjectLevels(s, now, 'UTC');
-    expect(key).toMatchObject({ level: 'key', id: K, tokensKey: `quota:{${T}}:${U}:${K}:2026-11-22` });
-    expect(key.spendKey).toBe(`spend:{${T}}:${U}:${K}:2026-11-22`);
+    expect(key).toMatchObject({ level: 'key', id: K, tokensKey: `quota:{${T}}:key:${K}:2026-11-22` });
+    expect(key.spendKey).toBe(`spend:{${T}}:key:${K}:2026-11-22`);
+    // named by what never changes: the owner is not in a key's counter name
+    expect(key.tokensKey).not.toContain(U);
+    expect(subjectLevels({ ...s, userId: randomUUID() }, now, 'UTC')[0].tokensKey).toBe(key.tokensKey);
     expect(key.expireAt).toBe(Date.parse('2026-11-23T00:00:00Z') + PERIOD_GRACE_MS);
     expect(user).toMatchObject({ level: 'user', id: U, tokensKey: `quota:{${T}}:${U}`, expireAt: null });
     expect(tenant).toMatchObject({ level: 'tenant', id: T, tokensKey: `quota:{${T}}:2026-11` });
@@ -28,7 +32,7 @@ describe('quota key names', () => {
     expect(expiriesKey(T)).toBe(`qresv:{${T}}:exp`);
   });
 
-  it('a legacy key without owner: no user level, `-` as user segment', () => {
+  it('a legacy key without owner: no user level; its counters keep their name when it gets one', () => {
     const s: QuotaSubject = {
       tenantId: T,
       userId: null,
@@ -39,14 +43,14 @@ describe('quota key names', () => {
     };
     const refs = subjectLevels(s, now, 'UTC');
     expect(refs.map((r) => r.level)).toEqual(['key', 'tenant']);
-    expect(refs[0].tokensKey).toBe(`quota:{${T}}:-:${K}`);
+    expect(refs[0].tokensKey).toBe(`quota:{${T}}:key:${K}`);
   });
 
   it('refuses ids that would break the hash tag or the layout', () => {
     expect(() =>
       levelRef('tenant', { tenantId: 'a}b', userId: null, apiKeyId: K }, none, now, 'UTC'),
     ).toThrow();
-    expect(() => levelRef('key', { tenantId: T, userId: 'x:y', apiKeyId: K }, none, now, 'UTC')).toThrow();
+    expect(() => levelRef('user', { tenantId: T, userId: 'x:y', apiKeyId: K }, none, now, 'UTC')).toThrow();
     expect(() => rpmKey(T, '{k}')).toThrow();
   });
 });

@@ -7,14 +7,22 @@ import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota
  *
  *   quota:{T}                 tokens, tenant level        spend:{T}                 micro-dollars
  *   quota:{T}:U               tokens, user level          spend:{T}:U
- *   quota:{T}:U:K             tokens, key level           spend:{T}:U:K
+ *   quota:{T}:key:K           tokens, key level           spend:{T}:key:K
  *   ...:2026-11-22 / ...:2026-11   the bucket of a daily / monthly reset period
  *   rpm:{T}:K                 sorted set, the key's requests of the last minute
  *   qresv:{T} / qresv:{T}:exp hash of open reservations / their expiries (sorted set)
  *
- * A legacy key without an owner has `-` as its user segment and no user level.
- * Counters are plain integers: `redis-cli GET 'quota:{T}:U:K'` shows the figure.
+ * A key's counters are named by what never changes (tenant and key), not by its owner: a
+ * key moved to another user (`keys:assign-owner`, PATCH user_id) keeps its counts, and the
+ * new owner's user level counts its usage from then on. A legacy key without an owner has
+ * no user level. Counters are plain integers: `redis-cli GET 'quota:{T}:key:K'` shows the
+ * figure.
+ *
+ * LAYOUT names the key layout in the markers: a Redis holding counters of an older layout
+ * (key counters named by owner, before issue 12) has no marker of this one, so every tenant
+ * is rebuilt from the ledger under the new names before it is admitted again.
  */
+const LAYOUT = 'v2';
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 function checkId(what: string, id: string): string {
@@ -24,14 +32,14 @@ function checkId(what: string, id: string): string {
 }
 
 export const NO_USER = '-';
-export const MARKER_KEY = 'quota-meta:rebuilt';
+export const MARKER_KEY = `quota-meta:rebuilt:${LAYOUT}`;
 
 /**
  * Set by a rebuild of the tenant's counters (in the tenant's slot). Admission requires it:
  * a store that lost it (Redis restarted empty or flushed) must not count from 0.
  */
 export function tenantMarkerKey(tenantId: string): string {
-  return `quota-meta:{${checkId('tenant', tenantId)}}:rebuilt`;
+  return `quota-meta:{${checkId('tenant', tenantId)}}:rebuilt:${LAYOUT}`;
 }
 
 export interface LevelRef {
@@ -51,9 +59,9 @@ export const PERIOD_GRACE_MS = 35 * 24 * 3600 * 1000;
 function base(level: QuotaLevel, tenantId: string, userId: string | null, apiKeyId: string): string {
   const t = `{${checkId('tenant', tenantId)}}`;
   if (level === 'tenant') return t;
-  const u = userId === null ? NO_USER : checkId('user', userId);
-  if (level === 'user') return `${t}:${u}`;
-  return `${t}:${u}:${checkId('key', apiKeyId)}`;
+  if (level === 'user') return `${t}:${userId === null ? NO_USER : checkId('user', userId)}`;
+  // not the owner: a key keeps its counters when it changes hands
+  return `${t}:key:${checkId('key', apiKeyId)}`;
 }
 
 export function levelRef(

@@ -61,10 +61,12 @@ async function refusal(p: Promise<unknown>): Promise<ApiError> {
 }
 
 const meta = { requestId: 'req-1', provider: 'mock', status: 'success', latencyMs: 12 };
+/** A fixed reservation of `tokens` (and `cost` micro-dollars): a prompt with no completion. */
 const req = (tokens: number, cost = 0) => ({
   model: 'm',
-  estimatedTokens: tokens,
-  estimatedCostMicros: cost,
+  promptTokens: tokens,
+  wanted: 0,
+  pricing: { inputPerMillion: tokens ? cost / tokens : 0, outputPerMillion: 0 },
 });
 
 describe('QuotaService', () => {
@@ -198,12 +200,55 @@ describe('QuotaService', () => {
     ]);
   });
 
-  it('estimate: prompt + max_tokens, or the configured default', () => {
+  it('estimate: prompt + choices x completion; wanted: the client cap, else the deployment max or the default', () => {
     const { quota } = setup({ QUOTA_DEFAULT_MAX_TOKENS: '1000' });
     const p = { inputPerMillion: 1, outputPerMillion: 2 };
     expect(quota.estimate(p, 100, 50)).toEqual({ estimatedTokens: 150, estimatedCostMicros: 200 });
-    expect(quota.estimate(p, 100)).toEqual({ estimatedTokens: 1100, estimatedCostMicros: 2100 });
-    expect(quota.estimate(null, 100)).toEqual({ estimatedTokens: 1100, estimatedCostMicros: 0 });
+    expect(quota.estimate(p, 100, 50, 3)).toEqual({ estimatedTokens: 250, estimatedCostMicros: 400 });
+    expect(quota.estimate(null, 100, 1000)).toEqual({ estimatedTokens: 1100, estimatedCostMicros: 0 });
+    expect(quota.wantedCompletionTokens(null)).toBe(1000);
+    expect(quota.wantedCompletionTokens(null, 300)).toBe(300);
+    expect(quota.wantedCompletionTokens(5000)).toBe(5000); // no configured max: the client's cap stands
+    expect(quota.wantedCompletionTokens(5000, 300)).toBe(300); // a configured max bounds it
+  });
+
+  it('the allowance: grants what the tightest level has left, down to the minimum, then refuses naming it', async () => {
+    const { quota } = setup({ QUOTA_DEFAULT_MAX_TOKENS: '4096', QUOTA_MIN_COMPLETION_TOKENS: '16' });
+    const s = subject({}, { key: { ...none, tokenLimit: 3000 }, tenant: { ...none, tokenLimit: 2500 } });
+    const a = await quota.admit(s, { model: 'm', promptTokens: 500, wanted: null });
+    expect(a.grantedCompletionTokens).toBe(2000); // the tenant's 2500 - prompt 500
+    expect(a.headers['x-gateway-max-tokens']).toBe('2000');
+    expect(a.reservation.estimatedTokens).toBe(2500);
+    await quota.release(a.reservation, meta);
+    const b = await quota.admit(s, { model: 'm', promptTokens: 500, wanted: 100 });
+    expect(b.grantedCompletionTokens).toBe(100);
+    expect(b.headers['x-gateway-max-tokens']).toBeUndefined();
+    const c = await quota.admit(s, { model: 'm', promptTokens: 10, wanted: null, choices: 2 });
+    expect(c.grantedCompletionTokens).toBe(945); // (2500 - 600 - 10) / 2
+    await quota.release(c.reservation, meta);
+    await quota.admit(s, { model: 'm', promptTokens: 1895, wanted: 0 });
+    // 5 tokens left at the tenant: below the minimum of 16
+    const e = await refusal(quota.admit(s, { model: 'm', promptTokens: 0, wanted: null }));
+    expect(e.getStatus()).toBe(429);
+    expect(e.message).toMatch(
+      /tenant level\): limit 2500 tokens in total, 2495 used or reserved, this request needs at least 16/,
+    );
+    // a client asking for fewer than the minimum is served while that fits
+    expect((await quota.admit(s, { model: 'm', promptTokens: 0, wanted: 5 })).grantedCompletionTokens).toBe(
+      5,
+    );
+  });
+
+  it('the allowance in USD: the grant is what the budget pays for at the output price', async () => {
+    const { quota } = setup();
+    // $0.01 = 10,000 micro-dollars; prompt 1000 x $1/M = 1000; output $3/M: (10000 - 1000) / 3 = 3000 tokens
+    const s = subject({}, { key: { ...none, budgetUsd: 0.01 } });
+    const pricing = { inputPerMillion: 1, outputPerMillion: 3 };
+    const a = await quota.admit(s, { model: 'm', promptTokens: 1000, wanted: null, pricing });
+    expect(a.grantedCompletionTokens).toBe(3000);
+    expect(a.reservation.estimatedCostMicros).toBe(10_000);
+    const e = await refusal(quota.admit(s, { model: 'm', promptTokens: 1, wanted: null, pricing }));
+    expect(e.code).toBe('budget_exceeded');
   });
 
   it('refuses nonsense amounts', async () => {

@@ -7,7 +7,7 @@ import { LevelRef, rpmKey, subjectLevels } from './keys';
 import type { LedgerRecord } from './ledger/ledger-record';
 import { LedgerService } from './ledger/ledger.service';
 import { periodWindow } from './periods';
-import { microsToUsd, ModelPricing, costMicros, usdToMicros } from './pricing';
+import { costMicros, microsToUsd, ModelPricing, usdToMicros } from './pricing';
 import { QuotaMetrics } from './quota-metrics';
 import type { QuotaLimits, QuotaSubject } from './quota.types';
 import { ReconciliationService } from './reconciliation.service';
@@ -16,7 +16,9 @@ import {
   LevelUsage,
   QuotaStore,
   ReservationRef,
+  completionMicros,
   ReserveLevel,
+  ReserveRequest,
   ReserveResult,
   RpmState,
 } from './store/quota-store';
@@ -26,10 +28,25 @@ export const RPM_WINDOW_MS = 60_000;
 const NO_RESET_MS = 86_400_000;
 
 export interface AdmitRequest {
+  /** The model name as the client sent it (what allowedModels lists). */
   model: string;
-  /** Prompt estimate + max_tokens (or QUOTA_DEFAULT_MAX_TOKENS): see `estimate()`. */
-  estimatedTokens: number;
-  estimatedCostMicros: number;
+  /** The prompt estimate (never below the real count): reserved whole, or refused. */
+  promptTokens: number;
+  /**
+   * Completion tokens the client asked for per choice (`max_completion_tokens`, else
+   * `max_tokens`); null when it sent no cap: the deployment's max output is wanted then.
+   */
+  wanted: number | null;
+  /**
+   * The deployment's max output (routing `max_output_tokens`, the least among the route's
+   * deployments); null when not configured: QUOTA_DEFAULT_MAX_TOKENS when the client sent
+   * no cap, and no bound on a client's cap. A configured value also bounds a larger `wanted`.
+   */
+  maxOutputTokens?: number | null;
+  /** OpenAI `n`: each choice may produce the grant, so n x grant is reserved. Default 1. */
+  choices?: number;
+  /** The prices the reservation assumes (the route's highest); null = free. */
+  pricing?: ModelPricing | null;
 }
 
 /** Held by the completion path between admit and settle/release. */
@@ -39,8 +56,11 @@ export interface Reservation {
   readonly userId: string | null;
   readonly apiKeyId: string;
   readonly model: string;
+  /** What the reservation holds: prompt + choices x grant, and its cost. */
   readonly estimatedTokens: number;
   readonly estimatedCostMicros: number;
+  /** Completion tokens granted per choice: the cap sent upstream. */
+  readonly grantedCompletionTokens: number;
   /** Epoch ms (quota clock): the ledger row's created_at and the counters' period. */
   readonly admittedAt: number;
   readonly levels: LevelRef[];
@@ -51,9 +71,19 @@ export interface Reservation {
 
 export interface Admission {
   reservation: Reservation;
-  /** The six x-ratelimit-* headers for the response. */
+  /**
+   * The six x-ratelimit-* headers for the response, plus `x-gateway-max-tokens` (the grant)
+   * when the grant is below the client's cap (or, without one, below the deployment's max).
+   */
   headers: Record<string, string>;
+  /** The allowance: completion tokens per choice the upstream must be capped at. */
+  grantedCompletionTokens: number;
+  /** What was wanted per choice (the client's cap, or the deployment's max, bounded by it). */
+  wantedCompletionTokens: number;
 }
+
+/** The response header naming the cap the gateway sent upstream when it lowered the client's. */
+export const GRANT_HEADER = 'x-gateway-max-tokens';
 
 export interface Usage {
   promptTokens: number;
@@ -76,6 +106,8 @@ export interface RequestMeta {
 }
 
 const MAX_AMOUNT = 1e13;
+/** OpenAI's largest `n`. */
+const MAX_CHOICES = 128;
 
 function amount(name: string, n: number): number {
   if (!Number.isSafeInteger(n) || n < 0 || n > MAX_AMOUNT)
@@ -91,20 +123,37 @@ const limitsOf = (s: QuotaSubject, level: LevelRef['level']): QuotaLimits =>
   };
 
 /**
- * What the completion path calls (see README "Quotas"):
+ * What every metered surface calls (chat, messages, embeddings, responses: one path; see
+ * README "Quotas"):
  *
- *   quota.checkModel(principal, model)                      403 before any upstream work
- *   const { reservation, headers } = await quota.admit(principal, { model, ...quota.estimate(...) })
- *   ... call the provider, set `headers` on the response ...
+ *   const { reservation, headers, grantedCompletionTokens } = await quota.admit(principal, {
+ *     model,                      // as the client named it (allowed models are checked here: 403)
+ *     promptTokens,               // an estimate never below the real count
+ *     wanted,                     // the client's cap per choice, or null (= the deployment's max)
+ *     maxOutputTokens,            // the deployment's configured max output, or null
+ *     choices,                    // OpenAI `n` (default 1)
+ *     pricing,                    // the prices to reserve at (the route's highest), or null
+ *   })
+ *   ... set `headers` on the response; call the provider with its cap (max_tokens /
+ *       max_completion_tokens) = grantedCompletionTokens, ALWAYS, per choice; cut a stream
+ *       that goes past it ...
  *   await quota.settle(reservation, usage, meta)            or quota.release(reservation, meta)
  *
- * Overspend bound (README "Quotas"): admit refuses unless every counter (settled usage
- * plus open reservations) + the estimate stays within its limit, atomically. Settle
- * replaces the estimate by the actual amount, so for every limit
+ * Embeddings (no completion): `wanted: 0`. The grant is 0 then and only the prompt counts.
+ *
+ * The allowance rule: in the same atomic step that checks and reserves, the store grants
+ * min(wanted, what the tightest level still has, in tokens and in USD, after the prompt)
+ * completion tokens per choice, and reserves prompt + choices x grant. It refuses (429,
+ * naming the level) only when the prompt alone does not fit or the grant is below
+ * min(wanted, QUOTA_MIN_COMPLETION_TOKENS).
+ *
+ * Overspend bound (README "Quotas"): the counters hold settled usage plus open
+ * reservations, and nothing is admitted past a limit. Settle replaces the reservation by
+ * the actual amount, so for every limit
  *   final usage <= limit + sum over requests in flight when the last one was admitted of
  *                 max(0, actual - reserved).
- * With actual <= reserved (prompt counted exactly, completion capped by max_tokens) the
- * bound is 0: a limit is never exceeded. An expired reservation (crashed request) frees
+ * With actual <= reserved (prompt estimate never below the real count, completion capped at
+ * the grant, a runaway stream cut there) the bound is 0: a limit is never exceeded. An expired reservation (crashed request) frees
  * its amounts; a settle arriving after that adds the actual amounts in full. A store that
  * lost a tenant's counters (Redis restarted empty, flushed) admits nothing for it until
  * they are rebuilt from the ledger (the tenant's marker, see QuotaStore.requireInitialized).
@@ -131,19 +180,28 @@ export class QuotaService {
     return this.failures;
   }
 
+  /** Completion tokens wanted per choice: the client's cap or the deployment's max, bounded by it. */
+  wantedCompletionTokens(wanted: number | null, maxOutputTokens: number | null = null): number {
+    if (wanted === null) return maxOutputTokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS;
+    return maxOutputTokens === null ? wanted : Math.min(wanted, maxOutputTokens);
+  }
+
   /**
-   * The amounts to reserve for a request: the prompt estimate plus max_tokens (or
-   * QUOTA_DEFAULT_MAX_TOKENS when the request sets none), priced with the model's pricing.
+   * What a grant reserves: prompt + choices x completion tokens, priced as the stores price
+   * it (the prompt at the input price, the completion rounded up on its own).
    */
   estimate(
     pricing: ModelPricing | null,
     promptTokens: number,
-    maxTokens?: number | null,
+    completionTokens: number,
+    choices = 1,
   ): { estimatedTokens: number; estimatedCostMicros: number } {
-    const completion = maxTokens ?? this.config.QUOTA_DEFAULT_MAX_TOKENS;
     return {
-      estimatedTokens: promptTokens + completion,
-      estimatedCostMicros: pricing ? costMicros(pricing, promptTokens, completion) : 0,
+      estimatedTokens: promptTokens + choices * completionTokens,
+      estimatedCostMicros: pricing
+        ? costMicros(pricing, promptTokens, 0) +
+          completionMicros(choices * completionTokens, pricing.outputPerMillion)
+        : 0,
     };
   }
 
@@ -161,8 +219,20 @@ export class QuotaService {
    */
   async admit(subject: QuotaSubject, req: AdmitRequest): Promise<Admission> {
     this.checkModel(subject, req.model);
-    const tokens = amount('estimatedTokens', req.estimatedTokens);
-    const cost = amount('estimatedCostMicros', req.estimatedCostMicros);
+    const prompt = amount('promptTokens', req.promptTokens);
+    const choices = req.choices ?? 1;
+    if (!Number.isSafeInteger(choices) || choices < 1 || choices > MAX_CHOICES)
+      throw new RangeError(`choices must be an integer between 1 and ${MAX_CHOICES}`);
+    const wanted = amount(
+      'wanted',
+      this.wantedCompletionTokens(
+        req.wanted === null ? null : amount('wanted', req.wanted),
+        req.maxOutputTokens ?? null,
+      ),
+    );
+    const pricing = req.pricing ?? null;
+    const promptCost = pricing ? costMicros(pricing, prompt, 0) : 0;
+    amount('the cost of the request', this.estimate(pricing, prompt, wanted, choices).estimatedCostMicros);
     if (this.ledger.isFull) throw ledgerFull();
     const now = this.clock.now();
     const refs = subjectLevels(subject, now, this.config.QUOTA_TIMEZONE);
@@ -182,7 +252,7 @@ export class QuotaService {
           windowMs: RPM_WINDOW_MS,
         }
       : undefined;
-    const reservation = (unchecked: boolean): Reservation => ({
+    const reservation = (unchecked: boolean, granted: number, tokens: number, cost: number): Reservation => ({
       id,
       tenantId: subject.tenantId,
       userId: subject.userId,
@@ -190,6 +260,7 @@ export class QuotaService {
       model: req.model,
       estimatedTokens: tokens,
       estimatedCostMicros: cost,
+      grantedCompletionTokens: granted,
       admittedAt: now,
       levels: refs,
       unchecked,
@@ -198,13 +269,19 @@ export class QuotaService {
 
     let result: ReserveResult;
     try {
-      const request = {
+      const request: ReserveRequest = {
         tenantId: subject.tenantId,
         reservationId: id,
         now,
         ttlMs: this.config.QUOTA_RESERVATION_TTL_SECONDS * 1000,
-        tokens,
-        costMicros: cost,
+        tokens: prompt,
+        costMicros: promptCost,
+        completion: {
+          wanted,
+          choices,
+          microsPerToken: pricing?.outputPerMillion ?? 0,
+          min: this.config.QUOTA_MIN_COMPLETION_TOKENS,
+        },
         levels,
         rpm,
         requireInitialized: true,
@@ -221,7 +298,13 @@ export class QuotaService {
     } catch (e) {
       this.storeFailed('reserve', e);
       if (this.config.QUOTA_FAIL_MODE === 'closed') throw storeUnavailable();
-      return { reservation: reservation(true), headers: {} };
+      const full = this.estimate(pricing, prompt, wanted, choices);
+      return {
+        reservation: reservation(true, wanted, full.estimatedTokens, full.estimatedCostMicros),
+        headers: {},
+        grantedCompletionTokens: wanted,
+        wantedCompletionTokens: wanted,
+      };
     }
 
     if (!result.ok && result.reason === 'rpm') {
@@ -237,6 +320,13 @@ export class QuotaService {
         kind === 'tokens'
           ? result.usage[result.levelIndex].tokens
           : result.usage[result.levelIndex].spendMicros;
+      // the least this request needs: its prompt and min(wanted, QUOTA_MIN_COMPLETION_TOKENS) per choice
+      const least = this.estimate(
+        pricing,
+        prompt,
+        Math.min(wanted, this.config.QUOTA_MIN_COMPLETION_TOKENS),
+        choices,
+      );
       this.metrics.refusal(level.level, kind);
       throw quotaExceeded(
         {
@@ -245,13 +335,21 @@ export class QuotaService {
           period: limitsOf(subject, level.level).period,
           limit: result.limit,
           used,
-          requested: kind === 'tokens' ? tokens : cost,
+          requested: kind === 'tokens' ? least.estimatedTokens : least.estimatedCostMicros,
           resetMs: this.resetMs(limitsOf(subject, level.level).period, now),
         },
         headers,
       );
     }
-    return { reservation: reservation(false), headers };
+    // lowered: below the client's own cap (by a limit or the deployment's max), or below the
+    // deployment's max when the client sent none
+    if (result.granted < (req.wanted ?? wanted)) headers[GRANT_HEADER] = String(result.granted);
+    return {
+      reservation: reservation(false, result.granted, result.tokens, result.costMicros),
+      headers,
+      grantedCompletionTokens: result.granted,
+      wantedCompletionTokens: wanted,
+    };
   }
 
   /**

@@ -73,7 +73,7 @@ function setup(
   return { quota, store, calls };
 }
 
-const req = { model: 'm', estimatedTokens: 10, estimatedCostMicros: 0 };
+const req = { model: 'm', promptTokens: 10, wanted: 0 };
 
 describe('QuotaService: a store without the tenant counters', () => {
   beforeAll(() => Logger.overrideLogger(false));

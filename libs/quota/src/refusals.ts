@@ -33,9 +33,9 @@ export function quotaExceeded(r: QuotaRefusal, headers: Record<string, string>):
   const message =
     r.kind === 'tokens'
       ? `Token quota exceeded for ${WHO[r.level]} (${r.level} level): limit ${r.limit} tokens ${PER[r.period]}, ` +
-        `${r.used} used or reserved, this request needs up to ${r.requested}. ${when}`
+        `${r.used} used or reserved, this request needs at least ${r.requested}. ${when}`
       : `Budget exceeded for ${WHO[r.level]} (${r.level} level): limit ${usd(r.limit)} ${PER[r.period]}, ` +
-        `${usd(r.used)} spent or reserved, this request may cost up to ${usd(r.requested)}. ${when}`;
+        `${usd(r.used)} spent or reserved, this request needs at least ${usd(r.requested)}. ${when}`;
   return new ApiError(
     429,
     message,

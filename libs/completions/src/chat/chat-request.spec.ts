@@ -99,6 +99,18 @@ describe('validateChatRequest', () => {
       /only allowed when 'stream' is true/,
     ],
     [{ ...ok, max_tokens: 0 }, 'max_tokens', /at least 1/],
+    [{ ...ok, max_tokens: 1e13 }, 'max_tokens', /at most 1000000/],
+    [{ ...ok, max_completion_tokens: 1_000_001 }, 'max_completion_tokens', /at most 1000000/],
+    [
+      { model: 'm', messages: [{ role: 'tool', tool_call_id: ['c1'], content: 'x' }] },
+      'messages[0].tool_call_id',
+      /must be a string/,
+    ],
+    [
+      { model: 'm', messages: [{ role: 'user', tool_call_id: 7, content: 'x' }] },
+      'messages[0].tool_call_id',
+      /must be a string/,
+    ],
     [{ ...ok, max_tokens: 1.5 }, 'max_tokens', /integer/],
     [{ ...ok, max_completion_tokens: '10' }, 'max_completion_tokens', /integer/],
     [{ ...ok, temperature: 3 }, 'temperature', /between 0 and 2/],

@@ -1,3 +1,4 @@
+import { MAX_COMPLETION_TOKENS } from '@app/config';
 import { ApiError } from '@app/observability';
 import type { ChatRequest } from './openai-types';
 
@@ -18,8 +19,9 @@ export function validateChatRequest(body: unknown): ChatRequest {
     v.object(b.stream_options, 'stream_options');
     v.boolean((b.stream_options as Record<string, unknown>).include_usage, 'stream_options.include_usage');
   }
-  v.integer(b.max_tokens, 'max_tokens', 1);
-  v.integer(b.max_completion_tokens, 'max_completion_tokens', 1);
+  // above every model's real output; a larger number is a mistake (or an attempt to overflow)
+  v.integer(b.max_tokens, 'max_tokens', 1, MAX_COMPLETION_TOKENS);
+  v.integer(b.max_completion_tokens, 'max_completion_tokens', 1, MAX_COMPLETION_TOKENS);
   v.number(b.temperature, 'temperature', 0, 2);
   v.number(b.top_p, 'top_p', 0, 1);
   v.integer(b.n, 'n', 1, 128);
@@ -118,8 +120,7 @@ export class Validator {
       this.fail(`${path}.content`, `${path}.content is required`);
     if (role === 'user') this.content(msg.content, `${path}.content`, null);
     else this.content(msg.content, `${path}.content`, ['text']);
-    if (role === 'tool')
-      this.string(msg.tool_call_id, `${path}.tool_call_id`, { required: true, nonEmpty: true });
+    this.string(msg.tool_call_id, `${path}.tool_call_id`, { required: role === 'tool', nonEmpty: true });
   }
 
   /** A string or an array of content parts; `types` null = any part type (user messages). */

@@ -10,7 +10,7 @@ import { ProviderRegistry } from '../providers/provider-registry';
 import { readText, sseEvents, transportError } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment, ModelRoute, RoutingTable } from '../routing/routing-table';
 import { countMessagesPromptTokens, EXACT_CHARS, TokenCounter } from '../tokens';
-import { countCompletion } from '../usage';
+import { countCompletion, GrantGuard } from '../usage';
 import { CompletionCaller, UsageMeta, UsageMeter } from '../usage-meter';
 import { mockEvents, mockMessage, mockWait } from './mock-messages';
 import {
@@ -51,6 +51,8 @@ interface Exchange {
   /** The completion tokens granted: the max_tokens sent upstream. */
   maxTokens: number;
   reservation: unknown;
+  /** The upstream accepted the request (2xx): from then on it may bill the prompt. */
+  accepted: boolean;
   started: number;
   requestId?: string;
   signal: AbortSignal;
@@ -164,13 +166,14 @@ export class MessagesService {
     const req = validateMessagesRequest(body);
     const route = this.resolve(req.model);
     const promptTokens = countMessagesPromptTokens(req);
-    const wanted = req.max_tokens;
     const admission = await this.meter.admit(caller, {
       model: req.model,
-      estimatedTokens: promptTokens + wanted,
-      estimatedCostMicros: costMicros(route.maxPricing, promptTokens, wanted),
+      promptTokens,
+      wanted: req.max_tokens,
+      maxOutputTokens: route.maxOutputTokens,
+      choices: 1,
+      pricing: route.maxPricing,
     });
-    const granted = (admission as { granted?: number }).granted ?? wanted;
     for (const [k, v] of Object.entries({
       ...admission.headers,
       ...anthropicRateLimitHeaders(admission.headers),
@@ -194,8 +197,9 @@ export class MessagesService {
       route,
       stream: req.stream === true,
       promptTokens,
-      maxTokens: Math.min(wanted, granted),
+      maxTokens: admission.grantedCompletionTokens,
       reservation: admission.reservation,
+      accepted: false,
       started,
       requestId,
       signal: abort.signal,
@@ -254,6 +258,19 @@ export class MessagesService {
     return route;
   }
 
+  /** POST /v1/messages to an anthropic deployment: the client's body, the grant as max_tokens. */
+  private async passThrough(ex: Exchange, d: Deployment, stream: boolean) {
+    const res = await this.anthropic(d).post(
+      d,
+      '/v1/messages',
+      this.upstreamHeaders(d, ex.headers, stream),
+      this.passThroughBody(ex, d),
+      ex.signal,
+    );
+    ex.accepted = true;
+    return res;
+  }
+
   private anthropic(d: Deployment): AnthropicProvider {
     return this.providers.for(d) as AnthropicProvider;
   }
@@ -280,13 +297,7 @@ export class MessagesService {
       return { msg: mockMessage(ex.req, d, ex.maxTokens) };
     }
     if (d.provider === 'anthropic') {
-      const res = await this.anthropic(d).post(
-        d,
-        '/v1/messages',
-        this.upstreamHeaders(d, ex.headers, false),
-        this.passThroughBody(ex, d),
-        ex.signal,
-      );
+      const res = await this.passThrough(ex, d, false);
       let raw: string;
       let msg: MessagesResponse;
       try {
@@ -303,7 +314,7 @@ export class MessagesService {
     const chat = messagesToChat(ex.req, d.model, ex.maxTokens);
     const c = await this.providers
       .for(d)
-      .complete({ request: chat, deployment: d, signal: ex.signal, defaultMaxTokens: ex.maxTokens });
+      .complete({ request: chat, deployment: d, signal: ex.signal, maxTokens: ex.maxTokens });
     if (!c.usage)
       c.usage = { prompt_tokens: ex.promptTokens, completion_tokens: countCompletion(c), total_tokens: 0 };
     return { msg: chatToMessage(c, c.model ?? d.model) };
@@ -315,19 +326,13 @@ export class MessagesService {
       return mockEvents(mockMessage(ex.req, d, ex.maxTokens), d, ex.signal);
     }
     if (d.provider === 'anthropic') {
-      const res = await this.anthropic(d).post(
-        d,
-        '/v1/messages',
-        this.upstreamHeaders(d, ex.headers, true),
-        this.passThroughBody(ex, d),
-        ex.signal,
-      );
+      const res = await this.passThrough(ex, d, true);
       return this.relay(res.body, ex, d);
     }
     const chat = messagesToChat(ex.req, d.model, ex.maxTokens);
     const items = await this.providers
       .for(d)
-      .stream({ request: chat, deployment: d, signal: ex.signal, defaultMaxTokens: ex.maxTokens });
+      .stream({ request: chat, deployment: d, signal: ex.signal, maxTokens: ex.maxTokens });
     return this.translated(items, ex);
   }
 
@@ -370,14 +375,18 @@ export class MessagesService {
   ): AsyncGenerator<MessagesEvent> {
     const t = new ChunksToEvents(ex.req.model, ex.promptTokens);
     const tally = new EventTally();
+    // An OpenAI-compatible upstream that ignores the cap is cut at the grant, as on chat.
+    const guard = new GrantGuard(ex.maxTokens, 1);
     for await (const item of items) {
+      if (!guard.pass(item)) continue;
       for (const e of t.push(item.chunk)) {
         tally.add(e);
         yield e;
       }
+      if (guard.cut && guard.done) break;
     }
-    const u = tally.result(ex.promptTokens);
-    yield* t.finish({ promptTokens: ex.promptTokens, completionTokens: u.output });
+    const output = guard.cut ? guard.completionTokens() : tally.result(ex.promptTokens).output;
+    yield* t.finish({ promptTokens: ex.promptTokens, completionTokens: output });
   }
 
   /** The deployments in order; the next serves after a retryable failure before the answer started. */
@@ -462,6 +471,17 @@ export class MessagesService {
       throw new ApiError(499, 'Client closed the request', 'invalid_request_error', 'client_closed_request');
     }
     const err = this.toApiError(e);
+    if (ex.accepted) {
+      // As for chat: an upstream that accepted the request may bill the prompt.
+      const status = err.code === 'upstream_timeout' ? 'timeout' : 'upstream_error';
+      await this.settle(
+        ex,
+        { input: ex.promptTokens, output: 0, cacheRead: 0, cacheWrite: 0 },
+        err.getStatus(),
+        status,
+      );
+      throw err;
+    }
     await this.guard('release', () =>
       this.meter.release(ex.reservation, this.meta(ex, err.getStatus(), 'upstream_error')),
     );

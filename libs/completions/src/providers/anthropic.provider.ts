@@ -6,7 +6,7 @@ import {
   fromAnthropicResponse,
   toAnthropicRequest,
 } from './anthropic-translate';
-import { Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -109,7 +109,7 @@ export class AnthropicProvider extends Provider {
 
   private async send(call: UpstreamCall, stream: boolean): Promise<UpstreamResponse> {
     const d = call.deployment;
-    const body = toAnthropicRequest(call.request, d.model, call.defaultMaxTokens, stream);
+    const body = toAnthropicRequest(cappedRequest(call), d.model, call.maxTokens, stream);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: stream ? 'text/event-stream' : 'application/json',
@@ -118,6 +118,7 @@ export class AnthropicProvider extends Provider {
     if (d.apiKey) headers['x-api-key'] = d.apiKey;
     const res = await this.http.post(d, '/v1/messages', headers, JSON.stringify(body), call.signal);
     if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
+    call.onAccepted?.();
     return res;
   }
 }

@@ -29,7 +29,8 @@ const call = (name: string, r: ChatRequest, signal = new AbortController().signa
   request: r,
   deployment: d(name),
   signal,
-  defaultMaxTokens: 100,
+  // the grant: the client's cap here (an unlimited meter), else 100
+  maxTokens: r.max_completion_tokens ?? r.max_tokens ?? 100,
 });
 
 describe('mock provider', () => {

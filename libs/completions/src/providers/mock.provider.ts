@@ -9,7 +9,7 @@ import type {
 } from '../chat/openai-types';
 import type { Deployment, MockOptions } from '../routing/routing-table';
 import { countPromptTokens, countTokens, encodeTokens, decodeTokens } from '../tokens';
-import { Provider, StreamItem, UpstreamCall } from './provider';
+import { cappedRequest, Provider, StreamItem, UpstreamCall } from './provider';
 
 const NO_OPTIONS: MockOptions = { latencyMs: 0, chunkDelayMs: 0 };
 
@@ -61,7 +61,7 @@ export function mockAnswer(
  */
 export class MockProvider extends Provider {
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    const { text, finish, usage } = mockAnswer(call.request, call.deployment);
+    const { text, finish, usage } = mockAnswer(cappedRequest(call), call.deployment);
     await this.wait(call.deployment.mock?.latencyMs ?? 0, call.signal);
     const n = call.request.n ?? 1;
     return {
@@ -92,7 +92,7 @@ export class MockProvider extends Provider {
   }
 
   private async *chunks(call: UpstreamCall): AsyncGenerator<StreamItem> {
-    const { text, finish, usage } = mockAnswer(call.request, call.deployment);
+    const { text, finish, usage } = mockAnswer(cappedRequest(call), call.deployment);
     const n = call.request.n ?? 1;
     const base = {
       id: `chatcmpl-mock-${randomBytes(8).toString('hex')}`,

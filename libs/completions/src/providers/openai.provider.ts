@@ -1,5 +1,5 @@
 import type { ChatCompletion, ChatCompletionChunk } from '../chat/openai-types';
-import { Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -28,7 +28,8 @@ export function parseOpenAiError(json: unknown): ParsedUpstreamError | undefined
 /**
  * Any OpenAI-compatible server (OpenAI, vLLM, Ollama, LM Studio, ...) at the deployment's
  * base URL. The client's body goes through as sent (unknown fields included) with the
- * upstream model name; streams ask for usage and are relayed chunk by chunk.
+ * upstream model name and the grant as its cap; streams ask for usage and are relayed
+ * chunk by chunk.
  */
 export class OpenAiProvider extends Provider {
   constructor(private readonly http: UpstreamHttp) {
@@ -36,7 +37,7 @@ export class OpenAiProvider extends Provider {
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    const body = { ...call.request, model: call.deployment.model, stream: false };
+    const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
     delete body.stream_options;
     const res = await this.send(call, body);
     try {
@@ -55,7 +56,7 @@ export class OpenAiProvider extends Provider {
 
   async stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>> {
     const body = {
-      ...call.request,
+      ...cappedRequest(call),
       model: call.deployment.model,
       stream: true,
       // Always ask for usage: the charge needs it; clients that did not ask never see it.
@@ -125,6 +126,7 @@ export class OpenAiProvider extends Provider {
     );
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);
+    call.onAccepted?.();
     return res;
   }
 }

@@ -8,8 +8,31 @@ export interface UpstreamCall {
   deployment: Deployment;
   /** Aborted on client disconnect or the total timeout; providers stop at once. */
   signal: AbortSignal;
-  /** The reservation's completion budget, for providers that require max_tokens (Anthropic). */
-  defaultMaxTokens: number;
+  /**
+   * The grant (QuotaService.admit): completion tokens per choice the upstream may produce.
+   * Always sent as the cap (`cappedRequest`); a stream past it is cut by the gateway.
+   */
+  maxTokens: number;
+  /**
+   * Called once the upstream accepted the request (2xx status): from then on it may bill
+   * the prompt, so a timeout or failure charges the prompt estimate instead of releasing.
+   */
+  onAccepted?: () => void;
+}
+
+/**
+ * The client's request with the grant as its cap: in `max_completion_tokens` when the client
+ * used that field, else in `max_tokens` (what every OpenAI-compatible server and the
+ * Anthropic translation read). Set even when the client sent no cap: an upstream left
+ * uncapped may write up to its context length.
+ */
+export function cappedRequest(call: Pick<UpstreamCall, 'request' | 'maxTokens'>): ChatRequest {
+  const req = { ...call.request };
+  if (req.max_completion_tokens != null) {
+    req.max_completion_tokens = call.maxTokens;
+    if (req.max_tokens != null) req.max_tokens = call.maxTokens;
+  } else req.max_tokens = call.maxTokens;
+  return req;
 }
 
 /** One chunk of a stream, in OpenAI's shape. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError } from '@app/config';
+import { ConfigError, MAX_COMPLETION_TOKENS } from '@app/config';
 import type { Pricing } from '../pricing';
 import {
   AnthropicOptions,
@@ -137,6 +137,7 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         'api_key_env',
         'pricing',
         'max_connections',
+        'max_output_tokens',
         'options',
       ]);
       const provider = str(d.provider, `${dat}.provider`) as ProviderKind;
@@ -207,6 +208,11 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
           ? DEFAULT_MAX_CONNECTIONS
           : int(d.max_connections, `${dat}.max_connections`, 1);
 
+      const maxOutputTokens =
+        d.max_output_tokens === undefined ? null : int(d.max_output_tokens, `${dat}.max_output_tokens`, 1);
+      if (maxOutputTokens !== null && maxOutputTokens > MAX_COMPLETION_TOKENS)
+        fail(`${dat}.max_output_tokens`, `must be at most ${MAX_COMPLETION_TOKENS}`);
+
       let mock: MockOptions | undefined;
       let anthropic: AnthropicOptions | undefined;
       const o = d.options === undefined ? {} : obj(d.options, `${dat}.options`);
@@ -254,6 +260,7 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         mock,
         anthropic,
         apiKey,
+        maxOutputTokens,
       );
     });
     // A reservation prices the whole prompt at the dearest prompt rate (a cache write may cost more).
@@ -263,7 +270,9 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
       ),
       outputPerMillion: Math.max(...deployments.map((d) => d.pricing.outputPerMillion)),
     };
-    return { name, aliases: aliases as string[], deployments, maxPricing };
+    const caps = deployments.flatMap((d) => (d.maxOutputTokens === null ? [] : [d.maxOutputTokens]));
+    const maxOutputTokens = caps.length ? Math.min(...caps) : null;
+    return { name, aliases: aliases as string[], deployments, maxPricing, maxOutputTokens };
   });
   return new RoutingTable(routes, source);
 }

@@ -39,6 +39,8 @@ export class Deployment {
     readonly mock: MockOptions | undefined,
     readonly anthropic: AnthropicOptions | undefined,
     apiKey: string | undefined,
+    /** `max_output_tokens`: the most this deployment may write per choice; null = not set. */
+    readonly maxOutputTokens: number | null = null,
   ) {
     // Not enumerable: a deployment logged or serialised never carries the secret.
     Object.defineProperty(this, 'apiKey', { value: apiKey, enumerable: false });
@@ -52,6 +54,8 @@ export interface ModelRoute {
   deployments: Deployment[];
   /** The highest prices among the deployments: what a reservation assumes. */
   maxPricing: Pricing;
+  /** The least `max_output_tokens` among the deployments (any may serve); null = none set. */
+  maxOutputTokens: number | null;
 }
 
 /** Model name or alias -> route. Built by `loadRoutingTable` (routing-loader.ts). */

@@ -42,15 +42,21 @@ end
 
 /**
  * KEYS: reservations, expiries, rpm, the tenant's marker, then per level tokens, spend.
- * ARGV: now, ttlMs, id, tokens, cost, rpmLimit (0 = none), windowMs, requireInit (0|1),
- *       then per level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never).
- * Returns {status, levelIndex, limit, rpmCount, rpmResetMs, t1, s1, t2, s2, ...};
+ * ARGV: now, ttlMs, id, tokens, cost (the part that must fit whole: the prompt), rpmLimit
+ *       (0 = none), windowMs, requireInit (0|1), wanted, choices, microsPerToken, min (the
+ *       completion allowance: see ReserveRequest.completion; wanted 0 = none), then per
+ *       level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never).
+ * Returns {status, levelIndex | granted, limit | reserved tokens, rpmCount, rpmResetMs,
+ *          reserved cost, t1, s1, t2, s2, ...};
  * status ok | uninitialized | rpm | tokens | budget. Nothing is written unless ok.
+ * The grant mirrors allowance.ts; a reservation id already held answers its grant again
+ * and writes nothing (a script resent after a reconnect counts once).
  */
 export const RESERVE = `${PRELUDE}
-if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return {'uninitialized', 0, 0, -1, 0} end
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return {'uninitialized', 0, 0, -1, 0, 0} end
 local now = tonumber(ARGV[1])
 sweep(KEYS[1], KEYS[2], now)
+local n = (#KEYS - 4) / 2
 local rpmLimit, win = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rpmCount, rpmReset = -1, 0
 if rpmLimit > 0 then
@@ -61,31 +67,62 @@ if rpmLimit > 0 then
     -- another instance may have logged a request with a slightly later clock: never past one window
     rpmReset = math.min(win, oldest + win - now)
   end
-  if rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset} end
 end
+local prior = redis.call('HGET', KEYS[1], ARGV[3])
+if prior then
+  local r = cjson.decode(prior)
+  local out = {}
+  for i = 1, n do out[2 * i - 1], out[2 * i] = get(KEYS[3 + 2 * i]), get(KEYS[4 + 2 * i]) end
+  return {'ok', tonumber(r.g or '0'), int(tonumber(r.t)), rpmCount, rpmReset, int(tonumber(r.c)), unpack(out)}
+end
+if rpmLimit > 0 and rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset, 0} end
 local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 4) / 2
+local want, nch, ppt, minc = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local function ccost(c)
+  if c <= 0 or ppt <= 0 then return 0 end
+  return math.ceil(tonumber(string.format('%.6f', c * ppt)))
+end
 local out = {}
-local refusal = nil
+local refusal, limiting = nil, nil
+local g = want
 for i = 1, n do
   local ut, us = get(KEYS[3 + 2 * i]), get(KEYS[4 + 2 * i])
   out[2 * i - 1], out[2 * i] = ut, us
   if not refusal then
-    local tl, sl = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i])
-    if tl >= 0 and ut + tokens > tl then refusal = {'tokens', i - 1, tl}
-    elseif sl >= 0 and us + cost > sl then refusal = {'budget', i - 1, sl} end
+    local tl, sl = tonumber(ARGV[10 + 3 * i]), tonumber(ARGV[11 + 3 * i])
+    if tl >= 0 then
+      local room = tl - ut - tokens
+      if room < 0 then refusal = {'tokens', i - 1, tl}
+      else
+        local gt = math.floor(room / nch)
+        if gt < g then g, limiting = gt, {'tokens', i - 1, tl} end
+      end
+    end
+    if not refusal and sl >= 0 then
+      local room = sl - us - cost
+      if room < 0 then refusal = {'budget', i - 1, sl}
+      elseif ppt > 0 and ccost(nch * g) > room then
+        local gs = math.min(g, math.floor(room / (nch * ppt)))
+        while gs > 0 and ccost(nch * gs) > room do gs = gs - 1 end
+        while gs < g and ccost(nch * (gs + 1)) <= room do gs = gs + 1 end
+        g, limiting = gs, {'budget', i - 1, sl}
+      end
+    end
   end
 end
-if refusal then return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, unpack(out)} end
+if not refusal and limiting and g < math.min(want, minc) then refusal = limiting end
+if refusal then return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, 0, unpack(out)} end
+tokens = tokens + nch * g
+cost = cost + ccost(nch * g)
 local tk, sk, xs = {}, {}, {}
 for i = 1, n do
-  local x = tonumber(ARGV[8 + 3 * i])
+  local x = tonumber(ARGV[12 + 3 * i])
   adjust(KEYS[3 + 2 * i], tokens, x)
   adjust(KEYS[4 + 2 * i], cost, x)
   out[2 * i - 1], out[2 * i] = out[2 * i - 1] + tokens, out[2 * i] + cost
-  tk[i], sk[i], xs[i] = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[8 + 3 * i]
+  tk[i], sk[i], xs[i] = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[12 + 3 * i]
 end
-redis.call('HSET', KEYS[1], ARGV[3], cjson.encode({t = ARGV[4], c = ARGV[5], k = tk, s = sk, x = xs}))
+redis.call('HSET', KEYS[1], ARGV[3], cjson.encode({t = int(tokens), c = int(cost), g = int(g), k = tk, s = sk, x = xs}))
 redis.call('ZADD', KEYS[2], int(now + tonumber(ARGV[2])), ARGV[3])
 if rpmLimit > 0 then
   redis.call('ZADD', KEYS[3], int(now), ARGV[3])
@@ -93,7 +130,7 @@ if rpmLimit > 0 then
   rpmCount = rpmCount + 1
   if rpmCount == 1 then rpmReset = win end
 end
-return {'ok', 0, 0, rpmCount, rpmReset, unpack(out)}
+return {'ok', int(g), int(tokens), rpmCount, rpmReset, int(cost), unpack(out)}
 `;
 
 /**

@@ -7,14 +7,18 @@ import {
   ReservationRef,
   ReserveRequest,
   ReserveResult,
+  RpmState,
   SettleResult,
   SWEEP_LIMIT,
 } from './quota-store';
+import { allowance } from './allowance';
 
 interface Held {
   tenantId: string;
   tokens: number;
   cost: number;
+  /** Completion tokens granted per choice (answered again to a repeated reserve). */
+  granted: number;
   keys: { tokensKey: string; spendKey: string; expireAt: number | null }[];
   expiresAt: number;
 }
@@ -84,47 +88,36 @@ export class MemoryQuotaStore extends QuotaStore {
   reserve(req: ReserveRequest): Promise<ReserveResult> {
     const { now } = req;
     this.sweep(req.tenantId, now);
+    const prior = this.held.get(req.reservationId);
+    if (prior) {
+      // the same reserve again (a retried call): it counts once
+      const rpm = req.rpm ? this.rpmState(req.rpm, now) : null;
+      return Promise.resolve({
+        ok: true,
+        usage: this.usage(req.levels, now),
+        rpm,
+        granted: prior.granted,
+        tokens: prior.tokens,
+        costMicros: prior.cost,
+      });
+    }
     let rpm = null;
     if (req.rpm) {
-      const log = (this.rpmLogs.get(req.rpm.key) ?? []).filter((t) => t > now - req.rpm!.windowMs);
-      this.rpmLogs.set(req.rpm.key, log);
-      rpm = {
-        limit: req.rpm.limit,
-        count: log.length,
-        resetMs: log.length ? Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now) : 0,
-      };
-      if (log.length >= req.rpm.limit) return Promise.resolve({ ok: false, reason: 'rpm', rpm });
+      rpm = this.rpmState(req.rpm, now);
+      if (rpm.count >= req.rpm.limit) return Promise.resolve({ ok: false, reason: 'rpm', rpm });
     }
     const usage = this.usage(req.levels, now);
-    for (let i = 0; i < req.levels.length; i++) {
-      const l = req.levels[i];
-      if (l.tokenLimit !== null && usage[i].tokens + req.tokens > l.tokenLimit)
-        return Promise.resolve({
-          ok: false,
-          reason: 'tokens',
-          levelIndex: i,
-          limit: l.tokenLimit,
-          usage,
-          rpm,
-        });
-      if (l.spendLimitMicros !== null && usage[i].spendMicros + req.costMicros > l.spendLimitMicros)
-        return Promise.resolve({
-          ok: false,
-          reason: 'budget',
-          levelIndex: i,
-          limit: l.spendLimitMicros,
-          usage,
-          rpm,
-        });
-    }
+    const a = allowance(req.levels, usage, req.tokens, req.costMicros, req.completion);
+    if (!a.ok) return Promise.resolve({ ...a, usage, rpm });
     for (const l of req.levels) {
-      this.adjust(l.tokensKey, req.tokens, l.expireAt, now);
-      this.adjust(l.spendKey, req.costMicros, l.expireAt, now);
+      this.adjust(l.tokensKey, a.tokens, l.expireAt, now);
+      this.adjust(l.spendKey, a.costMicros, l.expireAt, now);
     }
     this.held.set(req.reservationId, {
       tenantId: req.tenantId,
-      tokens: req.tokens,
-      cost: req.costMicros,
+      tokens: a.tokens,
+      cost: a.costMicros,
+      granted: a.granted,
       keys: req.levels.map((l) => ({ tokensKey: l.tokensKey, spendKey: l.spendKey, expireAt: l.expireAt })),
       expiresAt: now + req.ttlMs,
     });
@@ -137,7 +130,24 @@ export class MemoryQuotaStore extends QuotaStore {
         resetMs: Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now),
       };
     }
-    return Promise.resolve({ ok: true, usage: this.usage(req.levels, now), rpm });
+    return Promise.resolve({
+      ok: true,
+      usage: this.usage(req.levels, now),
+      rpm,
+      granted: a.granted,
+      tokens: a.tokens,
+      costMicros: a.costMicros,
+    });
+  }
+
+  private rpmState(r: NonNullable<ReserveRequest['rpm']>, now: number): RpmState {
+    const log = (this.rpmLogs.get(r.key) ?? []).filter((t) => t > now - r.windowMs);
+    this.rpmLogs.set(r.key, log);
+    return {
+      limit: r.limit,
+      count: log.length,
+      resetMs: log.length ? Math.min(r.windowMs, log[0] + r.windowMs - now) : 0,
+    };
   }
 
   settle(ref: ReservationRef, tokens: number, costMicros: number, now: number): Promise<SettleResult> {

@@ -13,8 +13,17 @@ export interface ReserveRequest {
   now: number;
   /** The reservation is released by the next script that sees it expired. */
   ttlMs: number;
+  /** The part that must fit whole (the prompt estimate), in tokens and micro-dollars. */
   tokens: number;
   costMicros: number;
+  /**
+   * The completion allowance, decided in the same atomic step: as many completion tokens
+   * per choice as every level still has room for after `tokens`/`costMicros` (in tokens
+   * and in spend), at most `wanted`. Refused when that is below min(wanted, min). The
+   * reservation then holds tokens + choices x granted, and costMicros +
+   * `completionMicros(choices x granted, microsPerToken)`. Absent: nothing granted.
+   */
+  completion?: CompletionAllowance;
   /** Checked in order; the first that would exceed is named in the refusal. */
   levels: ReserveLevel[];
   /** Sliding-log rate limit of the key; checked before the quota. */
@@ -26,6 +35,28 @@ export interface ReserveRequest {
    * while the process lives (start-up rebuilds them), so it has every tenant initialized.
    */
   requireInitialized?: boolean;
+}
+
+export interface CompletionAllowance {
+  /** Completion tokens wanted per choice. */
+  wanted: number;
+  /** Choices (OpenAI `n`): each may produce the grant. */
+  choices: number;
+  /** Output price in micro-dollars per token (= USD per million tokens); 0 = free. */
+  microsPerToken: number;
+  /** Refuse when the grant would be below min(wanted, min) (QUOTA_MIN_COMPLETION_TOKENS). */
+  min: number;
+}
+
+/**
+ * Micro-dollars reserved for `tokens` completion tokens: rounded to 1e-6 micro-dollar first
+ * (float noise of prices like 0.15), then up. The Redis script computes the same figure
+ * (`string.format('%.6f')`, then `math.ceil`). With the prompt's `costMicros(pricing, p, 0)`
+ * it is never below the settle's `costMicros(pricing, p', c')` for p' <= p, c' <= tokens.
+ */
+export function completionMicros(tokens: number, microsPerToken: number): number {
+  if (tokens <= 0 || microsPerToken <= 0) return 0;
+  return Math.ceil(Number((tokens * microsPerToken).toFixed(6)));
 }
 
 /** Counter values of one level (reserved in-flight amounts included). */
@@ -43,13 +74,25 @@ export interface RpmState {
 }
 
 export type ReserveResult =
-  | { ok: true; usage: LevelUsage[]; rpm: RpmState | null }
+  | {
+      ok: true;
+      usage: LevelUsage[];
+      rpm: RpmState | null;
+      /** Completion tokens granted per choice (0 without `completion`). */
+      granted: number;
+      /** What the reservation holds: tokens + choices x granted, and its cost. */
+      tokens: number;
+      costMicros: number;
+    }
   | { ok: false; reason: 'uninitialized' }
   | { ok: false; reason: 'rpm'; rpm: RpmState }
   | {
       ok: false;
       reason: 'tokens' | 'budget';
-      /** Index into `levels` of the level that refused. */
+      /**
+       * Index into `levels` of the level that refused: the first where `tokens`/`costMicros`
+       * alone do not fit, else the one that left the least completion room.
+       */
       levelIndex: number;
       limit: number;
       /** Counter values before this request (nothing was written). */
@@ -101,7 +144,12 @@ export interface RebuildChange {
 export abstract class QuotaStore {
   abstract readonly kind: 'redis' | 'memory';
 
-  /** rpm check, then check and add tokens and cost at every level, all or nothing. */
+  /**
+   * rpm check, then the allowance (see `ReserveRequest.completion`), then add tokens and cost
+   * at every level, all or nothing. Idempotent per reservation id: a reserve whose
+   * reservation is already held (a script run twice, e.g. resent by ioredis after a
+   * reconnect) adds nothing and answers the grant it holds.
+   */
   abstract reserve(req: ReserveRequest): Promise<ReserveResult>;
 
   /** Replaces the reserved amounts by the actual ones (or adds them in full when the reservation is gone). */

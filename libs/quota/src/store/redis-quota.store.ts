@@ -70,6 +70,10 @@ export class RedisQuotaStore extends QuotaStore {
       req.rpm?.limit ?? 0,
       req.rpm?.windowMs ?? 0,
       req.requireInitialized ? 1 : 0,
+      req.completion?.wanted ?? 0,
+      req.completion?.choices ?? 1,
+      req.completion?.microsPerToken ?? 0,
+      req.completion?.min ?? 0,
     ];
     for (const l of req.levels) {
       keys.push(l.tokensKey, l.spendKey);
@@ -80,7 +84,15 @@ export class RedisQuotaStore extends QuotaStore {
     const rpmCount = Number(r[3]);
     const rpm =
       req.rpm && rpmCount >= 0 ? { limit: req.rpm.limit, count: rpmCount, resetMs: Number(r[4]) } : null;
-    if (status === 'ok') return { ok: true, usage: usageOf(r, 5), rpm };
+    if (status === 'ok')
+      return {
+        ok: true,
+        usage: usageOf(r, 6),
+        rpm,
+        granted: Number(r[1]),
+        tokens: Number(r[2]),
+        costMicros: Number(r[5]),
+      };
     if (status === 'uninitialized') return { ok: false, reason: 'uninitialized' };
     if (status === 'rpm') return { ok: false, reason: 'rpm', rpm: rpm! };
     return {
@@ -88,7 +100,7 @@ export class RedisQuotaStore extends QuotaStore {
       reason: status as 'tokens' | 'budget',
       levelIndex: Number(r[1]),
       limit: Number(r[2]),
-      usage: usageOf(r, 5),
+      usage: usageOf(r, 6),
       rpm,
     };
   }

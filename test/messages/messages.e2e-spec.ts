@@ -203,6 +203,21 @@ describe('Anthropic Messages API (official SDK)', () => {
       });
     });
 
+    it('a key with less allowance than max_tokens: the grant goes upstream as max_tokens, nothing else changes', async () => {
+      const k = await newKey({ quota_limit: 200 });
+      const sent: string[] = [];
+      anthropic.requests.length = 0;
+      const msg = await client(k.key, sent).messages.create({
+        model: 'claude-fake',
+        max_tokens: 1000,
+        messages: [{ role: 'user', content: 'Short please' }],
+      });
+      expect(msg.content).toEqual([{ type: 'text', text: ANTHROPIC_TEXT }]);
+      const up = anthropic.requests[0];
+      expect(up.body.max_tokens).toBeLessThan(200);
+      expect(up.raw).toBe(sent[0].replace('"max_tokens":1000', `"max_tokens":${up.body.max_tokens}`));
+    });
+
     it('messages.stream with a tool_use block, then the tool result', async () => {
       const k = await newKey();
       const c = client(k.key);

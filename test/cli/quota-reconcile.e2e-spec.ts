@@ -20,7 +20,7 @@ describe('quota:reconcile (compiled CLI)', () => {
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
-      /^error: REDIS_URL is not set: the quota counters live inside the gateway process.*\n$/,
+      /^error: REDIS_URL is not set \(nor REDIS_CLUSTER_NODES, REDIS_SENTINELS\): the quota counters live inside the gateway process.*\n$/,
     );
   });
 

@@ -32,7 +32,7 @@ export const FAKE_USAGE = { prompt_tokens: 21, completion_tokens: 9 };
 
 type Handler = (req: RecordedRequest, res: ServerResponse) => void;
 
-async function serve(handler: Handler): Promise<FakeUpstream> {
+export async function serve(handler: Handler, port = 0): Promise<FakeUpstream> {
   const requests: RecordedRequest[] = [];
   const sockets = new Set<import('node:net').Socket>();
   const server: Server = createServer((req, res) => {
@@ -61,10 +61,10 @@ async function serve(handler: Handler): Promise<FakeUpstream> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     requests,
     async abortedFor(model, timeoutMs = 3000) {
       const until = Date.now() + timeoutMs;
@@ -102,11 +102,96 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
  * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
  * `hang-mid-stream`, `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
  * connection takes them), `runaway` (ignores its cap: 5,000 tokens), `accept-then-hang`
- * (200 and headers, then no body: unstreamed only).
+ * (200 and headers, then no body: unstreamed only); for routing: `late-<ms>` (answers, or
+ * starts its stream, after <ms>), `ratelimit-<s>` (429 with Retry-After: <s>), `flaky-<n>`
+ * (503 to the first <n> requests of this server, then answers), `die-before-first` (200,
+ * then the connection drops before any chunk).
  */
 export function fakeOpenAi(): Promise<FakeUpstream> {
-  return serve((rec, res) => {
+  return serve(openAiHandler());
+}
+
+/** A fake upstream whose behaviour can change: `ok` (the fakeOpenAi models), `hang`, or `down` (refuses connections). */
+export interface SwitchableUpstream {
+  url: string;
+  requests: RecordedRequest[];
+  set(mode: 'ok' | 'hang' | 'down'): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function switchableUpstream(): Promise<SwitchableUpstream> {
+  const handler = openAiHandler();
+  let mode: 'ok' | 'hang' | 'down' = 'ok';
+  const requests: RecordedRequest[] = [];
+  const wrapped: Handler = (rec, res) => {
+    requests.push(rec);
+    if (mode !== 'hang') handler(rec, res);
+  };
+  let up: FakeUpstream | undefined = await serve(wrapped);
+  const url = up.url;
+  const port = Number(new URL(url).port);
+  return {
+    url,
+    requests,
+    async set(next) {
+      mode = next;
+      if (next === 'down' && up) {
+        await up.close();
+        up = undefined;
+      } else if (next !== 'down' && !up) {
+        up = await serve(wrapped, port);
+      }
+    },
+    async close() {
+      await up?.close();
+      up = undefined;
+    },
+  };
+}
+
+function openAiHandler(): Handler {
+  const served = new Map<string, number>();
+  return (rec, res) => {
     const model: string = rec.body.model;
+    served.set(model, (served.get(model) ?? 0) + 1);
+    const late = /^late-(\d+)$/.exec(model);
+    if (late) {
+      const t = setTimeout(
+        () => openAiAnswer({ ...rec, body: { ...rec.body, model: 'echo' } }, res),
+        Number(late[1]),
+      );
+      res.on('close', () => clearTimeout(t));
+      return;
+    }
+    const limited = /^ratelimit-(\d+)$/.exec(model);
+    if (limited) {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': limited[1] });
+      res.end(
+        JSON.stringify({
+          error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' },
+        }),
+      );
+      return;
+    }
+    const flaky = /^flaky-(\d+)$/.exec(model);
+    if (flaky && served.get(model)! <= Number(flaky[1])) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
+      return;
+    }
+    if (model === 'die-before-first') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    openAiAnswer(rec, res);
+  };
+}
+
+function openAiAnswer(rec: RecordedRequest, res: ServerResponse): void {
+  {
+    const model: string = /^flaky-/.test(rec.body.model) ? 'echo' : rec.body.model;
     const id = 'chatcmpl-fake';
     const error = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -258,7 +343,7 @@ export function fakeOpenAi(): Promise<FakeUpstream> {
     }
     for (const p of parts) sse(res, chunk({ content: p }));
     finish();
-  });
+  }
 }
 
 /** Prompt tokens the `cached` model reports as read from the cache. */

@@ -10,6 +10,7 @@ import {
   assertModelAllowed,
   CompletionCaller,
   CompletionsService,
+  DeploymentRouter,
   loadRoutingTable,
   MeteredUsage,
   ProviderRegistry,
@@ -18,7 +19,9 @@ import {
   UsageMeta,
   UsageMeter,
 } from '@app/completions';
-import { ApiError, toErrorResponse } from '@app/observability';
+import { RedisConnection } from '@app/database';
+import { ApiError, MetricsService, ReadinessRegistry, toErrorResponse } from '@app/observability';
+import type Redis from 'ioredis';
 import { freePort } from '../harness/servers';
 
 export const UPSTREAM_SECRET = 'sk-upstream-test-secret-do-not-leak';
@@ -136,12 +139,16 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
 export const TEST_TIMEOUTS = {
   UPSTREAM_CONNECT_TIMEOUT_MS: '1000',
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS: '600',
+  UPSTREAM_STREAM_IDLE_TIMEOUT_MS: '600',
   UPSTREAM_TOTAL_TIMEOUT_MS: '5000',
 };
 
 export interface ServiceHarness {
   url: string;
   service: CompletionsService;
+  router: DeploymentRouter;
+  metrics: MetricsService;
+  readiness: ReadinessRegistry;
   meter: RecordingMeter;
   config: AppConfig;
   close(): Promise<void>;
@@ -155,6 +162,8 @@ export interface ServiceHarness {
 export async function serviceHarness(
   modelsFile: string,
   env: Record<string, string> = {},
+  /** Share deployment health through this Redis (as with REDIS_URL). */
+  redis?: Redis,
 ): Promise<ServiceHarness> {
   process.env.FAKE_UPSTREAM_KEY = UPSTREAM_SECRET;
   const config = loadConfig({
@@ -173,11 +182,16 @@ export async function serviceHarness(
     providers: [
       { provide: RoutingTable, useValue: loadRoutingTable(config.MODELS_FILE) },
       ProviderRegistry,
+      DeploymentRouter,
       CompletionsService,
+      MetricsService,
+      ReadinessRegistry,
       { provide: UsageMeter, useValue: meter },
+      ...(redis ? [{ provide: RedisConnection, useValue: { client: redis } }] : []),
     ],
   }).compile();
   moduleRef.enableShutdownHooks();
+  await moduleRef.init();
   const service = moduleRef.get(CompletionsService);
   const server: Server = createServer((req, res) => {
     let raw = '';
@@ -219,6 +233,9 @@ export async function serviceHarness(
   return {
     url: `http://127.0.0.1:${port}`,
     service,
+    router: moduleRef.get(DeploymentRouter),
+    metrics: moduleRef.get(MetricsService),
+    readiness: moduleRef.get(ReadinessRegistry),
     meter,
     config,
     async close() {

@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import OpenAI from 'openai';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,6 +179,21 @@ describe('completions charged through QuotaService', () => {
     expect(u.requests).toBe(1);
     expect(u.completion_tokens).toBeGreaterThanOrEqual(4);
     expect(u.completion_tokens).toBeLessThan(500);
+  });
+
+  it('one ledger row per client request, naming the deployment that answered and counting the attempts', async () => {
+    const k = await newKey();
+    // gpt-fallback: the first deployment answers 503 (retried twice), the second serves
+    await request(url)
+      .post('/v1/chat/completions')
+      .set('Authorization', `Bearer ${k.key}`)
+      .send({ model: 'gpt-fallback', messages: [{ role: 'user', content: 'Hi' }] })
+      .expect(200);
+    await usageOf(k.id);
+    const rows = await app
+      .get(DataSource)
+      .query(`SELECT deployment, attempts, status FROM usage_records WHERE api_key_id = $1`, [k.id]);
+    expect(rows).toEqual([{ deployment: 'gpt-fallback#1', attempts: 4, status: 'success' }]);
   });
 
   it('a failed upstream releases the reservation: a zero-usage ledger row', async () => {

@@ -257,10 +257,10 @@ describe('completions service against fake upstreams', () => {
         (async () => {
           for await (const _ of stream) void _;
         })(),
-      ).rejects.toThrow(/failed|unreachable|closed/i);
+      ).rejects.toThrow(/failed|unreachable|closed|dropped/i);
     });
 
-    it('an upstream that stalls mid-stream: a timeout error event within the first-byte bound', async () => {
+    it('an upstream that stalls mid-stream: a timeout error event within the idle bound', async () => {
       const t0 = Date.now();
       const res = await post({ model: 'gpt-hang-mid', messages: hi, stream: true });
       const data = sseData(await res.text());
@@ -271,11 +271,16 @@ describe('completions service against fake upstreams', () => {
   });
 
   describe('fallback, upstream errors and timeouts', () => {
-    it('the next deployment serves when the first answers 503', async () => {
+    it('the next deployment serves when the first answers 503 (after its retries)', async () => {
       const c = await sdk.chat.completions.create({ model: 'gpt-fallback', messages: hi });
       expect(c.choices[0].message.content).toBe(FAKE_TEXT);
-      expect(upstreamModels()).toEqual(['fail-503', 'echo']);
-      expect((await h.meter.nth('settled')).meta.deployment).toBe('gpt-fallback#1');
+      // UPSTREAM_RETRIES=2: a 503 is retried twice on the same deployment, then the next serves
+      expect(upstreamModels()).toEqual(['fail-503', 'fail-503', 'fail-503', 'echo']);
+      expect((await h.meter.nth('settled')).meta).toMatchObject({
+        deployment: 'gpt-fallback#1',
+        attempts: 4,
+      });
+      expect(h.meter.admitted).toHaveLength(1);
     });
 
     it('the next deployment serves a stream when the first refuses the connection', async () => {
@@ -329,20 +334,17 @@ describe('completions service against fake upstreams', () => {
       expect(text).not.toMatch(/sk-|Incorrect API key/);
     });
 
-    it('a hanging upstream gets 504 within the first-byte bound, streamed or not', async () => {
-      for (const stream of [false, true]) {
-        const t0 = Date.now();
-        const res = await post({ model: 'gpt-hang', messages: hi, stream });
-        const elapsed = Date.now() - t0;
-        expect(res.status).toBe(504);
-        expect((await json(res)).error).toMatchObject({ type: 'server_error', code: 'upstream_timeout' });
-        expect(elapsed).toBeGreaterThanOrEqual(550);
-        // undici's timers tick about every 500 ms: the bound plus that
-        expect(elapsed).toBeLessThan(1500);
-      }
-      // a timeout is not a refusal: the second deployment is not tried
-      expect(upstreamModels()).toEqual(['hang', 'hang']);
-      expect(h.meter.released).toHaveLength(2);
+    it('a stream whose upstream sends nothing: the next deployment serves after the first-byte bound', async () => {
+      const t0 = Date.now();
+      const res = await post({ model: 'gpt-hang', messages: hi, stream: true });
+      expect(res.status).toBe(200);
+      expect(sseData(await res.text()).at(-1)).toBe('[DONE]');
+      const elapsed = Date.now() - t0;
+      expect(elapsed).toBeGreaterThanOrEqual(550);
+      // undici's timers tick about every 500 ms: the bound plus that
+      expect(elapsed).toBeLessThan(1500);
+      expect(upstreamModels()).toEqual(['hang', 'echo']);
+      expect((await h.meter.nth('settled')).meta).toMatchObject({ deployment: 'gpt-hang#1', attempts: 2 });
     });
 
     it('the upstream credential never reaches a response', async () => {

@@ -105,11 +105,11 @@ type Limits = Partial<{ quota_limit: number | null; max_budget: number | null; q
 const lim = (l: Limits = {}) => [l.quota_limit ?? null, l.max_budget ?? null, l.quota_period ?? 'none'];
 
 /** Rows straight in PostgreSQL: the quota lib reads limits from them (and writes usage into api_keys). */
-export async function insertTenant(url: string, l?: Limits): Promise<string> {
+export async function insertTenant(url: string, l?: Limits, id: string = randomUUID()): Promise<string> {
   const [r] = await sql<{ id: string }>(
     url,
-    `INSERT INTO tenants (name, quota_limit, max_budget, quota_period) VALUES ($1, $2, $3, $4) RETURNING id`,
-    [`quota-${randomBytes(4).toString('hex')}`, ...lim(l)],
+    `INSERT INTO tenants (id, name, quota_limit, max_budget, quota_period) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+    [id, `quota-${randomBytes(4).toString('hex')}`, ...lim(l)],
   );
   return r.id;
 }

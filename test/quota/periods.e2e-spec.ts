@@ -91,7 +91,7 @@ describeWithRedis('reset periods with the injectable clock (two instances, one c
     const h2 = await use(b, s, 10);
     expect(h2['x-ratelimit-remaining-tokens']).toBe('990');
     const day = (t: number) => new Date(t).toISOString().slice(0, 10);
-    const base = `quota:{${tenantId}}:${s.userId}:${apiKeyId}`;
+    const base = `quota:{${tenantId}}:key:${apiKeyId}`;
     expect(await redis.get(`${base}:${day(clock.now() - 1)}`)).toBe('1000');
     expect(await redis.get(`${base}:${day(clock.now())}`)).toBe('10');
     // rebuilding counts the new day only

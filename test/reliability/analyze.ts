@@ -14,7 +14,12 @@ export interface FaultWindow {
 }
 
 /** Refusals before admission: no ledger row. Upstream failures after admission: a zero row (release). */
-const ADMITTED_FAILURES = new Set(['upstream_error', 'upstream_timeout', 'bad_gateway']);
+const ADMITTED_FAILURES = new Set([
+  'upstream_error',
+  'upstream_timeout',
+  'bad_gateway',
+  'upstream_unavailable',
+]);
 
 export function admitted(r: Result): boolean {
   return r.status === 200 || (r.status >= 500 && ADMITTED_FAILURES.has(r.code ?? ''));

@@ -27,7 +27,7 @@ function handle(body, res) {
   }
   if (fault === 'hang') {
     stats.hung++;
-    return; // the gateway's UPSTREAM_FIRST_BYTE_TIMEOUT_MS ends it
+    return; // the gateway's first-byte timeout (streams) or the deployment's total_ms ends it
   }
   const o = body.x_fake || {};
   // honours the cap it is sent (the gateway always sends one: README "Quotas"), as real upstreams do

@@ -550,7 +550,7 @@ describe('load and faults over two gateway processes', () => {
     });
   }
 
-  it('upstream 5xx bursts and hangs under load: only the faulted requests fail (502/504), released, nothing lost', async () => {
+  it('upstream 5xx bursts and hangs under load: only the faulted requests fail (502/503/504), released, nothing lost', async () => {
     const t = await newTenant(gws[0].url);
     faultTenant = t.id;
     const users = await Promise.all([0, 1].map(() => newUser(gws[0].url, t.id)));
@@ -567,23 +567,33 @@ describe('load and faults over two gateway processes', () => {
     await fake.setFault('5xx');
     await sleep(1000);
     await fake.setFault('none');
+    // 503s are retried (jittered back-off), then the deployment cools down for
+    // ROUTING_COOLDOWN_MS (503 upstream_unavailable, no upstream call) until a probe answers
+    const cooldown = Number(GATEWAY_ENV.ROUTING_COOLDOWN_MS);
     faults.push({
       name: 'upstream 5xx',
       from,
-      to: performance.now(),
-      explains: [{ status: 502, code: 'upstream_error' }],
+      to: performance.now() + cooldown + 1500,
+      explains: [
+        { status: 502, code: 'upstream_error' },
+        { status: 503, code: 'upstream_unavailable' },
+      ],
     });
     await sleep(1000);
     from = performance.now();
     await fake.setFault('hang');
     await sleep(1000);
     await fake.setFault('none');
-    // a hung request ends at UPSTREAM_FIRST_BYTE_TIMEOUT_MS (+ undici's ~0.5 s timer granularity)
+    // a hung stream ends at UPSTREAM_FIRST_BYTE_TIMEOUT_MS (+ undici's ~0.5 s timer granularity),
+    // a hung answer at the deployment's total_ms (5 s, world.ts); then the cooldown
     faults.push({
       name: 'upstream hang',
       from,
-      to: performance.now() + Number(GATEWAY_ENV.UPSTREAM_FIRST_BYTE_TIMEOUT_MS) + 1000,
-      explains: [{ status: 504, code: 'upstream_timeout' }],
+      to: performance.now() + 5000 + cooldown + 1500,
+      explains: [
+        { status: 504, code: 'upstream_timeout' },
+        { status: 503, code: 'upstream_unavailable' },
+      ],
     });
     const results = await run;
     faultResults.push(...results);
@@ -597,7 +607,9 @@ describe('load and faults over two gateway processes', () => {
     );
     expectClean(o);
     expect(o.t.explained5xx).toBeGreaterThan(0);
-    expect(o.t.byCode['502 upstream_error']).toBeGreaterThan(0);
+    expect(
+      (o.t.byCode['502 upstream_error'] ?? 0) + (o.t.byCode['503 upstream_unavailable'] ?? 0),
+    ).toBeGreaterThan(0);
     expect(o.t.byCode['504 upstream_timeout']).toBeGreaterThan(0);
     // released requests left zero-usage rows, and gave their reservation back
     expect((await fake.stats()).open).toBe(0);

@@ -33,6 +33,8 @@ export function writeModelsFile(upstreamUrl: string): string {
               output_per_million: PRICING.outputPerMillion,
             },
             max_connections: 1024,
+            // a hung non-streamed answer ends here (504), not at the 20 s total
+            timeouts: { total_ms: 5000 },
           },
         ],
       },
@@ -73,6 +75,7 @@ export const GATEWAY_ENV = {
   UPSTREAM_CONNECT_TIMEOUT_MS: '3000',
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS: '4000',
   UPSTREAM_TOTAL_TIMEOUT_MS: '20000',
+  ROUTING_COOLDOWN_MS: '1000',
   AUTH_FAILURE_LIMIT: '1000000',
   SHUTDOWN_GRACE_MS: '2000',
 };

@@ -1,10 +1,10 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import { Client } from 'pg';
-import { AppConfig } from '@app/config';
-import { EmbeddedPostgres } from '@app/database';
+import { AppConfig, HostPort, RedisTarget } from '@app/config';
+import { connectionOptions, EmbeddedPostgres } from '@app/database';
 import { CliError } from './cli-error';
 
 /** host:port/db of a connection URL, never its credentials. */
@@ -106,24 +106,48 @@ function realpath(path: string): string {
   }
 }
 
+const hostPorts = (list: HostPort[]) => list.map((n) => `${n.host}:${n.port}`).join(',');
+
 /** Commands that touch Redis check it up front, so they fail in one line instead of waiting on it. */
-export async function probeRedis(url: string): Promise<void> {
-  const redis = new Redis(url, {
+export async function probeRedis(target: RedisTarget): Promise<void> {
+  const once = {
     lazyConnect: true,
     connectTimeout: 3000,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
+  };
+  let redis: Redis | Cluster;
+  let where: string;
+  if (target.kind === 'single') {
+    redis = new Redis(target.url, { ...once, retryStrategy: () => null });
+    where = `Redis at ${describeUrl(target.url)} (REDIS_URL)`;
+  } else if (target.kind === 'cluster') {
+    const opts = connectionOptions(target);
+    if (opts.type !== 'cluster') throw new Error('unreachable');
+    redis = new Cluster(opts.nodes, {
+      ...opts.options,
+      lazyConnect: true,
+      clusterRetryStrategy: () => null,
+      redisOptions: { ...opts.options?.redisOptions, connectTimeout: 3000, maxRetriesPerRequest: 0 },
+    });
+    where = `Redis Cluster at ${hostPorts(target.nodes)} (REDIS_CLUSTER_NODES)`;
+  } else {
+    const opts = connectionOptions(target);
+    redis = new Redis({
+      ...opts.options,
+      ...once,
+      retryStrategy: () => null,
+      sentinelRetryStrategy: () => null,
+    });
+    where = `Redis master "${target.name}" through the sentinels ${hostPorts(target.sentinels)} (REDIS_SENTINELS)`;
+  }
   let cause: unknown;
-  redis.on('error', (e) => (cause ??= e));
+  redis.on('error', (e: unknown) => (cause ??= e));
   try {
     await redis.connect();
     await redis.ping();
   } catch (e) {
-    throw new CliError(
-      `cannot connect to Redis at ${describeUrl(url)} (REDIS_URL): ${connectionReason(cause ?? e)}`,
-    );
+    throw new CliError(`cannot connect to ${where}: ${connectionReason(cause ?? e)}`);
   } finally {
     redis.disconnect();
   }

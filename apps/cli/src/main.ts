@@ -114,8 +114,9 @@ async function runCommand(command: CliCommandMetadata): Promise<number> {
     config.DATABASE_URL = url;
     config.MIGRATIONS_RUN = false;
     config.BOOTSTRAP_ADMIN = false;
-    if (!command.redis) config.REDIS_URL = undefined;
-    else if (config.REDIS_URL) await probeRedis(config.REDIS_URL);
+    if (!command.redis) {
+      config.REDIS_URL = config.REDIS_CLUSTER_NODES = config.REDIS_SENTINELS = undefined;
+    } else if (config.redis) await probeRedis(config.redis);
 
     app = await CommandFactory.createWithoutRunning(
       CliModule.forRoot(config),

@@ -1,9 +1,8 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { AppConfig } from '@app/config';
-import { RedisConnection } from '@app/database';
+import { RedisClient, RedisConnection } from '@app/database';
 import type { KeyPrincipal } from './key-principal';
 
 /** What the caches hold for one lookup hash: the principal and the state checked on every hit. */
@@ -30,7 +29,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   private readonly instanceId = randomUUID();
   private readonly lru: LRUCache<string, KeyAuthEntry>;
   private readonly negative: LRUCache<string, true>;
-  private subscriber?: Redis;
+  private subscriber?: RedisClient;
   private readonly delayed = new Set<NodeJS.Timeout>();
 
   constructor(
@@ -44,7 +43,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   async onModuleInit(): Promise<void> {
     const client = this.redis.client;
     if (!client) return;
-    this.subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.subscriber = this.redis.subscriber();
     this.subscriber.on('error', () => undefined);
     this.subscriber.on('message', (_channel: string, message: string) => {
       try {
@@ -132,7 +131,8 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     const client = this.redis.client;
     if (!client) return;
     try {
-      await client.del(...hashes.map(redisKey));
+      // One DEL per key: `apikey:<hash>` keys are spread over every slot of a cluster.
+      await Promise.all(hashes.map((h) => client.del(redisKey(h))));
       await client.publish(EVICT_CHANNEL, JSON.stringify({ from: this.instanceId, hashes }));
     } catch (e) {
       // The LRU TTL (seconds) bounds how long another instance can still serve the entry.

@@ -6,6 +6,7 @@ import { CompletionsService } from './completions.service';
 import { MessagesController } from './messages/messages.controller';
 import { MessagesService } from './messages/messages.service';
 import { ProviderRegistry } from './providers/provider-registry';
+import { DeploymentRouter } from './routing/deployment-router';
 import { loadRoutingTable } from './routing/routing-loader';
 import { RoutingTable } from './routing/routing-table';
 import { NoopUsageMeter, UsageMeter } from './usage-meter';
@@ -33,13 +34,14 @@ export class CompletionsModule {
           useFactory: (c: AppConfig) => loadRoutingTable(c.MODELS_FILE),
         },
         ProviderRegistry,
+        DeploymentRouter,
         CompletionsService,
         MessagesService,
         options.meter
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },
       ],
-      exports: [CompletionsService, MessagesService, RoutingTable],
+      exports: [CompletionsService, MessagesService, RoutingTable, DeploymentRouter],
     };
   }
 }

@@ -7,6 +7,7 @@ import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } fr
 import { costMicros } from './pricing';
 import { Provider, StreamItem, UpstreamCall, UpstreamError } from './providers/provider';
 import { ProviderRegistry } from './providers/provider-registry';
+import { DeploymentRouter } from './routing/deployment-router';
 import { Deployment, isModelAllowed, ModelRoute, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
 import { countCompletion, GrantGuard, StreamTally, TokenUsage, usageOf } from './usage';
@@ -35,6 +36,51 @@ interface Exchange {
   signal: AbortSignal;
   /** The deployment tried last (the one that served, once one did). */
   deployment: Deployment | null;
+  /** Upstream calls made for this request (retries and fallovers included). */
+  attempts: number;
+  /** Run when the exchange ends: the serving attempt's timer and in-flight count. */
+  cleanup: (() => void)[];
+}
+
+/** How a failed attempt ended, for gateway_upstream_*: timeout, http_4xx (429 included), error (5xx, transport). */
+function outcomeOf(e: unknown): string {
+  const status = e instanceof UpstreamError ? e.apiError.getStatus() : 500;
+  return status === 504 ? 'timeout' : status < 500 ? 'http_4xx' : 'error';
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Replays a stream's first item: pulling it is how a stream proves it started before the client sees a byte. */
+async function primed(items: AsyncIterable<StreamItem>): Promise<AsyncIterable<StreamItem>> {
+  const it = items[Symbol.asyncIterator]();
+  const first = await it.next();
+  return (async function* () {
+    try {
+      if (first.done) return;
+      yield first.value;
+      for (;;) {
+        const next = await it.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      await it.return?.();
+    }
+  })();
 }
 
 const SSE_HEADERS = {
@@ -78,6 +124,7 @@ export class CompletionsService {
     private readonly providers: ProviderRegistry,
     private readonly meter: UsageMeter,
     private readonly config: AppConfig,
+    private readonly router: DeploymentRouter,
     @Optional() private readonly metrics?: MetricsService,
   ) {}
 
@@ -149,6 +196,8 @@ export class CompletionsService {
       requestId,
       signal: abort.signal,
       deployment: null,
+      attempts: 0,
+      cleanup: [],
     };
     try {
       if (ex.stream) await this.streamed(ex, res);
@@ -156,6 +205,7 @@ export class CompletionsService {
     } finally {
       clearTimeout(timer);
       res.off('close', onClose);
+      for (const fn of ex.cleanup) fn();
     }
   }
 
@@ -188,7 +238,7 @@ export class CompletionsService {
   private async streamed(ex: Exchange, res: ServerResponse): Promise<void> {
     let items: AsyncIterable<StreamItem>;
     try {
-      items = await this.open(ex, (p, call) => p.stream(call));
+      items = await this.open(ex, async (p, call) => primed(await p.stream(call)));
     } catch (e) {
       return this.failedBeforeAnswer(ex, e);
     }
@@ -244,28 +294,108 @@ export class CompletionsService {
     await this.settle(ex, usage, 200, outcome);
   }
 
-  /** Calls the deployments in order; the next one serves after a retryable failure. */
+  /**
+   * Tries the request's deployments (DeploymentRouter.plan: a probe, then the healthy ones in
+   * the model's strategy order) until one answers; nothing has reached the client yet. A
+   * transient failure retries the same deployment after a jittered back-off (UPSTREAM_RETRIES
+   * per request, within the total timeout); any failure that allows it falls over to the next.
+   * When some deployment refused with 429, the client gets a 429 with the shortest Retry-After.
+   */
   private async open<T>(ex: Exchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
-    const { deployments } = ex.route;
-    for (let i = 0; ; i++) {
-      const d = deployments[i];
-      ex.deployment = d;
-      try {
-        return await fn(this.providers.for(d), {
-          request: ex.req,
-          deployment: d,
-          signal: ex.signal,
-          maxTokens: ex.grant,
-          onAccepted: () => (ex.accepted = true),
-        });
-      } catch (e) {
-        if (e instanceof UpstreamError && e.retryable && i + 1 < deployments.length && !ex.signal.aborted) {
-          this.logger.warn(`${d.id}: ${e.message}; trying ${deployments[i + 1].id}`);
-          continue;
+    const plan = await this.router.plan(ex.route);
+    let retries = this.config.UPSTREAM_RETRIES;
+    let last: UpstreamError | undefined;
+    let limited: UpstreamError | undefined;
+    const waits = plan.resting.filter((r) => r.reason === 'retry_after').map((r) => r.waitMs);
+    for (const [i, d] of plan.candidates.entries()) {
+      for (let retry = 0; ; retry++) {
+        ex.deployment = d;
+        ex.attempts++;
+        const attempt = this.attempt(ex, d);
+        try {
+          const out = await fn(this.providers.for(d), {
+            request: ex.req,
+            deployment: d,
+            signal: attempt.signal,
+            timeouts: this.router.timeouts(d),
+            maxTokens: ex.grant,
+            onAccepted: () => (ex.accepted = true),
+          });
+          ex.cleanup.push(() => attempt.end(ex.signal.aborted ? 'aborted' : 'ok'));
+          await this.router.succeeded(d);
+          return out;
+        } catch (e) {
+          attempt.end(ex.signal.aborted ? 'aborted' : outcomeOf(e));
+          if (ex.signal.aborted) throw ex.signal.reason;
+          if (!(e instanceof UpstreamError) || !e.retryable) throw e;
+          const backoff = this.backoff(retry);
+          if (e.kind === 'transient' && retries > 0 && this.timeLeft(ex) > backoff) {
+            retries--;
+            this.router.retrying(d, e);
+            this.logger.warn(`${d.id}: ${e.message}; retrying in ${backoff} ms`);
+            await pause(backoff, ex.signal);
+            continue;
+          }
+          await this.router.failed(d, e);
+          last = e;
+          if (e.kind === 'rate_limited') {
+            limited = e;
+            if (e.retryAfterMs !== undefined) waits.push(e.retryAfterMs);
+          }
+          const next = plan.candidates[i + 1];
+          this.logger.warn(`${d.id}: ${e.message}${next ? `; trying ${next.id}` : ''}`);
+          break;
         }
-        throw e;
       }
     }
+    if (limited) throw this.rateLimited(limited, waits);
+    throw last;
+  }
+
+  /** One upstream call's signal (the exchange's, cut shorter by a deployment's `total_ms`) and its end. */
+  private attempt(ex: Exchange, d: Deployment): { signal: AbortSignal; end: (outcome: string) => void } {
+    const leave = this.router.begin(d);
+    const totalMs = d.routing.timeouts.totalMs;
+    if (totalMs === undefined) return { signal: ex.signal, end: leave };
+    const ac = new AbortController();
+    const relay = () => ac.abort(ex.signal.reason);
+    ex.signal.addEventListener('abort', relay, { once: true });
+    const timer = setTimeout(
+      () =>
+        ac.abort(
+          UpstreamError.timeout(
+            `The ${d.provider} upstream of ${d.id} did not finish within ${totalMs} ms`,
+            true,
+          ),
+        ),
+      totalMs,
+    );
+    return {
+      signal: ac.signal,
+      end: (outcome) => {
+        clearTimeout(timer);
+        ex.signal.removeEventListener('abort', relay);
+        leave(outcome);
+      },
+    };
+  }
+
+  /** Exponential back-off with equal jitter: half fixed, half random. */
+  private backoff(retry: number): number {
+    const step = Math.min(this.config.UPSTREAM_RETRY_BACKOFF_MS * 2 ** retry, 5000);
+    return Math.round(step / 2 + Math.random() * (step / 2));
+  }
+
+  private timeLeft(ex: Exchange): number {
+    return this.config.UPSTREAM_TOTAL_TIMEOUT_MS - (performance.now() - ex.started);
+  }
+
+  /** Every deployment refused or failed, at least one with 429: the shortest wait any of them asked for. */
+  private rateLimited(e: UpstreamError, waits: number[]): ApiError {
+    const { apiError } = e;
+    const headers = { ...apiError.headers };
+    if (waits.length) headers['retry-after'] = String(Math.max(1, Math.ceil(Math.min(...waits) / 1000)));
+    return new ApiError(429, apiError.message, apiError.type, apiError.code, headers, apiError.param);
   }
 
   /**
@@ -362,6 +492,7 @@ export class CompletionsService {
       status,
       latencyMs: Math.round(performance.now() - ex.started),
       deployment: d.id,
+      attempts: ex.attempts,
       stream: ex.stream,
       httpStatus,
     };

@@ -62,8 +62,10 @@ export interface UsageMeta {
   status: 'success' | 'aborted' | 'upstream_error' | 'error' | 'timeout' | 'cut';
   /** From the request's arrival to the end of the answer. */
   latencyMs: number;
-  /** `<model>#<index>` in the routing table. */
+  /** `<model>#<index>` in the routing table: the one that answered (or failed last). */
   deployment: string;
+  /** Upstream calls made for the request (1 = first try; retries and fallovers add). */
+  attempts: number;
   stream: boolean;
   /** What the client got (200 for a stream, even one cut short). */
   httpStatus: number;

@@ -10,7 +10,34 @@ const toBool = ({ value }: { value: unknown }) => {
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   return value;
 };
+/** host:port[,host:port...]; hosts are names, IPv4, or [IPv6]. */
+const HOST_PORT_LIST =
+  /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}(,(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5})*$/;
 const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+interface RedisAuth {
+  username?: string;
+  password?: string;
+  tls: boolean;
+}
+
+/** The three Redis shapes (README "Configuration", docs/scaling.md). */
+export type RedisTarget =
+  | { kind: 'single'; url: string }
+  | ({ kind: 'cluster'; nodes: HostPort[] } & RedisAuth)
+  | ({ kind: 'sentinel'; sentinels: HostPort[]; name: string; sentinelPassword?: string } & RedisAuth);
+
+export function parseHostPorts(list: string): HostPort[] {
+  return list.split(',').map((hp) => {
+    const i = hp.lastIndexOf(':');
+    return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hp.slice(i + 1)) };
+  });
+}
 
 /**
  * The largest completion cap a client may ask for (`max_tokens`, `max_completion_tokens`:
@@ -52,6 +79,52 @@ export class AppConfig {
   @IsOptional()
   @Matches(/^rediss?:\/\/\S+$/, { message: 'must be a redis:// or rediss:// URL' })
   REDIS_URL?: string;
+
+  /**
+   * Redis Cluster seed nodes, `host:port,host:port,...` (ioredis discovers the rest).
+   * Exclusive with REDIS_URL and REDIS_SENTINELS.
+   */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(HOST_PORT_LIST, { message: 'must be a list like host1:6379,host2:6379' })
+  REDIS_CLUSTER_NODES?: string;
+
+  /** Sentinels, `host:port,host:port,...`; with REDIS_SENTINEL_NAME. Exclusive with REDIS_URL and REDIS_CLUSTER_NODES. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(HOST_PORT_LIST, { message: 'must be a list like host1:26379,host2:26379' })
+  REDIS_SENTINELS?: string;
+
+  /** The master name the sentinels monitor (`sentinel monitor <name> ...`). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9._-]{1,64}$/, {
+    message: 'must be the monitored master name (letters, digits, . _ -)',
+  })
+  REDIS_SENTINEL_NAME?: string;
+
+  /** Username (ACL) of the Redis data nodes, for REDIS_CLUSTER_NODES / REDIS_SENTINELS. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_USERNAME?: string;
+
+  /** Password of the Redis data nodes, for REDIS_CLUSTER_NODES / REDIS_SENTINELS (REDIS_URL carries its own). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_PASSWORD?: string;
+
+  /** Password of the sentinels themselves (`requirepass` on the sentinels), when set. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  REDIS_SENTINEL_PASSWORD?: string;
+
+  /** TLS to the data nodes (and sentinels) for REDIS_CLUSTER_NODES / REDIS_SENTINELS (REDIS_URL: use rediss://). */
+  @Transform(toBool)
+  @IsBoolean()
+  REDIS_TLS = false;
 
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -146,6 +219,15 @@ export class AppConfig {
   @IsIn(['closed', 'open'])
   QUOTA_FAIL_MODE: 'closed' | 'open' = 'closed';
 
+  /**
+   * Without Redis, each instance counts alone: a second instance on the same database
+   * refuses to start (docs/scaling.md). `true` lets it start anyway, with every limit
+   * applied per instance.
+   */
+  @Transform(toBool)
+  @IsBoolean()
+  QUOTA_INDEPENDENT_COUNTERS = false;
+
   /** IANA timezone for daily/monthly reset periods. */
   @IsString()
   QUOTA_TIMEZONE = 'UTC';
@@ -200,20 +282,74 @@ export class AppConfig {
   @IsString()
   MODELS_FILE?: string;
 
+  /** Until the upstream accepted the TCP (and TLS) connection. */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_CONNECT_TIMEOUT_MS = 5000;
 
+  /**
+   * Streams only: until the upstream's first chunk. A non-streamed answer's first byte comes
+   * when generation ends (minutes for reasoning models): only the total timeout bounds it.
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS = 60000;
 
+  /** Streams only: the longest silence between two chunks once the stream started. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  UPSTREAM_STREAM_IDLE_TIMEOUT_MS = 60000;
+
+  /** The whole exchange of one client request, every attempt included (the OpenAI SDK's 10 min). */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   UPSTREAM_TOTAL_TIMEOUT_MS = 600000;
+
+  /** Retries of the same deployment per client request (connection reset, 502, 503 before the first byte). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(10)
+  UPSTREAM_RETRIES = 2;
+
+  /** Base of the jittered exponential back-off between two retries. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  UPSTREAM_RETRY_BACKOFF_MS = 250;
+
+  /** Failures of a deployment within ROUTING_FAILURE_WINDOW_MS that start its cooldown. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_FAILURE_THRESHOLD = 3;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_FAILURE_WINDOW_MS = 60000;
+
+  /** How long a failing deployment is skipped before one request probes it. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_COOLDOWN_MS = 30000;
+
+  /** The longest an upstream's Retry-After may keep a deployment out of rotation. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ROUTING_MAX_RETRY_AFTER_MS = 3600000;
+
+  /** With Redis: how often an instance reads the deployment states the others wrote. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(50)
+  ROUTING_SYNC_MS = 1000;
 
   // --- Operations ---
   /** When set, /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
@@ -233,6 +369,27 @@ export class AppConfig {
   @IsInt()
   @Min(1)
   READY_MAX_LEDGER_BACKLOG = 50000;
+
+  /** Which Redis the gateway uses (validated by loadConfig: at most one shape is set). */
+  get redis(): RedisTarget | null {
+    const auth = {
+      username: this.REDIS_USERNAME,
+      password: this.REDIS_PASSWORD,
+      tls: this.REDIS_TLS,
+    };
+    if (this.REDIS_URL) return { kind: 'single', url: this.REDIS_URL };
+    if (this.REDIS_CLUSTER_NODES)
+      return { kind: 'cluster', nodes: parseHostPorts(this.REDIS_CLUSTER_NODES), ...auth };
+    if (this.REDIS_SENTINELS)
+      return {
+        kind: 'sentinel',
+        sentinels: parseHostPorts(this.REDIS_SENTINELS),
+        name: this.REDIS_SENTINEL_NAME as string,
+        sentinelPassword: this.REDIS_SENTINEL_PASSWORD,
+        ...auth,
+      };
+    return null;
+  }
 
   get isProduction(): boolean {
     return this.NODE_ENV === 'production';

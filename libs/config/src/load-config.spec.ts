@@ -66,3 +66,60 @@ describe('loadConfig', () => {
     );
   });
 });
+
+describe('loadConfig: Redis shapes', () => {
+  it('single node, cluster and sentinel resolve to one target', () => {
+    expect(loadConfig({ DATA_DIR: dir() }).redis).toBeNull();
+    expect(loadConfig({ DATA_DIR: dir(), REDIS_URL: 'redis://r:6379/0' }).redis).toEqual({
+      kind: 'single',
+      url: 'redis://r:6379/0',
+    });
+    expect(
+      loadConfig({
+        DATA_DIR: dir(),
+        REDIS_CLUSTER_NODES: 'a:7000,10.0.0.2:7001,[::1]:7002',
+        REDIS_PASSWORD: 'pw',
+        REDIS_TLS: 'true',
+      }).redis,
+    ).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+        { host: '::1', port: 7002 },
+      ],
+      username: undefined,
+      password: 'pw',
+      tls: true,
+    });
+    expect(
+      loadConfig({ DATA_DIR: dir(), REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'main' })
+        .redis,
+    ).toMatchObject({
+      kind: 'sentinel',
+      name: 'main',
+      sentinels: [{ host: 's1', port: 26379 }, { host: 's2' }],
+    });
+  });
+
+  it('a wrong combination is one line naming the variables', () => {
+    const bad: [Record<string, string>, RegExp][] = [
+      [
+        { REDIS_URL: 'redis://r', REDIS_CLUSTER_NODES: 'a:1' },
+        /^REDIS_URL and REDIS_CLUSTER_NODES are both set/,
+      ],
+      [{ REDIS_SENTINELS: 'a:1' }, /^REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS/],
+      [{ REDIS_SENTINEL_NAME: 'm' }, /^REDIS_SENTINEL_NAME is set without REDIS_SENTINELS$/],
+      [{ REDIS_URL: 'redis://r', REDIS_PASSWORD: 'x' }, /^REDIS_PASSWORD applies to REDIS_CLUSTER_NODES/],
+      [
+        { REDIS_CLUSTER_NODES: 'a' },
+        /^REDIS_CLUSTER_NODES must be a list like host1:6379,host2:6379 \(got "a"\)$/,
+      ],
+      [
+        { REDIS_CLUSTER_NODES: 'a:1', REDIS_SENTINEL_PASSWORD: 'x' },
+        /^REDIS_SENTINEL_PASSWORD is set without/,
+      ],
+    ];
+    for (const [env, re] of bad) expect(() => loadConfig({ DATA_DIR: dir(), ...env })).toThrow(re);
+  });
+});

@@ -19,6 +19,23 @@ function firstProblem(errors: ValidationError[], env: Record<string, string | un
   return `${e.property} ${cleaned}${shown}`;
 }
 
+/** One Redis shape at most, and the settings each shape needs (one line naming them). */
+function checkRedisShape(c: AppConfig): string | null {
+  const set = (['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'] as const).filter((k) => c[k]);
+  if (set.length > 1)
+    return `${set.join(' and ')} are both set: choose one Redis shape (single node, cluster or sentinel)`;
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_NAME)
+    return 'REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS (the master name the sentinels monitor)';
+  if (c.REDIS_SENTINEL_NAME && !c.REDIS_SENTINELS)
+    return 'REDIS_SENTINEL_NAME is set without REDIS_SENTINELS';
+  const extras: string[] = (['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_TLS'] as const).filter((k) => c[k]);
+  if (extras.length && !c.REDIS_CLUSTER_NODES && !c.REDIS_SENTINELS)
+    return `${extras[0]} applies to REDIS_CLUSTER_NODES or REDIS_SENTINELS only (REDIS_URL carries its own: rediss://user:password@host)`;
+  if (c.REDIS_SENTINEL_PASSWORD && !c.REDIS_SENTINELS)
+    return 'REDIS_SENTINEL_PASSWORD is set without REDIS_SENTINELS';
+  return null;
+}
+
 interface DevSecrets {
   MASTER_KEY: string;
   JWT_SECRET: string;
@@ -49,6 +66,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ...known,
     'DATABASE_URL',
     'REDIS_URL',
+    'REDIS_CLUSTER_NODES',
+    'REDIS_SENTINELS',
+    'REDIS_SENTINEL_NAME',
+    'REDIS_USERNAME',
+    'REDIS_PASSWORD',
+    'REDIS_SENTINEL_PASSWORD',
     'MASTER_KEY',
     'JWT_SECRET',
     'LOG_FILE',
@@ -64,6 +87,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config = plainToInstance(AppConfig, plain);
   const errors = validateSync(config, { whitelist: false, forbidUnknownValues: false });
   if (errors.length) throw new ConfigError(firstProblem(errors, env));
+
+  const redisProblem = checkRedisShape(config);
+  if (redisProblem) throw new ConfigError(redisProblem);
 
   config.DATA_DIR = resolve(config.DATA_DIR);
   const minTtl = Math.ceil((config.UPSTREAM_TOTAL_TIMEOUT_MS + RESERVATION_TTL_MARGIN_MS) / 1000);

@@ -5,4 +5,5 @@ export { entityGlob } from './entities';
 export { EmbeddedPostgres } from './embedded-postgres';
 export type { EmbeddedPostgresOptions } from './embedded-postgres';
 export { MIGRATIONS } from './migrations';
-export { RedisConnection, RedisConnectionModule } from './redis';
+export { connectionOptions, RedisConnection, RedisConnectionModule } from './redis';
+export type { RedisClient, SlotOwner } from './redis';

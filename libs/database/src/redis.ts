@@ -1,30 +1,110 @@
 import {
   DynamicModule,
   Global,
+  Inject,
   Injectable,
+  Logger,
   Module,
   OnApplicationShutdown,
   OnModuleInit,
   Optional,
 } from '@nestjs/common';
-import { InjectRedis, RedisModule } from '@nestjs-modules/ioredis';
-import type Redis from 'ioredis';
-import { AppConfig } from '@app/config';
+import { InjectRedis, RedisModule, RedisModuleOptions } from '@nestjs-modules/ioredis';
+import Redis, { Cluster, ClusterOptions, RedisOptions } from 'ioredis';
+import { AppConfig, RedisTarget } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
 
 /**
- * The shared Redis connection, or null when REDIS_URL is unset (single instance,
- * in-process stores). Libs needing a subscriber connection call `client.duplicate()`.
+ * Shared by the connection options and RedisConnection: once the app closes, no client
+ * reconnects (a Sentinel client otherwise keeps asking sentinels that are gone).
+ */
+export interface RedisLifecycle {
+  closing: boolean;
+}
+const REDIS_LIFECYCLE = Symbol('RedisLifecycle');
+
+/** A single node (REDIS_URL or Sentinel's current master) or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+
+/** Who holds which slots: a cluster's masters by node id; one range for a single node or Sentinel's master (its run id). */
+export interface SlotOwner {
+  from: number;
+  to: number;
+  /** Cluster node id, or the run id of the master (changes when a replica is promoted or the server restarts). */
+  id: string;
+}
+
+/**
+ * The shared Redis connection, or null when no Redis is configured (single instance,
+ * in-process stores). Every command of the gateway on it names keys of one hash slot
+ * (README "A key's counters in Redis"), so the same code runs on a single node, behind
+ * Sentinel, and on a Redis Cluster.
  */
 @Injectable()
 export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('Redis');
   constructor(
     private readonly readiness: ReadinessRegistry,
-    @Optional() @InjectRedis() private readonly redis?: Redis,
+    private readonly config: AppConfig,
+    @Inject(REDIS_LIFECYCLE) private readonly lifecycle: RedisLifecycle,
+    @Optional() @InjectRedis() private readonly redis?: RedisClient,
   ) {}
 
-  get client(): Redis | null {
+  private readonly subscribers = new Set<RedisClient>();
+  private lastErrorLog = 0;
+
+  get client(): RedisClient | null {
     return this.redis ?? null;
+  }
+
+  /** The configured shape: 'single' (REDIS_URL), 'cluster' or 'sentinel'; null without Redis. */
+  get kind(): RedisTarget['kind'] | null {
+    return this.redis ? (this.config.redis?.kind ?? 'single') : null;
+  }
+
+  /**
+   * A dedicated connection for SUBSCRIBE (a subscribed connection can run nothing else).
+   * On a cluster, ioredis subscribes on one node and re-subscribes elsewhere when that
+   * node fails; PUBLISH reaches every node's subscribers over the cluster bus.
+   */
+  subscriber(): RedisClient {
+    const target = this.config.redis;
+    if (!target) throw new Error('no Redis configured');
+    const opts = connectionOptions(target, this.lifecycle);
+    // A subscriber waits for Redis instead of failing: it re-subscribes when it is back.
+    let sub: RedisClient;
+    if (opts.type === 'cluster')
+      sub = new Cluster(opts.nodes, {
+        ...opts.options,
+        enableOfflineQueue: true,
+        redisOptions: { ...opts.options?.redisOptions, maxRetriesPerRequest: null },
+      });
+    else {
+      const options = { ...opts.options, enableOfflineQueue: true, maxRetriesPerRequest: null };
+      sub = opts.url ? new Redis(opts.url, options) : new Redis(options);
+    }
+    this.subscribers.add(sub);
+    sub.once('end', () => this.subscribers.delete(sub));
+    return sub;
+  }
+
+  /**
+   * Which master serves which slots, read from Redis: CLUSTER SLOTS on a cluster, the run
+   * id of the current master otherwise. A change of owner without a resharding means a
+   * replica was promoted (or a node restarted) and may have lost the last writes.
+   */
+  async slotOwners(): Promise<SlotOwner[]> {
+    const redis = this.redis;
+    if (!redis) return [];
+    if (redis instanceof Cluster) {
+      const slots = await redis.cluster('SLOTS');
+      return slots
+        .map(([from, to, master]) => ({ from, to, id: String(master?.[2]) }))
+        .sort((a, b) => a.from - b.from);
+    }
+    const info = await redis.info('server');
+    const runId = /run_id:(\w+)/.exec(info)?.[1] ?? 'unknown';
+    return [{ from: 0, to: 16383, id: runId }];
   }
 
   /**
@@ -32,6 +112,8 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
    * every app in the process, and `quit()` fails while Redis is unreachable (then disconnect).
    */
   async onApplicationShutdown(): Promise<void> {
+    this.lifecycle.closing = true;
+    for (const sub of this.subscribers) sub.disconnect();
     const redis = this.redis;
     if (!redis || redis.status === 'end') return;
     await Promise.race([
@@ -43,6 +125,13 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   onModuleInit(): void {
     const redis = this.redis;
     if (!redis) return;
+    // Connection errors show up as failed commands (QUOTA_FAIL_MODE, readiness); one line
+    // every 10 s here instead of ioredis' "Unhandled error event" stack on every retry.
+    redis.on('error', (e: Error) => {
+      if (this.lifecycle.closing || Date.now() - this.lastErrorLog < 10_000) return;
+      this.lastErrorLog = Date.now();
+      this.logger.warn(`Redis connection: ${e.message}`);
+    });
     this.readiness.register({
       name: 'redis',
       check: async () => {
@@ -60,32 +149,78 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   }
 }
 
+/** What the gateway's main connection does when Redis is away: fail fast, never queue. */
+const FAIL_FAST: RedisOptions = {
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: false,
+  connectTimeout: 2000,
+  lazyConnect: false,
+};
+
+/**
+ * @nestjs-modules/ioredis options for the configured shape (ioredis' own Cluster and
+ * Sentinel support; no routing of our own).
+ */
+export function connectionOptions(
+  target: RedisTarget,
+  lifecycle: RedisLifecycle = { closing: false },
+): RedisModuleOptions {
+  // Commands issued in the same tick (key lookups, quota scripts of concurrent requests)
+  // share one write: about 14% less CPU per request (docs/BENCHMARKS.md). On a cluster,
+  // ioredis groups them per node.
+  const common = { ...FAIL_FAST, enableAutoPipelining: true };
+  // ioredis' default back-off, stopped once the app closes.
+  const retry = (times: number) => (lifecycle.closing ? null : Math.min(times * 50, 2000));
+  if (target.kind === 'single') return { type: 'single', url: target.url, options: common };
+  const auth: RedisOptions = {
+    username: target.username,
+    password: target.password,
+    ...(target.tls ? { tls: {} } : {}),
+  };
+  if (target.kind === 'sentinel')
+    return {
+      type: 'single',
+      options: {
+        ...common,
+        ...auth,
+        sentinels: target.sentinels,
+        name: target.name,
+        sentinelPassword: target.sentinelPassword,
+        ...(target.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+        // Ask the sentinels on every reconnect, and listen for +switch-master to move at once.
+        failoverDetector: true,
+        retryStrategy: retry,
+        sentinelRetryStrategy: retry,
+        sentinelReconnectStrategy: retry,
+      },
+    };
+  const options: ClusterOptions = {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    // Failover: MOVED / CLUSTERDOWN are retried after a fresh slot map, briefly; past that
+    // the command fails and QUOTA_FAIL_MODE applies.
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: 2000,
+    redisOptions: { ...auth, maxRetriesPerRequest: 1, connectTimeout: 2000 },
+    clusterRetryStrategy: retry,
+    ...(target.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+  };
+  return { type: 'cluster', nodes: target.nodes, options };
+}
+
 @Global()
 @Module({})
 export class RedisConnectionModule {
   static forRoot(config: AppConfig): DynamicModule {
-    const imports = config.REDIS_URL
-      ? [
-          RedisModule.forRoot({
-            type: 'single',
-            url: config.REDIS_URL,
-            // Fail fast instead of queueing commands forever while Redis is down.
-            options: {
-              maxRetriesPerRequest: 1,
-              enableOfflineQueue: false,
-              connectTimeout: 2000,
-              lazyConnect: false,
-              // Commands issued in the same tick (key lookups, quota scripts of concurrent
-              // requests) share one write: about 14% less CPU per request (docs/BENCHMARKS.md).
-              enableAutoPipelining: true,
-            },
-          }),
-        ]
-      : [];
+    const target = config.redis;
+    const lifecycle: RedisLifecycle = { closing: false };
+    const imports = target ? [RedisModule.forRoot(connectionOptions(target, lifecycle))] : [];
     return {
       module: RedisConnectionModule,
       imports,
-      providers: [RedisConnection],
+      providers: [RedisConnection, { provide: REDIS_LIFECYCLE, useValue: lifecycle }],
       exports: [RedisConnection],
     };
   }

@@ -93,6 +93,8 @@ export function logDestination(
     config.ADMIN_PASSWORD,
     urlPassword(config.DATABASE_URL),
     urlPassword(config.REDIS_URL),
+    config.REDIS_PASSWORD,
+    config.REDIS_SENTINEL_PASSWORD,
   ]);
   const pretty =
     config.NODE_ENV === 'development' && stdout.isTTY

@@ -103,6 +103,27 @@ export class MetricsService {
     help: 'Ledger batch writes to PostgreSQL that failed (the batch is retried)',
     registers: [this.registry],
   });
+  private deploymentsFn?: () => { deployment: string; state: number; inFlight: number }[];
+  private readonly deploymentState = new Gauge({
+    name: 'gateway_deployment_state',
+    help: 'Routing state of a deployment: 0 in rotation, 1 cooldown over (awaiting its probe), 2 cooling down',
+    labelNames: ['deployment'] as const,
+    registers: [this.registry],
+    collect: () => this.collectDeployments(),
+  });
+  private readonly deploymentInFlight = new Gauge({
+    name: 'gateway_deployment_in_flight',
+    help: 'Upstream exchanges in progress on this instance, by deployment (what least-busy compares)',
+    labelNames: ['deployment'] as const,
+    registers: [this.registry],
+    collect: () => this.collectDeployments(),
+  });
+  private readonly deploymentAttempts = new Counter({
+    name: 'gateway_deployment_attempts_total',
+    help: 'Upstream attempts by deployment and outcome (ok, rate_limited, transient, unavailable, conflict, error, timeout)',
+    labelNames: ['deployment', 'outcome'] as const,
+    registers: [this.registry],
+  });
   private readonly capViolations = new Counter({
     name: 'gateway_cap_violations_total',
     help: 'Answers past the completion cap the gateway sent (a stream is cut there; an unstreamed answer is charged in full)',
@@ -179,6 +200,23 @@ export class MetricsService {
 
   ledgerFlushFailure(): void {
     this.ledgerFlushFailures.inc();
+  }
+
+  /** Read every deployment's routing state and in-flight count at every scrape. */
+  trackDeployments(fn: () => { deployment: string; state: number; inFlight: number }[]): void {
+    this.deploymentsFn = fn;
+  }
+
+  /** One attempt on a deployment (retries and fallovers each count). */
+  deploymentAttempt(deployment: string, outcome: string): void {
+    this.deploymentAttempts.inc({ deployment, outcome });
+  }
+
+  private collectDeployments(): void {
+    for (const d of this.deploymentsFn?.() ?? []) {
+      this.deploymentState.set({ deployment: d.deployment }, d.state);
+      this.deploymentInFlight.set({ deployment: d.deployment }, d.inFlight);
+    }
   }
 
   /** Current size of an in-process cache (or `trackCacheSize` to read it at every scrape). */

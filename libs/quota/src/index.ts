@@ -21,6 +21,8 @@ export type {
 } from './store/quota-store';
 export { RedisQuotaStore } from './store/redis-quota.store';
 export { MemoryQuotaStore } from './store/memory-quota.store';
+export { CounterOwnership, SplitBrainError } from './store/counter-ownership';
+export { FailoverWatcher, FAILOVER_POLL_MS, keySlot } from './store/failover-watcher';
 export { LedgerService } from './ledger/ledger.service';
 export type { LedgerRecord } from './ledger/ledger-record';
 export { UsageRecord } from './ledger/usage-record.entity';

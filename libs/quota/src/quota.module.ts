@@ -8,6 +8,8 @@ import { assertTimeZone } from './periods';
 import { QuotaMetrics } from './quota-metrics';
 import { QuotaService } from './quota.service';
 import { ReconciliationService } from './reconciliation.service';
+import { CounterOwnership } from './store/counter-ownership';
+import { FailoverWatcher } from './store/failover-watcher';
 import { MemoryQuotaStore } from './store/memory-quota.store';
 import { QuotaStore } from './store/quota-store';
 import { RedisQuotaStore } from './store/redis-quota.store';
@@ -16,8 +18,9 @@ import { UsageRepository } from './usage/usage.repository';
 import { UsageService } from './usage/usage.service';
 
 /**
- * Quotas, budgets and rate limits (README "Quotas"). The store is Redis when REDIS_URL
- * is set (shared by every instance), else in-process (one instance only).
+ * Quotas, budgets and rate limits (README "Quotas"). The store is Redis when one is
+ * configured (single node, Sentinel or Cluster; shared by every instance), else in-process
+ * (one instance only: CounterOwnership refuses a second one on the same database).
  */
 @Module({
   controllers: [UsageController],
@@ -38,6 +41,8 @@ import { UsageService } from './usage/usage.service';
     UsageService,
     ReconciliationService,
     QuotaService,
+    CounterOwnership,
+    FailoverWatcher,
   ],
   exports: [QuotaService, QuotaStore, QuotaClock, LedgerService, ReconciliationService, UsageService],
 })

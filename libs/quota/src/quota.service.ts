@@ -103,6 +103,10 @@ export interface RequestMeta {
   /** e.g. `success`, `error`, `aborted`, `upstream_error`. */
   status: string;
   latencyMs?: number | null;
+  /** The deployment that answered (or failed last), `<model>#<index>`. */
+  deployment?: string | null;
+  /** Upstream attempts of the request (retries and fallovers included). */
+  attempts?: number;
 }
 
 const MAX_AMOUNT = 1e13;
@@ -422,6 +426,8 @@ export class QuotaService {
       costMicros: cost,
       status: meta.status.slice(0, 32),
       latencyMs: meta.latencyMs ?? null,
+      deployment: meta.deployment?.slice(0, 200) ?? null,
+      attempts: meta.attempts ?? 1,
       createdAt: new Date(r.admittedAt),
     };
     this.ledger.enqueue(row);

@@ -100,9 +100,9 @@ export class QuotaReconcileCommand extends CommandRunner {
   }
 
   async run(_args: string[], options: Options = {}): Promise<void> {
-    if (!this.config.REDIS_URL)
+    if (!this.config.redis)
       throw new CliError(
-        'REDIS_URL is not set: the quota counters live inside the gateway process, which rebuilds ' +
+        'REDIS_URL is not set (nor REDIS_CLUSTER_NODES, REDIS_SENTINELS): the quota counters live inside the gateway process, which rebuilds ' +
           'them from the ledger each time it starts; restart the gateway to reconcile them',
       );
     const tenant = options.tenant ? await this.resolve.tenant(options.tenant) : null;

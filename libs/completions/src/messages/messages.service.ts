@@ -5,8 +5,10 @@ import { anthropicErrorType, anthropicRateLimitHeaders, ApiError } from '@app/ob
 import { costMicros } from '../pricing';
 import type { AnthropicUsage } from '../providers/anthropic-translate';
 import type { AnthropicProvider } from '../providers/anthropic.provider';
-import { UpstreamError } from '../providers/provider';
+import { UpstreamCall, UpstreamError } from '../providers/provider';
+import type { ChatRequest } from '../chat/openai-types';
 import { ProviderRegistry } from '../providers/provider-registry';
+import { DeploymentRouter } from '../routing/deployment-router';
 import { readText, sseEvents, transportError } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment, ModelRoute, RoutingTable } from '../routing/routing-table';
 import { countMessagesPromptTokens, EXACT_CHARS, TokenCounter } from '../tokens';
@@ -57,6 +59,8 @@ interface Exchange {
   requestId?: string;
   signal: AbortSignal;
   deployment: Deployment | null;
+  /** Deployments tried so far (the ledger's attempts). */
+  attempts: number;
 }
 
 /** Input, output and cache figures of one answer, in Anthropic's terms. */
@@ -153,6 +157,7 @@ export class MessagesService {
     private readonly providers: ProviderRegistry,
     private readonly meter: UsageMeter,
     private readonly config: AppConfig,
+    private readonly router: DeploymentRouter,
   ) {}
 
   async create(
@@ -204,6 +209,7 @@ export class MessagesService {
       requestId,
       signal: abort.signal,
       deployment: null,
+      attempts: 0,
     };
     try {
       if (ex.stream) await this.streamed(ex, res);
@@ -233,6 +239,7 @@ export class MessagesService {
         this.upstreamHeaders(d, headers, false),
         JSON.stringify({ ...(body as CountTokensRequest), model: d.model }),
         signal,
+        { stream: false, timeouts: this.router.timeouts(d) },
       );
       const json = JSON.parse(await readText(res.body, 64 * 1024)) as { input_tokens?: unknown };
       const count = n(json.input_tokens);
@@ -266,6 +273,7 @@ export class MessagesService {
       this.upstreamHeaders(d, ex.headers, stream),
       this.passThroughBody(ex, d),
       ex.signal,
+      { stream, timeouts: this.router.timeouts(d) },
     );
     ex.accepted = true;
     return res;
@@ -312,12 +320,21 @@ export class MessagesService {
       return { msg, raw };
     }
     const chat = messagesToChat(ex.req, d.model, ex.maxTokens);
-    const c = await this.providers
-      .for(d)
-      .complete({ request: chat, deployment: d, signal: ex.signal, maxTokens: ex.maxTokens });
+    const c = await this.providers.for(d).complete(this.call(ex, d, chat));
     if (!c.usage)
       c.usage = { prompt_tokens: ex.promptTokens, completion_tokens: countCompletion(c), total_tokens: 0 };
     return { msg: chatToMessage(c, c.model ?? d.model) };
+  }
+
+  private call(ex: Exchange, d: Deployment, chat: ChatRequest): UpstreamCall {
+    return {
+      request: chat,
+      deployment: d,
+      signal: ex.signal,
+      maxTokens: ex.maxTokens,
+      timeouts: this.router.timeouts(d),
+      onAccepted: () => (ex.accepted = true),
+    };
   }
 
   private async events(ex: Exchange, d: Deployment): Promise<AsyncIterable<MessagesEvent>> {
@@ -330,9 +347,7 @@ export class MessagesService {
       return this.relay(res.body, ex, d);
     }
     const chat = messagesToChat(ex.req, d.model, ex.maxTokens);
-    const items = await this.providers
-      .for(d)
-      .stream({ request: chat, deployment: d, signal: ex.signal, maxTokens: ex.maxTokens });
+    const items = await this.providers.for(d).stream(this.call(ex, d, chat));
     return this.translated(items, ex);
   }
 
@@ -395,6 +410,7 @@ export class MessagesService {
     for (let i = 0; ; i++) {
       const d = deployments[i];
       ex.deployment = d;
+      ex.attempts = i + 1;
       try {
         return await fn(d);
       } catch (e) {
@@ -536,6 +552,7 @@ export class MessagesService {
       deployment: d.id,
       stream: ex.stream,
       httpStatus,
+      attempts: Math.max(1, ex.attempts),
     };
   }
 

@@ -6,12 +6,20 @@ import {
   fromAnthropicResponse,
   toAnthropicRequest,
 } from './anthropic-translate';
-import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import {
+  AttemptTimeouts,
+  cappedRequest,
+  Provider,
+  StreamItem,
+  UpstreamCall,
+  UpstreamError,
+} from './provider';
 import {
   ParsedUpstreamError,
   readText,
   sseEvents,
   statusError,
+  streamTiming,
   transportError,
   UpstreamHttp,
   UpstreamResponse,
@@ -61,14 +69,19 @@ export class AnthropicProvider extends Provider {
   }
 
   async stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>> {
-    return this.chunks(await this.send(call, true), call);
+    const startedAt = Date.now();
+    return this.chunks(await this.send(call, true), call, startedAt);
   }
 
-  private async *chunks(res: UpstreamResponse, call: UpstreamCall): AsyncGenerator<StreamItem> {
+  private async *chunks(
+    res: UpstreamResponse,
+    call: UpstreamCall,
+    startedAt: number,
+  ): AsyncGenerator<StreamItem> {
     const t = new AnthropicStreamTranslator(call.deployment.model);
     const where = `The anthropic upstream of ${call.deployment.id}`;
     try {
-      for await (const event of sseEvents(res.body)) {
+      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
         let data: Record<string, unknown>;
         try {
           data = JSON.parse(event.data) as Record<string, unknown>;
@@ -101,8 +114,9 @@ export class AnthropicProvider extends Provider {
     headers: Record<string, string>,
     body: string,
     signal: AbortSignal,
+    opts: { stream: boolean; timeouts: AttemptTimeouts },
   ): Promise<UpstreamResponse> {
-    const res = await this.http.post(d, path, headers, body, signal);
+    const res = await this.http.post(d, path, headers, body, signal, opts);
     if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
     return res;
   }
@@ -116,7 +130,10 @@ export class AnthropicProvider extends Provider {
       'anthropic-version': d.anthropic?.version ?? '2023-06-01',
     };
     if (d.apiKey) headers['x-api-key'] = d.apiKey;
-    const res = await this.http.post(d, '/v1/messages', headers, JSON.stringify(body), call.signal);
+    const res = await this.http.post(d, '/v1/messages', headers, JSON.stringify(body), call.signal, {
+      stream,
+      timeouts: call.timeouts,
+    });
     if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
     call.onAccepted?.();
     return res;

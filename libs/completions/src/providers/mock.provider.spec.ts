@@ -31,6 +31,7 @@ const call = (name: string, r: ChatRequest, signal = new AbortController().signa
   signal,
   // the grant: the client's cap here (an unlimited meter), else 100
   maxTokens: r.max_completion_tokens ?? r.max_tokens ?? 100,
+  timeouts: { connectMs: 1000, firstByteMs: 1000, idleMs: 1000 },
 });
 
 describe('mock provider', () => {

@@ -5,6 +5,7 @@ import {
   readText,
   sseEvents,
   statusError,
+  streamTiming,
   transportError,
   UpstreamHttp,
   UpstreamResponse,
@@ -39,7 +40,7 @@ export class OpenAiProvider extends Provider {
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
     const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
     delete body.stream_options;
-    const res = await this.send(call, body);
+    const res = await this.send(call, body, false);
     try {
       const json = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as ChatCompletion;
       if (!Array.isArray(json?.choices)) throw new Error('no choices');
@@ -62,14 +63,19 @@ export class OpenAiProvider extends Provider {
       // Always ask for usage: the charge needs it; clients that did not ask never see it.
       stream_options: { ...call.request.stream_options, include_usage: true },
     };
-    const res = await this.send(call, body);
-    return this.chunks(res, call);
+    const startedAt = Date.now();
+    const res = await this.send(call, body, true);
+    return this.chunks(res, call, startedAt);
   }
 
-  private async *chunks(res: UpstreamResponse, call: UpstreamCall): AsyncGenerator<StreamItem> {
+  private async *chunks(
+    res: UpstreamResponse,
+    call: UpstreamCall,
+    startedAt: number,
+  ): AsyncGenerator<StreamItem> {
     let finished = false;
     try {
-      for await (const event of sseEvents(res.body)) {
+      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
         if (event.data === '[DONE]') return;
         if (event.event === 'error') throw this.midStreamError(event.data, call);
         let chunk: ChatCompletionChunk;
@@ -111,7 +117,7 @@ export class OpenAiProvider extends Provider {
     );
   }
 
-  private async send(call: UpstreamCall, body: object): Promise<UpstreamResponse> {
+  private async send(call: UpstreamCall, body: object, stream: boolean): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'application/json',
@@ -123,6 +129,7 @@ export class OpenAiProvider extends Provider {
       headers,
       JSON.stringify(body),
       call.signal,
+      { stream, timeouts: call.timeouts },
     );
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);

@@ -1,5 +1,4 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { AppConfig } from '@app/config';
 import type { Deployment, ProviderKind } from '../routing/routing-table';
 import { AnthropicProvider } from './anthropic.provider';
 import { MockProvider } from './mock.provider';
@@ -10,14 +9,10 @@ import { UpstreamHttp } from './upstream-http';
 /** One provider per kind over one set of pooled connections, closed at shutdown. */
 @Injectable()
 export class ProviderRegistry implements OnApplicationShutdown {
-  private readonly http: UpstreamHttp;
+  private readonly http = new UpstreamHttp();
   private readonly byKind: Record<ProviderKind, Provider>;
 
-  constructor(config: AppConfig) {
-    this.http = new UpstreamHttp({
-      connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
-      firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
-    });
+  constructor() {
     this.byKind = {
       openai: new OpenAiProvider(this.http),
       anthropic: new AnthropicProvider(this.http),

@@ -2,12 +2,22 @@ import { ApiError } from '@app/observability';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
 import type { Deployment } from '../routing/routing-table';
 
+/** The timeouts of one attempt, the deployment's overrides applied (README "Models and providers"). */
+export interface AttemptTimeouts {
+  connectMs: number;
+  /** Streams: until the first chunk, counted from the request. Non-streamed answers: not applied. */
+  firstByteMs: number;
+  /** Streams: the longest silence between two chunks. */
+  idleMs: number;
+}
+
 /** One upstream call: the validated client request, where it goes, and when to give up. */
 export interface UpstreamCall {
   request: ChatRequest;
   deployment: Deployment;
   /** Aborted on client disconnect or the total timeout; providers stop at once. */
   signal: AbortSignal;
+  timeouts: AttemptTimeouts;
   /**
    * The grant (QuotaService.admit): completion tokens per choice the upstream may produce.
    * Always sent as the cap (`cappedRequest`); a stream past it is cut by the gateway.
@@ -57,23 +67,42 @@ export abstract class Provider {
   abstract stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>>;
 }
 
+/**
+ * What a failure before the first byte allows (the failure table in README "Models and providers"):
+ * - `transient`: connection reset, 502, 503: the same deployment may be retried, then the next serves;
+ * - `unavailable`: refused, unreachable, 5xx, 408, timeouts before the first chunk: the next serves;
+ * - `conflict`: 409: the next serves; not a sign of a sick deployment (no cooldown count);
+ * - `rate_limited`: 429: the next serves; this one rests for its Retry-After;
+ * - `final`: the answer for every deployment (a 4xx), or a failure after the answer started.
+ */
+export type FailureKind = 'transient' | 'unavailable' | 'conflict' | 'rate_limited' | 'final';
+
 /** An upstream failure, already phrased for the client. */
 export class UpstreamError extends Error {
   override name = 'UpstreamError';
+  readonly kind: FailureKind;
 
   constructor(
     readonly apiError: ApiError,
-    /** Connection refused/reset or 5xx before the first byte: the next deployment may serve. */
-    readonly retryable: boolean,
+    /** true = `unavailable` (the next deployment may serve), false = `final`. */
+    kind: boolean | FailureKind,
+    /** 429: how long the provider asked to wait (Retry-After, retry-after-ms). */
+    readonly retryAfterMs?: number,
   ) {
     super(apiError.message);
+    this.kind = kind === true ? 'unavailable' : kind === false ? 'final' : kind;
   }
 
-  static badGateway(message: string, retryable: boolean, code = 'upstream_error'): UpstreamError {
-    return new UpstreamError(new ApiError(502, message, 'server_error', code), retryable);
+  /** The next deployment may serve (nothing reached the client yet). */
+  get retryable(): boolean {
+    return this.kind !== 'final';
   }
 
-  static timeout(message: string, retryable = false): UpstreamError {
-    return new UpstreamError(new ApiError(504, message, 'server_error', 'upstream_timeout'), retryable);
+  static badGateway(message: string, kind: boolean | FailureKind, code = 'upstream_error'): UpstreamError {
+    return new UpstreamError(new ApiError(502, message, 'server_error', code), kind);
+  }
+
+  static timeout(message: string, kind: boolean | FailureKind = false): UpstreamError {
+    return new UpstreamError(new ApiError(504, message, 'server_error', 'upstream_timeout'), kind);
   }
 }

@@ -172,6 +172,52 @@ describe('routing table', () => {
     expect(example.routes.length).toBeGreaterThan(0);
   });
 
+  it('routing fields: strategy, weight, timeouts; defaults; bad values named', () => {
+    const parse = (doc: unknown) => parseRoutingTable(doc, 'models.json', read);
+    const mock = (extra: object = {}) => ({ provider: 'mock', ...extra });
+    const t = parse({
+      models: {
+        a: {
+          strategy: 'weighted',
+          deployments: [
+            mock({
+              weight: 3,
+              timeouts: { connect_ms: 100, stream_first_byte_ms: 200, stream_idle_ms: 300, total_ms: 400 },
+            }),
+            mock({ weight: 0 }),
+          ],
+        },
+        b: { deployments: [mock()] },
+      },
+    });
+    const a = t.resolve('a')!;
+    expect(a.strategy).toBe('weighted');
+    expect(a.deployments.map((d) => d.routing.weight)).toEqual([3, 0]);
+    expect(a.deployments[0].routing.timeouts).toEqual({
+      connectMs: 100,
+      firstByteMs: 200,
+      idleMs: 300,
+      totalMs: 400,
+    });
+    expect(t.resolve('b')!.strategy).toBe('order');
+    expect(t.resolve('b')!.deployments[0].routing).toEqual({ weight: 1, timeouts: {} });
+    expect(() => parse({ models: { a: { strategy: 'random', deployments: [mock()] } } })).toThrow(
+      /^MODELS_FILE models\.json: models\["a"\]\.strategy must be one of order, weighted, least-busy$/,
+    );
+    expect(() => parse({ models: { a: { deployments: [mock({ weight: -1 })] } } })).toThrow(
+      /deployments\[0\]\.weight must be a number >= 0/,
+    );
+    expect(() =>
+      parse({ models: { a: { deployments: [mock({ timeouts: { first_byte_ms: 5 } })] } } }),
+    ).toThrow(/deployments\[0\]\.timeouts\.first_byte_ms is not a known field/);
+    expect(() => parse({ models: { a: { deployments: [mock({ timeouts: { total_ms: 0 } })] } } })).toThrow(
+      /timeouts\.total_ms must be an integer >= 1/,
+    );
+    expect(() =>
+      parse({ models: { a: { strategy: 'weighted', deployments: [mock({ weight: 0 })] } } }),
+    ).toThrow(/weight above 0/);
+  });
+
   it('allowed models: null = all; else the exact name (an alias is a name of its own)', () => {
     expect(isModelAllowed(null, 'small')).toBe(true);
     expect(isModelAllowed(['small'], 'small')).toBe(true);

@@ -10,6 +10,9 @@ import {
   PROVIDER_KINDS,
   ProviderKind,
   RoutingTable,
+  Strategy,
+  STRATEGIES,
+  TimeoutOverrides,
 } from './routing-table';
 
 /** Reads the secret a routing table names (`api_key_env`); tests pass their own. */
@@ -119,7 +122,9 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
     const at = `models["${name}"]`;
     claim(name, at, name);
     const m = obj(value, at);
-    onlyKeys(m, at, ['aliases', 'deployments']);
+    onlyKeys(m, at, ['aliases', 'deployments', 'strategy']);
+    const strategy = (m.strategy === undefined ? 'order' : str(m.strategy, `${at}.strategy`)) as Strategy;
+    if (!STRATEGIES.includes(strategy)) fail(`${at}.strategy`, `must be one of ${STRATEGIES.join(', ')}`);
     const aliases = m.aliases === undefined ? [] : m.aliases;
     if (!Array.isArray(aliases)) fail(`${at}.aliases`, 'must be an array of names');
     (aliases as unknown[]).forEach((a, i) =>
@@ -139,6 +144,8 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         'max_connections',
         'max_output_tokens',
         'options',
+        'weight',
+        'timeouts',
       ]);
       const provider = str(d.provider, `${dat}.provider`) as ProviderKind;
       if (!PROVIDER_KINDS.includes(provider))
@@ -208,6 +215,20 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
           ? DEFAULT_MAX_CONNECTIONS
           : int(d.max_connections, `${dat}.max_connections`, 1);
 
+      const weight = d.weight === undefined ? 1 : num(d.weight, `${dat}.weight`);
+      const timeouts: TimeoutOverrides = {};
+      if (d.timeouts !== undefined) {
+        const t = obj(d.timeouts, `${dat}.timeouts`);
+        const fields = {
+          connect_ms: 'connectMs',
+          stream_first_byte_ms: 'firstByteMs',
+          stream_idle_ms: 'idleMs',
+          total_ms: 'totalMs',
+        } as const;
+        onlyKeys(t, `${dat}.timeouts`, Object.keys(fields));
+        for (const [field, key] of Object.entries(fields))
+          if (t[field] !== undefined) timeouts[key] = int(t[field], `${dat}.timeouts.${field}`, 1);
+      }
       const maxOutputTokens =
         d.max_output_tokens === undefined ? null : int(d.max_output_tokens, `${dat}.max_output_tokens`, 1);
       if (maxOutputTokens !== null && maxOutputTokens > MAX_COMPLETION_TOKENS)
@@ -261,8 +282,11 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         anthropic,
         apiKey,
         maxOutputTokens,
+        { weight, timeouts },
       );
     });
+    if (strategy === 'weighted' && !deployments.some((d) => d.routing.weight > 0))
+      fail(`${at}.deployments`, 'must give at least one deployment a weight above 0 (strategy weighted)');
     // A reservation prices the whole prompt at the dearest prompt rate (a cache write may cost more).
     const maxPricing: Pricing = {
       inputPerMillion: Math.max(
@@ -272,7 +296,7 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
     };
     const caps = deployments.flatMap((d) => (d.maxOutputTokens === null ? [] : [d.maxOutputTokens]));
     const maxOutputTokens = caps.length ? Math.min(...caps) : null;
-    return { name, aliases: aliases as string[], deployments, maxPricing, maxOutputTokens };
+    return { name, aliases: aliases as string[], deployments, strategy, maxPricing, maxOutputTokens };
   });
   return new RoutingTable(routes, source);
 }

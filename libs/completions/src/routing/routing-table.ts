@@ -4,6 +4,33 @@ import type { Pricing } from '../pricing';
 export const PROVIDER_KINDS = ['openai', 'anthropic', 'mock'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
 
+/** How a model spreads requests over its healthy deployments (docs/models.md, "Routing"). */
+export const STRATEGIES = ['order', 'weighted', 'least-busy'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+/** Per-deployment overrides of the UPSTREAM_*_TIMEOUT_MS settings (unset = the setting). */
+export interface TimeoutOverrides {
+  connectMs?: number;
+  /** Streams: until the first chunk. */
+  firstByteMs?: number;
+  /** Streams: between two chunks. */
+  idleMs?: number;
+  /** One exchange with this deployment; never longer than what UPSTREAM_TOTAL_TIMEOUT_MS leaves. */
+  totalMs?: number;
+}
+
+/** Where a deployment stands in its model's load balancing. */
+export interface DeploymentRouting {
+  /** `weighted` strategy: its share is weight / sum of weights; 0 = only when the others fail. */
+  weight: number;
+  timeouts: TimeoutOverrides;
+}
+
+export const DEFAULT_DEPLOYMENT_ROUTING: DeploymentRouting = Object.freeze({
+  weight: 1,
+  timeouts: Object.freeze({}),
+});
+
 /** Options of the built-in mock provider (docs/models.md). */
 export interface MockOptions {
   /** Fixed answer; default: one derived from the last user message. */
@@ -41,6 +68,7 @@ export class Deployment {
     apiKey: string | undefined,
     /** `max_output_tokens`: the most this deployment may write per choice; null = not set. */
     readonly maxOutputTokens: number | null = null,
+    readonly routing: DeploymentRouting = DEFAULT_DEPLOYMENT_ROUTING,
   ) {
     // Not enumerable: a deployment logged or serialised never carries the secret.
     Object.defineProperty(this, 'apiKey', { value: apiKey, enumerable: false });
@@ -50,8 +78,10 @@ export class Deployment {
 export interface ModelRoute {
   name: string;
   aliases: string[];
-  /** Tried in order: the next serves on a connection error or 5xx before the first byte. */
+  /** The next healthy one serves on a 429, a connection error or 5xx before the first byte. */
   deployments: Deployment[];
+  /** Which healthy deployment goes first (default `order`: as listed). */
+  strategy: Strategy;
   /** The highest prices among the deployments: what a reservation assumes. */
   maxPricing: Pricing;
   /** The least `max_output_tokens` among the deployments (any may serve); null = none set. */

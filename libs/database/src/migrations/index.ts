@@ -5,6 +5,7 @@ import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash'
 import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
+import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 
 /**
@@ -19,5 +20,6 @@ export const MIGRATIONS = [
   ApiKeyRotationGrace1732000003500,
   TenantUserQuotas1732000004000,
   UsageRecords1732000005000,
+  UsageRecordsDeploymentAttempts1795939582416,
   UsageRecordCachedTokens1795941326306,
 ];

@@ -16,6 +16,10 @@ export interface LedgerRecord {
   costMicros: number;
   status: string;
   latencyMs: number | null;
+  /** The deployment that answered (or failed last); null when unknown. */
+  deployment: string | null;
+  /** Upstream attempts (retries and fallovers included); 0 when none was tried. */
+  attempts: number;
   /** When the request was admitted (same reset period as its counters). */
   createdAt: Date;
 }

@@ -13,16 +13,16 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::varchar[], $7::varchar[],
     $8::int[], $9::int[], $10::numeric[], $11::varchar[], $12::int[], $13::timestamptz[],
-    $14::int[], $15::int[]
+    $14::varchar[], $15::int[], $16::int[], $17::int[]
   ) AS r(id, request_id, tenant_id, user_id, api_key_id, model, provider,
-         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at,
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts,
          cache_write_tokens, cache_read_tokens)
 ), inserted AS (
   INSERT INTO usage_records (id, request_id, tenant_id, user_id, api_key_id, model, provider,
                              prompt_tokens, completion_tokens, cost, status, latency_ms, created_at,
-                             cache_write_tokens, cache_read_tokens)
+                             deployment, attempts, cache_write_tokens, cache_read_tokens)
   SELECT id, request_id, tenant_id, user_id, api_key_id, model, provider,
-         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at,
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts,
          cache_write_tokens, cache_read_tokens
   FROM input
   ON CONFLICT (id) DO NOTHING
@@ -60,6 +60,8 @@ export class LedgerRepository {
       col((r) => r.status),
       col((r) => r.latencyMs),
       col((r) => r.createdAt.toISOString()),
+      col((r) => r.deployment ?? null),
+      col((r) => r.attempts ?? 1),
       col((r) => r.cacheWriteTokens ?? 0),
       col((r) => r.cacheReadTokens ?? 0),
     ])) as { inserted: number }[];

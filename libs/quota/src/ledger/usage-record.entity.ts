@@ -16,6 +16,7 @@ import { numericColumn } from '@app/tenancy';
 @Check('usage_records_prompt_tokens_check', `prompt_tokens >= 0`)
 @Check('usage_records_completion_tokens_check', `completion_tokens >= 0`)
 @Check('usage_records_cost_check', `cost >= 0`)
+@Check('usage_records_attempts_check', `attempts >= 0`)
 @Check('usage_records_cache_write_tokens_check', `cache_write_tokens >= 0`)
 @Check('usage_records_cache_read_tokens_check', `cache_read_tokens >= 0`)
 export class UsageRecord {
@@ -68,4 +69,12 @@ export class UsageRecord {
   /** When the request was admitted (same reset period as its counters). */
   @Column({ name: 'created_at', type: 'timestamptz', default: () => 'now()' })
   createdAt: Date;
+
+  /** The deployment that answered (or failed last), `<model>#<index>`; null before routing recorded it. */
+  @Column({ type: 'varchar', length: 200, nullable: true })
+  deployment: string | null;
+
+  /** Upstream attempts of the request (retries and fallovers included; 0 = none was tried). */
+  @Column({ type: 'integer', default: 1 })
+  attempts: number;
 }

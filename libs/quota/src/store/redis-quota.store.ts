@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import { expiriesKey, MARKER_KEY, reservationsKey, tenantMarkerKey } from '../keys';
@@ -23,7 +24,9 @@ const SCRIPTS = {
   gwQuotaRebuild: REBUILD,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptFn = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
+const SHAS = Object.fromEntries(
+  Object.entries(SCRIPTS).map(([name, lua]) => [name, createHash('sha1').update(lua).digest('hex')]),
+) as Record<ScriptName, string>;
 
 const lim = (n: number | null) => (n === null ? -1 : n);
 const exp = (n: number | null) => n ?? 0;
@@ -44,14 +47,22 @@ export class RedisQuotaStore extends QuotaStore {
 
   constructor(private readonly redis: Redis | Cluster) {
     super();
-    for (const [name, lua] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, { lua });
-    }
   }
 
-  private run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const fn = (this.redis as unknown as Record<ScriptName, ScriptFn>)[name];
-    return fn.call(this.redis, keys.length, ...keys, ...args);
+  /**
+   * EVALSHA, or EVAL when the server does not have the script yet (NOSCRIPT: a restarted
+   * node, SCRIPT FLUSH, each cluster node on first use). Plain EVALSHA/EVAL, not ioredis
+   * defineCommand: ioredis' auto-pipelining routes them by their first key, so each call
+   * goes to the master of the tenant's slot (a defined command called as `cmd(numKeys, ...)`
+   * is routed by the number, mixing tenants of several nodes in one pipeline).
+   */
+  private async run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(SHAS[name], keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return this.redis.eval(SCRIPTS[name], keys.length, ...keys, ...args);
+    }
   }
 
   async reserve(req: ReserveRequest): Promise<ReserveResult> {

@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   // 3. Legacy key: first request (bcrypt + upgrade) against later ones; 4. garbage flood.
   const t = await createTestApp({
     redis: !!redis,
-    env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000' },
+    env: { BCRYPT_ROUNDS: '10', AUTH_FAILURE_LIMIT: '100000000', AUTH_FAILURE_GLOBAL_LIMIT: '100000000' },
   });
   const ds = t.app.get(DataSource);
   const [tenant] = await ds.query(`INSERT INTO tenants (name) VALUES ('bench-legacy') RETURNING id`);
@@ -162,6 +162,18 @@ async function main(): Promise<void> {
     'garbage: the same unknown key repeated (negative cache)',
     us(pct(repeatUnknown, 50)),
     us(pct(repeatUnknown, 99)),
+  ]);
+  // 5. The whole guard over HTTP (passport strategies, limiter, principal): GET /api/v1/me, LRU hit.
+  const [hot] = await seedKeys(ds, tenant.id, 1);
+  const viaHttp = await time(async () => {
+    const res = await fetch(`${t.url}/api/v1/me`, { headers: { 'X-API-Key': hot } });
+    if (res.status !== 200) throw new Error(`GET /api/v1/me answered ${res.status}`);
+    await res.arrayBuffer();
+  }, 2000);
+  rows.push([
+    'HTTP GET /api/v1/me through the key guard (LRU hit)',
+    us(pct(viaHttp, 50)),
+    us(pct(viaHttp, 99)),
   ]);
   await t.close();
   redis?.proc.kill('SIGKILL');

@@ -4,7 +4,7 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { KeyAuthService, generateKey } from '@app/api-keys';
+import { KeyAuthService, checksum, generateKey } from '@app/api-keys';
 import { createTestApp, describeWithRedis, redisUrl, TestApp } from '../harness/app';
 import {
   auth,
@@ -368,21 +368,32 @@ describe('API keys and the key guard (real PostgreSQL)', () => {
   });
 });
 
-describe('failed attempts from one client are answered 429 for a while', () => {
+describe('failed attempts are throttled per (address, key prefix), never a valid key for others', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({ env: { AUTH_FAILURE_LIMIT: '5' } });
   });
   afterAll(() => t.close());
 
-  it('after the limit, 429 with Retry-After even for a valid key', async () => {
+  it('bad keys from one address do not refuse a valid key; guesses at its own prefix get 429 with Retry-After', async () => {
     const a = await createTenantWithAdmin(t.url);
     const k = await createKey(t.url, a.admin.token);
-    for (let i = 0; i < 5; i++)
+    for (let i = 0; i < 20; i++)
       await request(t.url).get('/api/v1/me').set('X-API-Key', generateKey()).expect(401);
-    const res = await request(t.url).get('/api/v1/me').set('X-API-Key', k.key).expect(429);
+    await request(t.url).get('/api/v1/me').set('X-API-Key', k.key).expect(200);
+
+    // Someone guessing keys with this key's prefix (valid checksums: each one is a database lookup).
+    const body = () => k.key.slice(0, 12) + generateKey().slice(12, 35);
+    const guess = () => {
+      const b = body();
+      return b + checksum(b);
+    };
+    for (let i = 0; i < 5; i++) await request(t.url).get('/api/v1/me').set('X-API-Key', guess()).expect(401);
+    const res = await request(t.url).get('/api/v1/me').set('X-API-Key', guess()).expect(429);
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(res.body.error.code).toBe('too_many_auth_failures');
+    // The valid key itself is cached by now: cache hits are never throttled.
+    await request(t.url).get('/api/v1/me').set('X-API-Key', k.key).expect(200);
   });
 });
 

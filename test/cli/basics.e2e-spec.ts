@@ -46,6 +46,7 @@ const COMMANDS = [
   'tenants:list',
   'users:create',
   'quota:reconcile',
+  'audit:export',
   'db:migrate',
 ];
 

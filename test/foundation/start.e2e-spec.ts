@@ -1,8 +1,10 @@
 import request from 'supertest';
-import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildGateway, GatewayProcess, startGateway } from '../harness/gateway-process';
+import { buildGateway, GatewayProcess, MAIN_JS, startGateway } from '../harness/gateway-process';
 import { freePort } from '../harness/servers';
 
 /**
@@ -46,6 +48,18 @@ describe('quick start on embedded defaults (built gateway, subprocess)', () => {
     expect(m).not.toBeNull();
     const [, email, password] = m!;
     await request(gw.url).post('/auth/login').send({ email, password }).expect(200);
+    // A start that reads well: JSON lines (stdout is not a terminal), no route-mapping or
+    // module lines at info, and the banner last: URL, admin, one-time password, master key.
+    const lines = gw.stdout().split('\n');
+    const bannerAt = lines.findIndex((l) => l.includes('llm-gateway listening on'));
+    for (const l of lines.slice(0, bannerAt).filter((x) => x.trim()))
+      expect(JSON.parse(l)).toEqual(expect.objectContaining({ level: expect.any(Number) }));
+    expect(gw.stdout()).not.toMatch(/Mapped \{|RoutesResolver|InstanceLoader/);
+    expect(gw.stdout()).not.toContain('\u001b['); // no colour codes
+    const banner = lines.slice(bannerAt).join('\n');
+    expect(banner).toMatch(/Admin page +http:\/\/127\.0\.0\.1:\d+\/admin/);
+    expect(banner).toContain(`admin login ${email} / ${password}`);
+    expect(banner).toContain(`Master key   in ${join(dataDir, 'secrets.json')}`);
     // the mock model answers with no network
     gw.proc.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
@@ -57,4 +71,81 @@ describe('quick start on embedded defaults (built gateway, subprocess)', () => {
     gw.proc.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
   }, 120_000);
+
+  /** The built gateway run to its end: exit code and stdout. */
+  function run(env: Record<string, string>): Promise<{ code: number | null; out: string; ms: number }> {
+    const t0 = Date.now();
+    const proc = spawn(process.execPath, [MAIN_JS], {
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', BCRYPT_ROUNDS: '4', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const kill = setTimeout(() => proc.kill('SIGKILL'), 90_000);
+    return new Promise((resolve) =>
+      proc.once('close', (code) => {
+        clearTimeout(kill);
+        resolve({ code, out, ms: Date.now() - t0 });
+      }),
+    );
+  }
+  const jsonLines = (out: string) =>
+    out
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { level: number; msg: string; context?: string });
+
+  it('waits for an unreachable PostgreSQL with back-off, in JSON lines, then one fatal line and exit 1', async () => {
+    const port = await freePort();
+    const r = await run({
+      PORT: String(await freePort()),
+      DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-nodb-')),
+      DATABASE_URL: `postgres://gw:db-secret-pw@127.0.0.1:${port}/gw`,
+      STARTUP_TIMEOUT_MS: '2000',
+    });
+    expect(r.code).toBe(1);
+    expect(r.ms).toBeLessThan(30_000);
+    expect(r.out).not.toMatch(/db-secret-pw|\n\s+at /); // no password, no stack
+    expect(r.out).not.toContain('\u001b[');
+    const lines = jsonLines(r.out); // every line is JSON
+    const waits = lines.filter((l) => l.msg === `waiting for PostgreSQL at 127.0.0.1:${port}`);
+    expect(waits.length).toBeGreaterThanOrEqual(3);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([lines[lines.length - 1]]);
+    expect(lines[lines.length - 1]).toMatchObject({
+      level: 60,
+      msg: expect.stringMatching(
+        new RegExp(
+          `^start failed: PostgreSQL at 127\\.0\\.0\\.1:${port} not reachable after 2\\.\\d s \\(STARTUP_TIMEOUT_MS=2000\\): connect ECONNREFUSED`,
+        ),
+      ),
+    });
+  }, 60_000);
+
+  it('a start that fails after the embedded PostgreSQL started (port taken) stops it: nothing is left', async () => {
+    const taken = createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => taken.once('listening', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await run({ PORT: String(port), DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort) });
+      expect(r.code).toBe(1);
+      const lines = jsonLines(r.out);
+      expect(lines.filter((l) => l.level >= 50)).toEqual([
+        expect.objectContaining({
+          level: 60,
+          msg: `start failed: port ${port} on 127.0.0.1 is already in use (set PORT or HOST)`,
+        }),
+      ]);
+      expect(lines.some((l) => l.msg === 'embedded PostgreSQL stopped')).toBe(true);
+    } finally {
+      taken.close();
+    }
+    expect(existsSync(join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
+    const refused = await new Promise<boolean>((resolve) => {
+      const c = createConnection(pgPort, '127.0.0.1');
+      c.once('connect', () => (c.destroy(), resolve(false)));
+      c.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+  }, 90_000);
 });

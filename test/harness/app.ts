@@ -10,6 +10,9 @@ import { AppModule } from '../../apps/gateway/src/app.module';
 import { configureApp } from '../../apps/gateway/src/setup';
 import { dbUrl, TEMPLATE_DB, withClient } from './servers';
 
+/** TEST_LOGS=1: the gateways a test starts log to the terminal (default: quiet). */
+export const TEST_LOGS = process.env.TEST_LOGS === '1';
+
 export const MASTER_KEY = 'test-master-key-0123456789abcdef';
 export const JWT_SECRET = 'test-jwt-secret-0123456789abcdef0123456789';
 
@@ -57,7 +60,10 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     MASTER_KEY,
     JWT_SECRET,
     BCRYPT_ROUNDS: '4',
-    LOG_LEVEL: 'silent',
+    // Quiet runs: no log line on the terminal unless TEST_LOGS=1 asks (a suite that checks
+    // the logs sets LOG_FILE, or LOG_STDOUT=true and captures stdout).
+    LOG_LEVEL: TEST_LOGS ? 'info' : 'silent',
+    LOG_STDOUT: TEST_LOGS ? 'true' : 'false',
     BOOTSTRAP_ADMIN: 'false',
     ...(opts.redis ? { REDIS_URL: redisUrl() ?? '' } : {}),
     ...opts.env,

@@ -55,7 +55,7 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
   );
   const started = Date.now();
   while (!out.includes('llm-gateway listening on')) {
-    if (proc.exitCode !== null || Date.now() - started > 30000) {
+    if (proc.exitCode !== null || Date.now() - started > 60000) {
       proc.kill('SIGKILL');
       throw new Error(
         `gateway did not start (exit ${proc.exitCode}):\n${out.slice(-3000)}\n${err.slice(-3000)}`,

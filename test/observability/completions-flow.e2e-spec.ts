@@ -67,6 +67,7 @@ describeMetered('operations view of a completions flow (needs Redis)', () => {
         env: {
           LOG_LEVEL: 'info',
           LOG_FILE: logFilePath(),
+          LOG_STDOUT: 'true',
           NODE_ENV: 'production',
           AUTH_FAILURE_LIMIT: '1000',
         },
@@ -132,7 +133,7 @@ describeMetered('operations view of a completions flow (needs Redis)', () => {
 
       // Settlement and the ledger happen after the answer: wait for the README's Redis counters.
       const redis = new Redis(t.config.REDIS_URL!);
-      const keyPath = `{${a.tenantId}}:${a.admin.id}:${main.id}`;
+      const keyPath = `{${a.tenantId}}:key:${main.id}`;
       const total = usages.reduce((s, u) => s + u.total_tokens, 0);
       for (let i = 0; i < 50 && redisTokens !== String(total); i++) {
         redisTokens = await redis.get(`quota:${keyPath}`);

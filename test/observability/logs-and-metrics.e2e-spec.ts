@@ -24,7 +24,9 @@ describe('logs and metrics of a flow', () => {
   beforeAll(async () => {
     out = captureStdout();
     try {
-      t = await createTestApp({ env: { LOG_LEVEL: 'trace', LOG_FILE: file, NODE_ENV: 'production' } });
+      t = await createTestApp({
+        env: { LOG_LEVEL: 'trace', LOG_FILE: file, LOG_STDOUT: 'true', NODE_ENV: 'production' },
+      });
       const tenant = await createTenantWithAdmin(t.url);
       tenantId = tenant.tenantId;
       secrets.adminPassword = tenant.admin.password;

@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import { levelRef, MemoryQuotaStore, RedisQuotaStore } from '@app/quota';
+import { ledgerStreamKey, levelRef, settledKey, MemoryQuotaStore, RedisQuotaStore } from '@app/quota';
 import { describeWithRedis, redisUrl } from '../harness/app';
 import { storeContract } from './store-contract';
 
@@ -23,6 +23,40 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
   afterAll(() => redis.quit());
 
   storeContract(() => store);
+
+  it('settle and release append the usage row to the tenant stream in the same script, once', async () => {
+    const T = randomUUID();
+    const ids = { tenantId: T, userId: randomUUID(), apiKeyId: randomUUID() };
+    const now = Date.now();
+    const lv = {
+      ...levelRef('key', ids, { period: 'none' }, now, 'UTC'),
+      tokenLimit: null,
+      spendLimitMicros: null,
+    };
+    const ref = (id: string) => ({ tenantId: T, reservationId: id, levels: [lv] });
+    const a = randomUUID();
+    const b = randomUUID();
+    for (const id of [a, b])
+      await store.reserve({
+        tenantId: T,
+        reservationId: id,
+        now,
+        ttlMs: 1000,
+        tokens: 5,
+        costMicros: 0,
+        levels: [lv],
+      });
+    await store.settle(ref(a), 3, 0, now, { row: '{"id":"a"}' });
+    await store.settle(ref(a), 3, 0, now, { row: '{"id":"a"}' });
+    await store.release(ref(b), now, { row: '{"id":"b"}' });
+    await store.release(ref(b), now, { row: '{"id":"b"}' });
+    const entries = await redis.xrange(ledgerStreamKey(T), '-', '+');
+    expect(entries.map(([, f]) => f)).toEqual([
+      ['r', '{"id":"a"}'],
+      ['r', '{"id":"b"}'],
+    ]);
+    expect(await redis.get(lv.tokensKey)).toBe('3');
+  });
 
   it('counters are plain integers (GET shows the figure); period counters carry a TTL', async () => {
     const T = randomUUID();
@@ -61,7 +95,13 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
       const r = levelRef(l as 'key', ids, { period: 'monthly' }, Date.now(), 'UTC');
       return [r.tokensKey, r.spendKey];
     });
-    keys.push(`rpm:{${T}}:${ids.apiKeyId}`, `qresv:{${T}}`, `qresv:{${T}}:exp`);
+    keys.push(
+      `rpm:{${T}}:${ids.apiKeyId}`,
+      `qresv:{${T}}`,
+      `qresv:{${T}}:exp`,
+      settledKey(T),
+      ledgerStreamKey(T),
+    );
     const slots = await Promise.all(keys.map((k) => redis.call('CLUSTER', 'KEYSLOT', k).catch(() => null)));
     if (slots[0] === null) {
       // Not a cluster-enabled server: compare the hash tags instead.

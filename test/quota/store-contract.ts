@@ -195,9 +195,33 @@ export function storeContract(getStore: () => QuotaStore): void {
   it('release gives everything back, once', async () => {
     const r = req({ tokens: 100, costMicros: 50 });
     await store.reserve(r);
-    expect(await store.release(ref(r), t0)).toBe(true);
-    expect(await store.release(ref(r), t0)).toBe(false);
+    expect(await store.release(ref(r), t0)).toBe('released');
+    expect(await store.release(ref(r), t0)).toBe('duplicate');
     expect(await values(r)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  it('exactly once: the same settle run twice (a resent command) counts once; settle or release after either is a no-op', async () => {
+    const r = req({ tokens: 100, costMicros: 50 });
+    await store.reserve(r);
+    const first = await store.settle(ref(r), 30, 20, t0 + 5);
+    const again = await store.settle(ref(r), 30, 20, t0 + 6);
+    expect([first.duplicate, again.duplicate, again.late]).toEqual([false, true, false]);
+    expect(again.usage).toEqual(first.usage);
+    expect(await values(r)).toEqual([30, 20, 30, 20, 30, 20]);
+    expect(await store.release(ref(r), t0 + 7)).toBe('duplicate');
+    expect(await values(r)).toEqual([30, 20, 30, 20, 30, 20]);
+    // a released reservation settled later (late resend after the release): nothing added
+    const r2 = req({ tokens: 10, costMicros: 1 });
+    await store.reserve(r2);
+    expect(await store.release(ref(r2), t0)).toBe('released');
+    expect((await store.settle(ref(r2), 10, 1, t0)).duplicate).toBe(true);
+    expect(await values(r2)).toEqual([30, 20, 30, 20, 30, 20]);
+    // the marker is kept markerTtlMs: a settle of the same id after that counts (late) again
+    const r3 = req({ tokens: 5, costMicros: 0 });
+    await store.reserve(r3);
+    await store.settle(ref(r3), 5, 0, t0, { markerTtlMs: 100 });
+    expect((await store.settle(ref(r3), 5, 0, t0 + 50, { markerTtlMs: 100 })).duplicate).toBe(true);
+    expect((await store.settle(ref(r3), 5, 0, t0 + 200, { markerTtlMs: 100 })).late).toBe(true);
   });
 
   it('an expired reservation is released by the next operation of the tenant', async () => {

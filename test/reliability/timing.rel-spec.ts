@@ -99,7 +99,10 @@ describe('login timing: unknown email vs wrong password', () => {
 
   beforeAll(async () => {
     // a production bcrypt cost, so the comparison dominates as it would in production
-    t = await createTestApp({ env: { BCRYPT_ROUNDS: '10' } });
+    // 35 wrong passwords for one account: above the login throttle's defaults (tested in test/auth).
+    t = await createTestApp({
+      env: { BCRYPT_ROUNDS: '10', LOGIN_ACCOUNT_LIMIT: '1000000', LOGIN_ADDRESS_LIMIT: '1000000' },
+    });
     a = await createTenantWithAdmin(t.url);
   }, 60_000);
   afterAll(() => t?.close());

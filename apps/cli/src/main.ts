@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
 import { INestApplicationContext } from '@nestjs/common';
+import { userInfo } from 'node:os';
 import { CommandFactory, CommandRunner } from 'nest-commander';
 import { AppConfig, ConfigError, loadConfig } from '@app/config';
+import { AuditService } from '@app/tenancy';
 import { CliCommandMetadata, cliCommandMetadata } from './cli-command';
 import { CliError, EXIT } from './cli-error';
 import { CliLogger } from './cli-logger';
@@ -93,6 +95,14 @@ function loadCliConfig(): AppConfig {
   }
 }
 
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
 async function runCommand(command: CliCommandMetadata): Promise<number> {
   const config = loadCliConfig();
   const verbose = config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace';
@@ -123,6 +133,8 @@ async function runCommand(command: CliCommandMetadata): Promise<number> {
       options(new CliLogger(verbose)),
     );
     if (!command.migratesSchema) await app.get(SchemaCheck).assertCurrent();
+    // What the CLI changes (tenants, users, keys) is audited with the operator's OS user as actor.
+    app.get(AuditService).setActorOutsideRequests({ type: 'cli', label: `cli (${osUser()})` });
     await CommandFactory.runApplication(app);
     return app.get(CliOutput).exitCode;
   } catch (e) {

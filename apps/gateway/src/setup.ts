@@ -13,6 +13,7 @@ import {
   httpMetricsMiddleware,
   jsonBodyError,
   MetricsService,
+  QuietStartLogger,
   requestIdFor,
   toErrorResponse,
 } from '@app/observability';
@@ -40,11 +41,11 @@ export function buildOpenApi(app: INestApplication) {
 
 /** Everything main.ts applies to the app; tests call it too so they exercise the same stack. */
 export function configureApp(app: NestExpressApplication, config: AppConfig): void {
-  app.useLogger(app.get(Logger));
+  app.useLogger(new QuietStartLogger(app.get(Logger)));
   app.disable('x-powered-by');
   // Requests Node's parser refuses (huge headers, a bad request line) get the envelope too.
   app.getHttpServer().on('clientError', answerClientError);
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', config.trustProxy);
   app.use((req: Request, res: Response, next: NextFunction) => {
     requestIdFor(req, res);
     next();

@@ -4,6 +4,7 @@ import { AuthModule } from '@app/auth';
 import { MetricsService } from '@app/observability';
 import { ApiKey } from './api-key.entity';
 import { ApiKeyGuard } from './api-key.guard';
+import { ApiKeyBearerStrategy, ApiKeyHeaderStrategy } from './api-key.strategies';
 import { ApiKeysController, KeyAliasController } from './api-keys.controller';
 import { ApiKeysRepository } from './api-keys.repository';
 import { ApiKeysService } from './api-keys.service';
@@ -24,6 +25,8 @@ import { LegacyKeysService } from './legacy-keys.service';
     KeyAuthService,
     AuthFailureLimiter,
     LastUsedTracker,
+    ApiKeyHeaderStrategy,
+    ApiKeyBearerStrategy,
     ApiKeyGuard,
     LegacyKeysService,
   ],

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { DataSource, Repository } from 'typeorm';
+import { DataSource, EntityManager, Repository } from 'typeorm';
 import { ApiKey } from './api-key.entity';
 
 /** One row of the auth lookup: the key with its tenant's and owner's state and limits. */
@@ -137,8 +137,13 @@ export class ApiKeysRepository {
     );
   }
 
-  private query(tenantId: string, filter: KeyListFilter = {}) {
-    const qb = this.repo
+  /** `manager` (here and below): inside the caller's transaction, which also writes the audit entry. */
+  private r(manager?: EntityManager): Repository<ApiKey> {
+    return manager?.getRepository(ApiKey) ?? this.repo;
+  }
+
+  private query(tenantId: string, filter: KeyListFilter = {}, manager?: EntityManager) {
+    const qb = this.r(manager)
       .createQueryBuilder('k')
       .addSelect('k.key_lookup_hash IS NULL', 'k_legacy')
       .where('k.tenant_id = :tenantId', { tenantId });
@@ -151,8 +156,13 @@ export class ApiKeysRepository {
     return entities;
   }
 
-  async findById(tenantId: string, id: string, filter: KeyListFilter = {}): Promise<ApiKey | null> {
-    const { raw, entities } = await this.query(tenantId, filter)
+  async findById(
+    tenantId: string,
+    id: string,
+    filter: KeyListFilter = {},
+    manager?: EntityManager,
+  ): Promise<ApiKey | null> {
+    const { raw, entities } = await this.query(tenantId, filter, manager)
       .andWhere('k.id = :id', { id })
       .getRawAndEntities();
     return this.withLegacy(raw, entities)[0] ?? null;
@@ -176,13 +186,14 @@ export class ApiKeysRepository {
     return [this.withLegacy(raw, entities), total];
   }
 
-  async insert(key: Partial<ApiKey> & { tenantId: string }): Promise<ApiKey> {
-    const saved = await this.repo.save(this.repo.create(key));
-    return (await this.findById(key.tenantId, saved.id))!;
+  async insert(key: Partial<ApiKey> & { tenantId: string }, manager?: EntityManager): Promise<ApiKey> {
+    const repo = this.r(manager);
+    const saved = await repo.save(repo.create(key));
+    return (await this.findById(key.tenantId, saved.id, {}, manager))!;
   }
 
-  async update(tenantId: string, id: string, patch: Partial<ApiKey>): Promise<void> {
-    await this.repo.update({ tenantId, id }, patch);
+  async update(tenantId: string, id: string, patch: Partial<ApiKey>, manager?: EntityManager): Promise<void> {
+    await this.r(manager).update({ tenantId, id }, patch);
   }
 
   findWithLookupHash(tenantId: string, id: string): Promise<ApiKey | null> {

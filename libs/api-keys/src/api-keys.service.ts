@@ -1,9 +1,10 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import * as bcrypt from 'bcrypt';
 import { AppConfig } from '@app/config';
-import { UsersService } from '@app/auth';
+import { User, UsersService } from '@app/auth';
 import { ApiError } from '@app/observability';
-import { DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
+import { AuditService, DomainEvents, Page, Principal, quotaPatch, RequestContext } from '@app/tenancy';
+import type { EntityManager } from 'typeorm';
 import { ApiKey } from './api-key.entity';
 import { ApiKeysRepository, KeyListFilter } from './api-keys.repository';
 import {
@@ -15,8 +16,13 @@ import {
   UpdateApiKeyDto,
 } from './dto/api-key.dto';
 import { KeyCache } from './key-cache';
+import { applyKeyDefaults } from './key-defaults';
 import { displayPrefix, generateKey, lookupHash } from './key-format';
 import type { KeyPrincipal } from './key-principal';
+
+/** A logged-in user below admin: their own keys, within their defaults (README "Virtual API keys", who may do what). */
+const isMember = (p: Principal | undefined): p is Principal & { kind: 'user' } =>
+  p?.kind === 'user' && p.role !== 'admin';
 
 const LIMIT_FIELDS = [
   'quota_limit',
@@ -36,7 +42,31 @@ export class ApiKeysService implements OnModuleInit {
     private readonly ctx: RequestContext,
     private readonly config: AppConfig,
     private readonly events: DomainEvents,
+    private readonly audit: AuditService,
   ) {}
+
+  /** Writes a change and its audit entry in one transaction; returns the key as it is then. */
+  private changeAudited(
+    tenantId: string,
+    before: ApiKey,
+    action: string,
+    write: (m: EntityManager) => Promise<unknown>,
+  ): Promise<ApiKey> {
+    return this.audit.transaction(async (m) => {
+      await write(m);
+      const after = (await this.keys.findById(tenantId, before.id, {}, m))!;
+      await this.audit.record(m, {
+        action,
+        tenantId,
+        targetType: 'api_key',
+        targetId: before.id,
+        targetLabel: after.name,
+        before: ApiKeyResponse.from(before),
+        after: ApiKeyResponse.from(after),
+      });
+      return after;
+    });
+  }
 
   onModuleInit(): void {
     this.events.on('tenant.changed', ({ tenantId }) => this.evict(tenantId, {}));
@@ -49,7 +79,7 @@ export class ApiKeysService implements OnModuleInit {
 
   /** Members see and manage only their own keys; admins and the master key the tenant's. */
   private scope(p: Principal | undefined): KeyListFilter {
-    if (p?.kind === 'user' && p.role !== 'admin') return { ownerId: p.userId ?? undefined };
+    if (isMember(p)) return { ownerId: p.userId ?? undefined };
     return {};
   }
 
@@ -62,23 +92,20 @@ export class ApiKeysService implements OnModuleInit {
     return patch;
   }
 
-  private async resolveOwner(
-    tenantId: string,
-    p: Principal | undefined,
-    requested?: string,
-  ): Promise<string> {
-    if (p?.kind === 'user' && p.role !== 'admin') {
+  private async resolveOwner(tenantId: string, p: Principal | undefined, requested?: string): Promise<User> {
+    const find = async (id: string) => {
+      const owner = await this.users.findById(tenantId, id);
+      if (!owner) throw ApiError.notFound(`No user ${id} in this tenant`, 'user_not_found');
+      return owner;
+    };
+    if (isMember(p)) {
       if (requested && requested !== p.userId)
         throw ApiError.forbidden('Members create keys for themselves only', 'owner_not_allowed');
-      return p.userId!;
+      return find(p.userId!);
     }
-    if (requested) {
-      const owner = await this.users.findById(tenantId, requested);
-      if (!owner) throw ApiError.notFound(`No user ${requested} in this tenant`, 'user_not_found');
-      return owner.id;
-    }
-    if (p?.kind === 'user') return p.userId!;
-    return (await this.users.systemUser(tenantId)).id;
+    if (requested) return find(requested);
+    if (p?.kind === 'user') return find(p.userId!);
+    return this.users.systemUser(tenantId);
   }
 
   async create(dto: CreateApiKeyDto): Promise<ApiKeyCreatedResponse> {
@@ -91,23 +118,43 @@ export class ApiKeysService implements OnModuleInit {
     dto: CreateApiKeyDto,
     principal?: Principal,
   ): Promise<ApiKeyCreatedResponse> {
-    const userId = await this.resolveOwner(tenantId, principal, dto.user_id);
+    const member = isMember(principal);
+    if (member && dto.key !== undefined)
+      throw ApiError.forbidden('Only admins import existing key material', 'import_admin_only');
+    const owner = await this.resolveOwner(tenantId, principal, dto.user_id);
+    const userId = owner.id;
+    dto = applyKeyDefaults(dto, owner.keyDefaults, member);
     const key = dto.key ?? generateKey();
     const hash = lookupHash(key);
     if (dto.key && (await this.keys.lookupHashExists(hash)))
       throw ApiError.conflict('This key already exists', 'key_exists');
-    const row = await this.keys.insert({
-      tenantId,
-      userId,
-      name: dto.name,
-      keyHash: await bcrypt.hash(key, this.config.BCRYPT_ROUNDS),
-      keyLookupHash: hash,
-      keyPrefix: displayPrefix(key),
-      permissions: dto.permissions ?? [],
-      currentQuotaUsage: 0,
-      spend: 0,
-      quotaPeriod: 'none',
-      ...this.limitsPatch(dto),
+    const keyHash = await bcrypt.hash(key, this.config.BCRYPT_ROUNDS);
+    const row = await this.audit.transaction(async (m) => {
+      const inserted = await this.keys.insert(
+        {
+          tenantId,
+          userId,
+          name: dto.name,
+          keyHash,
+          keyLookupHash: hash,
+          keyPrefix: displayPrefix(key),
+          permissions: dto.permissions ?? [],
+          currentQuotaUsage: 0,
+          spend: 0,
+          quotaPeriod: 'none',
+          ...this.limitsPatch(dto),
+        },
+        m,
+      );
+      await this.audit.record(m, {
+        action: 'api_key.create',
+        tenantId,
+        targetType: 'api_key',
+        targetId: inserted.id,
+        targetLabel: inserted.name,
+        after: { ...ApiKeyResponse.from(inserted), imported: !!dto.key },
+      });
+      return inserted;
     });
     await this.cache.evict([hash]); // a negative-cache entry for an imported key must go
     return { ...ApiKeyResponse.from(row), key };
@@ -139,27 +186,43 @@ export class ApiKeysService implements OnModuleInit {
     const p = this.ctx.principal;
     const key = await this.get(id);
     const changesLimits = LIMIT_FIELDS.some((f) => dto[f] !== undefined);
-    if (changesLimits && p?.kind === 'user' && p.role !== 'admin') {
+    if (changesLimits && isMember(p)) {
       throw ApiError.forbidden("Only admins change a key's limits and models", 'limits_admin_only');
+    }
+    // A member may set or bring forward an expiry, never push it back or remove it.
+    if (dto.expires_at !== undefined && isMember(p) && key.expiresAt) {
+      const current = new Date(key.expiresAt).getTime();
+      if (dto.expires_at === null || new Date(dto.expires_at).getTime() > current)
+        throw ApiError.forbidden(
+          "Only admins extend or remove a key's expiry; members may only bring it forward",
+          'expiry_admin_only',
+        );
     }
     const patch = this.limitsPatch(dto);
     if (dto.name !== undefined) patch.name = dto.name;
-    if (Object.keys(patch).length) await this.keys.update(tenantId, key.id, patch);
+    const updated = Object.keys(patch).length
+      ? await this.changeAudited(tenantId, key, 'api_key.update', (m) =>
+          this.keys.update(tenantId, key.id, patch, m),
+        )
+      : key;
     await this.evict(tenantId, { keyId: key.id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== key.quotaPeriod) {
       await this.events.emit('quota.period-changed', { tenantId });
     }
-    return (await this.keys.findById(tenantId, key.id))!;
+    return updated;
   }
 
   /** DELETE: revoke (the row stays for the ledger and reports). Idempotent. */
   async revoke(id: string): Promise<ApiKey> {
     const tenantId = this.ctx.tenantId;
     const key = await this.get(id);
-    if (!key.revokedAt)
-      await this.keys.update(tenantId, key.id, { revokedAt: new Date(), previousExpiresAt: null });
+    const revoked = key.revokedAt
+      ? key
+      : await this.changeAudited(tenantId, key, 'api_key.revoke', (m) =>
+          this.keys.update(tenantId, key.id, { revokedAt: new Date(), previousExpiresAt: null }, m),
+        );
     await this.evict(tenantId, { keyId: key.id });
-    return (await this.keys.findById(tenantId, key.id))!;
+    return revoked;
   }
 
   /**
@@ -174,15 +237,23 @@ export class ApiKeysService implements OnModuleInit {
     const oldHashes = await this.keys.lookupHashes(tenantId, { keyId: key.id });
     const currentOld = (await this.keys.findWithLookupHash(tenantId, key.id))?.keyLookupHash ?? null;
     const fresh = generateKey();
-    await this.keys.update(tenantId, key.id, {
-      keyHash: await bcrypt.hash(fresh, this.config.BCRYPT_ROUNDS),
-      keyLookupHash: lookupHash(fresh),
-      keyPrefix: displayPrefix(fresh),
-      previousLookupHash: graceSeconds > 0 && currentOld ? currentOld : null,
-      previousExpiresAt: graceSeconds > 0 && currentOld ? new Date(Date.now() + graceSeconds * 1000) : null,
-    });
+    const keyHash = await bcrypt.hash(fresh, this.config.BCRYPT_ROUNDS);
+    const row = await this.changeAudited(tenantId, key, 'api_key.regenerate', (m) =>
+      this.keys.update(
+        tenantId,
+        key.id,
+        {
+          keyHash,
+          keyLookupHash: lookupHash(fresh),
+          keyPrefix: displayPrefix(fresh),
+          previousLookupHash: graceSeconds > 0 && currentOld ? currentOld : null,
+          previousExpiresAt:
+            graceSeconds > 0 && currentOld ? new Date(Date.now() + graceSeconds * 1000) : null,
+        },
+        m,
+      ),
+    );
     await this.cache.evict([...oldHashes, lookupHash(fresh)]);
-    const row = (await this.keys.findById(tenantId, key.id))!;
     return { ...ApiKeyResponse.from(row), key: fresh };
   }
 

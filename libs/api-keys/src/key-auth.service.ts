@@ -1,7 +1,9 @@
 import { Injectable, Logger, OnModuleInit, OnModuleDestroy } from '@nestjs/common';
 import * as bcrypt from 'bcrypt';
+import { BcryptGate } from '@app/auth';
 import { ApiError, AUTH_PATHS, AuthPath, MetricsService } from '@app/observability';
 import { ApiKeysRepository, KeyAuthRow } from './api-keys.repository';
+import { AuthFailureLimiter } from './auth-failures';
 import { KeyAuthEntry, KeyCache } from './key-cache';
 import { displayPrefix, hasValidChecksum, isCurrentFormat, lookupHash } from './key-format';
 import type { KeyPrincipal, LimitSpec, QuotaPeriod } from './key-principal';
@@ -46,7 +48,9 @@ export function entryFromRow(row: KeyAuthRow): KeyAuthEntry {
 /**
  * Key authentication (design section 2, step 1): checksum -> LRU -> Redis -> PostgreSQL by
  * the unique lookup-hash index -> legacy bcrypt fallback narrowed by prefix, which
- * writes the lookup hash so each legacy key pays bcrypt once.
+ * writes the lookup hash so each legacy key pays bcrypt once. Only the last two steps cost
+ * anything, and only they pass the failure limiter (counted before the work); the legacy
+ * fallback is single-flight per key and its compares wait for a BcryptGate slot.
  */
 @Injectable()
 export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
@@ -55,11 +59,15 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
   /** Prefixes of keys still without a lookup hash: a current-format key with a bad checksum may be one of them. */
   private legacyPrefixes = new Set<string>();
   private refreshTimer?: NodeJS.Timeout;
+  /** Legacy fallbacks in flight by lookup hash: concurrent identical attempts share one. */
+  private readonly legacyInFlight = new Map<string, Promise<KeyAuthEntry | undefined>>();
 
   constructor(
     private readonly keys: ApiKeysRepository,
     private readonly cache: KeyCache,
     private readonly metrics: MetricsService,
+    private readonly limiter: AuthFailureLimiter,
+    private readonly gate: BcryptGate,
   ) {}
 
   async onModuleInit(): Promise<void> {
@@ -94,7 +102,8 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
     return ApiError.unauthorized('Invalid API key', 'invalid_api_key');
   }
 
-  async authenticate(key: string): Promise<KeyPrincipal> {
+  /** `client`: the caller's address (the failure limiter counts per address and key prefix). */
+  async authenticate(key: string, client = 'local'): Promise<KeyPrincipal> {
     if (typeof key !== 'string' || key.length < 8 || key.length > 256 || /[^\x21-\x7e]/.test(key)) {
       throw this.invalid('format_reject');
     }
@@ -112,6 +121,8 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
       if (entry) this.hit('redis_hit');
     }
     if (!entry) {
+      // The costly part: counted before the work, given back when the key is found.
+      const ticket = this.limiter.beginLookup(client, displayPrefix(key));
       const row = await this.keys.findAuthRowByLookupHash(hash);
       if (row) {
         this.hit('db_hit');
@@ -123,15 +134,29 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
         this.cache.setNegative(hash);
         throw this.invalid('rejected');
       }
+      this.limiter.lookupSucceeded(ticket);
       await this.cache.set(hash, entry);
     }
     return this.admit(entry);
   }
 
-  private async legacyFallback(key: string, hash: string): Promise<KeyAuthEntry | undefined> {
-    const candidates = await this.keys.findLegacyCandidates(displayPrefix(key));
+  /** Single-flight per key: N concurrent attempts with the same key run one fallback. */
+  private legacyFallback(key: string, hash: string): Promise<KeyAuthEntry | undefined> {
+    const running = this.legacyInFlight.get(hash);
+    if (running) return running;
+    const work = this.runLegacyFallback(key, hash).finally(() => this.legacyInFlight.delete(hash));
+    this.legacyInFlight.set(hash, work);
+    return work;
+  }
+
+  private async runLegacyFallback(key: string, hash: string): Promise<KeyAuthEntry | undefined> {
+    const prefix = displayPrefix(key);
+    const candidates = await this.keys.findLegacyCandidates(prefix);
+    if (!candidates.length) return undefined;
+    this.limiter.beginLegacy(prefix);
     for (const c of candidates) {
-      if (!(await bcrypt.compare(key, c.key_hash))) continue;
+      if (!(await this.gate.run('legacy_key', () => bcrypt.compare(key, c.key_hash)))) continue;
+      this.limiter.legacySucceeded(prefix);
       this.hit('legacy_fallback');
       if (await this.keys.setLookupHash(c.id, hash)) {
         this.hit('legacy_upgraded');

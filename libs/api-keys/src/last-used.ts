@@ -1,6 +1,9 @@
 import { Injectable, Logger, BeforeApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { ApiKeysRepository } from './api-keys.repository';
 
+/** At shutdown, last_used_at gets this long to be written (it is informational). */
+const SHUTDOWN_FLUSH_MS = 1000;
+
 /**
  * last_used_at without a database write per request: remembered in memory and written
  * in one UPDATE every few seconds (and on shutdown).
@@ -37,6 +40,16 @@ export class LastUsedTracker implements OnModuleInit, BeforeApplicationShutdown 
 
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.timer);
-    await this.flush();
+    // Informational: a PostgreSQL that does not answer must not hold the shutdown (and the
+    // ledger's flush after it) past the grace period.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.flush(),
+      new Promise((r) => {
+        timer = setTimeout(r, SHUTDOWN_FLUSH_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }

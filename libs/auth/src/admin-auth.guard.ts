@@ -5,7 +5,8 @@ import { ApiError } from '@app/observability';
 import { AUTH_METADATA, AuthMetadata, Principal, RequestContext, TenantsService } from '@app/tenancy';
 import { AuthService } from './auth.service';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** X-Tenant-ID: a tenant id (UUID) or a tenant name (what tenant names may hold, in ASCII). */
+const TENANT_REF = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$/;
 
 export function bearerToken(req: Request): string | undefined {
   const h = req.headers.authorization;
@@ -44,18 +45,19 @@ export class AdminAuthGuard implements CanActivate {
         'missing_credentials',
       );
     const headerTenant = req.headers['x-tenant-id'];
-    if (headerTenant !== undefined && (typeof headerTenant !== 'string' || !UUID.test(headerTenant))) {
-      throw ApiError.badRequest('X-Tenant-ID must be a tenant id (UUID)', 'invalid_tenant_id');
+    if (headerTenant !== undefined && (typeof headerTenant !== 'string' || !TENANT_REF.test(headerTenant))) {
+      throw ApiError.badRequest('X-Tenant-ID must be a tenant id (UUID) or name', 'invalid_tenant_id');
     }
+    const named = headerTenant ? await this.tenants.findByIdOrName(headerTenant).catch(() => null) : null;
 
     let principal: Principal;
     if (this.auth.isMasterKey(token)) {
       principal = { kind: 'master', role: 'admin' };
       if (headerTenant) {
-        if (!(await this.tenants.isActive(headerTenant).catch(() => false))) {
+        if (named?.status !== 'active') {
           throw ApiError.notFound(`No active tenant ${headerTenant}`, 'tenant_not_found');
         }
-        principal.tenantId = headerTenant;
+        principal.tenantId = named.id;
       } else if (meta.tenantScoped && !meta.masterOnly) {
         throw ApiError.badRequest(
           'This route acts inside one tenant: with the master key, name it in the X-Tenant-ID header',
@@ -71,7 +73,7 @@ export class AdminAuthGuard implements CanActivate {
         );
       }
       const claims = await this.auth.verifyJwt(token);
-      if (headerTenant && headerTenant !== claims.tid)
+      if (headerTenant && named?.id !== claims.tid)
         throw ApiError.forbidden('X-Tenant-ID names another tenant than your login', 'tenant_mismatch');
       principal = { kind: 'user', tenantId: claims.tid, userId: claims.sub, role: claims.role };
       if (meta.roles && !meta.roles.includes(claims.role)) {

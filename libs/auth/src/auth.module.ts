@@ -6,6 +6,8 @@ import { AppConfig } from '@app/config';
 import { AdminAuthGuard } from './admin-auth.guard';
 import { AuthController } from './auth.controller';
 import { AuthService } from './auth.service';
+import { BcryptGate } from './bcrypt-gate';
+import { LoginThrottle } from './login-throttle';
 import { BootstrapService } from './bootstrap.service';
 import { User } from './user.entity';
 import { UsersController } from './users.controller';
@@ -26,8 +28,10 @@ import { UsersService } from './users.service';
     UsersRepository,
     UsersService,
     BootstrapService,
+    LoginThrottle,
+    BcryptGate,
     { provide: APP_GUARD, useClass: AdminAuthGuard },
   ],
-  exports: [AuthService, UsersService],
+  exports: [AuthService, UsersService, BcryptGate],
 })
 export class AuthModule {}

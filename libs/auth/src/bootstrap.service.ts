@@ -4,13 +4,23 @@ import { AppConfig } from '@app/config';
 import { TenantsService } from '@app/tenancy';
 import { UsersService } from './users.service';
 
+/** What the start banner shows after a first start (main.ts prints it once, to stdout only). */
+export interface FirstStart {
+  tenantId: string;
+  email: string;
+  /** Generated: shown once. Undefined when ADMIN_PASSWORD chose it. */
+  password?: string;
+}
+
 /**
  * First start: with no tenant at all, create `default` and its admin. The password is
- * ADMIN_PASSWORD, or generated and printed once (stdout, never the log file).
+ * ADMIN_PASSWORD, or generated and shown once in the start banner (stdout, never the log file).
  */
 @Injectable()
 export class BootstrapService implements OnApplicationBootstrap {
   private readonly logger = new Logger('Bootstrap');
+  /** Set when this start created the first tenant and admin. */
+  firstStart?: FirstStart;
 
   constructor(
     private readonly tenants: TenantsService,
@@ -28,11 +38,6 @@ export class BootstrapService implements OnApplicationBootstrap {
     await this.users.createInTenant(tenant.id, { email, password, role: 'admin', name: 'Administrator' });
     await this.users.systemUser(tenant.id);
     this.logger.log(`first start: created tenant "default" (${tenant.id}) and admin ${email}`);
-    if (generated) {
-      process.stdout.write(
-        `\n  First start: admin login ${email} / ${password}\n  (shown once; set ADMIN_EMAIL/ADMIN_PASSWORD to choose them)\n` +
-          `  Master key: in ${this.config.DATA_DIR}/secrets.json\n\n`,
-      );
-    }
+    this.firstStart = { tenantId: tenant.id, email, password: generated ? password : undefined };
   }
 }

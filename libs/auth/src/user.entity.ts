@@ -12,10 +12,21 @@ import { numericColumn, Tenant, type Role } from '@app/tenancy';
 
 export type UserStatus = 'active' | 'disabled';
 
+/** A user's defaults for new keys (null or absent field = unlimited / no expiry). */
+export interface KeyDefaults {
+  quota_limit?: number | null;
+  max_budget?: number | null;
+  quota_period?: 'none' | 'daily' | 'monthly';
+  rate_limit_rpm?: number | null;
+  allowed_models?: string[] | null;
+  /** New keys expire this many days after creation. */
+  expires_in_days?: number | null;
+}
+
 /** Declares exactly what the migrations build (README "Migrations"). */
 @Entity('users')
-// Expression index (lower(email)), unique across tenants: named, never synchronized.
-@Index('users_email_key', { synchronize: false })
+// Expression index (tenant_id, lower(email)): emails are unique per tenant. Named, never synchronized.
+@Index('users_tenant_email_key', { synchronize: false })
 @Check('users_role_check', `role IN ('admin', 'member', 'system')`)
 @Check('users_status_check', `status IN ('active', 'disabled')`)
 @Check('users_quota_limit_check', `quota_limit IS NULL OR quota_limit >= 0`)
@@ -63,6 +74,20 @@ export class User {
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
   quotaPeriod: 'none' | 'daily' | 'monthly';
+
+  /**
+   * Bumped by a password, role or status change and by "log out everywhere"; a JWT carries
+   * the value it was issued with (`ver`) and is refused once they differ.
+   */
+  @Column({ name: 'token_version', type: 'integer', default: 0 })
+  tokenVersion: number;
+
+  /**
+   * Limits for the user's new keys, set by an admin (README "Virtual API keys", who may do what): applied where a create
+   * names none; a member may only ask for less. null = no defaults (unlimited).
+   */
+  @Column({ name: 'key_defaults', type: 'jsonb', nullable: true })
+  keyDefaults: KeyDefaults | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

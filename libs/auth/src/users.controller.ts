@@ -16,6 +16,7 @@ import {
   ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
+  ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
 import { Authenticated, Page, PageQuery } from '@app/tenancy';
@@ -53,6 +54,15 @@ export class UsersController {
   @ApiNotFoundResponse()
   async update(@Param('id', ParseUUIDPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserResponse> {
     return UserResponse.from(await this.users.update(id, dto));
+  }
+
+  @Post(':id/logout-all')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'End every session of the user (their JWTs stop working on every instance)' })
+  @ApiNoContentResponse()
+  @ApiNotFoundResponse()
+  async logoutAll(@Param('id', ParseUUIDPipe) id: string): Promise<void> {
+    await this.users.endSessionsOf(id);
   }
 
   @Delete(':id')

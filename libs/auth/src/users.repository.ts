@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { EntityManager, Repository } from 'typeorm';
 import { User } from './user.entity';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -10,21 +10,39 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export class UsersRepository {
   constructor(@InjectRepository(User) private readonly repo: Repository<User>) {}
 
-  /** Login only: email is unique across tenants. Includes the password hash. */
-  findForLogin(email: string): Promise<User | null> {
-    return this.repo
+  /**
+   * Login only, with the password hash: the users with this email (unique per tenant), in the
+   * named tenant (id or name) when one is given. At most 2 rows: the caller needs exactly one.
+   */
+  findForLogin(email: string, tenant?: string): Promise<User[]> {
+    const qb = this.repo
       .createQueryBuilder('u')
       .addSelect('u.passwordHash')
-      .where('lower(u.email) = lower(:email)', { email })
-      .getOne();
+      .where('lower(u.email) = lower(:email)', { email });
+    if (tenant !== undefined)
+      qb.andWhere(
+        'u.tenant_id IN (SELECT t.id FROM tenants t WHERE t.id::text = :tenant OR lower(t.name) = lower(:tenant))',
+        {
+          tenant,
+        },
+      );
+    return qb.limit(2).getMany();
   }
 
-  emailTaken(email: string): Promise<boolean> {
-    return this.repo.createQueryBuilder('u').where('lower(u.email) = lower(:email)', { email }).getExists();
+  emailTaken(tenantId: string, email: string): Promise<boolean> {
+    return this.repo
+      .createQueryBuilder('u')
+      .where('u.tenant_id = :tenantId AND lower(u.email) = lower(:email)', { tenantId, email })
+      .getExists();
   }
 
-  findById(tenantId: string, id: string): Promise<User | null> {
-    return this.repo.findOne({ where: { tenantId, id } });
+  /** `manager` (here and below): inside the caller's transaction, which also writes the audit entry. */
+  findById(tenantId: string, id: string, manager?: EntityManager): Promise<User | null> {
+    return this.r(manager).findOne({ where: { tenantId, id } });
+  }
+
+  private r(manager?: EntityManager): Repository<User> {
+    return manager?.getRepository(User) ?? this.repo;
   }
 
   findByEmail(tenantId: string, email: string): Promise<User | null> {
@@ -35,16 +53,19 @@ export class UsersRepository {
   }
 
   /**
-   * Operator CLI only (it names a user before it knows the tenant): email is unique
-   * across tenants and so is the id. Without the password hash.
+   * Operator CLI only (it names a user before it knows the tenant): by id (unique), or by
+   * email (unique per tenant: up to 2 rows, so the caller can tell an ambiguous one). Without
+   * the password hash.
    */
-  findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User | null> {
+  findByIdOrEmailInAnyTenant(idOrEmail: string): Promise<User[]> {
     const qb = this.repo.createQueryBuilder('u');
     return (
       UUID.test(idOrEmail)
         ? qb.where('u.id = :id', { id: idOrEmail })
         : qb.where('lower(u.email) = lower(:email)', { email: idOrEmail })
-    ).getOne();
+    )
+      .limit(2)
+      .getMany();
   }
 
   findSystemUser(tenantId: string): Promise<User | null> {
@@ -60,17 +81,23 @@ export class UsersRepository {
     });
   }
 
-  async insert(user: Partial<User> & { tenantId: string }): Promise<User> {
-    const saved = await this.repo.save(this.repo.create(user));
-    return (await this.findById(user.tenantId, saved.id))!;
+  async insert(user: Partial<User> & { tenantId: string }, manager?: EntityManager): Promise<User> {
+    const repo = this.r(manager);
+    const saved = await repo.save(repo.create(user));
+    return (await this.findById(user.tenantId, saved.id, manager))!;
   }
 
-  async update(tenantId: string, id: string, patch: Partial<User>): Promise<void> {
-    await this.repo.update({ tenantId, id }, patch);
+  async update(tenantId: string, id: string, patch: Partial<User>, manager?: EntityManager): Promise<void> {
+    await this.r(manager).update({ tenantId, id }, patch);
   }
 
-  async delete(tenantId: string, id: string): Promise<boolean> {
-    const r = await this.repo.delete({ tenantId, id });
+  /** Ends every session of the user: JWTs carry the version they were issued with. */
+  async bumpTokenVersion(tenantId: string, id: string, manager?: EntityManager): Promise<void> {
+    await this.r(manager).increment({ tenantId, id }, 'tokenVersion', 1);
+  }
+
+  async delete(tenantId: string, id: string, manager?: EntityManager): Promise<boolean> {
+    const r = await this.r(manager).delete({ tenantId, id });
     return (r.affected ?? 0) > 0;
   }
 }

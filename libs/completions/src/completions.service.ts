@@ -231,8 +231,10 @@ export class CompletionsService {
     const json = JSON.stringify(completion);
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.end(json);
+    // Charged (and its ledger row durable) before the answer completes: a crash after the
+    // client has its answer cannot lose the row (README "Ledger").
     await this.settle(ex, usage, 200, ex.signal.aborted ? 'aborted' : 'success');
+    res.end(json);
   }
 
   private async streamed(ex: Exchange, res: ServerResponse): Promise<void> {
@@ -289,9 +291,10 @@ export class CompletionsService {
         // The upstream ignored stream_options: the client still gets the usage it asked for.
         await send(res, `data: ${JSON.stringify(this.usageChunk(ex, tally.last, usage))}\n\n`);
       }
-      res.end('data: [DONE]\n\n');
     }
+    // Before the stream's end: the row is durable before the client sees [DONE].
     await this.settle(ex, usage, 200, outcome);
+    if (outcome !== 'aborted') res.end('data: [DONE]\n\n');
   }
 
   /**

@@ -157,6 +157,11 @@ export class AppConfig {
   @IsString()
   LOG_FILE?: string;
 
+  /** false: log lines go to LOG_FILE only, none to stdout (the test harness: quiet runs). */
+  @Transform(toBool)
+  @IsBoolean()
+  LOG_STDOUT = true;
+
   @IsString()
   @MinLength(1)
   DATA_DIR = './.data';
@@ -209,11 +214,69 @@ export class AppConfig {
   @Max(3600)
   KEY_NEGATIVE_TTL_SECONDS = 30;
 
-  /** Failed key attempts per client IP per minute before answering 429. */
+  /**
+   * Key lookups that reach PostgreSQL or bcrypt (cache misses) and fail, per client address
+   * and key prefix per minute; counted before the work, a success gives its point back.
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1)
-  AUTH_FAILURE_LIMIT = 30;
+  AUTH_FAILURE_LIMIT = 10;
+
+  /** The same, over all clients of this instance, per second. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  AUTH_FAILURE_GLOBAL_LIMIT = 1000;
+
+  /** Failed legacy (bcrypt) fallbacks per key prefix per minute, all clients, before the prefix cools down. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  LEGACY_PREFIX_FAILURE_LIMIT = 20;
+
+  /** bcrypt compares for unauthenticated callers (login, legacy key fallback) running at once. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(64)
+  BCRYPT_CONCURRENCY = 2;
+
+  /** Compares waiting for a slot at most; beyond it 503 `auth_busy`. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(1000)
+  BCRYPT_QUEUE = 8;
+
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client address: `false` (none),
+   * `true` (any: only behind a proxy that overwrites the header), a hop count, or a
+   * comma-separated list of addresses, CIDRs and `loopback` / `linklocal` / `uniquelocal`.
+   */
+  @Matches(/^(true|false|\d{1,2}|[0-9a-zA-Z:.,/ ]+)$/, {
+    message: 'must be true, false, a hop count or a comma-separated list of addresses/CIDRs',
+  })
+  TRUST_PROXY = 'loopback';
+
+  // --- Login throttling ---
+  /** Failed logins per account (email) per window, all addresses and instances. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  LOGIN_ACCOUNT_LIMIT = 10;
+
+  /** Failed logins per client address per window. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  LOGIN_ADDRESS_LIMIT = 50;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(86400)
+  LOGIN_WINDOW_SECONDS = 600;
 
   // --- Quotas ---
   @IsIn(['closed', 'open'])
@@ -274,6 +337,18 @@ export class AppConfig {
   @IsInt()
   @Min(100)
   LEDGER_MAX_QUEUE = 100000;
+
+  /** statement_timeout of ledger writes; the client gives up 2 s later (a PostgreSQL that drops packets). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  LEDGER_QUERY_TIMEOUT_MS = 10000;
+
+  /** With Redis: a ledger stream entry read by an instance that did not acknowledge it this long is claimed by another. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  LEDGER_CLAIM_IDLE_MS = 5000;
 
   // --- Completions ---
   /** JSON routing table (models -> deployments). Unset = the built-in mock models. */
@@ -358,6 +433,12 @@ export class AppConfig {
   @IsString()
   METRICS_TOKEN?: string;
 
+  /** How long a start waits for PostgreSQL and Redis (with back-off) before it gives up. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  STARTUP_TIMEOUT_MS = 30000;
+
   /** How long SIGTERM waits for in-flight requests and streams. */
   @Transform(toInt)
   @IsInt()
@@ -407,6 +488,14 @@ export class AppConfig {
     const m = /^(\d+)([smhd]?)$/.exec(this.JWT_TTL)!;
     const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2]]!;
     return Number(m[1]) * unit;
+  }
+
+  /** TRUST_PROXY as Express' `trust proxy` setting takes it. */
+  get trustProxy(): boolean | number | string {
+    const v = this.TRUST_PROXY.trim();
+    if (v === 'true' || v === 'false') return v === 'true';
+    if (/^\d+$/.test(v)) return Number(v);
+    return v;
   }
 
   get bodyLimitBytes(): number {

@@ -31,7 +31,13 @@ describe('loadConfig', () => {
 
   it('names the bad variable in one line', () => {
     expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(ConfigError);
-    expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(/^PORT .*\(got "abc"\)$/);
+    expect(() => loadConfig({ DATA_DIR: dir(), PORT: 'abc' })).toThrow(
+      /^PORT must be a number \(got "abc"\)$/,
+    );
+    expect(() => loadConfig({ DATA_DIR: dir(), PORT: '80.5' })).toThrow(/^PORT must be a whole number/);
+    expect(() => loadConfig({ DATA_DIR: dir(), PORT: '70000' })).toThrow(
+      /^PORT must not be greater than 65535/,
+    );
     expect(() => loadConfig({ DATA_DIR: dir(), LOG_LEVEL: 'loud' })).toThrow(/^LOG_LEVEL /);
     expect(() => loadConfig({ DATA_DIR: dir(), DATABASE_URL: 'mysql://x' })).toThrow(
       /^DATABASE_URL must be a postgres/,

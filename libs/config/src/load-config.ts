@@ -12,7 +12,12 @@ export class ConfigError extends Error {
 
 function firstProblem(errors: ValidationError[], env: Record<string, string | undefined>): string {
   const e = errors[0];
-  const why = Object.values(e.constraints ?? {})[0] ?? 'is invalid';
+  // A word where a number belongs: say so, not which bound it would break (PORT=abc).
+  const why = e.constraints?.isInt
+    ? /^\s*-?\d+(\.\d+)?\s*$/.test(env[e.property] ?? '')
+      ? 'must be a whole number'
+      : 'must be a number'
+    : (Object.values(e.constraints ?? {})[0] ?? 'is invalid');
   const cleaned = why.replace(new RegExp(`^${e.property} `), '');
   const secret = /KEY|SECRET|PASSWORD|URL/.test(e.property);
   const shown = env[e.property] === undefined || secret ? '' : ` (got "${env[e.property]}")`;

@@ -40,8 +40,21 @@ function runAs(): { uid?: number; gid?: number } {
   }
 }
 
+/** Servers this process started and has not stopped: stopped on a failed start and at exit. */
+const started = new Set<EmbeddedPostgres>();
+let exitHook = false;
+
 export class EmbeddedPostgres {
   private child?: ChildProcess;
+
+  /**
+   * Stops every server this process started (a start that failed after PostgreSQL was up
+   * must not leave it running, orphaned: README "Clean failure").
+   */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...started].map((pg) => pg.stop().catch(() => undefined)));
+  }
+
   private readonly user: string;
   private readonly password: string;
 
@@ -146,6 +159,16 @@ export class EmbeddedPostgres {
       env: { ...process.env, LC_MESSAGES: 'C' },
     });
     this.child = child;
+    started.add(this);
+    if (!exitHook) {
+      // Whatever way this process ends (an uncaught error, process.exit), a fast-shutdown
+      // signal still reaches the server; it then stops on its own. Only SIGKILL escapes
+      // this: the next start stops the leftover (stopLeftover).
+      exitHook = true;
+      process.once('exit', () => {
+        for (const pg of started) pg.child?.kill('SIGINT');
+      });
+    }
     await new Promise<void>((resolvePromise, reject) => {
       let log = '';
       const onData = (chunk: Buffer) => {
@@ -168,6 +191,7 @@ export class EmbeddedPostgres {
   /** Fast shutdown (SIGINT): rolls back open transactions, then exits cleanly. */
   async stop(): Promise<void> {
     const child = this.child;
+    started.delete(this);
     if (!child || child.exitCode !== null) return;
     await new Promise<void>((resolvePromise) => {
       child.once('exit', () => resolvePromise());

@@ -13,6 +13,7 @@ import { InjectRedis, RedisModule, RedisModuleOptions } from '@nestjs-modules/io
 import Redis, { Cluster, ClusterOptions, RedisOptions } from 'ioredis';
 import { AppConfig, RedisTarget } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
+import { endpoint, waitForDependency } from './startup-wait';
 
 /**
  * Shared by the connection options and RedisConnection: once the app closes, no client
@@ -122,7 +123,8 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
     ]).catch(() => redis.disconnect());
   }
 
-  onModuleInit(): void {
+  /** At start, Redis is waited for like PostgreSQL (README "Clean failure"). */
+  async onModuleInit(): Promise<void> {
     const redis = this.redis;
     if (!redis) return;
     // Connection errors show up as failed commands (QUOTA_FAIL_MODE, readiness); one line
@@ -132,6 +134,12 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       this.lastErrorLog = Date.now();
       this.logger.warn(`Redis connection: ${e.message}`);
     });
+    await waitForDependency(
+      this.config.REDIS_URL ? `Redis at ${endpoint(this.config.REDIS_URL)}` : 'Redis',
+      () => redis.ping(),
+      this.config.STARTUP_TIMEOUT_MS,
+      this.logger,
+    );
     this.readiness.register({
       name: 'redis',
       check: async () => {

@@ -6,12 +6,20 @@ export { ReadinessRegistry } from './readiness';
 export type { ReadinessCheck } from './readiness';
 export { REDACT_PATHS, requestIdFor, pinoParams } from './logging';
 export { MetricsService, AUTH_PATHS } from './metrics.service';
-export type { AuthPath, QuotaLevel, QuotaRefusalType, UpstreamOutcome } from './metrics.service';
+export type {
+  AuthPath,
+  AuthThrottleReason,
+  LoginOutcome,
+  QuotaLevel,
+  QuotaRefusalType,
+  UpstreamOutcome,
+} from './metrics.service';
 export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';
 export { GracefulShutdown } from './graceful-shutdown';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';
+export { QuietStartLogger, startLogger } from './startup-logger';
 export {
   AnthropicExceptionFilter,
   anthropicErrorType,

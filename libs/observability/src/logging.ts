@@ -113,7 +113,7 @@ export function logDestination(
     writable: true, // lets pino(destination) recognise it as a stream
     write(line: string) {
       const clean = scrubber.scrub(line);
-      stdout.write(pretty ? pretty(clean) : clean);
+      if (config.LOG_STDOUT) stdout.write(pretty ? pretty(clean) : clean);
       file?.write(clean);
     },
   };

@@ -14,6 +14,11 @@ export const AUTH_PATHS = [
 ] as const;
 export type AuthPath = (typeof AUTH_PATHS)[number];
 
+/** Why a key authentication was refused before any work. */
+export type AuthThrottleReason = 'address_prefix' | 'global' | 'legacy_prefix';
+/** How a login attempt ended. */
+export type LoginOutcome = 'success' | 'failure' | 'throttled' | 'busy';
+
 /** The level whose limit refused a request. */
 export type QuotaLevel = 'tenant' | 'user' | 'key';
 /** What ran out: tokens, budget (USD), requests per minute, or a model not allowed; free text allowed. */
@@ -56,6 +61,24 @@ export class MetricsService {
     name: 'gateway_auth_path_total',
     help: 'Virtual key authentications by resolution path',
     labelNames: ['path'] as const,
+    registers: [this.registry],
+  });
+  private readonly authThrottled = new Counter({
+    name: 'gateway_auth_throttled_total',
+    help: 'Key authentications refused before any work by a limiter, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly logins = new Counter({
+    name: 'gateway_login_attempts_total',
+    help: 'POST /auth/login by outcome (success, failure, throttled, busy)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly bcryptRuns = new Counter({
+    name: 'gateway_bcrypt_compares_total',
+    help: 'bcrypt compares for unauthenticated callers by caller (login, legacy_key) and outcome (run, refused)',
+    labelNames: ['caller', 'outcome'] as const,
     registers: [this.registry],
   });
   private readonly quotaRefusals = new Counter({
@@ -145,6 +168,8 @@ export class MetricsService {
     collectDefaultMetrics({ register: this.registry, prefix: 'gateway_' });
     // Zero series up front so dashboards and rate() see every path from the start.
     for (const path of AUTH_PATHS) this.authPaths.inc({ path }, 0);
+    for (const outcome of ['success', 'failure', 'throttled', 'busy'] as const)
+      this.logins.inc({ outcome }, 0);
     this.ledgerFlushFailures.inc(0);
   }
 
@@ -163,6 +188,21 @@ export class MetricsService {
   /** `metrics.authPath('lru_hit')`: how a virtual key was resolved or refused. */
   authPath(path: AuthPath): void {
     this.authPaths.inc({ path });
+  }
+
+  /** A key authentication refused by a limiter before any work (`address_prefix`, `global`, `legacy_prefix`). */
+  authThrottle(reason: AuthThrottleReason): void {
+    this.authThrottled.inc({ reason });
+  }
+
+  /** One POST /auth/login and how it ended. */
+  login(outcome: LoginOutcome): void {
+    this.logins.inc({ outcome });
+  }
+
+  /** A bcrypt compare for an unauthenticated caller: run, or refused (the gate was full). */
+  bcrypt(caller: string, outcome: 'run' | 'refused'): void {
+    this.bcryptRuns.inc({ caller, outcome });
   }
 
   /** `metrics.quotaRefusal('key', 'budget')`: a request refused by a limit. */

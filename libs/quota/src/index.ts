@@ -13,6 +13,8 @@ export type {
   CompletionAllowance,
   ReservationRef,
   SettleResult,
+  SettleOptions,
+  ReleaseResult,
   LevelUsage,
   RpmState,
   RebuildEntry,
@@ -24,12 +26,22 @@ export { MemoryQuotaStore } from './store/memory-quota.store';
 export { CounterOwnership, SplitBrainError } from './store/counter-ownership';
 export { FailoverWatcher, FAILOVER_POLL_MS, keySlot } from './store/failover-watcher';
 export { LedgerService } from './ledger/ledger.service';
+export { LedgerStreamService, LEDGER_GROUP } from './ledger/ledger-stream.service';
 export type { LedgerRecord } from './ledger/ledger-record';
 export { UsageRecord } from './ledger/usage-record.entity';
 export { ReconciliationService } from './reconciliation.service';
 export type { RebuildReport, CounterChange } from './reconciliation.service';
 export { UsageService } from './usage/usage.service';
-export { levelRef, subjectLevels, rpmKey, MARKER_KEY, tenantMarkerKey } from './keys';
+export {
+  levelRef,
+  subjectLevels,
+  rpmKey,
+  MARKER_KEY,
+  tenantMarkerKey,
+  ledgerStreamKey,
+  settledKey,
+  LEDGER_STREAMS_KEY,
+} from './keys';
 export type { LevelRef } from './keys';
 export { periodWindow, localDay } from './periods';
 export type { PeriodWindow } from './periods';

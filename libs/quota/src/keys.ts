@@ -11,6 +11,9 @@ import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota
  *   ...:2026-11-22 / ...:2026-11   the bucket of a daily / monthly reset period
  *   rpm:{T}:K                 sorted set, the key's requests of the last minute
  *   qresv:{T} / qresv:{T}:exp hash of open reservations / their expiries (sorted set)
+ *   qdone:{T}                 sorted set: reservations settled or released lately (id -> until)
+ *   ledger:{T}                stream: usage rows on their way to PostgreSQL (group `ledger`)
+ *   ledger-streams            set of tenant ids whose stream may hold rows (single-key commands only)
  *
  * A key's counters are named by what never changes (tenant and key), not by its owner: a
  * key moved to another user (`keys:assign-owner`, PATCH user_id) keeps its counts, and the
@@ -98,3 +101,8 @@ export const rpmKey = (tenantId: string, apiKeyId: string) =>
   `rpm:{${checkId('tenant', tenantId)}}:${checkId('key', apiKeyId)}`;
 export const reservationsKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}`;
 export const expiriesKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}:exp`;
+export const settledKey = (tenantId: string) => `qdone:{${checkId('tenant', tenantId)}}`;
+/** The tenant's ledger stream: the settle script appends the usage row in the same atomic step. */
+export const ledgerStreamKey = (tenantId: string) => `ledger:{${checkId('tenant', tenantId)}}`;
+/** Discovery set of tenants with a ledger stream (global key: single-key commands only, Cluster-safe). */
+export const LEDGER_STREAMS_KEY = 'ledger-streams';

@@ -3,6 +3,7 @@ import { AppConfig } from '@app/config';
 import { RedisConnection } from '@app/database';
 import { QuotaClock } from './clock';
 import { LedgerRepository } from './ledger/ledger.repository';
+import { LedgerStreamService } from './ledger/ledger-stream.service';
 import { LedgerService } from './ledger/ledger.service';
 import { assertTimeZone } from './periods';
 import { QuotaMetrics } from './quota-metrics';
@@ -37,6 +38,7 @@ import { UsageService } from './usage/usage.service';
     QuotaMetrics,
     LedgerRepository,
     LedgerService,
+    LedgerStreamService,
     UsageRepository,
     UsageService,
     ReconciliationService,
@@ -44,6 +46,14 @@ import { UsageService } from './usage/usage.service';
     CounterOwnership,
     FailoverWatcher,
   ],
-  exports: [QuotaService, QuotaStore, QuotaClock, LedgerService, ReconciliationService, UsageService],
+  exports: [
+    QuotaService,
+    QuotaStore,
+    QuotaClock,
+    LedgerService,
+    LedgerStreamService,
+    ReconciliationService,
+    UsageService,
+  ],
 })
 export class QuotaModule {}

@@ -3,6 +3,7 @@ import { AppConfig, loadConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { ManualClock } from './clock';
 import type { LedgerRecord } from './ledger/ledger-record';
+import type { LedgerStreamService } from './ledger/ledger-stream.service';
 import type { LedgerService } from './ledger/ledger.service';
 import { QuotaMetrics } from './quota-metrics';
 import { QuotaService } from './quota.service';
@@ -46,7 +47,10 @@ function setup(env: Record<string, string> = {}, store: QuotaStore = new MemoryQ
   const dirty: string[] = [];
   const reconciliation = { markDirty: (t: string) => dirty.push(t) } as unknown as ReconciliationService;
   const clock = new ManualClock(Date.parse('2026-11-22T10:00:00Z'));
-  const quota = new QuotaService(store, ledger, reconciliation, clock, config, new QuotaMetrics());
+  // the in-process store admits a tenant once its counters were rebuilt (here: nothing to rebuild)
+  void store.rebuild(T, [], clock.now(), { markTenant: true });
+  const stream = { announce: () => Promise.resolve() } as unknown as LedgerStreamService;
+  const quota = new QuotaService(store, ledger, reconciliation, clock, config, new QuotaMetrics(), stream);
   return { quota, rows, dirty, clock, ledger, store };
 }
 

@@ -4,7 +4,8 @@ import { AppConfig } from '@app/config';
 import { QuotaClock } from './clock';
 import { Dimension, rateLimitHeaders } from './headers';
 import { LevelRef, rpmKey, subjectLevels } from './keys';
-import type { LedgerRecord } from './ledger/ledger-record';
+import { LedgerRecord, serializeRecord } from './ledger/ledger-record';
+import { LedgerStreamService } from './ledger/ledger-stream.service';
 import { LedgerService } from './ledger/ledger.service';
 import { periodWindow } from './periods';
 import { costMicros, microsToUsd, ModelPricing, usdToMicros } from './pricing';
@@ -21,6 +22,7 @@ import {
   ReserveRequest,
   ReserveResult,
   RpmState,
+  SettleOptions,
 } from './store/quota-store';
 
 export const RPM_WINDOW_MS = 60_000;
@@ -177,6 +179,7 @@ export class QuotaService {
     private readonly clock: QuotaClock,
     private readonly config: AppConfig,
     private readonly metrics: QuotaMetrics,
+    private readonly stream: LedgerStreamService,
   ) {}
 
   /** Quota store operations that failed (Redis down), since start. */
@@ -357,8 +360,11 @@ export class QuotaService {
   }
 
   /**
-   * Charges the actual usage (replacing the reservation) and queues the ledger row.
-   * Idempotent per reservation: a second settle or a release after it is ignored.
+   * Charges the actual usage (replacing the reservation) and records the ledger row, durably
+   * before it returns (the completion path answers after it): with Redis the settle script
+   * appends the row to the tenant's ledger stream in the same atomic step; otherwise (or
+   * when Redis fails) the row goes to the local journal (DATA_DIR) and the write queue.
+   * Idempotent per reservation, here (state) and in the store (settled marker).
    */
   async settle(reservation: Reservation, usage: Usage, meta: RequestMeta): Promise<LedgerRecord | null> {
     if (reservation.state !== 'reserved') {
@@ -369,8 +375,23 @@ export class QuotaService {
     const completion = amount('completionTokens', usage.completionTokens);
     const cost = amount('costMicros', usage.costMicros);
     reservation.state = 'settled';
+    // Cached prompt tokens are part of the prompt: a figure above it is the caller's bug, not a charge.
+    const cached = (v: number | undefined) =>
+      typeof v === 'number' && Number.isInteger(v) && v > 0 ? Math.min(v, prompt) : 0;
+    const cacheWriteTokens = cached(usage.cacheWriteTokens);
+    const cacheReadTokens = Math.min(cached(usage.cacheReadTokens), prompt - cacheWriteTokens);
+    const row = this.row(reservation, prompt, completion, cost, meta, { cacheWriteTokens, cacheReadTokens });
+    let carried = false;
     try {
-      const r = await this.store.settle(this.ref(reservation), prompt + completion, cost, this.clock.now());
+      if (this.store.carriesLedger) await this.stream.announce(reservation.tenantId);
+      const r = await this.store.settle(
+        this.ref(reservation),
+        prompt + completion,
+        cost,
+        this.clock.now(),
+        this.settleOptions(row),
+      );
+      carried = this.store.carriesLedger;
       if (r.late) {
         this.logger.warn(
           `reservation ${reservation.id} ${reservation.unchecked ? 'was never counted (store was down)' : 'expired before its settle'}: actual usage added in full`,
@@ -381,30 +402,35 @@ export class QuotaService {
       this.reconciliation.markDirty(reservation.tenantId);
     }
     this.metrics.tokens(meta.model ?? reservation.model, prompt, completion, microsToUsd(cost));
-    // Cached prompt tokens are part of the prompt: a figure above it is the caller's bug, not a charge.
-    const cached = (v: number | undefined) =>
-      typeof v === 'number' && Number.isInteger(v) && v > 0 ? Math.min(v, prompt) : 0;
-    const cacheWriteTokens = cached(usage.cacheWriteTokens);
-    const cacheReadTokens = Math.min(cached(usage.cacheReadTokens), prompt - cacheWriteTokens);
-    return this.record(reservation, prompt, completion, cost, meta, { cacheWriteTokens, cacheReadTokens });
+    if (!carried) this.ledger.enqueue(row);
+    return row;
   }
 
-  /** Gives the reservation back (the provider charged nothing) and queues a zero-usage ledger row. */
+  /** Gives the reservation back (the provider charged nothing) and records a zero-usage ledger row. */
   async release(reservation: Reservation, meta: RequestMeta): Promise<void> {
     if (reservation.state !== 'reserved') return;
     reservation.state = 'released';
+    const row = this.row(reservation, 0, 0, 0, meta);
+    let carried = false;
     if (!reservation.unchecked) {
       try {
-        await this.store.release(this.ref(reservation), this.clock.now());
+        if (this.store.carriesLedger) await this.stream.announce(reservation.tenantId);
+        await this.store.release(this.ref(reservation), this.clock.now(), this.settleOptions(row));
+        carried = this.store.carriesLedger;
       } catch (e) {
         this.storeFailed('release', e);
         this.reconciliation.markDirty(reservation.tenantId);
       }
     }
-    this.record(reservation, 0, 0, 0, meta);
+    if (!carried) this.ledger.enqueue(row);
   }
 
-  private record(
+  private settleOptions(row: LedgerRecord): SettleOptions {
+    return this.store.carriesLedger ? { row: serializeRecord(row) } : {};
+  }
+
+  /** The ledger row of a reservation: its id is the reservation id (one row per request, whatever path it takes). */
+  private row(
     r: Reservation,
     prompt: number,
     completion: number,
@@ -412,9 +438,9 @@ export class QuotaService {
     meta: RequestMeta,
     cached: Pick<LedgerRecord, 'cacheWriteTokens' | 'cacheReadTokens'> = {},
   ): LedgerRecord {
-    const row: LedgerRecord = {
+    return {
       ...cached,
-      id: randomUUID(),
+      id: r.id,
       requestId: meta.requestId ?? null,
       tenantId: r.tenantId,
       userId: r.userId,
@@ -430,8 +456,6 @@ export class QuotaService {
       attempts: meta.attempts ?? 1,
       createdAt: new Date(r.admittedAt),
     };
-    this.ledger.enqueue(row);
-    return row;
   }
 
   /**

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { AppConfig, loadConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { ManualClock } from './clock';
+import type { LedgerStreamService } from './ledger/ledger-stream.service';
 import type { LedgerService } from './ledger/ledger.service';
 import { QuotaMetrics } from './quota-metrics';
 import { QuotaService } from './quota.service';
@@ -35,7 +36,7 @@ class LostStore extends MemoryQuotaStore {
     this.requests.push(req);
     if (req.requireInitialized && !this.marked)
       return Promise.resolve({ ok: false, reason: 'uninitialized' });
-    return super.reserve(req);
+    return super.reserve({ ...req, requireInitialized: false });
   }
 }
 
@@ -69,6 +70,7 @@ function setup(
     new ManualClock(Date.parse('2026-11-22T10:00:00Z')),
     config,
     new QuotaMetrics(),
+    { announce: () => Promise.resolve() } as unknown as LedgerStreamService,
   );
   return { quota, store, calls };
 }
@@ -124,7 +126,7 @@ describe('QuotaService: a store without the tenant counters', () => {
     expect(reservation.unchecked).toBe(true);
   });
 
-  it('the in-process store never loses its counters: requireInitialized admits, onlyIfUninitialized writes nothing', async () => {
+  it('the in-process store starts empty: requireInitialized refuses until the tenant is rebuilt; onlyIfUninitialized writes once', async () => {
     const store = new MemoryQuotaStore();
     const now = Date.now();
     const key = { key: `quota:{${T}}`, value: 42, expireAt: null };
@@ -138,22 +140,27 @@ describe('QuotaService: a store without the tenant counters', () => {
       tokenLimit: null,
       spendLimitMicros: null,
     };
-    const r = await store.reserve({
-      tenantId: T,
-      reservationId: 'r1',
-      now,
-      ttlMs: 1000,
-      tokens: 5,
-      costMicros: 0,
-      levels: [level],
-      requireInitialized: true,
-    });
-    expect(r.ok).toBe(true);
+    const reserve = () =>
+      store.reserve({
+        tenantId: T,
+        reservationId: 'r1',
+        now,
+        ttlMs: 1000,
+        tokens: 5,
+        costMicros: 0,
+        levels: [level],
+        requireInitialized: true,
+      });
+    expect(await reserve()).toEqual({ ok: false, reason: 'uninitialized' });
+    expect(await store.rebuild(T, [key], now, { onlyIfUninitialized: true, markTenant: true })).toEqual([
+      { key: key.key, before: 0, after: 42 },
+    ]);
+    expect((await reserve()).ok).toBe(true);
     expect(await store.rebuild(T, [key], now, { onlyIfUninitialized: true })).toEqual([
-      { key: key.key, before: 5, after: 5 },
+      { key: key.key, before: 47, after: 47 },
     ]);
     expect(await store.rebuild(T, [key], now, { markTenant: true })).toEqual([
-      { key: key.key, before: 5, after: 47 },
+      { key: key.key, before: 47, after: 47 },
     ]);
   });
 });

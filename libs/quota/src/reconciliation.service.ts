@@ -2,12 +2,16 @@ import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, OnModuleIn
 import { AppConfig } from '@app/config';
 import { DomainEvents } from '@app/tenancy';
 import { QuotaClock } from './clock';
-import { levelRef, LevelRef } from './keys';
+import { levelRef } from './keys';
+import { LedgerStreamService } from './ledger/ledger-stream.service';
 import { LedgerService } from './ledger/ledger.service';
 import { periodWindow } from './periods';
 import type { QuotaLevel, QuotaPeriod } from './quota.types';
 import { QuotaStore, RebuildEntry, RebuildOptions } from './store/quota-store';
 import { Sums, UsageRepository } from './usage/usage.repository';
+
+/** Lets other work (requests, health probes) run between slices of a rebuild. */
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 export interface CounterChange {
   level: QuotaLevel;
@@ -27,6 +31,8 @@ export interface RebuildReport {
 /** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
 const CHECK_EVERY_MS = 30_000;
 const CHUNK = 500;
+const PERIODS: QuotaPeriod[] = ['none', 'daily', 'monthly'];
+const ZERO: Sums = { tokens: 0, costMicros: 0 };
 
 interface Owner {
   level: QuotaLevel;
@@ -51,6 +57,8 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
   private readonly logger = new Logger('Reconciliation');
   /** Tenants whose counters missed a write, with the time of the first miss. */
   private readonly dirty = new Map<string, number>();
+  /** Rebuilds in progress per tenant (one at a time per tenant; tenants in parallel). */
+  private readonly locks = new Map<string, Promise<unknown>>();
   private running: Promise<unknown> | null = null;
   private interval?: NodeJS.Timeout;
 
@@ -61,19 +69,28 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     private readonly clock: QuotaClock,
     private readonly config: AppConfig,
     private readonly events: DomainEvents,
+    private readonly stream: LedgerStreamService,
   ) {}
 
   /**
    * A reset period changed (tenant, user or key): the counters move to a new bucket, which
-   * must start from the ledger, not from 0. Runs in the background. Other limit changes need
-   * no rebuild: limits are read at each admission.
+   * must start from the ledger, not from 0. Runs in the background, the tenant's admissions
+   * held meanwhile (its marker is dropped first). A failed rebuild leaves the tenant unmarked
+   * (admissions wait for a rebuild, as after a store loss) and is retried by the periodic pass.
+   * Other limit changes need no rebuild: limits are read at each admission.
    */
   onModuleInit(): void {
-    const later = (tenantId: string) =>
-      void this.rebuild(tenantId).catch((e: Error) =>
-        this.logger.warn(`tenant ${tenantId}: counters not rebuilt after a change (${e.message})`),
-      );
-    this.events.on('quota.period-changed', ({ tenantId }) => later(tenantId));
+    const later = async (tenantId: string) => {
+      try {
+        await this.store.unmarkTenant(tenantId);
+        await this.rebuild(tenantId);
+      } catch (e) {
+        this.logger.warn(
+          `tenant ${tenantId}: counters not rebuilt after a change (${(e as Error).message}); retried by the periodic pass`,
+        );
+      }
+    };
+    this.events.on('quota.period-changed', ({ tenantId }) => void later(tenantId));
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -108,8 +125,13 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     try {
       // Tenants already rebuilt since (QuotaService rebuilds a tenant on its first request)
       // are skipped: rebuilding them again under load could only lose settles racing it.
+      const started = Date.now();
       const reports = await this.rebuild(undefined, { onlyIfUninitialized: true });
-      this.logger.log(`rebuilt the quota counters of ${reports.length} tenant(s) from the ledger`);
+      const counters = reports.reduce((n, r) => n + r.counters.length, 0);
+      this.logger.log(
+        `rebuilt the ${this.store.kind === 'memory' ? 'in-process ' : ''}quota counters of ${reports.length} tenant(s) from the ledger` +
+          ` (${counters} counter(s) with usage in their current period) in ${Date.now() - started} ms`,
+      );
       return true;
     } catch (e) {
       this.logger.error(`rebuilding quota counters failed (${(e as Error).message}); retrying in 30 s`);
@@ -131,104 +153,149 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
         this.logger.warn(`tenant ${tenantId}: counters still not rebuilt (${(e as Error).message})`);
         return;
       }
+      await yieldToLoop();
     }
   }
 
   /**
    * Rebuilds one tenant's counters, or every tenant's (then sets the marker). Returns
-   * before/after per counter for the CLI. Calls are serialised. Each tenant's marker is set
-   * once its counters are rebuilt (QuotaService admits nothing for a tenant without it);
-   * `onlyIfUninitialized` skips a tenant whose marker is already set (another instance
-   * rebuilt it first).
+   * before/after per counter for the CLI. One rebuild per tenant at a time; different
+   * tenants in parallel (a tenant's first request after a loss does not wait for a pass
+   * over every tenant). Each tenant's marker is set once its counters are rebuilt
+   * (QuotaService admits nothing for a tenant without it); `onlyIfUninitialized` skips a
+   * tenant whose marker is already set (another instance rebuilt it first) and writes only
+   * the counters that have ledger rows in their period (the others are absent, i.e. 0).
+   * A tenant whose rebuild fails is left unmarked and retried by the periodic pass.
    */
-  rebuild(
+  async rebuild(
     tenantId?: string,
     opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'> = {},
   ): Promise<RebuildReport[]> {
-    const run = (this.running ?? Promise.resolve()).then(() => this.doRebuild(tenantId, opts));
+    if (tenantId) {
+      await this.flushOwn();
+      const report = await this.rebuildLocked(tenantId, opts);
+      return report ? [report] : [];
+    }
+    const run = (this.running ?? Promise.resolve()).then(() => this.rebuildAll(opts));
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  private async doRebuild(
-    tenantId: string | undefined,
-    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
-  ): Promise<RebuildReport[]> {
+  private async flushOwn(): Promise<void> {
     await this.ledger
-      .flush()
+      .flushQueue()
       .catch((e: Error) =>
         this.logger.warn(
           `rebuild: own ledger queue not flushed (${e.message}); its rows are not counted yet`,
         ),
       );
+  }
+
+  private async rebuildAll(
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
+  ): Promise<RebuildReport[]> {
+    await this.flushOwn();
     const now = this.clock.now();
-    const ids = tenantId ? [tenantId] : await this.repo.tenantIds();
     const reports: RebuildReport[] = [];
-    for (const id of ids) {
-      const report = await this.rebuildTenant(id, now, opts);
+    for (const id of await this.repo.tenantIds()) {
+      const report = await this.rebuildLocked(id, opts);
       if (report) reports.push(report);
     }
-    if (!tenantId) await this.store.markInitialized(now);
+    await this.store.markInitialized(now);
     return reports;
+  }
+
+  private rebuildLocked(
+    tenantId: string,
+    opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
+  ): Promise<RebuildReport | null> {
+    const run = (this.locks.get(tenantId) ?? Promise.resolve())
+      .then(() => this.rebuildTenant(tenantId, opts))
+      .catch(async (e: unknown) => {
+        // admissions of the tenant wait for a rebuild (as after a store loss); retried later
+        await this.store.unmarkTenant(tenantId).catch(() => undefined);
+        this.markDirty(tenantId);
+        throw e;
+      });
+    const settled = run.catch(() => undefined);
+    this.locks.set(tenantId, settled);
+    void settled.then(() => {
+      if (this.locks.get(tenantId) === settled) this.locks.delete(tenantId);
+    });
+    return run;
   }
 
   private async rebuildTenant(
     tenantId: string,
-    now: number,
     opts: Pick<RebuildOptions, 'onlyIfUninitialized' | 'unlessRebuiltSince'>,
   ): Promise<RebuildReport | null> {
+    if (opts.onlyIfUninitialized && (await this.store.tenantRebuiltAt(tenantId)) !== null) return null;
     const tenant = await this.repo.tenant(tenantId);
     if (!tenant) return null;
-    const owners: Owner[] = [
-      { level: 'tenant', id: tenant.id, userId: null, period: tenant.quotaPeriod },
-      ...(await this.repo.users(tenantId)).map((u) => ({
-        level: 'user' as const,
-        id: u.id,
-        userId: u.id,
-        period: u.quotaPeriod,
-      })),
-      ...(await this.repo.keys(tenantId)).map((k) => ({
-        level: 'key' as const,
-        id: k.id,
-        userId: k.userId,
-        period: k.quotaPeriod,
-      })),
-    ];
+    // Rows still in the tenant's ledger stream (Redis) go to PostgreSQL first: the sums below
+    // must hold everything the counters count.
+    await this.stream.drainTenant(tenantId);
+    const now = this.clock.now();
     const tz = this.config.QUOTA_TIMEZONE;
-    // One ledger query per (level, period): owners of one level and period share a window.
-    const sums = new Map<string, Sums>();
-    const groups = new Map<string, Owner[]>();
-    for (const o of owners)
-      groups.set(`${o.level}/${o.period}`, [...(groups.get(`${o.level}/${o.period}`) ?? []), o]);
-    for (const group of groups.values()) {
-      const { level, period } = group[0];
-      const w = periodWindow(period, now, tz);
-      const found = await this.repo.sums(
-        tenantId,
-        level,
-        group.map((o) => o.id),
-        w.start,
-        w.end,
-      );
-      for (const [id, s] of found) sums.set(`${level}/${id}`, s);
+    const sparse = opts.onlyIfUninitialized === true;
+    // Owners: the tenant, then users and keys. Sparse: only those with ledger rows in their
+    // current period (one query per level and period, linear in the rows); full (CLI,
+    // dirty tenants, period changes): every user and key, the ones without rows set to 0.
+    const owners: { owner: Owner; sums: Sums }[] = [];
+    const tw = periodWindow(tenant.quotaPeriod, now, tz);
+    const tsum = (await this.repo.sums(tenantId, 'tenant', [tenantId], tw.start, tw.end)).get(tenantId);
+    owners.push({
+      owner: { level: 'tenant', id: tenantId, userId: null, period: tenant.quotaPeriod },
+      sums: tsum ?? ZERO,
+    });
+    for (const level of ['user', 'key'] as const) {
+      const found = new Map<string, { owner: Owner; sums: Sums }>();
+      for (const period of PERIODS) {
+        const w = periodWindow(period, now, tz);
+        for (const r of await this.repo.periodSums(tenantId, level, period, w.start, w.end))
+          found.set(r.id, { owner: { level, id: r.id, userId: r.userId, period }, sums: r.sums });
+      }
+      if (!sparse) {
+        const all =
+          level === 'user'
+            ? (await this.repo.users(tenantId)).map((u) => ({
+                id: u.id,
+                userId: u.id,
+                period: u.quotaPeriod,
+              }))
+            : (await this.repo.keys(tenantId)).map((k) => ({
+                id: k.id,
+                userId: k.userId,
+                period: k.quotaPeriod,
+              }));
+        for (const o of all) if (!found.has(o.id)) found.set(o.id, { owner: { level, ...o }, sums: ZERO });
+      }
+      for (const v of found.values()) owners.push(v);
     }
-    const refs: { owner: Owner; ref: LevelRef }[] = owners.map((o) => ({
-      owner: o,
-      ref: levelRef(o.level, { tenantId, userId: o.userId, apiKeyId: o.id }, { period: o.period }, now, tz),
-    }));
     const counters: CounterChange[] = [];
-    for (let i = 0; i < refs.length; i += CHUNK) {
-      const part = refs.slice(i, i + CHUNK);
-      const entries: RebuildEntry[] = part.flatMap(({ owner, ref }) => {
-        const s = sums.get(`${owner.level}/${owner.id}`) ?? { tokens: 0, costMicros: 0 };
-        return [
-          { key: ref.tokensKey, value: s.tokens, expireAt: ref.expireAt },
-          { key: ref.spendKey, value: s.costMicros, expireAt: ref.expireAt },
-        ];
-      });
+    for (let i = 0; i < owners.length; i += CHUNK) {
+      if (i > 0) await yieldToLoop();
+      const part = owners.slice(i, i + CHUNK).map(({ owner, sums }) => ({
+        owner,
+        sums,
+        ref: levelRef(
+          owner.level,
+          { tenantId, userId: owner.userId, apiKeyId: owner.id },
+          { period: owner.period },
+          now,
+          tz,
+        ),
+      }));
+      const entries: RebuildEntry[] = [];
+      for (const { ref, sums } of part) {
+        entries.push(
+          { key: ref.tokensKey, value: sums.tokens, expireAt: ref.expireAt },
+          { key: ref.spendKey, value: sums.costMicros, expireAt: ref.expireAt },
+        );
+      }
       const changes = await this.store.rebuild(tenantId, entries, now, {
         ...opts,
-        markTenant: i + CHUNK >= refs.length,
+        markTenant: i + CHUNK >= owners.length,
       });
       part.forEach(({ owner, ref }, j) => {
         const t = changes[2 * j];

@@ -37,9 +37,9 @@ export const Authenticated = (options: AuthOptions = {}) =>
           ApiHeader({
             name: 'X-Tenant-ID',
             required: false,
-            schema: { type: 'string', format: 'uuid' },
+            schema: { type: 'string', example: 'acme' },
             description:
-              'Master key only (required with it): the tenant to act in. A JWT acts in its own tenant.',
+              'Master key only (required with it): the tenant to act in, by id or by name. A JWT acts in its own tenant.',
           }),
           ApiNotFoundResponse({
             description: 'Not found (or, with the master key, no active tenant X-Tenant-ID)',

@@ -17,3 +17,7 @@ export { TenantResponse, CreateTenantDto, UpdateTenantDto } from './dto/tenant.d
 export { QuotaFieldsDto, quotaPatch } from './dto/quota-fields.dto';
 export type { QuotaPeriodName } from './dto/quota-fields.dto';
 export { numericColumn } from './numeric-column';
+export { AuditService } from './audit/audit.service';
+export type { AuditActor, AuditRecord, AuditTargetType } from './audit/audit.service';
+export { AuditEntry, AUDIT_ACTOR_TYPES } from './audit/audit-entry.entity';
+export { AuditEntryResponse, AuditPage, AuditQuery } from './audit/audit.dto';

@@ -4,6 +4,7 @@ import { ApiError } from '@app/observability';
 import type { Principal } from './principal';
 
 const PRINCIPAL = 'principal';
+export const CLIENT_IP = 'client-ip';
 
 /**
  * The request's tenant and principal, readable from any service without passing them
@@ -12,6 +13,16 @@ const PRINCIPAL = 'principal';
 @Injectable()
 export class RequestContext {
   constructor(private readonly cls: ClsService) {}
+
+  /** Inside an HTTP request (false at start-up and in the CLI). */
+  get active(): boolean {
+    return this.cls.isActive();
+  }
+
+  /** The caller's address (Express `req.ip`, behind a trusted loopback proxy its X-Forwarded-For). */
+  get clientIp(): string | undefined {
+    return this.cls.isActive() ? this.cls.get<string>(CLIENT_IP) : undefined;
+  }
 
   get requestId(): string | undefined {
     return this.cls.isActive() ? this.cls.getId() : undefined;

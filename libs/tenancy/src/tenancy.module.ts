@@ -2,8 +2,12 @@ import { Global, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
 import type { Request } from 'express';
+import { AuditEntry } from './audit/audit-entry.entity';
+import { AuditController } from './audit/audit.controller';
+import { AuditRepository } from './audit/audit.repository';
+import { AuditService } from './audit/audit.service';
 import { DomainEvents } from './domain-events';
-import { RequestContext } from './request-context';
+import { CLIENT_IP, RequestContext } from './request-context';
 import { Tenant } from './tenant.entity';
 import { TenantsController } from './tenants.controller';
 import { TenantsRepository } from './tenants.repository';
@@ -12,18 +16,19 @@ import { TenantsService } from './tenants.service';
 @Global()
 @Module({
   imports: [
-    TypeOrmModule.forFeature([Tenant]),
+    TypeOrmModule.forFeature([Tenant, AuditEntry]),
     ClsModule.forRoot({
       global: true,
       middleware: {
         mount: true,
         generateId: true,
         idGenerator: (req: Request) => String((req as unknown as { id?: string }).id ?? ''),
+        setup: (cls, req: Request) => cls.set(CLIENT_IP, req.ip),
       },
     }),
   ],
-  controllers: [TenantsController],
-  providers: [TenantsRepository, TenantsService, RequestContext, DomainEvents],
-  exports: [TenantsService, RequestContext, DomainEvents],
+  controllers: [TenantsController, AuditController],
+  providers: [TenantsRepository, TenantsService, RequestContext, DomainEvents, AuditRepository, AuditService],
+  exports: [TenantsService, RequestContext, DomainEvents, AuditService],
 })
 export class TenancyModule {}

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { EntityManager, Repository } from 'typeorm';
 import { Tenant } from './tenant.entity';
 
 /** Tenants are the top of the hierarchy: only the master key reaches these methods. */
@@ -24,7 +24,9 @@ export class TenantsRepository {
     return this.repo.findAndCount({ order: { createdAt: 'ASC' }, skip: offset, take: limit });
   }
 
-  save(tenant: Partial<Tenant>): Promise<Tenant> {
-    return this.repo.save(this.repo.create(tenant));
+  /** `manager`: inside the caller's transaction (the change and its audit entry commit together). */
+  save(tenant: Partial<Tenant>, manager?: EntityManager): Promise<Tenant> {
+    const repo = manager?.getRepository(Tenant) ?? this.repo;
+    return repo.save(repo.create(tenant));
   }
 }

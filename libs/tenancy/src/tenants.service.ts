@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
+import { AuditService } from './audit/audit.service';
 import { quotaPatch } from './dto/quota-fields.dto';
 import { CreateTenantDto, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
 import { Page } from './dto/page.dto';
@@ -7,17 +8,31 @@ import { DomainEvents } from './domain-events';
 import { Tenant } from './tenant.entity';
 import { TenantsRepository } from './tenants.repository';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 @Injectable()
 export class TenantsService {
   constructor(
     private readonly tenants: TenantsRepository,
     private readonly events: DomainEvents,
+    private readonly audit: AuditService,
   ) {}
 
   async create(dto: CreateTenantDto): Promise<Tenant> {
     if (await this.tenants.findByName(dto.name))
       throw ApiError.conflict(`A tenant named "${dto.name}" exists`, 'tenant_exists');
-    return this.tenants.save({ name: dto.name, status: 'active', ...quotaPatch(dto) });
+    return this.audit.transaction(async (m) => {
+      const t = await this.tenants.save({ name: dto.name, status: 'active', ...quotaPatch(dto) }, m);
+      await this.audit.record(m, {
+        action: 'tenant.create',
+        tenantId: t.id,
+        targetType: 'tenant',
+        targetId: t.id,
+        targetLabel: t.name,
+        after: TenantResponse.from(t),
+      });
+      return t;
+    });
   }
 
   async list(offset: number, limit: number): Promise<Page<TenantResponse>> {
@@ -43,12 +58,33 @@ export class TenantsService {
     const patch: Partial<Tenant> = quotaPatch(dto);
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.status !== undefined) patch.status = dto.status;
-    const saved = await this.tenants.save({ ...t, ...patch });
+    const saved = await this.audit.transaction(async (m) => {
+      const row = await this.tenants.save({ ...t, ...patch }, m);
+      await this.audit.record(m, {
+        action: 'tenant.update',
+        tenantId: t.id,
+        targetType: 'tenant',
+        targetId: t.id,
+        targetLabel: row.name,
+        before: TenantResponse.from(t),
+        after: TenantResponse.from(row),
+      });
+      return row;
+    });
     await this.events.emit('tenant.changed', { tenantId: saved.id });
     if (patch.quotaPeriod !== undefined && patch.quotaPeriod !== t.quotaPeriod) {
       await this.events.emit('quota.period-changed', { tenantId: saved.id });
     }
     return saved;
+  }
+
+  /**
+   * X-Tenant-ID: a tenant by id, or by its (case-insensitive) name as the CLI takes it.
+   * An id is tried first, so a tenant named like another's id cannot shadow it.
+   */
+  async findByIdOrName(idOrName: string): Promise<Tenant | null> {
+    const byId = UUID.test(idOrName) ? await this.tenants.findById(idOrName) : null;
+    return byId ?? this.tenants.findByName(idOrName);
   }
 
   /** For guards: is this tenant there and active? */

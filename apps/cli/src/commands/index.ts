@@ -1,3 +1,4 @@
+import { AuditExportCommand } from './audit-export.command';
 import { AssignOwnerCommand } from './assign-owner.command';
 import { BackfillReportCommand } from './backfill-report.command';
 import { DbMigrateCommand } from './db-migrate.command';
@@ -17,5 +18,6 @@ export const COMMANDS = [
   TenantsListCommand,
   UsersCreateCommand,
   QuotaReconcileCommand,
+  AuditExportCommand,
   DbMigrateCommand,
 ];

@@ -37,6 +37,7 @@ export const ADMIN_FILES = [
   'api.js',
   'dom.js',
   'chart.js',
+  'audit.js',
   'favicon.svg',
 ];
 

@@ -1,7 +1,84 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsEmail, IsOptional, IsString, Length, MaxLength } from 'class-validator';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsEmail,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Length,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
 import { IsOmittable, PageMeta, QuotaFieldsDto } from '@app/tenancy';
-import type { User, UserStatus } from '../user.entity';
+import type { KeyDefaults, User, UserStatus } from '../user.entity';
+
+/** A model name as keys' `allowed_models` take it. */
+export const MODEL_NAME = /^[\w.:/@-]{1,100}$/;
+export const MODEL_NAME_MESSAGE = 'each model name must be 1-100 characters of letters, digits and ._:/@-';
+
+/**
+ * An admin's defaults for a user's new keys: applied where a create names none; a member
+ * may only ask for less (lower limits, a subset of the models, an earlier expiry).
+ */
+export class KeyDefaultsDto extends QuotaFieldsDto {
+  @ApiPropertyOptional({ example: 60, nullable: true, type: Number, description: 'Requests per minute' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  rate_limit_rpm?: number | null;
+
+  @ApiPropertyOptional({ example: ['gpt-4o-mini'], nullable: true, type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(MODEL_NAME, { each: true, message: MODEL_NAME_MESSAGE })
+  allowed_models?: string[] | null;
+
+  @ApiPropertyOptional({
+    example: 90,
+    nullable: true,
+    type: Number,
+    description: 'New keys expire after this many days',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(3650)
+  expires_in_days?: number | null;
+}
+
+/** The stored form (only the fields given). */
+export function keyDefaultsFrom(dto: KeyDefaultsDto | null | undefined): KeyDefaults | null {
+  if (!dto) return null;
+  const out: KeyDefaults = {};
+  for (const f of [
+    'quota_limit',
+    'max_budget',
+    'quota_period',
+    'rate_limit_rpm',
+    'allowed_models',
+    'expires_in_days',
+  ] as const) {
+    if (dto[f] !== undefined) (out as Record<string, unknown>)[f] = dto[f];
+  }
+  return out;
+}
+
+const KEY_DEFAULTS_DOC = {
+  type: KeyDefaultsDto,
+  nullable: true,
+  description:
+    "Limits for this user's new keys (admins set them; a member may only ask for less); null = none",
+};
 
 export class CreateUserDto extends QuotaFieldsDto {
   @ApiProperty({ example: 'dev@acme.test' })
@@ -23,6 +100,13 @@ export class CreateUserDto extends QuotaFieldsDto {
   @IsString()
   @Length(1, 100)
   name?: string;
+
+  @ApiPropertyOptional(KEY_DEFAULTS_DOC)
+  @IsOptional()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => KeyDefaultsDto)
+  key_defaults?: KeyDefaultsDto | null;
 }
 
 export class UpdateUserDto extends QuotaFieldsDto {
@@ -47,6 +131,13 @@ export class UpdateUserDto extends QuotaFieldsDto {
   @IsOmittable()
   @IsIn(['active', 'disabled'])
   status?: UserStatus;
+
+  @ApiPropertyOptional(KEY_DEFAULTS_DOC)
+  @IsOptional()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => KeyDefaultsDto)
+  key_defaults?: KeyDefaultsDto | null;
 }
 
 export class UserResponse {
@@ -61,6 +152,7 @@ export class UserResponse {
   @ApiProperty({ type: Number, nullable: true, description: 'USD budget per period; null = unlimited' })
   max_budget: number | null;
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: 'none' | 'daily' | 'monthly';
+  @ApiProperty(KEY_DEFAULTS_DOC) key_defaults: KeyDefaults | null;
   @ApiProperty() created_at: string;
   @ApiProperty() updated_at: string;
 
@@ -75,6 +167,7 @@ export class UserResponse {
       quota_limit: u.quotaLimit ?? null,
       max_budget: u.maxBudget ?? null,
       quota_period: u.quotaPeriod ?? 'none',
+      key_defaults: u.keyDefaults ?? null,
       created_at: u.createdAt.toISOString(),
       updated_at: u.updatedAt.toISOString(),
     };
@@ -95,6 +188,15 @@ export class LoginDto {
   @IsString()
   @Length(1, 200)
   password: string;
+
+  @ApiPropertyOptional({
+    example: 'acme',
+    description: 'Tenant name or id: needed only when the email is a user in several tenants',
+  })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  tenant?: string;
 }
 
 export class LoginResponse {

@@ -5,6 +5,8 @@ import { ApiKeyLookupHash1732000003000 } from './1732000003000-ApiKeyLookupHash'
 import { ApiKeyRotationGrace1732000003500 } from './1732000003500-ApiKeyRotationGrace';
 import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas';
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
+import { AuditLog1795936489416 } from './1795936489416-AuditLog';
+import { UserSessionsAndKeyDefaults1795936671948 } from './1795936671948-UserSessionsAndKeyDefaults';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 
@@ -20,6 +22,8 @@ export const MIGRATIONS = [
   ApiKeyRotationGrace1732000003500,
   TenantUserQuotas1732000004000,
   UsageRecords1732000005000,
+  AuditLog1795936489416,
+  UserSessionsAndKeyDefaults1795936671948,
   UsageRecordsDeploymentAttempts1795939582416,
   UsageRecordCachedTokens1795941326306,
 ];

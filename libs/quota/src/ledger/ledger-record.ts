@@ -23,3 +23,24 @@ export interface LedgerRecord {
   /** When the request was admitted (same reset period as its counters). */
   createdAt: Date;
 }
+
+/** One line of the journal or one stream entry. */
+export function serializeRecord(r: LedgerRecord): string {
+  return JSON.stringify(r);
+}
+
+/** The inverse of serializeRecord; throws on anything that is not a whole record. */
+export function parseRecord(text: string): LedgerRecord {
+  const r = JSON.parse(text) as Omit<LedgerRecord, 'createdAt'> & { createdAt: string };
+  const createdAt = new Date(r.createdAt);
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    typeof r.id !== 'string' ||
+    typeof r.tenantId !== 'string' ||
+    typeof r.apiKeyId !== 'string' ||
+    !Number.isFinite(createdAt.getTime())
+  )
+    throw new Error('not a usage record');
+  return { ...r, createdAt };
+}

@@ -1,12 +1,15 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Pool } from 'pg';
 import { DataSource } from 'typeorm';
+import { AppConfig } from '@app/config';
 import { microsToDecimal } from '../pricing';
 import type { LedgerRecord } from './ledger-record';
 
 /**
  * Writes ledger batches. One statement per batch (atomic on its own): insert the rows,
- * skipping ids already there (a batch retried after a lost commit acknowledgement), then
- * add exactly the inserted rows to api_keys.current_quota_usage and spend, per key.
+ * skipping ids already there (a batch retried after a lost commit acknowledgement, or a row
+ * that reached PostgreSQL by two paths: stream and journal), then add exactly the inserted
+ * rows to api_keys.current_quota_usage and spend, per key.
  */
 const INSERT_BATCH = `
 WITH input AS (
@@ -39,14 +42,56 @@ WITH input AS (
 )
 SELECT (SELECT count(*) FROM inserted)::int AS inserted`;
 
+/** The client-side timeout is this much longer than statement_timeout (the server answers first). */
+const CLIENT_MARGIN_MS = 2000;
+
+/**
+ * Ledger writes use a small pool of their own, with `statement_timeout` (server side) and
+ * `query_timeout` (client side: a PostgreSQL that drops packets never answers), both from
+ * LEDGER_QUERY_TIMEOUT_MS: a write fails in bounded time, so the shutdown flush can give up
+ * and leave the rows in the journal instead of hanging. Admin queries and migrations keep
+ * the main pool without these limits.
+ */
 @Injectable()
-export class LedgerRepository {
-  constructor(private readonly dataSource: DataSource) {}
+export class LedgerRepository implements OnApplicationShutdown {
+  private pool?: Pool;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly config: AppConfig,
+  ) {}
+
+  private get writer(): Pool {
+    if (!this.pool) {
+      const url = (this.dataSource.options as { url?: string }).url;
+      const timeout = this.config.LEDGER_QUERY_TIMEOUT_MS;
+      this.pool = new Pool({
+        connectionString: url,
+        max: 2,
+        connectionTimeoutMillis: Math.min(5000, timeout),
+        statement_timeout: timeout,
+        query_timeout: timeout + CLIENT_MARGIN_MS,
+        idleTimeoutMillis: 10_000,
+        allowExitOnIdle: true,
+      });
+      this.pool.on('error', () => undefined); // an idle client lost: the next query reconnects
+    }
+    return this.pool;
+  }
+
+  /** After the ledger's shutdown flush (beforeApplicationShutdown). */
+  async onApplicationShutdown(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    // A connection stuck on an unanswering server must not hold the shutdown.
+    if (pool)
+      await Promise.race([pool.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+  }
 
   /** Returns how many rows were new. */
   async insertBatch(rows: LedgerRecord[]): Promise<number> {
     const col = <T>(f: (r: LedgerRecord) => T) => rows.map(f);
-    const result = (await this.dataSource.query(INSERT_BATCH, [
+    const result = await this.writer.query<{ inserted: number }>(INSERT_BATCH, [
       col((r) => r.id),
       col((r) => r.requestId),
       col((r) => r.tenantId),
@@ -64,7 +109,7 @@ export class LedgerRepository {
       col((r) => r.attempts ?? 1),
       col((r) => r.cacheWriteTokens ?? 0),
       col((r) => r.cacheReadTokens ?? 0),
-    ])) as { inserted: number }[];
-    return result[0]?.inserted ?? 0;
+    ]);
+    return result.rows[0]?.inserted ?? 0;
   }
 }

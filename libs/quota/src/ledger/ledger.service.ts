@@ -1,11 +1,22 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { AppConfig } from '@app/config';
 import { ReadinessRegistry } from '@app/observability';
 import { QuotaMetrics } from '../quota-metrics';
-import type { LedgerRecord } from './ledger-record';
+import { LedgerRecord, parseRecord, serializeRecord } from './ledger-record';
+import { LedgerStreamService } from './ledger-stream.service';
 import { LedgerRepository } from './ledger.repository';
 
 const MAX_BACKOFF_MS = 5000;
@@ -21,6 +32,14 @@ function isDataError(e: unknown): boolean {
 /**
  * The usage ledger: settled requests are queued in memory and written to usage_records
  * in batches (every LEDGER_FLUSH_MS, or as soon as LEDGER_BATCH_SIZE are waiting).
+ * (With Redis, rows normally travel in the tenant's ledger stream instead, see
+ * LedgerStreamService; this queue then only carries the rows whose settle could not reach Redis.)
+ *
+ * - Journal: every queued row is first appended (write(2), before the settle returns and
+ *   so before the client's answer completes) to DATA_DIR/ledger-spool/journal-*.jsonl.
+ *   A SIGKILL loses nothing: the next start replays the journal. fdatasync runs on every
+ *   flush tick (LEDGER_FLUSH_MS), so a power loss can lose that much. The journal is
+ *   truncated whenever the queue is written out entirely. One instance per DATA_DIR.
  *
  * - PostgreSQL down: the batch stays at the head of the queue and is retried with
  *   exponential backoff (up to 5 s); rows carry their own id, so a retry never doubles one.
@@ -48,12 +67,16 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private lastDropLog = 0;
   private droppedSinceLog = 0;
   private spoolFiles: string[] = [];
+  private journalFd: number | null = null;
+  private journalPath = '';
+  private journalDirty = false;
 
   constructor(
     private readonly repo: LedgerRepository,
     private readonly config: AppConfig,
     private readonly readiness: ReadinessRegistry,
     private readonly metrics: QuotaMetrics,
+    @Optional() private readonly stream?: LedgerStreamService,
   ) {}
 
   /** Records waiting to be written. */
@@ -96,10 +119,11 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     });
     this.metrics.trackLedgerDepth(() => this.queue.length);
     this.loadSpool();
+    this.openJournal();
     this.schedule(this.config.LEDGER_FLUSH_MS);
   }
 
-  /** Queues one record; false (and a loud log) when the queue is full. */
+  /** Journals and queues one record; false (and a loud log) when the queue is full. */
   enqueue(record: LedgerRecord): boolean {
     if (this.closed) return this.spoolLate(record);
     if (this.isFull) {
@@ -119,6 +143,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       }
       return false;
     }
+    this.journal(record);
     this.queue.push(record);
     if (
       this.queue.length >= this.config.LEDGER_BATCH_SIZE &&
@@ -131,10 +156,17 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /**
-   * Writes everything queued so far; rejects on the first failed batch (the queue keeps
-   * it). Calls are serialised, so a batch is never written by two flushes at once.
+   * Writes everything queued so far, and (with Redis) the rows in the ledger streams;
+   * rejects on the first failed batch (the queue keeps it). Calls are serialised, so a batch
+   * is never written by two flushes at once.
    */
-  flush(): Promise<number> {
+  async flush(): Promise<number> {
+    const n = await this.flushQueue();
+    return n + ((await this.stream?.drainAll()) ?? 0);
+  }
+
+  /** Writes the local queue only (rows whose settle did not reach Redis, or every row without Redis). */
+  flushQueue(): Promise<number> {
     const run = this.chain.then(() => this.drain());
     this.chain = run.catch(() => undefined);
     return run;
@@ -158,6 +190,8 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       this.queue.splice(0, batch.length);
       this.written += batch.length;
     }
+    // Synchronously after the loop: the queue is empty, every journaled row is in PostgreSQL.
+    this.truncateJournal();
     if (this.spoolFiles.length) this.removeSpool();
     return n;
   }
@@ -193,8 +227,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
 
   private async tick(): Promise<void> {
     this.timer = undefined;
+    this.syncJournal();
     try {
-      await this.flush();
+      await this.flushQueue();
       if (this.consecutiveFailures) {
         this.logger.log(`ledger writes work again after ${this.consecutiveFailures} failed attempt(s)`);
       }
@@ -222,19 +257,23 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     const deadline = Date.now() + Math.min(this.config.SHUTDOWN_GRACE_MS, SHUTDOWN_FLUSH_MAX_MS);
     let delay = 100;
     for (;;) {
-      try {
-        await this.flush();
+      // A write that never answers (PostgreSQL black-holed) must not hold the shutdown past the
+      // deadline: the query timeouts bound it, and so does this race.
+      const left = deadline - Date.now();
+      const error = await Promise.race([
+        this.flushQueue().then(() => null),
+        sleep(Math.max(0, left)).then(() => new Error(`no answer within ${Math.max(0, left)} ms`)),
+      ]).catch((e: Error) => e);
+      if (!error) break;
+      if (Date.now() + delay > deadline) {
+        this.keepJournal(error.message);
         break;
-      } catch (e) {
-        if (Date.now() + delay > deadline) {
-          this.spool((e as Error).message);
-          break;
-        }
-        await sleep(delay);
-        delay = Math.min(delay * 2, 2000);
       }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
     }
     this.closed = true;
+    this.closeJournal();
   }
 
   /** A request settled after the shutdown flush (the pool is about to close): keep its row on disk. */
@@ -242,7 +281,13 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     const file = join(this.spoolDir, `ledger-late-${process.pid}.jsonl`);
     try {
       mkdirSync(this.spoolDir, { recursive: true });
-      appendFileSync(file, JSON.stringify(record) + '\n', { mode: 0o600 });
+      const fd = openSync(file, 'a', 0o600);
+      try {
+        writeSync(fd, serializeRecord(record) + '\n');
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
       this.logger.warn(
         `usage record of request ${record.requestId ?? '-'} settled after shutdown: saved to ${file}`,
       );
@@ -261,15 +306,80 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     return join(this.config.DATA_DIR, 'ledger-spool');
   }
 
-  private spool(reason: string): void {
+  private openJournal(): void {
+    this.journalPath = join(
+      this.spoolDir,
+      `journal-${Date.now()}-${process.pid}-${randomBytes(3).toString('hex')}.jsonl`,
+    );
+    try {
+      mkdirSync(this.spoolDir, { recursive: true });
+      this.journalFd = openSync(this.journalPath, 'a', 0o600);
+    } catch (e) {
+      this.logger.error(
+        `cannot open the ledger journal ${this.journalPath} (${(e as Error).message}): usage rows are held in memory only until written`,
+      );
+    }
+  }
+
+  private journal(record: LedgerRecord): void {
+    if (this.journalFd === null) return;
+    try {
+      writeSync(this.journalFd, serializeRecord(record) + '\n');
+      this.journalDirty = true;
+    } catch (e) {
+      this.logger.error(
+        `ledger journal write failed (${(e as Error).message}): request ${record.requestId ?? '-'} held in memory only`,
+      );
+    }
+  }
+
+  private syncJournal(): void {
+    if (this.journalFd === null || !this.journalDirty) return;
+    try {
+      fdatasyncSync(this.journalFd);
+      this.journalDirty = false;
+    } catch {
+      // the rows are still in the page cache: a process crash loses nothing
+    }
+  }
+
+  private truncateJournal(): void {
+    if (this.journalFd === null || this.queue.length) return;
+    try {
+      ftruncateSync(this.journalFd, 0);
+      this.journalDirty = false;
+    } catch {
+      // kept: the rows are written once again on the next start (inserted once, by id)
+    }
+  }
+
+  private closeJournal(): void {
+    if (this.journalFd === null) return;
+    this.syncJournal();
+    closeSync(this.journalFd);
+    this.journalFd = null;
+    if (!this.queue.length) rmSync(this.journalPath, { force: true });
+  }
+
+  /** Shutdown could not write the queue: it stays in the journal, replayed on the next start. */
+  private keepJournal(reason: string): void {
     if (!this.queue.length) return;
+    if (this.journalFd !== null) {
+      this.logger.error(
+        `shutdown: PostgreSQL unreachable (${reason}); ${this.queue.length} usage record(s) kept in ${this.journalPath}, written on next start`,
+      );
+      return;
+    }
     const file = join(
       this.spoolDir,
       `ledger-${Date.now()}-${process.pid}-${randomBytes(3).toString('hex')}.jsonl`,
     );
     try {
       mkdirSync(this.spoolDir, { recursive: true });
-      writeFileSync(file, this.queue.map((r) => JSON.stringify(r)).join('\n') + '\n', { mode: 0o600 });
+      const fd = openSync(file, 'w', 0o600);
+      writeSync(fd, this.queue.map(serializeRecord).join('\n') + '\n');
+      fdatasyncSync(fd);
+      closeSync(fd);
       this.logger.error(
         `shutdown: PostgreSQL unreachable (${reason}); ${this.queue.length} usage record(s) saved to ${file}, written on next start`,
       );
@@ -280,6 +390,11 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
+  /**
+   * Queues the rows of earlier runs (journals, spools). A line that is not a whole record
+   * (the process died in the middle of an append) is skipped with a warning: nothing here
+   * stops the gateway from starting.
+   */
   private loadSpool(): void {
     let files: string[];
     try {
@@ -289,13 +404,29 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     }
     for (const f of files) {
       const path = join(this.spoolDir, f);
-      const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
-      for (const line of lines) {
-        const r = JSON.parse(line) as LedgerRecord & { createdAt: string };
-        this.queue.push({ ...r, createdAt: new Date(r.createdAt) });
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (e) {
+        this.logger.error(`cannot read the ledger spool ${path} (${(e as Error).message}): left in place`);
+        continue;
       }
+      const lines = text.split('\n');
+      let n = 0;
+      lines.forEach((line, i) => {
+        if (!line.trim()) return;
+        try {
+          this.queue.push(parseRecord(line));
+          n++;
+        } catch {
+          const where = i >= lines.length - 2 ? 'torn last line' : `line ${i + 1}`;
+          this.logger.warn(
+            `ledger spool ${path}: ${where} is not a whole usage record (${line.length} bytes, the process died while writing it?): skipped`,
+          );
+        }
+      });
       this.spoolFiles.push(path);
-      this.logger.warn(`queued ${lines.length} usage record(s) spooled at a previous shutdown (${path})`);
+      if (n) this.logger.warn(`queued ${n} usage record(s) kept by a previous run (${path})`);
     }
   }
 

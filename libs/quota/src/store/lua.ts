@@ -134,12 +134,36 @@ return {'ok', int(g), int(tokens), rpmCount, rpmReset, int(cost), unpack(out)}
 `;
 
 /**
- * KEYS: reservations, expiries, then per level tokens, spend.
- * ARGV: now, id, tokens, cost, then per level expireAt.
- * Returns {late (0|1), t1, s1, ...} (counter values after).
+ * Exactly once (issue 12 item 5): settle and release leave the reservation id in
+ * `qdone:{T}` (sorted set, score = until when it is kept) and do nothing when it is already
+ * there, so a script that ran but whose reply was lost and that ioredis resends after a
+ * reconnect (autoResendUnfulfilledCommands) counts once. The usage row, when given, is
+ * appended to the tenant's ledger stream in the same atomic step (counters and
+ * ledger-in-transit always agree); its id is the reservation id, so PostgreSQL inserts it
+ * once whatever path it takes.
+ */
+const ONCE = `
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
+local function counters(first)
+  local out = {}
+  for j = first, #KEYS do out[#out + 1] = get(KEYS[j]) end
+  return out
+end
+if redis.call('ZSCORE', KEYS[3], ARGV[2]) then return {2, unpack(counters(5))} end
+local function done(ttl, row)
+  redis.call('ZADD', KEYS[3], int(now + tonumber(ttl)), ARGV[2])
+  if row ~= '' then redis.call('XADD', KEYS[4], '*', 'r', row) end
+end
+`;
+
+/**
+ * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend.
+ * ARGV: now, id, tokens, cost, markerTtlMs, row ('' = none), then per level expireAt.
+ * Returns {late (0|1|2 = already settled or released: nothing done), t1, s1, ...} (counter values after).
  */
 export const SETTLE = `${PRELUDE}
 local now = tonumber(ARGV[1])
+${ONCE}
 sweep(KEYS[1], KEYS[2], now)
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 local rt, rc, late = 0, 0, 1
@@ -150,34 +174,41 @@ if raw then
   redis.call('ZREM', KEYS[2], ARGV[2])
 end
 local t, c = tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 4) / 2
 local out = {}
 for i = 1, n do
-  local x = tonumber(ARGV[4 + i])
-  adjust(KEYS[1 + 2 * i], t - rt, x)
-  adjust(KEYS[2 + 2 * i], c - rc, x)
-  out[2 * i - 1], out[2 * i] = get(KEYS[1 + 2 * i]), get(KEYS[2 + 2 * i])
+  local x = tonumber(ARGV[6 + i])
+  adjust(KEYS[3 + 2 * i], t - rt, x)
+  adjust(KEYS[4 + 2 * i], c - rc, x)
+  out[2 * i - 1], out[2 * i] = get(KEYS[3 + 2 * i]), get(KEYS[4 + 2 * i])
 end
+done(ARGV[5], ARGV[6])
 return {late, unpack(out)}
 `;
 
-/** KEYS: reservations, expiries, then per level tokens, spend. ARGV: now, id, per level expireAt. Returns 1 | 0. */
+/**
+ * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend.
+ * ARGV: now, id, markerTtlMs, row ('' = none), then per level expireAt.
+ * Returns {1 released | 0 no open reservation (expired) | 2 already settled or released}.
+ */
 export const RELEASE = `${PRELUDE}
 local now = tonumber(ARGV[1])
+${ONCE}
 sweep(KEYS[1], KEYS[2], now)
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
-if not raw then return 0 end
+done(ARGV[3], ARGV[4])
+if not raw then return {0} end
 local r = cjson.decode(raw)
 local rt, rc = tonumber(r.t), tonumber(r.c)
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 4) / 2
 for i = 1, n do
-  local x = tonumber(ARGV[2 + i])
-  adjust(KEYS[1 + 2 * i], -rt, x)
-  adjust(KEYS[2 + 2 * i], -rc, x)
+  local x = tonumber(ARGV[4 + i])
+  adjust(KEYS[3 + 2 * i], -rt, x)
+  adjust(KEYS[4 + 2 * i], -rc, x)
 end
-return 1
+return {1}
 `;
 
 /** KEYS: reservations, expiries, counters... ARGV: now. Returns the counters' values. */

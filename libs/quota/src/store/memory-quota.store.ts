@@ -4,10 +4,13 @@ import {
   RebuildChange,
   RebuildEntry,
   RebuildOptions,
+  ReleaseResult,
   ReservationRef,
   ReserveRequest,
   ReserveResult,
   RpmState,
+  SETTLED_MARKER_MS,
+  SettleOptions,
   SettleResult,
   SWEEP_LIMIT,
 } from './quota-store';
@@ -26,17 +29,23 @@ interface Held {
 /**
  * The in-process store for one instance (REDIS_URL unset). Every method runs its steps
  * synchronously (no await between check and write), which makes it as atomic as a Lua
- * script. Same key names and semantics as RedisQuotaStore (one contract suite for both),
- * except that it cannot lose a tenant's counters while the process lives (start-up
- * rebuilds them), so `requireInitialized` never refuses.
+ * script. Same key names and semantics as RedisQuotaStore (one contract suite for both).
+ * It starts empty on every start: like a Redis that lost its data, it refuses admissions
+ * (`requireInitialized`) of a tenant until that tenant's counters were rebuilt from the
+ * ledger; the start-up pass rebuilds every tenant before the gateway listens. Usage rows
+ * are not carried here: the LedgerService journals them in DATA_DIR before the settle.
  */
 export class MemoryQuotaStore extends QuotaStore {
   readonly kind = 'memory' as const;
+  readonly carriesLedger = false;
+  /** Reservation ids settled or released lately, with until when they are remembered (insertion order). */
+  private readonly done = new Map<string, number>();
   private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
   private readonly held = new Map<string, Held>();
   private readonly rpmLogs = new Map<string, number[]>();
   private initialized = false;
   private readonly rebuiltAt = new Map<string, number>();
+  private readonly unmarked = new Set<string>();
 
   private get(key: string, now: number): number {
     const c = this.counters.get(key);
@@ -87,6 +96,8 @@ export class MemoryQuotaStore extends QuotaStore {
 
   reserve(req: ReserveRequest): Promise<ReserveResult> {
     const { now } = req;
+    if (req.requireInitialized && !this.isMarked(req.tenantId))
+      return Promise.resolve({ ok: false, reason: 'uninitialized' });
     this.sweep(req.tenantId, now);
     const prior = this.held.get(req.reservationId);
     if (prior) {
@@ -150,7 +161,28 @@ export class MemoryQuotaStore extends QuotaStore {
     };
   }
 
-  settle(ref: ReservationRef, tokens: number, costMicros: number, now: number): Promise<SettleResult> {
+  /** True when `id` was settled or released within its marker's lifetime; else remembers it. */
+  private once(id: string, now: number, opts: SettleOptions): boolean {
+    for (const [k, until] of this.done) {
+      if (until > now) break;
+      this.done.delete(k);
+    }
+    const until = this.done.get(id);
+    if (until !== undefined && until > now) return true;
+    this.done.delete(id); // re-inserted last: the map stays (roughly) in expiry order
+    this.done.set(id, now + (opts.markerTtlMs ?? SETTLED_MARKER_MS));
+    return false;
+  }
+
+  settle(
+    ref: ReservationRef,
+    tokens: number,
+    costMicros: number,
+    now: number,
+    opts: SettleOptions = {},
+  ): Promise<SettleResult> {
+    if (this.once(ref.reservationId, now, opts))
+      return Promise.resolve({ late: false, duplicate: true, usage: this.usage(ref.levels, now) });
     this.sweep(ref.tenantId, now);
     const h = this.held.get(ref.reservationId);
     if (h) this.held.delete(ref.reservationId);
@@ -158,15 +190,36 @@ export class MemoryQuotaStore extends QuotaStore {
       this.adjust(l.tokensKey, tokens - (h?.tokens ?? 0), l.expireAt, now);
       this.adjust(l.spendKey, costMicros - (h?.cost ?? 0), l.expireAt, now);
     }
-    return Promise.resolve({ late: !h, usage: this.usage(ref.levels, now) });
+    return Promise.resolve({ late: !h, duplicate: false, usage: this.usage(ref.levels, now) });
   }
 
-  release(ref: ReservationRef, now: number): Promise<boolean> {
+  release(ref: ReservationRef, now: number, opts: SettleOptions = {}): Promise<ReleaseResult> {
+    if (this.once(ref.reservationId, now, opts)) return Promise.resolve('duplicate');
     this.sweep(ref.tenantId, now);
     const h = this.held.get(ref.reservationId);
-    if (!h) return Promise.resolve(false);
+    if (!h) return Promise.resolve('expired');
     this.unhold(ref.reservationId, h, now);
-    return Promise.resolve(true);
+    return Promise.resolve('released');
+  }
+
+  /**
+   * Rebuilt since start, or (once the start-up pass set the global marker) any tenant not
+   * explicitly unmarked: a tenant created after start has no ledger row this process did
+   * not count (one instance), so it needs no rebuild.
+   */
+  private isMarked(tenantId: string): boolean {
+    if (this.unmarked.has(tenantId)) return false;
+    return this.rebuiltAt.has(tenantId) || this.initialized;
+  }
+
+  unmarkTenant(tenantId: string): Promise<void> {
+    this.unmarked.add(tenantId);
+    this.rebuiltAt.delete(tenantId);
+    return Promise.resolve();
+  }
+
+  tenantRebuiltAt(tenantId: string): Promise<number | null> {
+    return Promise.resolve(this.isMarked(tenantId) ? (this.rebuiltAt.get(tenantId) ?? 0) : null);
   }
 
   read(tenantId: string, keys: string[], now: number): Promise<number[]> {
@@ -189,10 +242,10 @@ export class MemoryQuotaStore extends QuotaStore {
   ): Promise<RebuildChange[]> {
     const rebuiltAt = this.rebuiltAt.get(tenantId) ?? -Infinity;
     if (
-      opts.onlyIfUninitialized ||
+      (opts.onlyIfUninitialized && this.isMarked(tenantId)) ||
       (opts.unlessRebuiltSince !== undefined && rebuiltAt >= opts.unlessRebuiltSince)
     ) {
-      // every tenant is initialized here (see the class comment), or this one was rebuilt since
+      // another caller rebuilt this tenant first, or it was rebuilt since
       return Promise.resolve(
         entries.map((e) => ({ key: e.key, before: this.get(e.key, now), after: this.get(e.key, now) })),
       );
@@ -206,7 +259,10 @@ export class MemoryQuotaStore extends QuotaStore {
         pend.set(k.spendKey, (pend.get(k.spendKey) ?? 0) + h.cost);
       }
     }
-    if (opts.markTenant) this.rebuiltAt.set(tenantId, now);
+    if (opts.markTenant) {
+      this.rebuiltAt.set(tenantId, now);
+      this.unmarked.delete(tenantId);
+    }
     return Promise.resolve(
       entries.map((e) => {
         const before = this.get(e.key, now);
@@ -232,6 +288,8 @@ export class MemoryQuotaStore extends QuotaStore {
     this.held.clear();
     this.rpmLogs.clear();
     this.rebuiltAt.clear();
+    this.unmarked.clear();
+    this.done.clear();
     this.initialized = false;
   }
 }

@@ -31,8 +31,8 @@ export interface ReserveRequest {
   /**
    * Refuse (reason `uninitialized`, nothing written) unless the tenant's counters were
    * rebuilt from the ledger since the store last lost them: its marker is set by
-   * `rebuild(..., { markTenant: true })`. The in-process store never loses its counters
-   * while the process lives (start-up rebuilds them), so it has every tenant initialized.
+   * `rebuild(..., { markTenant: true })`. The in-process store starts empty on every start
+   * and is rebuilt from the ledger (and the local journal) before the first admission.
    */
   requireInitialized?: boolean;
 }
@@ -110,8 +110,26 @@ export interface ReservationRef {
 export interface SettleResult {
   /** true when the reservation had expired (or was lost): the actual amounts were added in full. */
   late: boolean;
+  /** This reservation was already settled or released (a resent command): nothing was done again. */
+  duplicate: boolean;
   usage: LevelUsage[];
 }
+
+/** What settle and release also do, atomically with the counter change. */
+export interface SettleOptions {
+  /**
+   * The usage row (JSON of a LedgerRecord): a store with `carriesLedger` appends it to the
+   * tenant's ledger stream in the same step; the in-process store ignores it.
+   */
+  row?: string;
+  /** How long the "already settled" marker is kept (resends arrive within seconds). */
+  markerTtlMs?: number;
+}
+
+/** Default lifetime of the "already settled or released" marker of a reservation. */
+export const SETTLED_MARKER_MS = 120_000;
+
+export type ReleaseResult = 'released' | 'expired' | 'duplicate';
 
 export interface RebuildEntry {
   key: string;
@@ -143,6 +161,8 @@ export interface RebuildChange {
  */
 export abstract class QuotaStore {
   abstract readonly kind: 'redis' | 'memory';
+  /** settle/release write the usage row atomically with the counters (Redis stream). */
+  abstract readonly carriesLedger: boolean;
 
   /**
    * rpm check, then the allowance (see `ReserveRequest.completion`), then add tokens and cost
@@ -152,16 +172,30 @@ export abstract class QuotaStore {
    */
   abstract reserve(req: ReserveRequest): Promise<ReserveResult>;
 
-  /** Replaces the reserved amounts by the actual ones (or adds them in full when the reservation is gone). */
+  /**
+   * Replaces the reserved amounts by the actual ones (or adds them in full when the
+   * reservation is gone). Exactly once per reservation id: a second settle or release of the
+   * same id (within the marker's lifetime) changes nothing and reports `duplicate`.
+   */
   abstract settle(
     ref: ReservationRef,
     tokens: number,
     costMicros: number,
     now: number,
+    opts?: SettleOptions,
   ): Promise<SettleResult>;
 
-  /** Gives the reserved amounts back; false when the reservation was already gone. */
-  abstract release(ref: ReservationRef, now: number): Promise<boolean>;
+  /** Gives the reserved amounts back, exactly once per reservation id (as settle). */
+  abstract release(ref: ReservationRef, now: number, opts?: SettleOptions): Promise<ReleaseResult>;
+
+  /**
+   * Drops the tenant's marker: its admissions wait for a rebuild (QuotaService rebuilds it
+   * on the next request, the periodic pass retries it), as after a store loss.
+   */
+  abstract unmarkTenant(tenantId: string): Promise<void>;
+
+  /** When the tenant's counters were last rebuilt (its marker), or null when they must be. */
+  abstract tenantRebuiltAt(tenantId: string): Promise<number | null>;
 
   /** Current values of counters (0 when absent), after sweeping expired reservations. */
   abstract read(tenantId: string, keys: string[], now: number): Promise<number[]>;

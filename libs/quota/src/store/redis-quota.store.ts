@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
-import { expiriesKey, MARKER_KEY, reservationsKey, tenantMarkerKey } from '../keys';
+import {
+  expiriesKey,
+  ledgerStreamKey,
+  MARKER_KEY,
+  reservationsKey,
+  settledKey,
+  tenantMarkerKey,
+} from '../keys';
 import { PENDING, READ, REBUILD, RELEASE, RESERVE, SETTLE } from './lua';
 import {
   LevelUsage,
@@ -9,9 +16,12 @@ import {
   RebuildChange,
   RebuildEntry,
   RebuildOptions,
+  ReleaseResult,
   ReservationRef,
   ReserveRequest,
   ReserveResult,
+  SETTLED_MARKER_MS,
+  SettleOptions,
   SettleResult,
 } from './quota-store';
 
@@ -44,6 +54,7 @@ function usageOf(flat: unknown[], from: number): LevelUsage[] {
  */
 export class RedisQuotaStore extends QuotaStore {
   readonly kind = 'redis' as const;
+  readonly carriesLedger = true;
 
   constructor(private readonly redis: Redis | Cluster) {
     super();
@@ -116,25 +127,60 @@ export class RedisQuotaStore extends QuotaStore {
     };
   }
 
-  async settle(ref: ReservationRef, tokens: number, costMicros: number, now: number): Promise<SettleResult> {
-    const keys = [reservationsKey(ref.tenantId), expiriesKey(ref.tenantId)];
-    const args: (string | number)[] = [now, ref.reservationId, tokens, costMicros];
+  private onceKeys(ref: ReservationRef): string[] {
+    const t = ref.tenantId;
+    return [reservationsKey(t), expiriesKey(t), settledKey(t), ledgerStreamKey(t)];
+  }
+
+  async settle(
+    ref: ReservationRef,
+    tokens: number,
+    costMicros: number,
+    now: number,
+    opts: SettleOptions = {},
+  ): Promise<SettleResult> {
+    const keys = this.onceKeys(ref);
+    const args: (string | number)[] = [
+      now,
+      ref.reservationId,
+      tokens,
+      costMicros,
+      opts.markerTtlMs ?? SETTLED_MARKER_MS,
+      opts.row ?? '',
+    ];
     for (const l of ref.levels) {
       keys.push(l.tokensKey, l.spendKey);
       args.push(exp(l.expireAt));
     }
     const r = (await this.run('gwQuotaSettle', keys, args)) as unknown[];
-    return { late: Number(r[0]) === 1, usage: usageOf(r, 1) };
+    const status = Number(r[0]);
+    return { late: status === 1, duplicate: status === 2, usage: usageOf(r, 1) };
   }
 
-  async release(ref: ReservationRef, now: number): Promise<boolean> {
-    const keys = [reservationsKey(ref.tenantId), expiriesKey(ref.tenantId)];
-    const args: (string | number)[] = [now, ref.reservationId];
+  async release(ref: ReservationRef, now: number, opts: SettleOptions = {}): Promise<ReleaseResult> {
+    const keys = this.onceKeys(ref);
+    const args: (string | number)[] = [
+      now,
+      ref.reservationId,
+      opts.markerTtlMs ?? SETTLED_MARKER_MS,
+      opts.row ?? '',
+    ];
     for (const l of ref.levels) {
       keys.push(l.tokensKey, l.spendKey);
       args.push(exp(l.expireAt));
     }
-    return Number(await this.run('gwQuotaRelease', keys, args)) === 1;
+    const r = (await this.run('gwQuotaRelease', keys, args)) as unknown[];
+    const status = Number(r[0]);
+    return status === 1 ? 'released' : status === 2 ? 'duplicate' : 'expired';
+  }
+
+  async unmarkTenant(tenantId: string): Promise<void> {
+    await this.redis.del(tenantMarkerKey(tenantId));
+  }
+
+  async tenantRebuiltAt(tenantId: string): Promise<number | null> {
+    const v = await this.redis.get(tenantMarkerKey(tenantId));
+    return v === null ? null : Number(v);
   }
 
   async read(tenantId: string, keys: string[], now: number): Promise<number[]> {

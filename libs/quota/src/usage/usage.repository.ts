@@ -143,6 +143,54 @@ export class UsageRepository {
     return out;
   }
 
+  /**
+   * Ledger sums in [from, to) of the users or keys whose reset period is `period`, only for
+   * those with rows in it (the others' counters are 0): one indexed pass over the tenant's
+   * rows of the window, whatever the number of keys. Keys come with their owner.
+   */
+  async periodSums(
+    tenantId: string,
+    level: 'user' | 'key',
+    quotaPeriod: QuotaPeriod,
+    from: number | null,
+    to: number | null,
+  ): Promise<{ id: string; userId: string | null; sums: Sums }[]> {
+    const params: unknown[] = [tenantId];
+    const owner =
+      level === 'key'
+        ? 'JOIN api_keys o ON o.id = r.api_key_id AND o.tenant_id = r.tenant_id'
+        : 'JOIN users o ON o.id = r.user_id AND o.tenant_id = r.tenant_id';
+    let where = 'r.tenant_id = $1';
+    if (quotaPeriod === 'none') where += ` AND coalesce(o.quota_period, '') NOT IN ('daily', 'monthly')`;
+    else {
+      params.push(quotaPeriod);
+      where += ` AND o.quota_period = $${params.length}`;
+    }
+    if (from !== null) {
+      params.push(new Date(from).toISOString());
+      where += ` AND r.created_at >= $${params.length}`;
+    }
+    if (to !== null) {
+      params.push(new Date(to).toISOString());
+      where += ` AND r.created_at < $${params.length}`;
+    }
+    const userCol = level === 'key' ? 'o.user_id' : 'o.id';
+    const rows = (await this.db.query(
+      `SELECT o.id AS id, ${userCol} AS user_id,
+              coalesce(sum(r.prompt_tokens::bigint + r.completion_tokens), 0)::text AS tokens,
+              (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
+         FROM usage_records r ${owner}
+        WHERE ${where}
+        GROUP BY o.id, ${userCol}`,
+      params,
+    )) as { id: string; user_id: string | null; tokens: string; micros: string }[];
+    return rows.map((r) => ({
+      id: r.id,
+      userId: r.user_id,
+      sums: { tokens: Number(r.tokens), costMicros: Number(r.micros) },
+    }));
+  }
+
   /** Usage grouped by key, user, model or local day (timeZone), newest days first. */
   async report(tenantId: string, groupBy: GroupBy, f: ReportFilter, timeZone: string): Promise<ReportRow[]> {
     const params: unknown[] = [tenantId, f.from.toISOString(), f.to.toISOString()];

@@ -1,23 +1,41 @@
-// The admin page: sign in, list keys, generate / regenerate / delete, a key's usage chart.
+// The admin page: sign in, list keys, generate / regenerate / delete, a key's usage chart;
+// admins also read the audit log (audit.js).
 // Data from the API is only ever inserted as text (see dom.js).
 import * as API from './api.js';
+import { loadAudit, resetAudit } from './audit.js';
 import { usageChart } from './chart.js';
 import { $, fmtDate, fmtDay, fmtInt, fmtRelative, fmtUsd, h, openDialog, showError } from './dom.js';
 
 const PAGE = 20;
 const state = { offset: 0, total: 0, keys: [], users: new Map() };
 
-const views = { login: $('#login-view'), keys: $('#keys-view') };
-
-function show(view) {
-  views.login.hidden = view !== 'login';
-  views.keys.hidden = view !== 'keys';
-  const user = API.session.user;
-  $('#who').hidden = view !== 'keys';
-  $('#who-text').textContent = user ? `${user.email} (${user.role})` : '';
-}
+const views = { login: $('#login-view'), keys: $('#keys-view'), audit: $('#audit-view') };
 
 const isAdmin = () => API.session.user?.role === 'admin';
+
+function show(view) {
+  for (const [name, el] of Object.entries(views)) el.hidden = view !== name;
+  const user = API.session.user;
+  $('#who').hidden = view === 'login';
+  $('#who-text').textContent = user ? `${user.email} (${user.role})` : '';
+  // Members have no audit log (the API answers 403): no tab to a page they cannot read.
+  $('#views-nav').hidden = view === 'login' || !isAdmin();
+  for (const tab of document.querySelectorAll('#views-nav .tab')) {
+    if (tab.dataset.view === view) tab.setAttribute('aria-current', 'page');
+    else tab.removeAttribute('aria-current');
+  }
+}
+
+$('#nav-keys').addEventListener('click', () => {
+  show('keys');
+  $('#keys-title').focus();
+  loadKeys();
+});
+$('#nav-audit').addEventListener('click', () => {
+  show('audit');
+  $('#audit-title').focus();
+  loadAudit();
+});
 
 // ---- sign in / out -------------------------------------------------------------------
 
@@ -35,7 +53,7 @@ $('#login-form').addEventListener('submit', async (e) => {
   const button = $('#login-submit');
   button.disabled = true;
   try {
-    const res = await API.login(email, password);
+    const res = await API.login(email, password, $('#login-tenant').value.trim());
     API.session.save(res.access_token, res.user);
     $('#login-password').value = '';
     showError($('#login-error'), '');
@@ -54,6 +72,7 @@ function logout(message) {
   state.users.clear();
   state.offset = 0;
   $('#keys-body').replaceChildren();
+  resetAudit();
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
   showLogin(message);
 }

@@ -73,7 +73,8 @@ export async function api(method, path, body) {
   return data;
 }
 
-export const login = (email, password) => api('POST', '/auth/login', { email, password });
+export const login = (email, password, tenant) =>
+  api('POST', '/auth/login', tenant ? { email, password, tenant } : { email, password });
 export const listKeys = (limit, offset) => api('GET', `/api/v1/api-keys?limit=${limit}&offset=${offset}`);
 export const createKey = (body) => api('POST', '/api/v1/api-keys', body);
 export const regenerateKey = (id, graceSeconds) =>
@@ -87,6 +88,13 @@ export const usageByDay = (id, from, to) =>
     'GET',
     `/api/v1/usage?group_by=day&api_key_id=${encodeURIComponent(id)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
   );
+
+export function auditLog({ action, cursor, limit = 50 } = {}) {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (action) q.set('action', action);
+  if (cursor) q.set('cursor', cursor);
+  return api('GET', `/api/v1/audit-log?${q}`);
+}
 
 /** Every user of the tenant (admins only), for the owner column and the owner choice. */
 export async function listAllUsers() {

@@ -1,0 +1,59 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '@app/config';
+import { ApiError, MetricsService } from '@app/observability';
+
+/** Who asked for the compare: a login, or a legacy key's bcrypt fallback. */
+export type BcryptCaller = 'login' | 'legacy_key';
+
+/**
+ * The one door to bcrypt for unauthenticated callers (login and the legacy key fallback):
+ * at most BCRYPT_CONCURRENCY compares run at once and at most BCRYPT_QUEUE wait; beyond
+ * that the caller gets 503 `auth_busy` at once, so a flood never builds a growing queue
+ * and never fills libuv's thread pool (which DNS lookups and file I/O share).
+ */
+@Injectable()
+export class BcryptGate {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  /** Counters since start (tests and the README's work bound read them). */
+  readonly stats = { compares: 0, refused: 0, maxActive: 0 };
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  async run<T>(caller: BcryptCaller, work: () => Promise<T>): Promise<T> {
+    if (this.active >= this.config.BCRYPT_CONCURRENCY) {
+      if (this.waiting.length >= this.config.BCRYPT_QUEUE) {
+        this.stats.refused++;
+        this.metrics.bcrypt(caller, 'refused');
+        throw new ApiError(
+          503,
+          'The server is busy checking credentials; retry in a moment',
+          'server_error',
+          'auth_busy',
+          { 'Retry-After': '1' },
+        );
+      }
+      // The slot is handed over by the finishing compare (active stays counted).
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.active++;
+    }
+    this.stats.maxActive = Math.max(this.stats.maxActive, this.active);
+    this.stats.compares++;
+    this.metrics.bcrypt(caller, 'run');
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}

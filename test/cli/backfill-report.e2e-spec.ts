@@ -12,6 +12,8 @@ interface Seeded {
   legacyAcme: string[];
   legacyBeta: string[];
   upgraded: string[];
+  /** Keys whose permissions hold legacy names (not endpoint scopes). */
+  oldPermissions: string[];
 }
 
 /** Two tenants with legacy keys (no lookup hash) and upgraded ones, and a tenant with none. */
@@ -55,7 +57,12 @@ async function seed(url: string): Promise<Seeded> {
       await key(beta.id, 'new 3', true),
       await key(clean.id, 'new 4', true),
     ];
-    return { acme, beta, clean, legacyAcme, legacyBeta, upgraded };
+    // Imported / legacy permission names: kept, but not scopes (they restrict nothing).
+    await c.query(`UPDATE api_keys SET permissions = '["read", "write"]' WHERE id = $1`, [legacyAcme[0]]);
+    await c.query(`UPDATE api_keys SET permissions = '["chat", "admin"]' WHERE id = $1`, [upgraded[0]]);
+    await c.query(`UPDATE api_keys SET permissions = '["chat"]' WHERE id = $1`, [upgraded[1]]);
+    const oldPermissions = [legacyAcme[0], upgraded[0]];
+    return { acme, beta, clean, legacyAcme, legacyBeta, upgraded, oldPermissions };
   });
 }
 
@@ -63,6 +70,7 @@ interface ReportJson {
   tenant: { id: string; name: string } | null;
   count: number;
   keys: { id: string; name: string; key_prefix: string; user_id: string | null; tenant_name: string }[];
+  ignored_permissions: { count: number; keys: { id: string; ignored: string[]; scopes: string[] | null }[] };
 }
 
 describe('keys:backfill-report (compiled CLI, real PostgreSQL)', () => {
@@ -86,8 +94,10 @@ describe('keys:backfill-report (compiled CLI, real PostgreSQL)', () => {
       /Key ID +\| Name +\| Key Prefix +\| User ID +\| Tenant +\| Last used \(UTC\) +\| Created \(UTC\)/,
     );
     for (const id of [...s.legacyAcme, ...s.legacyBeta]) expect(r.stdout).toContain(id);
-    for (const id of s.upgraded) expect(r.stdout).not.toContain(id);
-    const rows = r.stdout.split('\n').filter((l) => /^[0-9a-f]{8}-/.test(l));
+    // the legacy-key table ends where the permissions section (tested below) starts
+    const [legacyPart] = r.stdout.split(/^\d+ API keys? hold permission names/m);
+    for (const id of s.upgraded) expect(legacyPart).not.toContain(id);
+    const rows = legacyPart.split('\n').filter((l) => /^[0-9a-f]{8}-/.test(l));
     expect(rows).toHaveLength(6);
     expect(r.stdout).toContain('(no owner)');
     expect(r.stdout).toContain('POST /api/v1/api-keys/{key_id}/regenerate');
@@ -133,7 +143,31 @@ describe('keys:backfill-report (compiled CLI, real PostgreSQL)', () => {
     const json = JSON.parse(
       (await runCli(['keys:backfill-report', '--json', '--tenant', s.clean.id], { env })).stdout,
     ) as ReportJson;
-    expect(json).toEqual({ tenant: { id: s.clean.id, name: s.clean.name }, count: 0, keys: [] });
+    expect(json).toEqual({
+      tenant: { id: s.clean.id, name: s.clean.name },
+      count: 0,
+      keys: [],
+      ignored_permissions: { count: 0, keys: [] },
+    });
+  });
+
+  it('says which keys hold permission names that are not scopes, and that they restrict nothing', async () => {
+    const r = await runCli(['keys:backfill-report', '--tenant', s.acme.name], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^2 API keys in tenant .* hold permission names that are not endpoint scopes/m);
+    expect(r.stdout).toMatch(/restrict nothing/);
+    const lines = r.stdout.split('\n');
+    const legacyLine = lines.filter((l) => l.startsWith(s.oldPermissions[0]));
+    expect(legacyLine.some((l) => /read, write\s+\|\s+every endpoint/.test(l))).toBe(true);
+    expect(lines.some((l) => l.startsWith(s.oldPermissions[1]) && /admin\s+\|\s+chat/.test(l))).toBe(true);
+
+    const json = JSON.parse(
+      (await runCli(['keys:backfill-report', '--json', '--tenant', s.acme.id], { env })).stdout,
+    ) as ReportJson;
+    expect(json.ignored_permissions.count).toBe(2);
+    const byId = new Map(json.ignored_permissions.keys.map((k) => [k.id, k]));
+    expect(byId.get(s.oldPermissions[0])).toMatchObject({ ignored: ['read', 'write'], scopes: null });
+    expect(byId.get(s.oldPermissions[1])).toMatchObject({ ignored: ['admin'], scopes: ['chat'] });
   });
 
   it('an unknown tenant is one line and exit 1', async () => {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 export interface RecordedRequest {
   /** Bytes of answer written so far (the `flood` model). */
   written: number;
+  method: string;
   path: string;
   headers: IncomingMessage['headers'];
   body: Record<string, any>;
@@ -41,6 +42,7 @@ export async function serve(handler: Handler, port = 0): Promise<FakeUpstream> {
     req.on('end', () => {
       const rec: RecordedRequest = {
         written: 0,
+        method: req.method ?? '',
         path: req.url ?? '',
         headers: req.headers,
         body: raw ? JSON.parse(raw) : {},
@@ -152,6 +154,8 @@ export async function switchableUpstream(): Promise<SwitchableUpstream> {
 function openAiHandler(): Handler {
   const served = new Map<string, number>();
   return (rec, res) => {
+    if (rec.path.endsWith('/embeddings')) return fakeEmbeddings(rec, res);
+    if (rec.path.includes('/responses')) return fakeResponses(rec, res);
     const model: string = rec.body.model;
     served.set(model, (served.get(model) ?? 0) + 1);
     const late = /^late-(\d+)$/.exec(model);
@@ -389,6 +393,134 @@ function toolCall(rec: RecordedRequest, res: ServerResponse, name: string, usage
   sse(res, chunk({}, 'tool_calls'));
   sse(res, { id, object: 'chat.completion.chunk', created: 1, model: rec.body.model, choices: [], usage });
   sse(res, '[DONE]');
+  res.end();
+}
+
+/** Tokens the fake reports per embeddings input (whatever the text): the ledger must show exactly this. */
+export const FAKE_EMBEDDING_TOKENS_PER_INPUT = 7;
+export const FAKE_EMBEDDING_DIMENSIONS = 8;
+
+/** OpenAI embeddings: vector i is [i, i+1, ...]/10 (or base64 float32 when asked); fail-400 for model `embed-bad`. */
+function fakeEmbeddings(rec: RecordedRequest, res: ServerResponse): void {
+  const { model, input, encoding_format: format, dimensions } = rec.body;
+  if (model === 'embed-bad') {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'bad input', type: 'invalid_request_error', code: 'bad' } }));
+    return;
+  }
+  const inputs: unknown[] = typeof input === 'string' || typeof input?.[0] === 'number' ? [input] : input;
+  const dims = dimensions ?? FAKE_EMBEDDING_DIMENSIONS;
+  const data = inputs.map((_, index) => {
+    const v = Array.from({ length: dims }, (_x, j) => (index + j) / 10);
+    return {
+      object: 'embedding',
+      index,
+      embedding: format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+    };
+  });
+  const tokens = inputs.length * FAKE_EMBEDDING_TOKENS_PER_INPUT;
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify({ object: 'list', data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } }),
+  );
+}
+
+export const FAKE_RESPONSE_TEXT = 'A response from the fake upstream.';
+/** What the fake reports for every response: the ledger must show exactly input and output. */
+export const FAKE_RESPONSE_USAGE = {
+  input_tokens: 23,
+  input_tokens_details: { cached_tokens: 3 },
+  output_tokens: 11,
+  output_tokens_details: { reasoning_tokens: 2 },
+  total_tokens: 34,
+};
+const fakeStored = new Map<string, Record<string, unknown>>();
+let fakeResponseCount = 0;
+
+/**
+ * OpenAI Responses: POST /responses (model `resp-fake`; `resp-bad` answers 400), streamed or
+ * not; GET and DELETE /responses/{id} of what it made; POST .../cancel answers 400 (not background).
+ */
+function fakeResponses(rec: RecordedRequest, res: ServerResponse): void {
+  const json = (status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const m = /\/responses\/([^/?]+)(\/cancel)?/.exec(rec.path);
+  if (m) {
+    const found = fakeStored.get(m[1]);
+    const missing = {
+      error: {
+        message: `No response found with id '${m[1]}'.`,
+        type: 'invalid_request_error',
+        param: null,
+        code: null,
+      },
+    };
+    if (!found) return json(404, missing);
+    if (m[2])
+      return json(400, {
+        error: {
+          message: 'Cannot cancel a synchronous response.',
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+    if (rec.method === 'DELETE') {
+      fakeStored.delete(m[1]);
+      return json(200, { id: m[1], object: 'response.deleted', deleted: true });
+    }
+    return json(200, found);
+  }
+  const { model, stream } = rec.body;
+  if (model === 'resp-bad')
+    return json(400, {
+      error: { message: 'Unsupported parameter', type: 'invalid_request_error', param: 'input', code: null },
+    });
+  const id = `resp_fake${++fakeResponseCount}${Date.now()}`;
+  const msgId = `msg_fake${fakeResponseCount}`;
+  const message = {
+    type: 'message',
+    id: msgId,
+    status: 'completed',
+    role: 'assistant',
+    content: [{ type: 'output_text', text: FAKE_RESPONSE_TEXT, annotations: [] }],
+  };
+  const response = {
+    id,
+    object: 'response',
+    created_at: 1700000000,
+    status: 'completed',
+    error: null,
+    incomplete_details: null,
+    model,
+    output: [message],
+    max_output_tokens: rec.body.max_output_tokens ?? null,
+    previous_response_id: rec.body.previous_response_id ?? null,
+    usage: FAKE_RESPONSE_USAGE,
+  };
+  if (rec.body.store !== false) fakeStored.set(id, response);
+  if (!stream) return json(200, response);
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  let seq = 0;
+  const ev = (type: string, fields: object) =>
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...fields })}\n\n`);
+  const pending = { ...response, status: 'in_progress', output: [], usage: null };
+  ev('response.created', { response: pending });
+  ev('response.in_progress', { response: pending });
+  ev('response.output_item.added', {
+    output_index: 0,
+    item: { ...message, status: 'in_progress', content: [] },
+  });
+  const at = { item_id: msgId, output_index: 0, content_index: 0 };
+  ev('response.content_part.added', { ...at, part: { type: 'output_text', text: '', annotations: [] } });
+  for (const w of words(FAKE_RESPONSE_TEXT)) ev('response.output_text.delta', { ...at, delta: w });
+  if (model === 'resp-die-mid-stream') return void setTimeout(() => res.socket?.destroy(), 20);
+  ev('response.output_text.done', { ...at, text: FAKE_RESPONSE_TEXT });
+  ev('response.content_part.done', { ...at, part: message.content[0] });
+  ev('response.output_item.done', { output_index: 0, item: message });
+  ev('response.completed', { response });
   res.end();
 }
 

@@ -11,6 +11,7 @@ import {
   CompletionCaller,
   CompletionsService,
   DeploymentRouter,
+  ExchangeRunner,
   loadRoutingTable,
   MeteredUsage,
   ProviderRegistry,
@@ -128,6 +129,25 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
         },
       }),
       'mock-gpt': { aliases: ['gpt-4o-mini'], deployments: [{ provider: 'mock', pricing: price }] },
+      'embed-fake': one({
+        ...openai('embed-fake'),
+        pricing: { ...price, embedding_per_million: 0.5 },
+        endpoints: ['embeddings'],
+      }),
+      'embed-bad': one(openai('embed-bad')),
+      'chat-only': one({ ...openai('echo'), endpoints: ['chat'] }),
+      'resp-fake': one(openai('resp-fake')),
+      'resp-bad': one(openai('resp-bad')),
+      'resp-die': one(openai('resp-die-mid-stream')),
+      // Embeddings and responses share chat's attempt loop: the first deployment refuses connections.
+      'embed-fallover': {
+        deployments: [openai('embed-fake', dead), openai('embed-fake')].map((d) => ({
+          ...d,
+          pricing: { ...price, embedding_per_million: 0.5 },
+          endpoints: ['embeddings'],
+        })),
+      },
+      'resp-fallover': { deployments: [openai('resp-fake', dead), openai('resp-fake')] },
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');
@@ -183,6 +203,7 @@ export async function serviceHarness(
       { provide: RoutingTable, useValue: loadRoutingTable(config.MODELS_FILE) },
       ProviderRegistry,
       DeploymentRouter,
+      ExchangeRunner,
       CompletionsService,
       MetricsService,
       ReadinessRegistry,
@@ -208,6 +229,7 @@ export async function serviceHarness(
         keyPrefix: 'sk-test',
         allowedModels: typeof allowed === 'string' ? allowed.split(',').filter(Boolean) : null,
         rateLimitRpm: null,
+        scopes: null,
         limits: { tenant: unlimited, user: null, key: unlimited },
       };
       const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {

@@ -423,7 +423,13 @@ describe('completions service against fake upstreams', () => {
         await fetch(`${h.url}/v1/models`, { headers: { 'x-allowed-models': 'mock-gpt' } }),
       );
       expect(some.data).toEqual([
-        { id: 'mock-gpt', object: 'model', created: expect.any(Number), owned_by: 'mock' },
+        {
+          id: 'mock-gpt',
+          object: 'model',
+          created: expect.any(Number),
+          owned_by: 'mock',
+          endpoints: ['chat', 'embeddings', 'responses'],
+        },
       ]);
     });
   });

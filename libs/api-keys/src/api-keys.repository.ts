@@ -15,6 +15,7 @@ export interface KeyAuthRow {
   quota_period: string;
   rate_limit_rpm: number | null;
   allowed_models: string[] | null;
+  permissions: unknown;
   expires_at: Date | null;
   revoked_at: Date | null;
   /** false when matched through previous_lookup_hash (regenerated, in its grace period). */
@@ -32,7 +33,7 @@ export interface KeyAuthRow {
 
 const AUTH_COLUMNS = `
   k.id, k.tenant_id, k.user_id, k.name, k.key_prefix, k.quota_limit, k.max_budget, k.quota_period,
-  k.rate_limit_rpm, k.allowed_models, k.expires_at, k.revoked_at, k.previous_expires_at,
+  k.rate_limit_rpm, k.allowed_models, k.permissions, k.expires_at, k.revoked_at, k.previous_expires_at,
   t.status AS tenant_status, t.quota_limit AS t_quota_limit, t.max_budget AS t_max_budget, t.quota_period AS t_quota_period,
   u.status AS user_status, u.quota_limit AS u_quota_limit, u.max_budget AS u_max_budget, u.quota_period AS u_quota_period`;
 
@@ -46,6 +47,16 @@ export interface LegacyKeyRow {
   tenant_name: string;
   last_used_at: Date | null;
   created_at: Date;
+}
+
+/** A key whose permissions hold names that are not endpoint scopes. */
+export interface IgnoredPermissionsRow {
+  id: string;
+  name: string;
+  key_prefix: string;
+  tenant_id: string;
+  tenant_name: string;
+  permissions: unknown;
 }
 
 /** A key without an owner, with the counters assign-owner resets. */
@@ -217,6 +228,32 @@ export class ApiKeysRepository {
    * rows come through a server-side cursor, `batchSize` at a time, so memory stays flat
    * however many keys wait. `tenantId` null = every tenant.
    */
+  /**
+   * Keys whose stored permissions hold names that are not endpoint scopes (legacy or
+   * imported keys): how many, and the newest `limit` of them. Read only.
+   */
+  async findIgnoredPermissions(
+    tenantId: string | null,
+    scopes: readonly string[],
+    limit: number,
+  ): Promise<{ count: number; rows: IgnoredPermissionsRow[] }> {
+    const where = `jsonb_typeof(k.permissions) = 'array'
+        AND EXISTS (SELECT 1 FROM jsonb_array_elements(k.permissions) p
+                     WHERE jsonb_typeof(p) <> 'string' OR NOT (p #>> '{}' = ANY($2::text[])))
+        AND ($1::uuid IS NULL OR k.tenant_id = $1)`;
+    const [[{ count }], rows] = (await Promise.all([
+      this.db.query(`SELECT count(*)::int AS count FROM api_keys k WHERE ${where}`, [tenantId, scopes]),
+      this.db.query(
+        `SELECT k.id, k.name, k.key_prefix, k.tenant_id, t.name AS tenant_name, k.permissions
+           FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+          WHERE ${where}
+          ORDER BY k.created_at DESC, k.id LIMIT $3`,
+        [tenantId, scopes, limit],
+      ),
+    ])) as [{ count: number }[], IgnoredPermissionsRow[]];
+    return { count, rows };
+  }
+
   async readLegacyKeys(
     tenantId: string | null,
     onCount: (count: number) => Promise<void> | void,

@@ -19,6 +19,7 @@ import { KeyCache } from './key-cache';
 import { applyKeyDefaults } from './key-defaults';
 import { displayPrefix, generateKey, lookupHash } from './key-format';
 import type { KeyPrincipal } from './key-principal';
+import { scopesOf } from './scopes';
 
 /** A logged-in user below admin: their own keys, within their defaults (README "Virtual API keys", who may do what). */
 const isMember = (p: Principal | undefined): p is Principal & { kind: 'user' } =>
@@ -30,6 +31,7 @@ const LIMIT_FIELDS = [
   'quota_period',
   'rate_limit_rpm',
   'allowed_models',
+  'permissions',
 ] as const;
 
 /** Key lifecycle for the admin API and the CLI. Every change evicts the key from every cache. */
@@ -87,6 +89,7 @@ export class ApiKeysService implements OnModuleInit {
     const patch: Partial<ApiKey> = quotaPatch(dto);
     if (dto.rate_limit_rpm !== undefined) patch.rateLimitRpm = dto.rate_limit_rpm;
     if (dto.allowed_models !== undefined) patch.allowedModels = dto.allowed_models;
+    if (dto.permissions !== undefined) patch.permissions = dto.permissions ?? [];
     if (dto.expires_at !== undefined)
       patch.expiresAt = dto.expires_at === null ? null : new Date(dto.expires_at);
     return patch;
@@ -187,7 +190,10 @@ export class ApiKeysService implements OnModuleInit {
     const key = await this.get(id);
     const changesLimits = LIMIT_FIELDS.some((f) => dto[f] !== undefined);
     if (changesLimits && isMember(p)) {
-      throw ApiError.forbidden("Only admins change a key's limits and models", 'limits_admin_only');
+      throw ApiError.forbidden(
+        "Only admins change a key's limits, models and permissions",
+        'limits_admin_only',
+      );
     }
     // A member may set or bring forward an expiry, never push it back or remove it.
     if (dto.expires_at !== undefined && isMember(p) && key.expiresAt) {
@@ -274,6 +280,7 @@ export class ApiKeysService implements OnModuleInit {
       quota_period: k.quotaPeriod,
       rate_limit_rpm: k.rateLimitRpm,
       allowed_models: k.allowedModels,
+      scopes: scopesOf(k.permissions).scopes,
       expires_at: k.expiresAt ? k.expiresAt.toISOString() : null,
     };
   }

@@ -7,6 +7,7 @@ import { AuthFailureLimiter } from './auth-failures';
 import { KeyAuthEntry, KeyCache } from './key-cache';
 import { displayPrefix, hasValidChecksum, isCurrentFormat, lookupHash } from './key-format';
 import type { KeyPrincipal, LimitSpec, QuotaPeriod } from './key-principal';
+import { scopesOf } from './scopes';
 
 const num = (v: string | null | undefined): number | null =>
   v === null || v === undefined ? null : Number(v);
@@ -27,6 +28,7 @@ export function entryFromRow(row: KeyAuthRow): KeyAuthEntry {
     keyPrefix: row.key_prefix,
     allowedModels: row.allowed_models,
     rateLimitRpm: row.rate_limit_rpm,
+    scopes: scopesOf(row.permissions).scopes,
     limits: {
       tenant: limit(row.t_quota_limit, row.t_max_budget, row.t_quota_period),
       user: row.user_id ? limit(row.u_quota_limit, row.u_max_budget, row.u_quota_period) : null,

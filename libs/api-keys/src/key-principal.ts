@@ -1,4 +1,5 @@
 import type { Principal } from '@app/tenancy';
+import type { KeyScope } from './scopes';
 
 export type QuotaPeriod = 'none' | 'daily' | 'monthly';
 
@@ -21,5 +22,7 @@ export interface KeyPrincipal extends Principal {
   /** null = every model. */
   allowedModels: string[] | null;
   rateLimitRpm: number | null;
+  /** Endpoint scopes from `permissions` (scopes.ts); null = every endpoint. */
+  scopes: KeyScope[] | null;
   limits: { tenant: LimitSpec; user: LimitSpec | null; key: LimitSpec };
 }

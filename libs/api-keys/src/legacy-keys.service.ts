@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
 import { ApiKeysRepository, LegacyKeyRow, OwnerlessKeyRow } from './api-keys.repository';
 import { KeyCache } from './key-cache';
+import { KEY_SCOPES, scopesOf } from './scopes';
 
 /** A key still without a lookup hash, as the backfill report shows it. */
 export interface LegacyKeyView {
@@ -25,6 +26,19 @@ export interface OwnerlessKeyView {
   current_quota_usage: number;
   spend: number;
   created_at: string;
+}
+
+/** A key whose stored permissions hold names that are not endpoint scopes: they restrict nothing. */
+export interface IgnoredPermissionsView {
+  id: string;
+  name: string;
+  key_prefix: string;
+  tenant_name: string;
+  permissions: unknown;
+  /** The stored names that are not scopes. */
+  ignored: string[];
+  /** What the key may call: its scopes, or null = every endpoint. */
+  scopes: string[] | null;
 }
 
 export interface BackfillReportVisitor {
@@ -89,6 +103,27 @@ export class LegacyKeysService {
       (rows) => visitor.rows(rows.map(legacyView)),
       batchSize,
     );
+  }
+
+  /** Keys whose permissions hold non-scope names (legacy, imported): at most `limit` listed. */
+  async ignoredPermissions(
+    tenantId: string | null,
+    limit = 100,
+  ): Promise<{ count: number; keys: IgnoredPermissionsView[] }> {
+    const { count, rows } = await this.keys.findIgnoredPermissions(tenantId, KEY_SCOPES, limit);
+    const keys = rows.map((r) => {
+      const { scopes, ignored } = scopesOf(r.permissions);
+      return {
+        id: r.id,
+        name: r.name,
+        key_prefix: r.key_prefix,
+        tenant_name: r.tenant_name,
+        permissions: r.permissions,
+        ignored: ignored.length ? ignored : ['(not a string)'],
+        scopes,
+      };
+    });
+    return { count, keys };
   }
 
   async ownerless(tenantId: string): Promise<OwnerlessKeyView[]> {

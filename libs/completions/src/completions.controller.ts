@@ -1,21 +1,9 @@
-import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
-import {
-  ApiBadGatewayResponse,
-  ApiBadRequestResponse,
-  ApiBody,
-  ApiForbiddenResponse,
-  ApiGatewayTimeoutResponse,
-  ApiNotFoundResponse,
-  ApiOkResponse,
-  ApiOperation,
-  ApiProduces,
-  ApiServiceUnavailableResponse,
-  ApiTags,
-  ApiTooManyRequestsResponse,
-} from '@nestjs/swagger';
+import { Body, Controller, Get, Post, Req, Res } from '@nestjs/common';
+import { ApiBody, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal } from '@app/api-keys';
+import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal, RequireScope } from '@app/api-keys';
 import { CompletionsService } from './completions.service';
+import { MeteredRoute } from './metered-route';
 import { ChatCompletionDoc, ChatCompletionRequestDoc, ModelListDoc } from './dto/chat-completion.dto';
 
 /** The OpenAI-compatible API, under /v1 (what the SDKs call) and /api/v1. */
@@ -26,7 +14,7 @@ export class CompletionsController {
   constructor(private readonly completions: CompletionsService) {}
 
   @Post(['v1/chat/completions', 'api/v1/chat/completions'])
-  @HttpCode(200)
+  @RequireScope('chat')
   @ApiOperation({
     summary: 'Chat completion (OpenAI format; stream: true for server-sent events)',
     description: 'Fields the gateway does not know are passed on to OpenAI-compatible upstreams.',
@@ -34,19 +22,7 @@ export class CompletionsController {
   @ApiBody({ type: ChatCompletionRequestDoc })
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ type: ChatCompletionDoc })
-  @ApiBadRequestResponse({ description: 'Invalid request, or an upstream 4xx passed on' })
-  @ApiForbiddenResponse({ description: 'The key may not use this model' })
-  @ApiNotFoundResponse({ description: 'Unknown model (model_not_found)' })
-  @ApiGatewayTimeoutResponse({ description: 'The upstream did not answer in time (502: it failed)' })
-  @ApiBadGatewayResponse({ description: 'Every upstream of the model failed' })
-  @ApiTooManyRequestsResponse({
-    description:
-      'Token quota or budget of the key, user or tenant exceeded (insufficient_quota), the key rpm reached, ' +
-      'or too many failed key attempts; Retry-After and x-ratelimit-* headers say when to retry',
-  })
-  @ApiServiceUnavailableResponse({
-    description: 'The quota store cannot be reached (QUOTA_FAIL_MODE=closed) or the usage ledger is full',
-  })
+  @MeteredRoute('Invalid request, or an upstream 4xx passed on')
   // @Body() typed unknown: the global whitelist pipe stands aside; validateChatRequest checks it.
   chat(
     @CurrentKey() key: KeyPrincipal,
@@ -58,6 +34,7 @@ export class CompletionsController {
   }
 
   @Get(['v1/models', 'api/v1/models'])
+  @RequireScope('models')
   @ApiOperation({ summary: 'The models (names and aliases) this key may use' })
   @ApiOkResponse({ type: ModelListDoc })
   models(@CurrentKey() key: KeyPrincipal) {

@@ -6,12 +6,19 @@ export interface Pricing {
   cacheWritePerMillion?: number;
   /** Prompt tokens read from the cache (Anthropic cache_read_input_tokens, OpenAI cached_tokens); default: the input price. */
   cacheReadPerMillion?: number;
+  /** Embeddings input; default inputPerMillion. */
+  embeddingPerMillion?: number;
 }
 
 /** Prompt tokens that went through the provider's prompt cache (part of the prompt tokens). */
 export interface CachedTokens {
   cacheWriteTokens?: number;
   cacheReadTokens?: number;
+}
+
+/** What an embeddings request costs per input token: the deployment's embedding price, else its input price. */
+export function embeddingPricing(p: Pricing): Pricing {
+  return { inputPerMillion: p.embeddingPerMillion ?? p.inputPerMillion, outputPerMillion: 0 };
 }
 
 /**

@@ -13,6 +13,7 @@ function enc(): Tiktoken {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const ranks = require('js-tiktoken/ranks/cl100k_base') as TiktokenBPE | { default: TiktokenBPE };
     encoder = new Tiktoken('default' in ranks ? ranks.default : ranks);
+    encoder.encode('warm up the encoder', [], []); // its first encode builds lazy tables
   }
   return encoder;
 }
@@ -119,6 +120,8 @@ export class PromptEstimator {
   total = 0;
 
   constructor() {
+    // Load the ranks first: their one-time load (tens of ms) must not spend the CPU budget,
+    // or the first prompt after a start is counted in bytes (found: 16 instead of 9 tokens).
     enc();
     this.deadline = performance.now() + EXACT_MS;
   }

@@ -69,6 +69,10 @@ export interface UsageMeta {
   stream: boolean;
   /** What the client got (200 for a stream, even one cut short). */
   httpStatus: number;
+  /** Responses API: input tokens served from the upstream's cache (charged as input tokens). */
+  cachedTokens?: number;
+  /** Responses API: reasoning tokens (part of the output tokens charged). */
+  reasoningTokens?: number;
 }
 
 /**

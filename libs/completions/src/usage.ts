@@ -5,7 +5,9 @@ import { countTokens, decodeTokens, encodeTokens, EXACT_CHARS, TokenCounter } fr
 export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
-  /** Of the prompt tokens: read from the provider's prompt cache (OpenAI cached_tokens). */
+  /** Of the prompt tokens: written to the provider's prompt cache (Anthropic cache_creation_input_tokens). */
+  cacheWriteTokens?: number;
+  /** Of the prompt tokens: read from the provider's prompt cache (OpenAI cached_tokens, Anthropic cache_read_input_tokens). */
   cacheReadTokens?: number;
 }
 

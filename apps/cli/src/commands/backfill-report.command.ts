@@ -1,5 +1,5 @@
 import { CommandRunner, Option } from 'nest-commander';
-import { LegacyKeysService, LegacyKeyView } from '@app/api-keys';
+import { IgnoredPermissionsView, KEY_SCOPES, LegacyKeysService, LegacyKeyView } from '@app/api-keys';
 import { CliCommand } from '../cli-command';
 import { EXIT } from '../cli-error';
 import { CliOutput } from '../cli-output';
@@ -20,6 +20,14 @@ const COLUMNS: Column<LegacyKeyView>[] = [
   { header: 'Tenant', width: 16, value: (k) => k.tenant_name },
   { header: 'Last used (UTC)', width: 16, value: (k) => when(k.last_used_at) },
   { header: 'Created (UTC)', width: 16, value: (k) => when(k.created_at) },
+];
+
+const IGNORED_COLUMNS: Column<IgnoredPermissionsView>[] = [
+  { header: 'Key ID', width: 36, value: (k) => k.id },
+  { header: 'Name', width: 24, value: (k) => k.name },
+  { header: 'Tenant', width: 16, value: (k) => k.tenant_name },
+  { header: 'Ignored names', width: 24, value: (k) => k.ignored.join(', ') },
+  { header: 'May call', width: 24, value: (k) => k.scopes?.join(', ') ?? 'every endpoint' },
 ];
 
 const ADVICE = `
@@ -101,7 +109,8 @@ export class BackfillReportCommand extends CommandRunner {
         },
         BATCH,
       );
-      await this.out.write(`${first ? '' : '\n'}]}\n`);
+      const ignored = await this.legacy.ignoredPermissions(tenant?.id ?? null);
+      await this.out.write(`${first ? '' : '\n'}],"ignored_permissions":${JSON.stringify(ignored)}}\n`);
     } else {
       await this.legacy.backfillReport(
         tenant?.id ?? null,
@@ -128,8 +137,28 @@ export class BackfillReportCommand extends CommandRunner {
         BATCH,
       );
       if (total > 0) await this.out.line(ADVICE);
+      await this.printIgnoredPermissions(tenant?.id ?? null, scope);
     }
     this.out.clearProgress();
     if (options.failIfAny && total > 0) this.out.exitCode = EXIT.found;
+  }
+
+  /** Keys holding permission names that are not endpoint scopes: said plainly, they restrict nothing. */
+  private async printIgnoredPermissions(tenantId: string | null, scope: string): Promise<void> {
+    const { count, keys } = await this.legacy.ignoredPermissions(tenantId);
+    if (count === 0) return;
+    await this.out.lines([
+      '',
+      `${plural(count, 'API key')}${scope} hold permission names that are not endpoint scopes ` +
+        `(${KEY_SCOPES.join(', ')}).`,
+      'Those names are kept as stored but restrict nothing: each key below may call every endpoint its',
+      'scopes allow (all of them when it has no scope). To restrict a key, PATCH /api/v1/api-keys/{key_id}',
+      'with {"permissions": ["chat", ...]}.',
+      ...headerLines(IGNORED_COLUMNS),
+      ...keys.map((k) => rowLine(IGNORED_COLUMNS, k)),
+      ...(count > keys.length
+        ? [`... and ${count - keys.length} more (--json lists the same first ${keys.length})`]
+        : []),
+    ]);
   }
 }

@@ -1,5 +1,5 @@
 import { CommandRunner, Option } from 'nest-commander';
-import { ApiKeysService, CreateApiKeyDto } from '@app/api-keys';
+import { ApiKeysService, CreateApiKeyDto, KEY_SCOPES } from '@app/api-keys';
 import { CliCommand } from '../cli-command';
 import { CliError } from '../cli-error';
 import { CliOutput } from '../cli-output';
@@ -15,6 +15,7 @@ interface Options {
   quotaPeriod?: string;
   rateLimitRpm?: string;
   allowedModels?: string;
+  permissions?: string;
   expiresAt?: string;
   json?: boolean;
 }
@@ -27,6 +28,7 @@ const FLAGS: Record<string, string> = {
   quota_period: '--quota-period',
   rate_limit_rpm: '--rate-limit-rpm',
   allowed_models: '--allowed-models',
+  permissions: '--permissions',
   expires_at: '--expires-at',
 };
 
@@ -36,6 +38,12 @@ function number(flag: string, value: string | undefined): number | undefined {
     throw new CliError(`${flag}: must be a non-negative number (got "${value}")`);
   return Number(value);
 }
+
+const list = (value: string | undefined) =>
+  value
+    ?.split(',')
+    .map((m) => m.trim())
+    .filter(Boolean);
 
 /** A virtual key, as POST /api/v1/api-keys makes it; the key is printed this once only. */
 @CliCommand({
@@ -97,6 +105,14 @@ export class KeysCreateCommand extends CommandRunner {
   }
 
   @Option({
+    flags: '--permissions <list>',
+    description: `comma-separated endpoint scopes: ${KEY_SCOPES.join(', ')} (default: every endpoint)`,
+  })
+  parsePermissions(value: string): string {
+    return value;
+  }
+
+  @Option({
     flags: '--expires-at <iso-date>',
     description: 'refused after this time, e.g. 2027-01-01T00:00:00Z',
   })
@@ -121,10 +137,8 @@ export class KeysCreateCommand extends CommandRunner {
         max_budget: number('--max-budget', options.maxBudget),
         quota_period: options.quotaPeriod,
         rate_limit_rpm: number('--rate-limit-rpm', options.rateLimitRpm),
-        allowed_models: options.allowedModels
-          ?.split(',')
-          .map((m) => m.trim())
-          .filter(Boolean),
+        allowed_models: list(options.allowedModels),
+        permissions: list(options.permissions),
         expires_at: options.expiresAt,
       },
       FLAGS,

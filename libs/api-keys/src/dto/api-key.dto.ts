@@ -1,9 +1,11 @@
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
   IsDateString,
+  IsIn,
   IsInt,
   IsNumber,
   IsOptional,
@@ -17,8 +19,28 @@ import {
 import { IsOmittable, PageMeta, QuotaFieldsDto } from '@app/tenancy';
 import type { ApiKey } from '../api-key.entity';
 import type { QuotaPeriod } from '../key-principal';
+import { KEY_SCOPES, scopesOf } from '../scopes';
 
 const MODEL = /^[\w.:/@-]{1,100}$/;
+
+/** `permissions` on create, patch and the generate alias: endpoint scopes only (scopes.ts). */
+const Permissions = () =>
+  applyDecorators(
+    ApiPropertyOptional({
+      example: ['chat', 'embeddings'],
+      type: [String],
+      enum: KEY_SCOPES,
+      description:
+        'Endpoint scopes the key may call: chat, embeddings, responses, messages, models. Empty (default) = every endpoint.',
+    }),
+    IsOptional(),
+    IsArray(),
+    ArrayMaxSize(KEY_SCOPES.length),
+    IsIn(KEY_SCOPES, {
+      each: true,
+      message: `each permission must be an endpoint scope: one of ${KEY_SCOPES.join(', ')}`,
+    }),
+  );
 
 /** Limits an admin may set on a key (shared by create and update). */
 export class KeyLimitsDto extends QuotaFieldsDto {
@@ -53,6 +75,9 @@ export class KeyLimitsDto extends QuotaFieldsDto {
   @IsOptional()
   @IsDateString({ strict: true })
   expires_at?: string | null;
+
+  @Permissions()
+  permissions?: string[];
 }
 
 export class CreateApiKeyDto extends KeyLimitsDto {
@@ -69,14 +94,6 @@ export class CreateApiKeyDto extends KeyLimitsDto {
   @IsOptional()
   @IsUUID()
   user_id?: string;
-
-  @ApiPropertyOptional({ example: ['chat'], type: [String] })
-  @IsOptional()
-  @IsArray()
-  @ArrayMaxSize(50)
-  @IsString({ each: true })
-  @Length(1, 50, { each: true })
-  permissions?: string[];
 
   @ApiPropertyOptional({
     description:
@@ -143,6 +160,9 @@ export class GenerateKeyDto {
     message: 'each model name must be 1-100 characters of letters, digits and ._:/@-',
   })
   allowed_models?: string[];
+
+  @Permissions()
+  permissions?: string[];
 }
 
 export type KeyStatus = 'active' | 'revoked' | 'expired';
@@ -164,7 +184,21 @@ export class ApiKeyResponse {
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
   @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
   @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
-  @ApiProperty({ type: [String] }) permissions: string[];
+  @ApiProperty({ type: [String], description: 'As stored (create/patch accept endpoint scopes only)' })
+  permissions: string[];
+  @ApiProperty({
+    nullable: true,
+    type: [String],
+    enum: KEY_SCOPES,
+    description: 'The endpoints this key may call (from permissions); null = every endpoint',
+  })
+  scopes: string[] | null;
+  @ApiProperty({
+    type: [String],
+    description:
+      'Stored permission names that are not endpoint scopes (legacy or imported keys): kept, but they restrict nothing',
+  })
+  ignored_permissions: string[];
   @ApiProperty({ nullable: true, type: String }) expires_at: string | null;
   @ApiProperty({ nullable: true, type: String }) revoked_at: string | null;
   @ApiProperty({ nullable: true, type: String }) last_used_at: string | null;
@@ -184,6 +218,7 @@ export class ApiKeyResponse {
       : k.expiresAt && new Date(k.expiresAt).getTime() <= now
         ? 'expired'
         : 'active';
+    const perms = scopesOf(k.permissions);
     const grace =
       k.previousExpiresAt && new Date(k.previousExpiresAt).getTime() > now ? k.previousExpiresAt : null;
     return {
@@ -202,6 +237,8 @@ export class ApiKeyResponse {
       rate_limit_rpm: k.rateLimitRpm,
       allowed_models: k.allowedModels,
       permissions: k.permissions ?? [],
+      scopes: perms.scopes,
+      ignored_permissions: perms.ignored,
       expires_at: iso(k.expiresAt),
       revoked_at: iso(k.revokedAt),
       last_used_at: iso(k.lastUsedAt),
@@ -234,5 +271,12 @@ export class KeyInfoResponse {
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
   @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
   @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
+  @ApiProperty({
+    nullable: true,
+    type: [String],
+    enum: KEY_SCOPES,
+    description: 'The endpoints this key may call; null = every endpoint',
+  })
+  scopes: string[] | null;
   @ApiProperty({ nullable: true, type: String }) expires_at: string | null;
 }

@@ -114,4 +114,6 @@ export interface ModelObject {
   object: 'model';
   created: number;
   owned_by: string;
+  /** Gateway extension: the endpoints this model serves (chat, embeddings, responses). */
+  endpoints: string[];
 }

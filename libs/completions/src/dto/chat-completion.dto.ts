@@ -71,6 +71,14 @@ export class ModelDoc {
   @ApiProperty({ example: 'model' }) object: string;
   @ApiProperty() created: number;
   @ApiProperty({ example: 'openai', description: 'The provider of the first deployment' }) owned_by: string;
+  @ApiProperty({
+    type: [String],
+    enum: ['chat', 'embeddings', 'responses'],
+    example: ['chat', 'embeddings', 'responses'],
+    description:
+      'Gateway extension: the endpoints this model serves (/v1/chat/completions, /v1/embeddings, /v1/responses)',
+  })
+  endpoints: string[];
 }
 
 export class ModelListDoc {

@@ -11,7 +11,7 @@ import {
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal } from '@app/api-keys';
+import { ApiKeyAuthenticated, CurrentKey, KeyPrincipal, RequireScope } from '@app/api-keys';
 import { AnthropicExceptionFilter } from '@app/observability';
 import { MessagesService } from './messages.service';
 
@@ -37,6 +37,7 @@ export class MessagesController {
   constructor(private readonly messages: MessagesService) {}
 
   @Post(['v1/messages', 'api/v1/messages'])
+  @RequireScope('messages')
   @HttpCode(200)
   @ApiOperation({
     summary: 'Create a message (Anthropic Messages format; stream: true for server-sent events)',
@@ -55,7 +56,22 @@ export class MessagesController {
     },
   })
   @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({ description: 'An Anthropic message (or its event stream)' })
+  @ApiOkResponse({
+    description: 'An Anthropic message (or its event stream)',
+    schema: {
+      type: 'object',
+      example: {
+        id: 'msg_01',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-sonnet-4-0',
+        content: [{ type: 'text', text: 'Hello!' }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: { input_tokens: 9, output_tokens: 3 },
+      },
+    },
+  })
   @ApiBadRequestResponse({ description: 'invalid_request_error' })
   @ApiNotFoundResponse({ description: 'not_found_error: unknown model' })
   @ApiTooManyRequestsResponse({
@@ -73,6 +89,7 @@ export class MessagesController {
   }
 
   @Post(['v1/messages/count_tokens', 'api/v1/messages/count_tokens'])
+  @RequireScope('messages')
   @HttpCode(200)
   @ApiOperation({
     summary: 'Count the input tokens of a message (Anthropic format; not metered)',
@@ -85,6 +102,8 @@ export class MessagesController {
     },
   })
   @ApiOkResponse({ schema: { type: 'object', example: { input_tokens: 9 } } })
+  @ApiBadRequestResponse({ description: 'invalid_request_error' })
+  @ApiNotFoundResponse({ description: 'not_found_error: unknown model' })
   countTokens(
     @CurrentKey() key: KeyPrincipal,
     @Body() body: unknown,

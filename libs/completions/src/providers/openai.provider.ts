@@ -1,5 +1,21 @@
 import type { ChatCompletion, ChatCompletionChunk } from '../chat/openai-types';
-import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
+import {
+  ResponseEvent,
+  ResponseObject,
+  ResponsesRequest,
+  TERMINAL_EVENTS,
+} from '../responses/responses-types';
+import {
+  cappedRequest,
+  EndpointCall,
+  Provider,
+  RelayedAnswer,
+  ResponseOp,
+  StreamItem,
+  UpstreamCall,
+  UpstreamError,
+} from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -41,9 +57,107 @@ export class OpenAiProvider extends Provider {
     const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
     delete body.stream_options;
     const res = await this.send(call, body, false);
+    return this.readJson(res, call, (j: ChatCompletion) => Array.isArray(j?.choices));
+  }
+
+  /** POST {base}/embeddings with the client's body (unknown fields included) and the upstream model. */
+  override async embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
+    const body = { ...call.request, model: call.deployment.model };
+    const res = await this.send(call, body, false, '/embeddings');
+    return this.readJson(res, call, (j: EmbeddingsResponse) => Array.isArray(j?.data));
+  }
+
+  /** POST {base}/responses with the client's body and the upstream model (the caller sets max_output_tokens). */
+  override async respond(call: EndpointCall<ResponsesRequest>): Promise<ResponseObject> {
+    const body = { ...call.request, model: call.deployment.model, stream: false };
+    const res = await this.send(call, body, false, '/responses');
+    return this.readJson(
+      res,
+      call,
+      (j: ResponseObject) => typeof j?.id === 'string' && Array.isArray(j.output),
+    );
+  }
+
+  override async respondStream(call: EndpointCall<ResponsesRequest>): Promise<AsyncIterable<ResponseEvent>> {
+    const body = { ...call.request, model: call.deployment.model, stream: true };
+    const startedAt = Date.now();
+    const res = await this.send(call, body, true, '/responses');
+    return this.responseEvents(res, call, startedAt);
+  }
+
+  /** GET / DELETE / POST .../cancel on {base}/responses/{id}: status and body relayed (401/403 hidden). */
+  override async responseOp(
+    call: Omit<EndpointCall<unknown>, 'request'>,
+    op: ResponseOp,
+  ): Promise<RelayedAnswer> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (call.deployment.apiKey) headers.authorization = `Bearer ${call.deployment.apiKey}`;
+    const res = await this.http.request(
+      call.deployment,
+      op.method,
+      `/responses/${encodeURIComponent(op.id)}${op.suffix}`,
+      headers,
+      undefined,
+      call.signal,
+      { stream: false, timeouts: call.timeouts },
+      op.query,
+    );
+    if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode >= 500)
+      throw await statusError(res, call.deployment, parseOpenAiError);
     try {
-      const json = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as ChatCompletion;
-      if (!Array.isArray(json?.choices)) throw new Error('no choices');
+      return { status: res.statusCode, body: await readText(res.body, MAX_ANSWER_BYTES) };
+    } catch (e) {
+      throw transportError(e, call.signal, call.deployment);
+    }
+  }
+
+  private async *responseEvents(
+    res: UpstreamResponse,
+    call: EndpointCall<unknown>,
+    startedAt: number,
+  ): AsyncGenerator<ResponseEvent> {
+    let finished = false;
+    try {
+      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
+        if (event.data === '[DONE]') break;
+        let data: Record<string, unknown>;
+        try {
+          data = JSON.parse(event.data) as Record<string, unknown>;
+        } catch {
+          throw UpstreamError.badGateway(
+            `The openai upstream of ${call.deployment.id} sent a malformed event`,
+            false,
+          );
+        }
+        const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
+        if (type === 'error') throw this.midStreamError(event.data, call);
+        yield { type, data, raw: event.data };
+        if (TERMINAL_EVENTS.has(type)) {
+          finished = true;
+          break;
+        }
+      }
+      if (!finished)
+        throw UpstreamError.badGateway(
+          `The openai upstream of ${call.deployment.id} ended the stream early`,
+          false,
+        );
+    } catch (e) {
+      throw transportError(e, call.signal, call.deployment);
+    } finally {
+      if (!res.body.destroyed) res.body.destroy();
+    }
+  }
+
+  /** A 2xx JSON answer, checked by `valid`; anything else is a 502. */
+  async readJson<T>(
+    res: UpstreamResponse,
+    call: { deployment: UpstreamCall['deployment']; signal: AbortSignal },
+    valid: (json: T) => boolean,
+  ): Promise<T> {
+    try {
+      const json = JSON.parse(await readText(res.body, MAX_ANSWER_BYTES)) as T;
+      if (!valid(json)) throw new Error('unexpected shape');
       return json;
     } catch (e) {
       throw e instanceof UpstreamError || call.signal.aborted
@@ -104,7 +218,7 @@ export class OpenAiProvider extends Provider {
     }
   }
 
-  private midStreamError(data: string, call: UpstreamCall): UpstreamError {
+  private midStreamError(data: string, call: { deployment: UpstreamCall['deployment'] }): UpstreamError {
     let message: string | undefined;
     try {
       message = parseOpenAiError(JSON.parse(data))?.message;
@@ -117,20 +231,21 @@ export class OpenAiProvider extends Provider {
     );
   }
 
-  private async send(call: UpstreamCall, body: object, stream: boolean): Promise<UpstreamResponse> {
+  private async send(
+    call: Pick<EndpointCall<unknown>, 'deployment' | 'signal' | 'timeouts' | 'onAccepted'>,
+    body: object,
+    stream: boolean,
+    path = '/chat/completions',
+  ): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'application/json',
     };
     if (call.deployment.apiKey) headers.authorization = `Bearer ${call.deployment.apiKey}`;
-    const res = await this.http.post(
-      call.deployment,
-      '/chat/completions',
-      headers,
-      JSON.stringify(body),
-      call.signal,
-      { stream, timeouts: call.timeouts },
-    );
+    const res = await this.http.post(call.deployment, path, headers, JSON.stringify(body), call.signal, {
+      stream,
+      timeouts: call.timeouts,
+    });
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await statusError(res, call.deployment, parseOpenAiError);
     call.onAccepted?.();

@@ -1,5 +1,7 @@
 import { ApiError } from '@app/observability';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
+import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
+import type { ResponseEvent, ResponseObject, ResponsesRequest } from '../responses/responses-types';
 import type { Deployment } from '../routing/routing-table';
 
 /** The timeouts of one attempt, the deployment's overrides applied (README "Models and providers"). */
@@ -45,6 +47,32 @@ export function cappedRequest(call: Pick<UpstreamCall, 'request' | 'maxTokens'>)
   return req;
 }
 
+/** One call of another endpoint (embeddings, responses): the body, where it goes, when to give up. */
+export interface EndpointCall<R> {
+  request: R;
+  deployment: Deployment;
+  signal: AbortSignal;
+  timeouts: AttemptTimeouts;
+  /** As UpstreamCall.onAccepted. */
+  onAccepted?: () => void;
+}
+
+/** GET, DELETE or cancel of a stored response, passed through to the deployment that made it. */
+export interface ResponseOp {
+  method: 'GET' | 'DELETE' | 'POST';
+  id: string;
+  /** '' or '/cancel'. */
+  suffix: '' | '/cancel';
+  /** The client's query string (without `?`), e.g. `include[]=...`. */
+  query: string;
+}
+
+/** An upstream answer relayed as is: status and JSON body. */
+export interface RelayedAnswer {
+  status: number;
+  body: string;
+}
+
 /** One chunk of a stream, in OpenAI's shape. */
 export interface StreamItem {
   chunk: ChatCompletionChunk;
@@ -65,6 +93,39 @@ export abstract class Provider {
 
   /** Resolves once the upstream accepted the request (2xx headers); then yields its chunks. */
   abstract stream(call: UpstreamCall): Promise<AsyncIterable<StreamItem>>;
+
+  /**
+   * Embeddings in OpenAI's format. Only called for deployments whose endpoints include
+   * `embeddings` (routing-table.ts PROVIDER_ENDPOINTS), so the default is never reached.
+   */
+  embed(call: EndpointCall<EmbeddingsRequest>): Promise<EmbeddingsResponse> {
+    return Promise.reject(unsupported(call.deployment, 'embeddings'));
+  }
+
+  /** A response (Responses API), unstreamed. Only for deployments serving `responses`. */
+  respond(call: EndpointCall<ResponsesRequest>): Promise<ResponseObject> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
+  }
+
+  /** Resolves once the upstream accepted the request; then yields its `response.*` events. */
+  respondStream(call: EndpointCall<ResponsesRequest>): Promise<AsyncIterable<ResponseEvent>> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
+  }
+
+  /** GET / DELETE / cancel of a stored response. */
+  responseOp(call: Omit<EndpointCall<unknown>, 'request'>, _op: ResponseOp): Promise<RelayedAnswer> {
+    return Promise.reject(unsupported(call.deployment, 'the Responses API'));
+  }
+}
+
+export function unsupported(d: Deployment, what: string): UpstreamError {
+  return new UpstreamError(
+    ApiError.badRequest(
+      `The deployment ${d.id} (${d.provider}) does not serve ${what}`,
+      'unsupported_endpoint',
+    ),
+    false,
+  );
 }
 
 /**

@@ -30,7 +30,7 @@ export class UpstreamHttp {
   private readonly pools = new Map<string, Pool>();
   private readonly targets = new Map<string, { origin: string; path: string }>();
 
-  async post(
+  post(
     d: Deployment,
     path: string,
     headers: Record<string, string>,
@@ -38,11 +38,25 @@ export class UpstreamHttp {
     signal: AbortSignal,
     opts: { stream: boolean; timeouts: AttemptTimeouts },
   ): Promise<UpstreamResponse> {
+    return this.request(d, 'POST', path, headers, body, signal, opts);
+  }
+
+  /** `path` is appended to the deployment's base URL; `query` (without `?`) is passed as is. */
+  async request(
+    d: Deployment,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal,
+    opts: { stream: boolean; timeouts: AttemptTimeouts },
+    query = '',
+  ): Promise<UpstreamResponse> {
     const target = this.target(d.baseUrl + path);
     try {
       return await this.pool(target.origin, d.maxConnections, opts.timeouts.connectMs).request({
-        method: 'POST',
-        path: target.path,
+        method,
+        path: query ? `${target.path}?${query}` : target.path,
         headers,
         body,
         signal,

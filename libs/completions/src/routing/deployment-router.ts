@@ -93,13 +93,15 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
    * The deployments to try, in order: a deployment due for its probe first (when this request
    * got the lease), then the healthy ones as the model's strategy orders them. Resting ones
    * are left out. Throws 429 (a provider asked to wait) or 503 when none may be tried.
+   * `deployments`: the route's ones that may serve this request (an endpoint's, or the one a
+   * stored response lives at); default all.
    */
-  async plan(route: ModelRoute): Promise<RoutePlan> {
+  async plan(route: ModelRoute, deployments: Deployment[] = route.deployments): Promise<RoutePlan> {
     const now = Date.now();
     const healthy: Deployment[] = [];
     const probes: Deployment[] = [];
     const resting: RoutePlan['resting'] = [];
-    for (const d of route.deployments) {
+    for (const d of deployments) {
       const r = this.health.get(d.id);
       const state = stateOf(r, now);
       if (state === 'healthy') healthy.push(d);

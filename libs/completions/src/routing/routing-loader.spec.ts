@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@app/config';
 import { loadRoutingTable, parseRoutingTable } from './routing-loader';
-import { isModelAllowed } from './routing-table';
+import { deploymentsFor, endpointsOf, isModelAllowed } from './routing-table';
 
 const secrets: Record<string, string> = { OPENAI_KEY: 'sk-upstream-secret', ANTHROPIC_KEY: 'sk-ant-secret' };
 const read = (name: string) => secrets[name];
@@ -76,6 +76,20 @@ describe('routing table', () => {
     expect(t.names().map((n) => n.name)).toEqual(['gpt-4o-mini', 'small', 'claude', 'dev']);
   });
 
+  it('endpoints: what the provider serves unless narrowed; embedding_per_million optional', () => {
+    const d = clone();
+    d.models['gpt-4o-mini'].deployments[1].endpoints = ['chat'];
+    d.models['gpt-4o-mini'].deployments[0].pricing.embedding_per_million = 0.02;
+    const t = parseRoutingTable(d, 'models.json', read);
+    const r = t.resolve('gpt-4o-mini')!;
+    expect(r.deployments[0].endpoints).toEqual(['chat', 'embeddings', 'responses']);
+    expect(r.deployments[1].endpoints).toEqual(['chat']);
+    expect(r.deployments[0].pricing.embeddingPerMillion).toBe(0.02);
+    expect(deploymentsFor(r, 'embeddings').map((x) => x.model)).toEqual(['gpt-4o-mini']);
+    expect(endpointsOf(t.resolve('claude')!)).toEqual(['chat']);
+    expect(endpointsOf(t.resolve('dev')!)).toEqual(['chat', 'embeddings', 'responses']);
+  });
+
   it('never serialises a credential', () => {
     const t = parseRoutingTable(valid, 'models.json', read);
     expect(JSON.stringify(t.routes)).not.toContain('secret');
@@ -145,6 +159,21 @@ describe('routing table', () => {
       /options\.x is not a known field$/,
     ],
     ['empty deployments', (d) => (d.models.claude.deployments = []), /deployments must be a non-empty array/],
+    [
+      'an endpoint the provider cannot serve',
+      (d) => (d.models.claude.deployments[0].endpoints = ['chat', 'embeddings']),
+      /\["claude"\]\.deployments\[0\]\.endpoints\[1\] must be one of chat \(what the anthropic provider serves\)/,
+    ],
+    [
+      'empty endpoints',
+      (d) => (d.models.claude.deployments[0].endpoints = []),
+      /endpoints must be a non-empty array/,
+    ],
+    [
+      'negative embedding price',
+      (d) => (d.models.claude.deployments[0].pricing.embedding_per_million = -1),
+      /embedding_per_million must be a number >= 0/,
+    ],
   ])('%s: one clear line', (_name, mutate, message) => {
     const d = clone();
     mutate(d);

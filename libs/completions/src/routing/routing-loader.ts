@@ -5,8 +5,10 @@ import type { Pricing } from '../pricing';
 import {
   AnthropicOptions,
   Deployment,
+  Endpoint,
   MockOptions,
   ModelRoute,
+  PROVIDER_ENDPOINTS,
   PROVIDER_KINDS,
   ProviderKind,
   RoutingTable,
@@ -144,6 +146,7 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         'max_connections',
         'max_output_tokens',
         'options',
+        'endpoints',
         'weight',
         'timeouts',
       ]);
@@ -193,10 +196,14 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
           'output_per_million',
           'cache_write_per_million',
           'cache_read_per_million',
+          'embedding_per_million',
         ]);
         pricing = {
           inputPerMillion: num(p.input_per_million, `${dat}.pricing.input_per_million`),
           outputPerMillion: num(p.output_per_million, `${dat}.pricing.output_per_million`),
+          ...(p.embedding_per_million === undefined
+            ? {}
+            : { embeddingPerMillion: num(p.embedding_per_million, `${dat}.pricing.embedding_per_million`) }),
         };
         if (p.cache_write_per_million !== undefined)
           pricing.cacheWritePerMillion = num(
@@ -271,6 +278,21 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         onlyKeys(o, `${dat}.options`, []);
       }
 
+      let endpoints: Endpoint[] | undefined;
+      if (d.endpoints !== undefined) {
+        const can = PROVIDER_ENDPOINTS[provider];
+        if (!Array.isArray(d.endpoints) || d.endpoints.length === 0)
+          fail(`${dat}.endpoints`, `must be a non-empty array of: ${can.join(', ')}`);
+        endpoints = (d.endpoints as unknown[]).map((e, j) =>
+          can.includes(e as Endpoint)
+            ? (e as Endpoint)
+            : fail(
+                `${dat}.endpoints[${j}]`,
+                `must be one of ${can.join(', ')} (what the ${provider} provider serves)`,
+              ),
+        );
+      }
+
       return new Deployment(
         `${name}#${i}`,
         provider,
@@ -282,6 +304,7 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
         anthropic,
         apiKey,
         maxOutputTokens,
+        endpoints,
         { weight, timeouts },
       );
     });

@@ -4,6 +4,17 @@ import type { Pricing } from '../pricing';
 export const PROVIDER_KINDS = ['openai', 'anthropic', 'mock'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
 
+/** The OpenAI-compatible endpoints a deployment can serve (same names as the key scopes). */
+export const ENDPOINTS = ['chat', 'embeddings', 'responses'] as const;
+export type Endpoint = (typeof ENDPOINTS)[number];
+
+/** What each provider can serve; a deployment's `endpoints` may narrow it (e.g. a vLLM without /responses). */
+export const PROVIDER_ENDPOINTS: Record<ProviderKind, readonly Endpoint[]> = {
+  openai: ['chat', 'embeddings', 'responses'],
+  anthropic: ['chat'],
+  mock: ['chat', 'embeddings', 'responses'],
+};
+
 /** How a model spreads requests over its healthy deployments (docs/models.md, "Routing"). */
 export const STRATEGIES = ['order', 'weighted', 'least-busy'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
@@ -68,6 +79,8 @@ export class Deployment {
     apiKey: string | undefined,
     /** `max_output_tokens`: the most this deployment may write per choice; null = not set. */
     readonly maxOutputTokens: number | null = null,
+    /** The endpoints it serves (default: all its provider can). */
+    readonly endpoints: readonly Endpoint[] = PROVIDER_ENDPOINTS[provider],
     readonly routing: DeploymentRouting = DEFAULT_DEPLOYMENT_ROUTING,
   ) {
     // Not enumerable: a deployment logged or serialised never carries the secret.
@@ -86,6 +99,16 @@ export interface ModelRoute {
   maxPricing: Pricing;
   /** The least `max_output_tokens` among the deployments (any may serve); null = none set. */
   maxOutputTokens: number | null;
+}
+
+/** The deployments of a route that serve `endpoint`, in order. */
+export function deploymentsFor(route: ModelRoute, endpoint: Endpoint): Deployment[] {
+  return route.deployments.filter((d) => d.endpoints.includes(endpoint));
+}
+
+/** The endpoints a route serves (any of its deployments), in ENDPOINTS order. */
+export function endpointsOf(route: ModelRoute): Endpoint[] {
+  return ENDPOINTS.filter((e) => route.deployments.some((d) => d.endpoints.includes(e)));
 }
 
 /** Model name or alias -> route. Built by `loadRoutingTable` (routing-loader.ts). */

@@ -7,6 +7,7 @@ import { TenantUserQuotas1732000004000 } from './1732000004000-TenantUserQuotas'
 import { UsageRecords1732000005000 } from './1732000005000-UsageRecords';
 import { AuditLog1795936489416 } from './1795936489416-AuditLog';
 import { UserSessionsAndKeyDefaults1795936671948 } from './1795936671948-UserSessionsAndKeyDefaults';
+import { ResponseOwners1795939086141 } from './1795939086141-ResponseOwners';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 
@@ -24,6 +25,7 @@ export const MIGRATIONS = [
   UsageRecords1732000005000,
   AuditLog1795936489416,
   UserSessionsAndKeyDefaults1795936671948,
+  ResponseOwners1795939086141,
   UsageRecordsDeploymentAttempts1795939582416,
   UsageRecordCachedTokens1795941326306,
 ];

@@ -176,6 +176,10 @@ function keyRow(k) {
         k.allowed_models.map((m) => h('li', {}, m)),
       )
     : h('span', { class: 'muted' }, 'all');
+  // Endpoint scopes (from permissions); legacy names that are not scopes restrict nothing.
+  const scopes = k.scopes?.length
+    ? h('div', { class: 'muted small' }, `endpoints: ${k.scopes.join(', ')}`)
+    : null;
   const lastUsed = k.last_used_at
     ? h('time', { datetime: k.last_used_at, title: fmtDate(k.last_used_at) }, fmtRelative(k.last_used_at))
     : h('span', { class: 'muted' }, 'never');
@@ -205,7 +209,7 @@ function keyRow(k) {
     cell('Tokens / quota', meter(k.current_quota_usage, k.quota_limit, fmtInt, 'Token quota')),
     cell('Spend / budget', meter(k.spend, k.max_budget, fmtUsd, 'Budget')),
     cell('RPM', k.rate_limit_rpm === null ? h('span', { class: 'muted' }, '∞') : fmtInt(k.rate_limit_rpm)),
-    cell('Models', models),
+    cell('Models', models, scopes),
     cell('Last used', lastUsed),
     cell('Status', status, grace, expiry),
     h(
@@ -329,6 +333,8 @@ $('#create-form').addEventListener('submit', async (e) => {
       .map((m) => m.trim())
       .filter(Boolean);
     if (models.length) body.allowed_models = models;
+    const scopes = [...document.querySelectorAll('#create-scopes input:checked')].map((c) => c.value);
+    if (scopes.length) body.permissions = scopes;
     const expiry = $('#create-expiry').value;
     if (expiry) {
       const at = new Date(expiry);

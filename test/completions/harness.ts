@@ -148,6 +148,8 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
         })),
       },
       'resp-fallover': { deployments: [openai('resp-fake', dead), openai('resp-fake')] },
+      // /v1/messages on the same loop: the first answers 429 (Retry-After 30 s), then rests.
+      'msg-fallover': { deployments: [openai('ratelimit-30'), openai('echo')] },
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');

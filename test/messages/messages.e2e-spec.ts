@@ -2,6 +2,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import request from 'supertest';
 import { createTestApp, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
+import { withClient } from '../harness/servers';
 import {
   ANTHROPIC_COUNT,
   ANTHROPIC_TEXT,
@@ -472,6 +473,61 @@ describe('Anthropic Messages API (official SDK)', () => {
       expect((err as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({
         error: { type: 'not_found_error' },
       });
+    });
+  });
+
+  describe('the shared metered path (ExchangeRunner) and the messages scope', () => {
+    it('a 429 falls over to the next deployment, which then rests (cooldown); the ledger names the one that served', async () => {
+      const k = await newKey();
+      const c = client(k.key);
+      const msg = await c.messages.create({
+        model: 'msg-fallover',
+        max_tokens: 32,
+        messages: [{ role: 'user', content: 'Hi' }],
+      });
+      expect(msg.content).toEqual([{ type: 'text', text: FAKE_TEXT }]);
+      const final = await c.messages
+        .stream({ model: 'msg-fallover', max_tokens: 32, messages: [{ role: 'user', content: 'Hi' }] })
+        .finalMessage();
+      expect(final.content).toEqual([{ type: 'text', text: FAKE_TEXT }]);
+      await usage(k.id, 2);
+      const rows = await withClient(gw.databaseUrl, async (q) =>
+        (
+          await q.query(
+            `SELECT status, deployment, attempts FROM usage_records
+              WHERE api_key_id = $1 ORDER BY created_at, id`,
+            [k.id],
+          )
+        ).rows.map((x) => ({ ...x, attempts: Number(x.attempts) })),
+      );
+      // The first deployment answered 429 (Retry-After: 30): the second request does not try it.
+      expect(rows).toEqual([
+        { status: 'success', deployment: 'msg-fallover#1', attempts: 2 },
+        { status: 'success', deployment: 'msg-fallover#1', attempts: 1 },
+      ]);
+      expect(openai.requests.filter((r) => r.body.model === 'ratelimit-30')).toHaveLength(1);
+    });
+
+    it('a key without the messages scope gets 403 permission_error on both routes, before anything is sent', async () => {
+      const chatOnly = await newKey({ permissions: ['chat'] });
+      const before = openai.requests.length + anthropic.requests.length;
+      const body = { model: 'claude-fake', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] };
+      for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+        const res = await request(gw.url).post(path).set('x-api-key', chatOnly.key).send(body).expect(403);
+        expect(res.body).toMatchObject({ type: 'error', error: { type: 'permission_error' } });
+        expect(res.body.error.message).toContain('messages');
+      }
+      expect(openai.requests.length + anthropic.requests.length).toBe(before);
+      const u = await request(gw.url)
+        .get(`/api/v1/api-keys/${chatOnly.id}/usage`)
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(u.body).toMatchObject({ requests: 0 });
+      const allowed = await newKey({ permissions: ['messages'] });
+      const msg = await client(allowed.key).messages.create(
+        body as Anthropic.MessageCreateParamsNonStreaming,
+      );
+      expect(msg.type).toBe('message');
     });
   });
 

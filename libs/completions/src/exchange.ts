@@ -68,6 +68,8 @@ export interface ExchangeRequest {
   requestId?: string;
   /** performance.now() at the request's arrival. */
   started: number;
+  /** More response headers derived from the admission's (Messages: `anthropic-ratelimit-*`). */
+  headers?: (admitted: Record<string, string>) => Record<string, string>;
 }
 
 /** The prices of a deployment for an endpoint (embeddings: `embedding_per_million`, else the input price). */
@@ -120,7 +122,7 @@ export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<
 }
 
 /**
- * The one metered path every OpenAI-compatible endpoint takes (chat, embeddings, responses):
+ * The one metered path every endpoint takes (chat, embeddings, responses, Anthropic messages):
  * route, admit through the UsageMeter (refusals before anything is reserved or sent), try
  * the deployments (DeploymentRouter: fallover, cooldown, balancing, retries, timeouts), then
  * exactly one settle or release. Callers render the answer.
@@ -179,7 +181,7 @@ export class ExchangeRunner {
       choices: r.choices ?? 1,
       pricing: this.maxPricing(r.endpoint, deployments),
     });
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    for (const [k, v] of Object.entries({ ...headers, ...r.headers?.(headers) })) res.setHeader(k, v);
 
     const abort = new AbortController();
     const onClose = () => {

@@ -163,7 +163,8 @@ describe('OpenAPI document at /docs-json', () => {
       if (adminRoute) {
         need('403', 'roles');
         need('400', 'validation, X-Tenant-ID');
-        const tenantScoped = !path.startsWith('/api/v1/tenants');
+        // (POST /auth/logout-all acts on the calling user only: no tenant to name)
+        const tenantScoped = !path.startsWith('/api/v1/tenants') && path !== '/auth/logout-all';
         if (tenantScoped && !op.parameters?.some((p) => p.in === 'header' && p.name === 'X-Tenant-ID'))
           problems.push(`${name}: X-Tenant-ID header (master key) not documented`);
       }
@@ -178,8 +179,11 @@ describe('OpenAPI document at /docs-json', () => {
         const props = Object.values(schema?.properties ?? {});
         if (ref && !props.some((p) => p.example !== undefined || p.default !== undefined))
           problems.push(`${name}: request body ${ref} has no example`);
-      } else if (['POST', 'PATCH', 'PUT'].includes(method) && !/\/responses\/\{id\}\/cancel$/.test(path)) {
-        // (POST /v1/responses/{id}/cancel takes no body, as OpenAI's)
+      } else if (
+        ['POST', 'PATCH', 'PUT'].includes(method) &&
+        !/(\/responses\/\{id\}\/cancel|\/logout-all)$/.test(path)
+      ) {
+        // (POST /v1/responses/{id}/cancel takes no body, as OpenAI's; nor do the logout-all actions)
         problems.push(`${name}: no request body`);
       }
     }

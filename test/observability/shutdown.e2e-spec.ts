@@ -85,7 +85,8 @@ describe('SIGTERM on a real gateway process', () => {
     await expect(get(gw.url, '/health/live')).rejects.toThrow(/ECONNREFUSED/);
     keepAlive.destroy();
 
-    const lines = jsonLines(gw.stdout().replace(/^llm-gateway listening on .*$/m, ''));
+    // Every line is JSON but the start banner's (indented plain text, for the operator's eyes).
+    const lines = jsonLines(gw.stdout().replace(/^ {2}.*$/gm, ''));
     const msgs = lines.map((l) => String(l.msg));
     expect(msgs.some((m) => /SIGTERM: stopped accepting connections/.test(m))).toBe(true);
     expect(msgs.some((m) => /shutdown complete/.test(m))).toBe(true);

@@ -53,13 +53,14 @@ export class EmbeddingsService {
         answer.usage = { prompt_tokens: tokens, total_tokens: tokens };
         res.statusCode = 200;
         res.setHeader('content-type', 'application/json; charset=utf-8');
-        res.end(JSON.stringify(answer));
+        // Charged (its ledger row durable) before the answer completes (README "Ledger").
         await this.exchanges.settle(
           ex,
           { promptTokens: tokens, completionTokens: 0 },
           200,
           ex.signal.aborted ? 'aborted' : 'success',
         );
+        res.end(JSON.stringify(answer));
       },
     );
   }

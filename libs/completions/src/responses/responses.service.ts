@@ -121,8 +121,9 @@ export class ResponsesService {
     await this.remember(caller, ex, req, r.id);
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.end(JSON.stringify(r));
+    // Charged (its ledger row durable) before the answer completes (README "Ledger").
     await this.exchanges.settle(ex, usage, 200, ex.signal.aborted ? 'aborted' : 'success', detail(usage));
+    res.end(JSON.stringify(r));
   }
 
   private async streamed(
@@ -178,12 +179,13 @@ export class ResponsesService {
         await send(res, `event: error\ndata: ${JSON.stringify(event)}\n\n`);
       }
     }
-    if (outcome !== 'aborted') res.end();
     const u = usage ?? {
       promptTokens: ex.promptTokens,
       completionTokens: new TokenCounter().countHead(head, length),
     };
+    // Before the stream's end: the row is durable before the client sees it end.
     await this.exchanges.settle(ex, u, 200, outcome, detail(u));
+    if (outcome !== 'aborted') res.end();
   }
 
   /** Records who made a stored response (before the client can learn its id). */

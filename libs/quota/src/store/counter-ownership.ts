@@ -55,8 +55,19 @@ export class CounterOwnership implements OnModuleInit, OnModuleDestroy {
     if (this.retry) clearTimeout(this.retry);
     const c = this.client;
     this.client = undefined;
-    // Ending the session releases the lock.
-    await c?.end().catch(() => undefined);
+    // Ending the session releases the lock. Bounded: a server that stopped answering (black-
+    // holed, SIGSTOPped) must not hold the shutdown; the lock then goes with the connection.
+    if (c) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        c.end().catch(() => undefined),
+        new Promise((r) => {
+          timer = setTimeout(r, 1000);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   private async acquire(): Promise<void> {

@@ -34,7 +34,7 @@ const LIMIT_FIELDS = [
   'permissions',
 ] as const;
 
-/** Key lifecycle for the admin API and the CLI. Every change evicts the key from every cache. */
+/** Key lifecycle for the admin API and the CLI. Every change evicts the key from every cache once it has committed. */
 @Injectable()
 export class ApiKeysService implements OnModuleInit {
   constructor(
@@ -73,6 +73,10 @@ export class ApiKeysService implements OnModuleInit {
   onModuleInit(): void {
     this.events.on('tenant.changed', ({ tenantId }) => this.evict(tenantId, {}));
     this.events.on('user.changed', ({ tenantId, userId }) => this.evict(tenantId, { userId }));
+    this.events.on('user.deleting', async ({ tenantId, userId, afterCommit }) => {
+      const hashes = await this.keys.lookupHashes(tenantId, { userId });
+      afterCommit.push(() => this.cache.evict(hashes));
+    });
   }
 
   private async evict(tenantId: string, where: { keyId?: string; userId?: string }): Promise<void> {

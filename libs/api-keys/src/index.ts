@@ -13,7 +13,7 @@ export type {
 export { KeyAuthService } from './key-auth.service';
 export { ApiKeyGuard } from './api-key.guard';
 export { ApiKeyAuthenticated, CurrentKey } from './api-key.decorators';
-export { KeyCache } from './key-cache';
+export { KeyCache, UNSUBSCRIBED_LRU_MS } from './key-cache';
 export { LastUsedTracker } from './last-used';
 export * from './key-format';
 export type { KeyPrincipal, LimitSpec, QuotaPeriod } from './key-principal';

@@ -126,8 +126,10 @@ export class UsersService {
     if (user.role === 'system') throw ApiError.forbidden('The system user cannot be deleted', 'system_user');
     if (user.id === this.ctx.principal?.userId)
       throw ApiError.forbidden('You cannot delete yourself', 'self_lockout');
-    // Before the delete: the user's keys (deleted with them) are still there to be evicted from caches.
-    await this.events.emit('user.changed', { tenantId, userId: id });
+    // The user's keys are deleted with them: their hashes are read now, evicted after the commit
+    // (an eviction before it could be undone by a lookup that still sees the rows).
+    const afterCommit: (() => Promise<void>)[] = [];
+    await this.events.emit('user.deleting', { tenantId, userId: id, afterCommit });
     await this.audit.transaction(async (m) => {
       await this.users.delete(tenantId, id, m);
       await this.audit.record(m, {
@@ -139,6 +141,7 @@ export class UsersService {
         before: UserResponse.from(user),
       });
     });
+    for (const run of afterCommit) await run();
   }
 
   /** The tenant's `system` user, owner of keys with no human owner; created on first need. */

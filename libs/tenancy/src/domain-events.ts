@@ -3,8 +3,13 @@ import { Injectable, Logger } from '@nestjs/common';
 export interface DomainEventMap {
   /** A tenant was changed or disabled: key caches drop its keys. */
   'tenant.changed': { tenantId: string };
-  /** A user was changed or disabled, or is about to be deleted: key caches drop the user's keys. */
+  /** A user was changed or disabled (after the commit): key caches drop the user's keys. */
   'user.changed': { tenantId: string; userId: string };
+  /**
+   * A user is about to be deleted (their keys with them): handlers read what they need now
+   * and push what must happen once the delete has committed (cache evictions) to `afterCommit`.
+   */
+  'user.deleting': { tenantId: string; userId: string; afterCommit: (() => Promise<void>)[] };
   /**
    * The reset period of a tenant, user or key changed: its counters move to a new bucket,
    * which must start from the ledger (the quota lib rebuilds the tenant's counters).

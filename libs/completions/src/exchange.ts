@@ -407,7 +407,10 @@ export class ExchangeRunner {
   private maxPricing(endpoint: Endpoint, deployments: Deployment[]): Pricing {
     const prices = deployments.map((d) => pricingFor(endpoint, d.pricing));
     return {
-      inputPerMillion: Math.max(...prices.map((p) => p.inputPerMillion)),
+      // A prompt may be written to the provider's cache: reserved at the dearer of the two.
+      inputPerMillion: Math.max(
+        ...prices.map((p) => Math.max(p.inputPerMillion, p.cacheWritePerMillion ?? 0)),
+      ),
       outputPerMillion: Math.max(...prices.map((p) => p.outputPerMillion)),
     };
   }

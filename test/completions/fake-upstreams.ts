@@ -13,6 +13,8 @@ export interface RecordedRequest {
   path: string;
   headers: IncomingMessage['headers'];
   body: Record<string, any>;
+  /** The body exactly as received. */
+  raw: string;
   /** The client went away before the answer was complete. */
   aborted: boolean;
   finished: boolean;
@@ -44,6 +46,7 @@ export async function serve(handler: Handler, port = 0): Promise<FakeUpstream> {
         path: req.url ?? '',
         headers: req.headers,
         body: raw ? JSON.parse(raw) : {},
+        raw,
         aborted: false,
         finished: false,
       };
@@ -234,9 +237,16 @@ function openAiAnswer(rec: RecordedRequest, res: ServerResponse): void {
     const withUsage = model !== 'no-usage' && model !== 'ignores-stream-options';
     // `runaway` ignores the cap it was sent: 5,000 tokens (one " go" each)
     const runaway = model === 'runaway';
-    const usage = runaway
+    const usage: Record<string, unknown> = runaway
       ? { prompt_tokens: 10, completion_tokens: 5000, total_tokens: 5010 }
-      : { ...FAKE_USAGE, total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens };
+      : {
+          ...FAKE_USAGE,
+          total_tokens: FAKE_USAGE.prompt_tokens + FAKE_USAGE.completion_tokens,
+          ...(model === 'cached' ? { prompt_tokens_details: { cached_tokens: FAKE_CACHED_TOKENS } } : {}),
+        };
+    const msgs = rec.body.messages as { role: string }[] | undefined;
+    if (model === 'tool-caller' && rec.body.tools?.length && msgs?.[msgs.length - 1]?.role !== 'tool')
+      return toolCall(rec, res, rec.body.tools[0].function.name, usage);
     if (!rec.body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
@@ -338,6 +348,52 @@ function openAiAnswer(rec: RecordedRequest, res: ServerResponse): void {
     for (const p of parts) sse(res, chunk({ content: p }));
     finish();
   }
+}
+
+/** Prompt tokens the `cached` model reports as read from the cache. */
+export const FAKE_CACHED_TOKENS = 5;
+export const FAKE_TOOL_ARGS = '{"city":"Paris"}';
+
+/** The `tool-caller` model's answer while the conversation has no tool result yet. */
+function toolCall(rec: RecordedRequest, res: ServerResponse, name: string, usage: object): void {
+  const id = 'chatcmpl-tool';
+  const call = { id: 'call_1', type: 'function', function: { name, arguments: FAKE_TOOL_ARGS } };
+  if (!rec.body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        id,
+        object: 'chat.completion',
+        created: 1,
+        model: rec.body.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: null, tool_calls: [call] },
+            finish_reason: 'tool_calls',
+          },
+        ],
+        usage,
+      }),
+    );
+    return;
+  }
+  const chunk = (delta: object, finish: string | null = null) => ({
+    id,
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: rec.body.model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  sse(res, chunk({ role: 'assistant', content: null }));
+  sse(res, chunk({ tool_calls: [{ index: 0, ...call, function: { name, arguments: '' } }] }));
+  sse(res, chunk({ tool_calls: [{ index: 0, function: { arguments: FAKE_TOOL_ARGS.slice(0, 8) } }] }));
+  sse(res, chunk({ tool_calls: [{ index: 0, function: { arguments: FAKE_TOOL_ARGS.slice(8) } }] }));
+  sse(res, chunk({}, 'tool_calls'));
+  sse(res, { id, object: 'chat.completion.chunk', created: 1, model: rec.body.model, choices: [], usage });
+  sse(res, '[DONE]');
+  res.end();
 }
 
 /** Tokens the fake reports per embeddings input (whatever the text): the ledger must show exactly this. */
@@ -470,6 +526,15 @@ function fakeResponses(rec: RecordedRequest, res: ServerResponse): void {
 
 export const ANTHROPIC_TEXT = 'Bonjour from the fake Claude.';
 export const ANTHROPIC_USAGE = { input_tokens: 17, output_tokens: 8 };
+/** The `claude-cache` model's usage: prompt caching at work. */
+export const ANTHROPIC_CACHE_USAGE = {
+  input_tokens: 17,
+  cache_creation_input_tokens: 1000,
+  cache_read_input_tokens: 20000,
+  output_tokens: 8,
+};
+/** What the fake answers on /v1/messages/count_tokens. */
+export const ANTHROPIC_COUNT = 4242;
 
 /**
  * Anthropic Messages. Models: `claude-fake` (text), `claude-tools` (a tool_use answer),
@@ -478,6 +543,11 @@ export const ANTHROPIC_USAGE = { input_tokens: 17, output_tokens: 8 };
 export function fakeAnthropic(): Promise<FakeUpstream> {
   return serve((rec, res) => {
     const model: string = rec.body.model;
+    if (rec.path === '/v1/messages/count_tokens') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ input_tokens: ANTHROPIC_COUNT }));
+      return;
+    }
     if (model === 'claude-overloaded' || model === 'claude-bad') {
       const [status, type, message] =
         model === 'claude-bad'
@@ -487,7 +557,11 @@ export function fakeAnthropic(): Promise<FakeUpstream> {
       res.end(JSON.stringify({ type: 'error', error: { type, message } }));
       return;
     }
-    const tools = model === 'claude-tools';
+    const msgs = (rec.body.messages ?? []) as { content: unknown }[];
+    const last = msgs[msgs.length - 1]?.content;
+    const answered = Array.isArray(last) && last.some((b: { type?: string }) => b.type === 'tool_result');
+    const tools = model === 'claude-tools' && !answered;
+    const usage = model === 'claude-cache' ? ANTHROPIC_CACHE_USAGE : ANTHROPIC_USAGE;
     const content = tools
       ? [
           { type: 'text', text: 'Let me look.' },
@@ -506,7 +580,7 @@ export function fakeAnthropic(): Promise<FakeUpstream> {
           content,
           stop_reason: stop,
           stop_sequence: null,
-          usage: ANTHROPIC_USAGE,
+          usage,
         }),
       );
       return;
@@ -522,11 +596,24 @@ export function fakeAnthropic(): Promise<FakeUpstream> {
         model,
         content: [],
         stop_reason: null,
-        usage: { input_tokens: ANTHROPIC_USAGE.input_tokens, output_tokens: 1 },
+        usage: { ...usage, output_tokens: 1 },
       },
     });
     ev('ping', {});
     ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+    if (model === 'claude-slow') {
+      const t = every(
+        30,
+        1000,
+        (i) =>
+          res.destroyed
+            ? false
+            : void ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: `w${i} ` } }),
+        () => res.end(),
+      );
+      res.on('close', () => clearInterval(t));
+      return;
+    }
     const text = (content[0] as { text: string }).text;
     for (const w of words(text))
       ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } });
@@ -547,7 +634,7 @@ export function fakeAnthropic(): Promise<FakeUpstream> {
     }
     ev('message_delta', {
       delta: { stop_reason: stop, stop_sequence: null },
-      usage: { output_tokens: ANTHROPIC_USAGE.output_tokens },
+      usage: { output_tokens: usage.output_tokens },
     });
     ev('message_stop', {});
     res.end();

@@ -116,6 +116,18 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'claude-overloaded': one(anthropic('claude-overloaded')),
       'claude-bad': one(anthropic('claude-bad')),
       'claude-error-mid-stream': one(anthropic('claude-error-mid-stream')),
+      'gpt-tools': one(openai('tool-caller')),
+      'gpt-cached': one({ ...openai('cached'), pricing: { ...price, cache_read_per_million: 0.5 } }),
+      'claude-slow': one(anthropic('claude-slow')),
+      'claude-cache': one({
+        ...anthropic('claude-cache'),
+        pricing: {
+          input_per_million: 3,
+          output_per_million: 15,
+          cache_write_per_million: 3.75,
+          cache_read_per_million: 0.3,
+        },
+      }),
       'mock-gpt': { aliases: ['gpt-4o-mini'], deployments: [{ provider: 'mock', pricing: price }] },
       'embed-fake': one({
         ...openai('embed-fake'),
@@ -136,6 +148,8 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
         })),
       },
       'resp-fallover': { deployments: [openai('resp-fake', dead), openai('resp-fake')] },
+      // /v1/messages on the same loop: the first answers 429 (Retry-After 30 s), then rests.
+      'msg-fallover': { deployments: [openai('ratelimit-30'), openai('echo')] },
     },
   };
   const file = join(mkdtempSync(join(tmpdir(), 'gw-models-')), 'models.json');

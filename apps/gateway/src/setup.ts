@@ -6,6 +6,8 @@ import { Logger } from 'nestjs-pino';
 import { AppConfig } from '@app/config';
 import {
   AllExceptionsFilter,
+  isAnthropicPath,
+  toAnthropicErrorBody,
   answerClientError,
   ApiError,
   httpMetricsMiddleware,
@@ -53,13 +55,13 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   // Too deep, or text PostgreSQL and the validators cannot take (NUL, lone surrogates): 400.
   // Chat bodies may hold any text: it only goes upstream.
   app.use((req: Request, _res: Response, next: NextFunction) =>
-    next(jsonBodyError(req.body, req.path.endsWith('/chat/completions'))),
+    next(jsonBodyError(req.body, req.path.endsWith('/chat/completions') || isAnthropicPath(req.path))),
   );
   // body-parser errors (bad JSON, too large) never reach Nest's filters: answer them here, in the envelope.
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (!err) return next();
     const { status, body } = toErrorResponse(err, req);
-    res.status(status).json(body);
+    res.status(status).json(isAnthropicPath(req.path) ? toAnthropicErrorBody(status, body) : body);
   });
   app.useGlobalPipes(
     new ValidationPipe({

@@ -4,6 +4,8 @@ import { ApiKeysModule } from '@app/api-keys';
 import { AppConfig } from '@app/config';
 import { CompletionsController } from './completions.controller';
 import { CompletionsService } from './completions.service';
+import { MessagesController } from './messages/messages.controller';
+import { MessagesService } from './messages/messages.service';
 import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
 import { ExchangeRunner } from './exchange';
@@ -32,7 +34,7 @@ export class CompletionsModule {
       module: CompletionsModule,
       // ApiKeysModule: the key guard on the controller and its dependencies.
       imports: [ApiKeysModule, TypeOrmModule.forFeature([ResponseOwner]), ...(options.imports ?? [])],
-      controllers: [CompletionsController, EmbeddingsController, ResponsesController],
+      controllers: [CompletionsController, MessagesController, EmbeddingsController, ResponsesController],
       providers: [
         {
           provide: RoutingTable,
@@ -43,6 +45,7 @@ export class CompletionsModule {
         DeploymentRouter,
         ExchangeRunner,
         CompletionsService,
+        MessagesService,
         EmbeddingsService,
         ResponseOwnersRepository,
         ResponsesService,
@@ -50,7 +53,7 @@ export class CompletionsModule {
           ? { provide: UsageMeter, useExisting: options.meter }
           : { provide: UsageMeter, useClass: NoopUsageMeter },
       ],
-      exports: [CompletionsService, RoutingTable, DeploymentRouter],
+      exports: [CompletionsService, MessagesService, RoutingTable, DeploymentRouter],
     };
   }
 }

@@ -68,6 +68,8 @@ export interface ExchangeRequest {
   requestId?: string;
   /** performance.now() at the request's arrival. */
   started: number;
+  /** More response headers derived from the admission's (Messages: `anthropic-ratelimit-*`). */
+  headers?: (admitted: Record<string, string>) => Record<string, string>;
 }
 
 /** The prices of a deployment for an endpoint (embeddings: `embedding_per_million`, else the input price). */
@@ -120,7 +122,7 @@ export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<
 }
 
 /**
- * The one metered path every OpenAI-compatible endpoint takes (chat, embeddings, responses):
+ * The one metered path every endpoint takes (chat, embeddings, responses, Anthropic messages):
  * route, admit through the UsageMeter (refusals before anything is reserved or sent), try
  * the deployments (DeploymentRouter: fallover, cooldown, balancing, retries, timeouts), then
  * exactly one settle or release. Callers render the answer.
@@ -179,7 +181,7 @@ export class ExchangeRunner {
       choices: r.choices ?? 1,
       pricing: this.maxPricing(r.endpoint, deployments),
     });
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    for (const [k, v] of Object.entries({ ...headers, ...r.headers?.(headers) })) res.setHeader(k, v);
 
     const abort = new AbortController();
     const onClose = () => {
@@ -364,7 +366,7 @@ export class ExchangeRunner {
     return new ApiError(502, 'The upstream call failed', 'server_error', 'upstream_error');
   }
 
-  /** Charges the real usage at the serving deployment's prices. */
+  /** Charges the real usage at the serving deployment's prices (cached prompt tokens at their own). */
   async settle(
     ex: Exchange,
     u: TokenUsage,
@@ -373,10 +375,13 @@ export class ExchangeRunner {
     detail: Pick<UsageMeta, 'cachedTokens' | 'reasoningTokens'> = {},
   ): Promise<void> {
     const pricing = pricingFor(ex.endpoint, (ex.deployment ?? ex.deployments[0]).pricing);
+    const cached = { cacheWriteTokens: u.cacheWriteTokens, cacheReadTokens: u.cacheReadTokens };
     const usage = {
       promptTokens: u.promptTokens,
       completionTokens: u.completionTokens,
-      costMicros: costMicros(pricing, u.promptTokens, u.completionTokens),
+      ...(u.cacheWriteTokens ? { cacheWriteTokens: u.cacheWriteTokens } : {}),
+      ...(u.cacheReadTokens ? { cacheReadTokens: u.cacheReadTokens } : {}),
+      costMicros: costMicros(pricing, u.promptTokens, u.completionTokens, cached),
     };
     await this.guard('settle', () =>
       this.meter.settle(ex.reservation, usage, { ...this.meta(ex, httpStatus, status), ...detail }),
@@ -402,7 +407,10 @@ export class ExchangeRunner {
   private maxPricing(endpoint: Endpoint, deployments: Deployment[]): Pricing {
     const prices = deployments.map((d) => pricingFor(endpoint, d.pricing));
     return {
-      inputPerMillion: Math.max(...prices.map((p) => p.inputPerMillion)),
+      // A prompt may be written to the provider's cache: reserved at the dearer of the two.
+      inputPerMillion: Math.max(
+        ...prices.map((p) => Math.max(p.inputPerMillion, p.cacheWritePerMillion ?? 0)),
+      ),
       outputPerMillion: Math.max(...prices.map((p) => p.outputPerMillion)),
     };
   }

@@ -1,6 +1,7 @@
 export { CompletionsModule } from './completions.module';
 export type { CompletionsModuleOptions } from './completions.module';
 export { CompletionsService } from './completions.service';
+export { MessagesService } from './messages/messages.service';
 export { ExchangeRunner } from './exchange';
 export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';
@@ -23,7 +24,7 @@ export {
 export type { HealthRecord, HealthPolicy, DeploymentState } from './routing/deployment-health';
 export { costMicros } from './pricing';
 export type { Pricing } from './pricing';
-export { countTokens, countPromptTokens } from './tokens';
+export { countTokens, countPromptTokens, countMessagesPromptTokens } from './tokens';
 export { validateChatRequest } from './chat/chat-request';
 export type * from './chat/openai-types';
 export { ResponseOwner } from './responses/response-owner.entity';

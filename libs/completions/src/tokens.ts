@@ -252,3 +252,48 @@ export function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'tools'>):
   if (req.tools?.length) e.text(JSON.stringify(req.tools));
   return e.total;
 }
+
+type AnthropicBlock = Record<string, unknown> & { type: string };
+
+/** Anthropic content blocks: text and thinking counted, images and documents by their bounds, the rest as JSON. */
+function blocks(e: PromptEstimator, content: unknown): void {
+  if (typeof content === 'string') return void e.text(content);
+  if (!Array.isArray(content)) return;
+  for (const b of content as AnthropicBlock[]) {
+    if (typeof b !== 'object' || b === null) continue;
+    if (b.type === 'text') e.text(typeof b.text === 'string' ? b.text : '');
+    else if (b.type === 'thinking') e.text(typeof b.thinking === 'string' ? b.thinking : '');
+    else if (b.type === 'image') e.add(IMAGE_TOKENS.other);
+    else if (b.type === 'document') {
+      const data = (b.source as { data?: unknown } | undefined)?.data;
+      e.add(typeof data === 'string' ? Math.max(FILE_TOKENS.min, data.length) : FILE_TOKENS.byId);
+    } else if (b.type === 'tool_use') e.text(String(b.name ?? '')).text(JSON.stringify(b.input ?? {}));
+    else if (b.type === 'tool_result') {
+      e.text(String(b.tool_use_id ?? ''));
+      blocks(e, b.content);
+    } else e.add(Buffer.byteLength(JSON.stringify(b)));
+  }
+}
+
+/**
+ * The prompt estimate of an Anthropic Messages request, by the same PromptEstimator and
+ * framing as `countPromptTokens`: the system prompt as one more message, each message's
+ * content blocks, the tool definitions as JSON.
+ */
+export function countMessagesPromptTokens(req: {
+  system?: unknown;
+  messages: { role: string; content: unknown }[];
+  tools?: unknown[];
+}): number {
+  const e = new PromptEstimator().add(3);
+  if (req.system != null) {
+    e.add(3).text('system');
+    blocks(e, req.system);
+  }
+  for (const m of req.messages) {
+    e.add(3).text(m.role);
+    blocks(e, m.content);
+  }
+  if (req.tools?.length) e.text(JSON.stringify(req.tools));
+  return e.total;
+}

@@ -37,9 +37,14 @@ export interface Admission {
 
 /** What was used: the provider's figures, or the tokenizer's count of what was produced. */
 export interface MeteredUsage {
+  /** All prompt tokens, cached ones included. */
   promptTokens: number;
   completionTokens: number;
   costMicros: number;
+  /** Of the prompt tokens: written to the provider's prompt cache (Anthropic cache_creation_input_tokens). */
+  cacheWriteTokens?: number;
+  /** Of the prompt tokens: read from the cache (Anthropic cache_read_input_tokens, OpenAI cached_tokens). */
+  cacheReadTokens?: number;
 }
 
 /** Shaped like the quota lib's RequestMeta (ledger row), plus a few fields for logs. */

@@ -5,14 +5,29 @@ import { countTokens, decodeTokens, encodeTokens, EXACT_CHARS, TokenCounter } fr
 export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
+  /** Of the prompt tokens: written to the provider's prompt cache (Anthropic cache_creation_input_tokens). */
+  cacheWriteTokens?: number;
+  /** Of the prompt tokens: read from the provider's prompt cache (OpenAI cached_tokens, Anthropic cache_read_input_tokens). */
+  cacheReadTokens?: number;
 }
 
 const count = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
+/** OpenAI's `prompt_tokens_details.cached_tokens` (0 when absent or not a count within the prompt). */
+export function cachedTokensOf(u: Usage | null | undefined): number {
+  const c = (u?.prompt_tokens_details as { cached_tokens?: unknown } | undefined)?.cached_tokens;
+  return count(c) && (c as number) <= (u?.prompt_tokens ?? 0) ? (c as number) : 0;
+}
+
 /** The provider's figures when they are usable. */
 export function usageOf(u: Usage | null | undefined): TokenUsage | undefined {
   if (!u || !count(u.prompt_tokens) || !count(u.completion_tokens)) return undefined;
-  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+  const cached = cachedTokensOf(u);
+  return {
+    promptTokens: u.prompt_tokens,
+    completionTokens: u.completion_tokens,
+    ...(cached ? { cacheReadTokens: cached } : {}),
+  };
 }
 
 type Produced = {

@@ -20,3 +20,11 @@ export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } fro
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';
 export { QuietStartLogger, startLogger } from './startup-logger';
+export {
+  AnthropicExceptionFilter,
+  anthropicErrorType,
+  anthropicRateLimitHeaders,
+  isAnthropicPath,
+  toAnthropicErrorBody,
+} from './anthropic-error';
+export type { AnthropicErrorBody } from './anthropic-error';

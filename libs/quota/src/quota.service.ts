@@ -92,6 +92,9 @@ export interface Usage {
   completionTokens: number;
   /** `costMicros(pricing, promptTokens, completionTokens)`. */
   costMicros: number;
+  /** Of the prompt tokens: written to / read from the provider's prompt cache (recorded on the row). */
+  cacheWriteTokens?: number;
+  cacheReadTokens?: number;
 }
 
 export interface RequestMeta {
@@ -372,7 +375,12 @@ export class QuotaService {
     const completion = amount('completionTokens', usage.completionTokens);
     const cost = amount('costMicros', usage.costMicros);
     reservation.state = 'settled';
-    const row = this.row(reservation, prompt, completion, cost, meta);
+    // Cached prompt tokens are part of the prompt: a figure above it is the caller's bug, not a charge.
+    const cached = (v: number | undefined) =>
+      typeof v === 'number' && Number.isInteger(v) && v > 0 ? Math.min(v, prompt) : 0;
+    const cacheWriteTokens = cached(usage.cacheWriteTokens);
+    const cacheReadTokens = Math.min(cached(usage.cacheReadTokens), prompt - cacheWriteTokens);
+    const row = this.row(reservation, prompt, completion, cost, meta, { cacheWriteTokens, cacheReadTokens });
     try {
       if (this.store.carriesLedger) await this.stream.announce(reservation.tenantId);
       const r = await this.store.settle(
@@ -430,8 +438,10 @@ export class QuotaService {
     completion: number,
     cost: number,
     meta: RequestMeta,
+    cached: Pick<LedgerRecord, 'cacheWriteTokens' | 'cacheReadTokens'> = {},
   ): LedgerRecord {
     return {
+      ...cached,
       id: r.id,
       requestId: meta.requestId ?? null,
       tenantId: r.tenantId,

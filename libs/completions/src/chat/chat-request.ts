@@ -56,7 +56,8 @@ export function validateChatRequest(body: unknown): ChatRequest {
 const ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'function'];
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
-class Validator {
+/** Field checks shared with the Messages API validator (messages/messages-request.ts). */
+export class Validator {
   fail(param: string, message: string): never {
     throw ApiError.badRequest(message, 'invalid_request', param || null);
   }

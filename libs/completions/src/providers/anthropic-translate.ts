@@ -15,13 +15,14 @@ import type {
  * the mapping table is in docs/models.md.
  */
 
-type Block = Record<string, unknown> & { type: string };
-interface AnthropicMessage {
+/** One content block of the Messages API (text, image, tool_use, tool_result, thinking, ...). */
+export type Block = Record<string, unknown> & { type: string };
+export interface AnthropicMessage {
   role: 'user' | 'assistant';
   content: Block[];
 }
 
-interface AnthropicUsage {
+export interface AnthropicUsage {
   input_tokens?: number;
   output_tokens?: number;
   cache_creation_input_tokens?: number | null;

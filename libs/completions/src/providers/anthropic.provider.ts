@@ -1,11 +1,19 @@
 import type { ChatCompletion } from '../chat/openai-types';
+import type { Deployment } from '../routing/routing-table';
 import {
   AnthropicResponse,
   AnthropicStreamTranslator,
   fromAnthropicResponse,
   toAnthropicRequest,
 } from './anthropic-translate';
-import { cappedRequest, Provider, StreamItem, UpstreamCall, UpstreamError } from './provider';
+import {
+  AttemptTimeouts,
+  cappedRequest,
+  Provider,
+  StreamItem,
+  UpstreamCall,
+  UpstreamError,
+} from './provider';
 import {
   ParsedUpstreamError,
   readText,
@@ -94,6 +102,23 @@ export class AnthropicProvider extends Provider {
     } finally {
       if (!res.body.destroyed) res.body.destroy();
     }
+  }
+
+  /**
+   * A Messages API call as the client made it (the pass-through of POST /v1/messages):
+   * `body` goes as given; non-2xx answers become UpstreamErrors like the translated calls'.
+   */
+  async post(
+    d: Deployment,
+    path: string,
+    headers: Record<string, string>,
+    body: string,
+    signal: AbortSignal,
+    opts: { stream: boolean; timeouts: AttemptTimeouts },
+  ): Promise<UpstreamResponse> {
+    const res = await this.http.post(d, path, headers, body, signal, opts);
+    if (res.statusCode < 200 || res.statusCode >= 300) throw await statusError(res, d, parseAnthropicError);
+    return res;
   }
 
   private async send(call: UpstreamCall, stream: boolean): Promise<UpstreamResponse> {

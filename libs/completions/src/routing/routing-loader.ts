@@ -191,7 +191,13 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
       let pricing: Pricing = { inputPerMillion: 0, outputPerMillion: 0 };
       if (d.pricing !== undefined || provider !== 'mock') {
         const p = obj(d.pricing, `${dat}.pricing`);
-        onlyKeys(p, `${dat}.pricing`, ['input_per_million', 'output_per_million', 'embedding_per_million']);
+        onlyKeys(p, `${dat}.pricing`, [
+          'input_per_million',
+          'output_per_million',
+          'cache_write_per_million',
+          'cache_read_per_million',
+          'embedding_per_million',
+        ]);
         pricing = {
           inputPerMillion: num(p.input_per_million, `${dat}.pricing.input_per_million`),
           outputPerMillion: num(p.output_per_million, `${dat}.pricing.output_per_million`),
@@ -199,6 +205,16 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
             ? {}
             : { embeddingPerMillion: num(p.embedding_per_million, `${dat}.pricing.embedding_per_million`) }),
         };
+        if (p.cache_write_per_million !== undefined)
+          pricing.cacheWritePerMillion = num(
+            p.cache_write_per_million,
+            `${dat}.pricing.cache_write_per_million`,
+          );
+        if (p.cache_read_per_million !== undefined)
+          pricing.cacheReadPerMillion = num(
+            p.cache_read_per_million,
+            `${dat}.pricing.cache_read_per_million`,
+          );
       }
 
       const maxConnections =
@@ -294,8 +310,11 @@ export function parseRoutingTable(doc: unknown, source: string, readSecret: Secr
     });
     if (strategy === 'weighted' && !deployments.some((d) => d.routing.weight > 0))
       fail(`${at}.deployments`, 'must give at least one deployment a weight above 0 (strategy weighted)');
+    // A reservation prices the whole prompt at the dearest prompt rate (a cache write may cost more).
     const maxPricing: Pricing = {
-      inputPerMillion: Math.max(...deployments.map((d) => d.pricing.inputPerMillion)),
+      inputPerMillion: Math.max(
+        ...deployments.map((d) => Math.max(d.pricing.inputPerMillion, d.pricing.cacheWritePerMillion ?? 0)),
+      ),
       outputPerMillion: Math.max(...deployments.map((d) => d.pricing.outputPerMillion)),
     };
     const caps = deployments.flatMap((d) => (d.maxOutputTokens === null ? [] : [d.maxOutputTokens]));

@@ -9,6 +9,7 @@ import { AuditLog1795936489416 } from './1795936489416-AuditLog';
 import { UserSessionsAndKeyDefaults1795936671948 } from './1795936671948-UserSessionsAndKeyDefaults';
 import { ResponseOwners1795939086141 } from './1795939086141-ResponseOwners';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
+import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -26,4 +27,5 @@ export const MIGRATIONS = [
   UserSessionsAndKeyDefaults1795936671948,
   ResponseOwners1795939086141,
   UsageRecordsDeploymentAttempts1795939582416,
+  UsageRecordCachedTokens1795941326306,
 ];

@@ -47,6 +47,10 @@ export class UsageTotals {
   @ApiProperty() prompt_tokens: number;
   @ApiProperty() completion_tokens: number;
   @ApiProperty() total_tokens: number;
+  @ApiProperty({ description: "Of the prompt tokens: written to the provider's prompt cache" })
+  cache_write_tokens: number;
+  @ApiProperty({ description: "Of the prompt tokens: read from the provider's prompt cache" })
+  cache_read_tokens: number;
   @ApiProperty({ description: 'USD', example: 0.0123 }) cost_usd: number;
 }
 

@@ -10,6 +10,9 @@ export interface LedgerRecord {
   provider: string;
   promptTokens: number;
   completionTokens: number;
+  /** Of the prompt tokens: written to / read from the provider's prompt cache (absent: 0). */
+  cacheWriteTokens?: number;
+  cacheReadTokens?: number;
   costMicros: number;
   status: string;
   latencyMs: number | null;

@@ -16,15 +16,17 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::varchar[], $7::varchar[],
     $8::int[], $9::int[], $10::numeric[], $11::varchar[], $12::int[], $13::timestamptz[],
-    $14::varchar[], $15::int[]
+    $14::varchar[], $15::int[], $16::int[], $17::int[]
   ) AS r(id, request_id, tenant_id, user_id, api_key_id, model, provider,
-         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts)
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts,
+         cache_write_tokens, cache_read_tokens)
 ), inserted AS (
   INSERT INTO usage_records (id, request_id, tenant_id, user_id, api_key_id, model, provider,
                              prompt_tokens, completion_tokens, cost, status, latency_ms, created_at,
-                             deployment, attempts)
+                             deployment, attempts, cache_write_tokens, cache_read_tokens)
   SELECT id, request_id, tenant_id, user_id, api_key_id, model, provider,
-         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts
+         prompt_tokens, completion_tokens, cost, status, latency_ms, created_at, deployment, attempts,
+         cache_write_tokens, cache_read_tokens
   FROM input
   ON CONFLICT (id) DO NOTHING
   RETURNING tenant_id, api_key_id, prompt_tokens + completion_tokens AS tokens, cost
@@ -105,6 +107,8 @@ export class LedgerRepository implements OnApplicationShutdown {
       col((r) => r.createdAt.toISOString()),
       col((r) => r.deployment ?? null),
       col((r) => r.attempts ?? 1),
+      col((r) => r.cacheWriteTokens ?? 0),
+      col((r) => r.cacheReadTokens ?? 0),
     ]);
     return result.rows[0]?.inserted ?? 0;
   }

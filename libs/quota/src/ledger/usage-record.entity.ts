@@ -17,6 +17,8 @@ import { numericColumn } from '@app/tenancy';
 @Check('usage_records_completion_tokens_check', `completion_tokens >= 0`)
 @Check('usage_records_cost_check', `cost >= 0`)
 @Check('usage_records_attempts_check', `attempts >= 0`)
+@Check('usage_records_cache_write_tokens_check', `cache_write_tokens >= 0`)
+@Check('usage_records_cache_read_tokens_check', `cache_read_tokens >= 0`)
 export class UsageRecord {
   /** Generated at settle time: a retried batch inserts each row once. */
   @PrimaryColumn({ type: 'uuid', primaryKeyConstraintName: 'usage_records_pkey' })
@@ -45,6 +47,14 @@ export class UsageRecord {
 
   @Column({ name: 'completion_tokens', type: 'integer', default: 0 })
   completionTokens: number;
+
+  /** Of the prompt tokens: written to the provider's prompt cache. */
+  @Column({ name: 'cache_write_tokens', type: 'integer', default: 0 })
+  cacheWriteTokens: number;
+
+  /** Of the prompt tokens: read from the provider's prompt cache. */
+  @Column({ name: 'cache_read_tokens', type: 'integer', default: 0 })
+  cacheReadTokens: number;
 
   /** USD. */
   @Column({ type: 'numeric', precision: 14, scale: 6, default: 0, transformer: numericColumn })

@@ -37,6 +37,8 @@ export interface ReportRow {
   requests: number;
   promptTokens: number;
   completionTokens: number;
+  cacheWriteTokens: number;
+  cacheReadTokens: number;
   costMicros: number;
 }
 
@@ -218,6 +220,8 @@ export class UsageRepository {
       `SELECT ${group} AS grp, ${keyName} AS key_name, count(*)::int AS requests,
               coalesce(sum(r.prompt_tokens::bigint), 0)::text AS prompt,
               coalesce(sum(r.completion_tokens::bigint), 0)::text AS completion,
+              coalesce(sum(r.cache_write_tokens::bigint), 0)::text AS cache_write,
+              coalesce(sum(r.cache_read_tokens::bigint), 0)::text AS cache_read,
               (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
          FROM usage_records r ${join}
         WHERE ${where}
@@ -231,6 +235,8 @@ export class UsageRepository {
       requests: number;
       prompt: string;
       completion: string;
+      cache_write: string;
+      cache_read: string;
       micros: string;
     }[];
     return rows.map((r) => ({
@@ -239,6 +245,8 @@ export class UsageRepository {
       requests: r.requests,
       promptTokens: Number(r.prompt),
       completionTokens: Number(r.completion),
+      cacheWriteTokens: Number(r.cache_write),
+      cacheReadTokens: Number(r.cache_read),
       costMicros: Number(r.micros),
     }));
   }

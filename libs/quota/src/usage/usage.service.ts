@@ -26,15 +26,19 @@ function totalsOf(rows: ReportRow[]): UsageTotals {
       requests: a.requests + r.requests,
       prompt: a.prompt + r.promptTokens,
       completion: a.completion + r.completionTokens,
+      cacheWrite: a.cacheWrite + r.cacheWriteTokens,
+      cacheRead: a.cacheRead + r.cacheReadTokens,
       micros: a.micros + r.costMicros,
     }),
-    { requests: 0, prompt: 0, completion: 0, micros: 0 },
+    { requests: 0, prompt: 0, completion: 0, cacheWrite: 0, cacheRead: 0, micros: 0 },
   );
   return {
     requests: t.requests,
     prompt_tokens: t.prompt,
     completion_tokens: t.completion,
     total_tokens: t.prompt + t.completion,
+    cache_write_tokens: t.cacheWrite,
+    cache_read_tokens: t.cacheRead,
     cost_usd: microsToUsd(t.micros),
   };
 }
@@ -94,6 +98,8 @@ export class UsageService {
         prompt_tokens: r.promptTokens,
         completion_tokens: r.completionTokens,
         total_tokens: r.promptTokens + r.completionTokens,
+        cache_write_tokens: r.cacheWriteTokens,
+        cache_read_tokens: r.cacheReadTokens,
         cost_usd: microsToUsd(r.costMicros),
       };
       if (groupBy === 'key') return { api_key_id: r.group ?? undefined, key_name: r.keyName, ...row };

@@ -119,6 +119,17 @@ export function concurrencySuite(ctx: ConcurrencyContext): void {
   });
   const flushBoth = () => Promise.all([a.ledger.flush(), b.ledger.flush()]);
   const counter = (key: string) => ctx.counter(key);
+  /** A fresh tenant, user and key whose key level has a token quota of `limit` (nothing else). */
+  const tokenQuotaKey = async (limit: number, keyRow?: Parameters<typeof insertKey>[3]) => {
+    const tenantId = await newTenant(db);
+    const userId = await insertUser(db, tenantId);
+    const apiKeyId = await insertKey(db, tenantId, userId, keyRow);
+    const s = subjectOf(
+      { tenantId, userId, apiKeyId },
+      { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
+    );
+    return { tenantId, apiKeyId, s };
+  };
   const keyColumns = async (ids: string[]) => {
     const [r] = await sql<{ tokens: string; spend: string }>(
       db,
@@ -251,14 +262,8 @@ export function concurrencySuite(ctx: ConcurrencyContext): void {
   });
 
   it('the allowance: 500 requests, half without a cap, on a 10,000-token key quota: overspend 0, no false refusal', async () => {
-    const tenantId = await newTenant(db);
-    const userId = await insertUser(db, tenantId);
     const limit = 10_000;
-    const apiKeyId = await insertKey(db, tenantId, userId, { quota_limit: limit });
-    const s = subjectOf(
-      { tenantId, userId, apiKeyId },
-      { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
-    );
+    const { tenantId, apiKeyId, s } = await tokenQuotaKey(limit, { quota_limit: limit });
     const prompt = 100;
     const min = a.config.QUOTA_MIN_COMPLETION_TOKENS;
     // the upstream honours the cap and writes all of it (the worst case for the quota)
@@ -322,14 +327,8 @@ export function concurrencySuite(ctx: ConcurrencyContext): void {
   });
 
   it('actual above the reservation: usage stays within limit + the in-flight overshoot (the stated bound)', async () => {
-    const tenantId = await newTenant(db);
-    const userId = await insertUser(db, tenantId);
-    const apiKeyId = await insertKey(db, tenantId, userId);
     const limit = 3000;
-    const s = subjectOf(
-      { tenantId, userId, apiKeyId },
-      { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
-    );
+    const { tenantId, apiKeyId, s } = await tokenQuotaKey(limit);
     // reserve 80 (prompt 70 + cap 10), use 100: an upstream ignoring the cap overshoots by 20
     const o = await hammer([a, b], [s], 500, {
       admit: { promptTokens: 70, wanted: 10 },
@@ -347,14 +346,8 @@ export function concurrencySuite(ctx: ConcurrencyContext): void {
   });
 
   it('one request at a time (alternating instances): at most one reservation of overshoot', async () => {
-    const tenantId = await newTenant(db);
-    const userId = await insertUser(db, tenantId);
-    const apiKeyId = await insertKey(db, tenantId, userId);
     const limit = 990;
-    const s = subjectOf(
-      { tenantId, userId, apiKeyId },
-      { key: { tokenLimit: limit, budgetUsd: null, period: 'none' } },
-    );
+    const { s } = await tokenQuotaKey(limit);
     let admitted = 0;
     for (let i = 0; i < 60; i++) {
       const inst = i % 2 ? b : a;

@@ -95,6 +95,11 @@ export class AllExceptionsFilter implements ExceptionFilter {
       if (!res.writableEnded) res.end();
       return;
     }
+    this.render(res, status, body, headers);
+  }
+
+  /** Writes the error: this shape for every route but those with a format of their own. */
+  protected render(res: Response, status: number, body: ErrorBody, headers: Record<string, string>): void {
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     res.status(status).json(body);
   }

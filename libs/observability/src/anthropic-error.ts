@@ -1,6 +1,6 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
-import type { Request, Response } from 'express';
-import { toErrorResponse } from './all-exceptions.filter';
+import { Catch } from '@nestjs/common';
+import type { Response } from 'express';
+import { AllExceptionsFilter } from './all-exceptions.filter';
 import type { ErrorBody } from './api-error';
 
 /** Anthropic's error body: `{"type":"error","error":{"type":"rate_limit_error","message":"..."}}`. */
@@ -81,21 +81,13 @@ export function anthropicRateLimitHeaders(
  * `anthropic-ratelimit-*` headers beside `retry-after` and `x-ratelimit-*`.
  */
 @Catch()
-export class AnthropicExceptionFilter implements ExceptionFilter {
-  private readonly logger = new Logger('Errors');
-
-  catch(exception: unknown, host: ArgumentsHost): void {
-    const ctx = host.switchToHttp();
-    const req = ctx.getRequest<Request>();
-    const res = ctx.getResponse<Response>();
-    const { status, body, headers } = toErrorResponse(exception, req);
-    if (status >= 500 && !(exception instanceof HttpException)) {
-      this.logger.error({ err: exception, requestId: body.error.request_id }, 'unhandled error');
-    }
-    if (res.headersSent) {
-      if (!res.writableEnded) res.end();
-      return;
-    }
+export class AnthropicExceptionFilter extends AllExceptionsFilter {
+  protected override render(
+    res: Response,
+    status: number,
+    body: ErrorBody,
+    headers: Record<string, string>,
+  ): void {
     for (const [k, v] of Object.entries({ ...headers, ...anthropicRateLimitHeaders(headers) }))
       res.setHeader(k, v);
     res.status(status).json(toAnthropicErrorBody(status, body));

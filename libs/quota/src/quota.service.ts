@@ -362,8 +362,8 @@ export class QuotaService {
   /**
    * Charges the actual usage (replacing the reservation) and records the ledger row, durably
    * before it returns (the completion path answers after it): with Redis the settle script
-   * appends the row to the tenant's ledger stream in the same atomic step; otherwise (or
-   * when Redis fails) the row goes to the local journal (DATA_DIR) and the write queue.
+   * appends the row to the tenant's ledger stream in the same atomic step; the row also goes
+   * to the local journal (DATA_DIR) and the write queue (see `keep`).
    * Idempotent per reservation, here (state) and in the store (settled marker).
    */
   async settle(reservation: Reservation, usage: Usage, meta: RequestMeta): Promise<LedgerRecord | null> {
@@ -400,10 +400,7 @@ export class QuotaService {
       this.reconciliation.markDirty(reservation.tenantId);
     }
     this.metrics.tokens(meta.model ?? reservation.model, prompt, completion, microsToUsd(cost));
-    // Also through the local journal and write queue when the stream carried it: a Redis that
-    // is lost (restarted empty, flushed) takes its undrained stream with it, and a SIGKILL
-    // takes the queue; either copy is enough, and both insert by the row's id (ON CONFLICT).
-    this.ledger.enqueue(row);
+    this.keep(row);
     return row;
   }
 
@@ -421,9 +418,16 @@ export class QuotaService {
         this.reconciliation.markDirty(reservation.tenantId);
       }
     }
-    // Also through the local journal and write queue when the stream carried it: a Redis that
-    // is lost (restarted empty, flushed) takes its undrained stream with it, and a SIGKILL
-    // takes the queue; either copy is enough, and both insert by the row's id (ON CONFLICT).
+    this.keep(row);
+  }
+
+  /**
+   * The row's local copy (journal + write queue), also when the Redis stream carried it: a
+   * Redis that is lost (restarted empty, flushed) takes its undrained stream with it, and a
+   * SIGKILL takes the queue; either copy is enough, and both insert by the row's id
+   * (README "Ledger", both copies).
+   */
+  private keep(row: LedgerRecord): void {
     this.ledger.enqueue(row);
   }
 

@@ -28,8 +28,11 @@ export class AuditRepository {
   }
 
   /** The acting user's email, read in the same transaction (users belong to the auth lib; one column). */
-  async userEmail(manager: EntityManager, userId: string): Promise<string | null> {
-    const rows: { email: string }[] = await manager.query(`SELECT email FROM users WHERE id = $1`, [userId]);
+  async userEmail(manager: EntityManager, tenantId: string, userId: string): Promise<string | null> {
+    const rows: { email: string }[] = await manager.query(
+      `SELECT email FROM users WHERE tenant_id = $1 AND id = $2`,
+      [tenantId, userId],
+    );
     return rows[0]?.email ?? null;
   }
 

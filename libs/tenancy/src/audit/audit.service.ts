@@ -87,8 +87,12 @@ export class AuditService {
     if (!this.ctx.active) return this.outsideRequest;
     const p = this.ctx.principal;
     if (p?.kind === 'master') return { type: 'master', label: 'master key' };
-    if (p?.kind === 'user' && p.userId)
-      return { type: 'user', id: p.userId, label: await this.entries.userEmail(manager, p.userId) };
+    if (p?.kind === 'user' && p.userId && p.tenantId)
+      return {
+        type: 'user',
+        id: p.userId,
+        label: await this.entries.userEmail(manager, p.tenantId, p.userId),
+      };
     return { type: 'anonymous' };
   }
 

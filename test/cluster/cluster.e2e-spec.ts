@@ -131,7 +131,10 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         const revokedAt = Date.now();
         let status = 200;
         while (status !== 401 && Date.now() - revokedAt < 2000) {
-          status = (await request(B.url).get('/api/v1/me').set('X-API-Key', k.key)).status;
+          // fetch keeps its connection alive: the poll measures the refusal, not TCP set-up
+          const res = await fetch(`${B.url}/api/v1/me`, { headers: { 'X-API-Key': k.key } });
+          await res.arrayBuffer();
+          status = res.status;
           if (status !== 401) await sleep(2);
         }
         expect(status).toBe(401);

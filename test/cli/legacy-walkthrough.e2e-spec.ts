@@ -75,7 +75,7 @@ describe('legacy upgrade walkthrough (compiled CLI + the gateway, real PostgreSQ
     const migrated = await runCli(['db:migrate'], { env });
     expect(migrated.stderr).toBe('');
     expect(migrated.code).toBe(0);
-    expect(migrated.stdout).toMatch(/^Applied 5 migrations:\n {2}ApiKeyOwnersAndLimits1732000002000\n/);
+    expect(migrated.stdout).toMatch(/^Applied \d+ migrations:\n {2}ApiKeyOwnersAndLimits1732000002000\n/);
 
     const first = JSON.parse(
       (await runCli(['keys:backfill-report', '--json'], { env })).stdout,

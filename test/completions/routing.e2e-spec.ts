@@ -240,6 +240,25 @@ describe('routing: cooldown and probe of a failing deployment', () => {
     expect(h2.router.state(`${model}#0`)).toBe('healthy');
   });
 
+  it('a probe already answered on the other instance: the next request uses the deployment at once', async () => {
+    h2.router.onApplicationShutdown(); // no periodic sync: h2 learns only what a request asks
+    await a.set('down');
+    const p1 = client(h1);
+    const p2 = client(h2);
+    for (let i = 0; i < 2; i++) expect((await p1(model)).status).toBe(200);
+    await h2.router.refresh();
+    expect(h2.router.state(`${model}#0`)).toBe('cooldown');
+    await a.set('ok');
+    await sleep(1100);
+    expect((await p1(model)).status).toBe(200); // h1's probe answers: healthy in Redis
+    expect(h1.router.state(`${model}#0`)).toBe('healthy');
+    expect(h2.router.state(`${model}#0`)).toBe('probe'); // h2's copy is older
+    h2.meter.reset();
+    expect((await p2(model)).status).toBe(200);
+    // not refused or sent elsewhere because the probe lease was gone: the deployment is back
+    expect(h2.meter.settled[0].meta).toMatchObject({ deployment: `${model}#0` });
+  });
+
   it('the Redis store and the in-process store make the same transitions', async () => {
     const key = `routing:test:{${randomBytes(4).toString('hex')}}`;
     const redis = new RedisHealthStore(r1, key);
@@ -252,6 +271,7 @@ describe('routing: cooldown and probe of a failing deployment', () => {
       await s.probe('d', 1900, 100), // not yet
       await s.probe('d', 2000, 100), // granted
       await s.probe('d', 2050, 100), // another holds it
+      await s.failure('d', 2055, policy, 1700), // started before the rest ended: not counted
       await s.failure('d', 2060, policy), // failed probe: cooldown again
       await s.retryAfter('d', 2100, 5000),
       await s.probe('d', 7100, 100),

@@ -59,6 +59,9 @@ async function hammer(
           out.refusals.push(e);
           return;
         }
+        // a 503 names the store's own error (Redis under load, a failed rebuild...)
+        if (e instanceof ApiError && e.cause instanceof Error)
+          throw new Error(`${e.message}; cause: ${e.cause.message}`, { cause: e });
         throw e;
       }
       const admittedAt = now();

@@ -123,6 +123,11 @@ export interface GroupFigures {
   refused: number;
   usage: { tokens: number; micros: number };
   client: { tokens: number; micros: number };
+  /**
+   * Ledger rows of streams cut by a SIGKILL: the settle ran (the upstream had answered in
+   * full) and the instance died before the last bytes reached the client. Charged, never told.
+   */
+  cutCharged: { tokens: number; micros: number };
   redis: { tokens: number; micros: number };
   overspend: number;
   bound: number;
@@ -176,6 +181,11 @@ export async function groupFigures(
     client.tokens += r.usage.prompt + r.usage.completion;
     client.micros += costMicros(PRICING, r.usage.prompt, r.usage.completion);
   }
+  const cutRows = myRows.filter((r) => excused.has(r.request_id));
+  const cutCharged = {
+    tokens: cutRows.reduce((s, r) => s + r.tokens, 0),
+    micros: cutRows.reduce((s, r) => s + r.micros, 0),
+  };
   const usage = {
     tokens: myRows.reduce((s, r) => s + r.tokens, 0),
     micros: myRows.reduce((s, r) => s + r.micros, 0),
@@ -195,6 +205,7 @@ export async function groupFigures(
     refused: mine.filter((r) => r.status === 429).length,
     usage,
     client,
+    cutCharged,
     redis: redisNow,
     overspend: Math.max(0, usage[unit] - limit),
     bound: boundOf(g, myRows, unit),

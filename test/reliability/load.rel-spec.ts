@@ -222,7 +222,7 @@ describe('load and faults over two gateway processes', () => {
         f.refused,
         f.usage[u],
         f.redis[u],
-        f.client[u],
+        f.cutCharged[u] ? `${f.client[u]} + ${f.cutCharged[u]} (cut after settle)` : f.client[u],
         f.overspend,
         f.bound,
       ]);
@@ -246,7 +246,7 @@ describe('load and faults over two gateway processes', () => {
       );
       const differ = gf.filter((f) => {
         const u = f.unit === 'tokens' ? 'tokens' : 'micros';
-        return f.redis[u] !== f.usage[u] || f.usage[u] !== f.client[u];
+        return f.redis[u] !== f.usage[u] || f.usage[u] !== f.client[u] + f.cutCharged[u];
       });
       fig.check(
         `${name}: Redis counter = ledger sum = usage told to clients, at every level`,
@@ -275,7 +275,8 @@ describe('load and faults over two gateway processes', () => {
       expect([g.name, g.overspend]).toEqual([g.name, expect.any(Number)]);
       expect(g.overspend).toBeLessThanOrEqual(g.bound);
       const u = g.unit === 'tokens' ? 'tokens' : 'micros';
-      expect([g.name, g.redis[u], g.client[u]]).toEqual([g.name, g.usage[u], g.usage[u]]);
+      // told to clients, plus the rows of streams a SIGKILL cut after their settle
+      expect([g.name, g.redis[u], g.client[u] + g.cutCharged[u]]).toEqual([g.name, g.usage[u], g.usage[u]]);
     }
   }
 
@@ -597,6 +598,16 @@ describe('load and faults over two gateway processes', () => {
       ],
     });
     const results = await run;
+    // The phase ends once the deployment is back in rotation on both instances (after the
+    // cooldown, one probe answers): the next phase starts on a healthy upstream.
+    for (let i = 0; i < bases().length; i++)
+      await until('rel-gpt back in rotation', async () => {
+        const [r] = await burst([
+          shotFor(loose[0], i, chatBody({ maxTokens: MAX_TOKENS, stream: false }).body),
+        ]);
+        results.push(r);
+        return r.status === 200;
+      });
     faultResults.push(...results);
     const o = await phase(
       'faults: upstream 5xx 1 s + hang 1 s',
@@ -770,7 +781,10 @@ describe('load and faults over two gateway processes', () => {
           'answered requests without a ledger row (lost)',
           `${lost.length} (${lost.length ? `${Math.min(...lostAge)} to ${Math.max(...lostAge)} ms before the kill` : '-'}; ${lostTokens} tokens)`,
         ],
-        ['streams cut by the kill (never charged: no settle ran)', cut.length],
+        [
+          'streams cut by the kill / charged (their settle ran before the kill: the upstream had answered)',
+          `${cut.length} / ${rows.filter((r) => cut.some((c) => c.requestId === r.request_id) && r.tokens > 0).length}`,
+        ],
         ['requests on the surviving instance / not completed', `${survivor.length} / ${survivorCut.length}`],
         [
           'open reservations right after the kill (expire after QUOTA_RESERVATION_TTL_SECONDS)',
@@ -782,8 +796,10 @@ describe('load and faults over two gateway processes', () => {
     fig.note(
       "A usage row is durable before its answer completes: with Redis the settle script appends it to the tenant's ledger " +
         "stream atomically with the counters, and every instance moves the streams to PostgreSQL (a dead instance's unacknowledged " +
-        'entries are claimed after LEDGER_CLAIM_IDLE_MS). A SIGKILL therefore loses no row of an answered request; only the ' +
-        'streams it cuts are never charged (no settle ran); their reservations expire after QUOTA_RESERVATION_TTL_SECONDS.',
+        'entries are claimed after LEDGER_CLAIM_IDLE_MS). A SIGKILL therefore loses no row of an answered request. A stream it ' +
+        'cuts is charged only if its settle ran (the upstream had finished; the last bytes never reached the client), shown ' +
+        "as '+ N (cut after settle)' in the client column; the others are never charged and their reservations expire after " +
+        'QUOTA_RESERVATION_TTL_SECONDS.',
     );
     expect(cut.length).toBeGreaterThan(0);
     expectClean(o, true);

@@ -237,6 +237,7 @@ export class ExchangeRunner {
       for (let retry = 0; ; retry++) {
         ex.deployment = d;
         ex.attempts++;
+        const startedAt = Date.now();
         const attempt = this.attempt(ex, d);
         try {
           const out = await fn(this.providers.for(d), {
@@ -260,7 +261,7 @@ export class ExchangeRunner {
             await pause(backoff, ex.signal);
             continue;
           }
-          await this.router.failed(d, e);
+          await this.router.failed(d, e, startedAt);
           last = e;
           if (e.kind === 'rate_limited') {
             limited = e;

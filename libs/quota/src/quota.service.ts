@@ -304,7 +304,7 @@ export class QuotaService {
       }
     } catch (e) {
       this.storeFailed('reserve', e);
-      if (this.config.QUOTA_FAIL_MODE === 'closed') throw storeUnavailable();
+      if (this.config.QUOTA_FAIL_MODE === 'closed') throw storeUnavailable(e);
       const full = this.estimate(pricing, prompt, wanted, choices);
       return {
         reservation: reservation(true, wanted, full.estimatedTokens, full.estimatedCostMicros),

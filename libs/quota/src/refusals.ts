@@ -71,8 +71,9 @@ export function modelNotAllowed(model: string): ApiError {
   );
 }
 
-export function storeUnavailable(): ApiError {
-  return new ApiError(
+/** `cause` (the store's error) stays server-side: logged, never rendered. */
+export function storeUnavailable(cause?: unknown): ApiError {
+  const error = new ApiError(
     503,
     'Quota service unavailable: the quota store (Redis) cannot be reached, and the gateway refuses requests ' +
       'it cannot count (QUOTA_FAIL_MODE=closed). Retry shortly.',
@@ -80,6 +81,8 @@ export function storeUnavailable(): ApiError {
     'quota_unavailable',
     { 'retry-after': '5' },
   );
+  error.cause = cause;
+  return error;
 }
 
 export function ledgerFull(): ApiError {

@@ -35,6 +35,17 @@ describe('deployment health transitions', () => {
     expect(again.until).toBe(1060);
   });
 
+  it('a failure of an attempt that started before the rest ended is not counted, even when it ends after', () => {
+    const r = afterFailure(afterFailure(afterFailure(undefined, 0, policy), 0, policy), 0, policy);
+    expect(r.until).toBe(500);
+    // a request that hung since before the cooldown times out after it: the deployment may still probe
+    const stale = afterFailure(r, 4000, policy, 100);
+    expect(stale).toEqual(r);
+    expect(stateOf(stale, 4000)).toBe('probe');
+    // an attempt started after the rest (the probe, or a request once it is back) counts
+    expect(stateOf(afterFailure(r, 4000, policy, 600), 4000)).toBe('cooldown');
+  });
+
   it('Retry-After rests it at least that long; a shorter one does not shorten a cooldown', () => {
     const r = afterRetryAfter(undefined, 1000, 2000);
     expect(r).toMatchObject({ until: 3000, reason: 'retry_after' });

@@ -35,12 +35,19 @@ export function stateOf(r: HealthRecord | undefined, now: number): DeploymentSta
 const EMPTY: HealthRecord = { failures: 0, windowStart: 0, until: 0, reason: '', probeUntil: 0 };
 
 /**
- * A failure of the deployment. Failures while it already rests are not counted (requests that
- * started before the cooldown); a failed probe starts a new cooldown at once.
+ * A failure of the deployment, of an attempt that started at `startedAt`. Failures of attempts
+ * that started before its rest ended are not counted (they report what started the rest, or
+ * hung meanwhile: found by the reliability suite, where hung requests timing out after the
+ * cooldown took the only deployment out again); a failed probe starts a new cooldown at once.
  */
-export function afterFailure(prev: HealthRecord | undefined, now: number, p: HealthPolicy): HealthRecord {
+export function afterFailure(
+  prev: HealthRecord | undefined,
+  now: number,
+  p: HealthPolicy,
+  startedAt = now,
+): HealthRecord {
   const r = { ...(prev ?? EMPTY) };
-  if (r.until > now) return r;
+  if (r.until > 0 && startedAt < r.until) return r;
   const probing = r.until > 0;
   if (now - r.windowStart >= p.windowMs) {
     r.failures = 0;
@@ -96,7 +103,7 @@ export function decodeHealth(s: string): HealthRecord | undefined {
  * snapshot follows at once; `probe` returns null when the lease was not granted.
  */
 export abstract class HealthStore {
-  abstract failure(id: string, now: number, policy: HealthPolicy): Promise<HealthRecord>;
+  abstract failure(id: string, now: number, policy: HealthPolicy, startedAt?: number): Promise<HealthRecord>;
   abstract retryAfter(id: string, now: number, ms: number): Promise<HealthRecord>;
   abstract success(id: string): Promise<void>;
   abstract probe(id: string, now: number, leaseMs: number): Promise<HealthRecord | null>;
@@ -107,8 +114,8 @@ export abstract class HealthStore {
 export class MemoryHealthStore extends HealthStore {
   private readonly records = new Map<string, HealthRecord>();
 
-  failure(id: string, now: number, policy: HealthPolicy): Promise<HealthRecord> {
-    return this.put(id, afterFailure(this.records.get(id), now, policy));
+  failure(id: string, now: number, policy: HealthPolicy, startedAt = now): Promise<HealthRecord> {
+    return this.put(id, afterFailure(this.records.get(id), now, policy, startedAt));
   }
   retryAfter(id: string, now: number, ms: number): Promise<HealthRecord> {
     return this.put(id, afterRetryAfter(this.records.get(id), now, ms));
@@ -133,7 +140,8 @@ export class MemoryHealthStore extends HealthStore {
 /**
  * The same transitions as afterFailure / afterRetryAfter / withProbe, in one script on one
  * hash (one key: one Redis Cluster slot), so concurrent instances never lose an update.
- * ARGV: id, op (fail | wait | probe), now, then the op's numbers. Returns the new record, or
+ * ARGV: id, op (fail | wait | probe), now, then the op's numbers (fail: threshold, window,
+ * cooldown, the attempt's start). Returns the new record, or
  * '' for a probe not granted.
  */
 const HEALTH_SCRIPT = `
@@ -146,7 +154,8 @@ if raw then
 end
 if op == 'fail' then
   local threshold, windowMs, cooldownMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  if u <= now then
+  local started = tonumber(ARGV[7] or ARGV[3])
+  if not (u > 0 and started < u) then
     local probing = u > 0
     if now - w >= windowMs then f = 0; w = now end
     f = f + 1
@@ -183,7 +192,7 @@ export class RedisHealthStore extends HealthStore {
     this.redis = redis as WithHealthScript;
   }
 
-  async failure(id: string, now: number, p: HealthPolicy): Promise<HealthRecord> {
+  async failure(id: string, now: number, p: HealthPolicy, startedAt = now): Promise<HealthRecord> {
     const out = await this.redis.routingHealth(
       this.key,
       id,
@@ -192,6 +201,7 @@ export class RedisHealthStore extends HealthStore {
       p.threshold,
       p.windowMs,
       p.cooldownMs,
+      startedAt,
     );
     return decodeHealth(out)!;
   }

@@ -107,6 +107,8 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
       if (state === 'healthy') healthy.push(d);
       else if (state === 'probe' && (r?.probeUntil ?? 0) <= now && (await this.takeProbe(d, now)))
         probes.push(d);
+      // the probe was not granted because another instance's probe already answered: healthy
+      else if (state === 'probe' && this.state(d.id, now) === 'healthy') healthy.push(d);
       else
         resting.push({
           deployment: d,
@@ -161,8 +163,11 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
     this.metrics?.deploymentAttempt(d.id, e.kind);
   }
 
-  /** An attempt failed before the answer started: count it, or rest for the provider's Retry-After. */
-  async failed(d: Deployment, e: UpstreamError): Promise<void> {
+  /**
+   * An attempt (started at `startedAt`, epoch ms) failed before the answer started: count it,
+   * or rest for the provider's Retry-After.
+   */
+  async failed(d: Deployment, e: UpstreamError, startedAt = Date.now()): Promise<void> {
     this.metrics?.deploymentAttempt(d.id, e.kind === 'final' ? 'error' : e.kind);
     if (e.kind === 'conflict' || e.kind === 'final') return;
     const now = Date.now();
@@ -174,9 +179,9 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
     const r = await this.guard(() =>
       wait !== undefined
         ? this.store.retryAfter(d.id, now, wait)
-        : this.store.failure(d.id, now, this.policy),
+        : this.store.failure(d.id, now, this.policy, startedAt),
     );
-    const next = r ?? this.local(d.id, now, wait);
+    const next = r ?? this.local(d.id, now, wait, startedAt);
     this.health.set(d.id, next);
     if (next.until > now && (before?.until ?? 0) !== next.until)
       this.logger.warn(
@@ -290,9 +295,11 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** This instance's own transition when the shared store cannot be reached. */
-  private local(id: string, now: number, wait: number | undefined): HealthRecord {
+  private local(id: string, now: number, wait: number | undefined, startedAt: number): HealthRecord {
     const prev = this.health.get(id);
-    return wait !== undefined ? afterRetryAfter(prev, now, wait) : afterFailure(prev, now, this.policy);
+    return wait !== undefined
+      ? afterRetryAfter(prev, now, wait)
+      : afterFailure(prev, now, this.policy, startedAt);
   }
 
   /** Health is advice: a store failure never fails the request (undefined = it failed). */

@@ -106,4 +106,7 @@ export class ApiKey {
 
   /** Not a column: set by repository queries that select `key_lookup_hash IS NULL`. */
   legacy?: boolean;
+
+  /** Not columns: set by the list query (ApiKeysRepository.list), the key's current period. */
+  period?: { tokens: number; spend: number; resetsAt: Date | null };
 }

@@ -19,7 +19,7 @@ import {
   ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
-import { Authenticated, Page, PageQuery } from '@app/tenancy';
+import { Authenticated, Page } from '@app/tenancy';
 import { ApiKeysService } from './api-keys.service';
 import {
   ApiKeyCreatedResponse,
@@ -27,6 +27,7 @@ import {
   ApiKeyResponse,
   CreateApiKeyDto,
   GenerateKeyDto,
+  KeyListQuery,
   RegenerateApiKeyDto,
   UpdateApiKeyDto,
 } from './dto/api-key.dto';
@@ -47,10 +48,12 @@ export class ApiKeysController {
   }
 
   @Get()
-  @ApiOperation({ summary: "List keys (members: their own; admins: the tenant's)" })
+  @ApiOperation({
+    summary: "List keys (members: their own; admins: the tenant's): search, filter by status or owner, sort",
+  })
   @ApiOkResponse({ type: ApiKeyPage })
-  list(@Query() q: PageQuery): Promise<Page<ApiKeyResponse>> {
-    return this.keys.list(q.offset, q.limit);
+  list(@Query() q: KeyListQuery): Promise<Page<ApiKeyResponse>> {
+    return this.keys.list(q);
   }
 
   @Get(':id')

@@ -81,6 +81,51 @@ export interface KeyListFilter {
   ownerId?: string;
 }
 
+export type KeyListStatus = 'current' | 'active' | 'exhausted' | 'expired' | 'revoked' | 'all';
+export type KeyListSort = 'created' | 'name' | 'usage' | 'spend' | 'last_used';
+
+/** The list's search, filters and order (GET /api/v1/api-keys; README "Admin page"). */
+export interface KeyListOptions {
+  /** Part of the name or of the owner's email (case-insensitive), or the start of the prefix. */
+  search?: string;
+  status?: KeyListStatus;
+  sort?: KeyListSort;
+  order?: 'asc' | 'desc';
+  /** For the current period's window (QUOTA_TIMEZONE) and the exhausted test. */
+  timeZone: string;
+  minCompletionTokens: number;
+  now: Date;
+}
+
+/**
+ * The key's use in its current period, from what PostgreSQL knows: for `none` the running
+ * totals on the row, for `daily`/`monthly` the ledger since the window's start in
+ * QUOTA_TIMEZONE (one probe of usage_records_key_created_idx). In-flight reservations and
+ * rows not yet flushed are not in it (the live counter is GET /api-keys/:id/usage).
+ */
+const PERIOD_START = `(CASE k.quota_period WHEN 'daily' THEN date_trunc('day', CAST(:now AS timestamptz) AT TIME ZONE :tz)
+  ELSE date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE :tz) END) AT TIME ZONE :tz`;
+const PERIOD_END = `(CASE k.quota_period WHEN 'daily' THEN date_trunc('day', CAST(:now AS timestamptz) AT TIME ZONE :tz) + interval '1 day'
+  WHEN 'monthly' THEN date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE :tz) + interval '1 month' END) AT TIME ZONE :tz`;
+const periodSum = (sum: string, total: string) =>
+  `(CASE WHEN k.quota_period NOT IN ('daily', 'monthly') THEN k.${total} ELSE
+     (SELECT coalesce(${sum}, 0) FROM usage_records r
+       WHERE r.tenant_id = k.tenant_id AND r.api_key_id = k.id AND r.created_at >= ${PERIOD_START}) END)`;
+const PERIOD_TOKENS = periodSum('sum(r.prompt_tokens::bigint + r.completion_tokens)', 'current_quota_usage');
+const PERIOD_SPEND = periodSum('sum(r.cost)', 'spend');
+/** Refused now: expired, or the key's own quota or budget used up (the allowance rule's minimum). */
+const EXPIRED = `(k.expires_at IS NOT NULL AND k.expires_at <= :now)`;
+const QUOTA_OUT = `(k.quota_limit IS NOT NULL AND k.quota_limit - ${PERIOD_TOKENS} < :minTokens)`;
+const BUDGET_OUT = `(k.max_budget IS NOT NULL AND ${PERIOD_SPEND} >= k.max_budget)`;
+
+const SORTS: Record<KeyListSort, string> = {
+  created: 'k.created_at',
+  name: 'lower(k.name)',
+  usage: 'k.current_quota_usage',
+  spend: 'k.spend',
+  last_used: 'k.last_used_at',
+};
+
 /**
  * All SQL of api_keys. Admin methods take the tenant first. The three auth-path methods
  * (by lookup hash, legacy candidates by prefix, upgrade) are necessarily unscoped: they
@@ -179,22 +224,59 @@ export class ApiKeysRepository {
     return this.withLegacy(raw, entities)[0] ?? null;
   }
 
+  /**
+   * One page of the tenant's keys, searched, filtered and ordered in PostgreSQL, with each
+   * key's current period (PERIOD_TOKENS) computed for the page's rows only.
+   */
   async list(
     tenantId: string,
     filter: KeyListFilter,
     offset: number,
     limit: number,
+    opts: KeyListOptions = { timeZone: 'UTC', minCompletionTokens: 1, now: new Date() },
   ): Promise<[ApiKey[], number]> {
-    const qb = this.query(tenantId, filter)
-      .orderBy('k.created_at', 'DESC')
+    const params = { now: opts.now.toISOString(), tz: opts.timeZone, minTokens: opts.minCompletionTokens };
+    const filtered = () => {
+      const qb = this.query(tenantId, filter).setParameters(params);
+      const q = opts.search?.trim();
+      if (q) {
+        const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+        qb.andWhere(
+          `(k.name ILIKE :like OR k.key_prefix LIKE :prefix OR k.user_id IN
+             (SELECT u.id FROM users u WHERE u.tenant_id = k.tenant_id AND u.email ILIKE :like))`,
+          { like, prefix: `${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` },
+        );
+      }
+      const status = opts.status ?? 'all';
+      if (status === 'current') qb.andWhere('k.revoked_at IS NULL');
+      else if (status === 'revoked') qb.andWhere('k.revoked_at IS NOT NULL');
+      else if (status === 'expired') qb.andWhere(`k.revoked_at IS NULL AND ${EXPIRED}`);
+      else if (status === 'active') qb.andWhere(`k.revoked_at IS NULL AND NOT ${EXPIRED}`);
+      else if (status === 'exhausted')
+        qb.andWhere(`k.revoked_at IS NULL AND (${EXPIRED} OR ${QUOTA_OUT} OR ${BUDGET_OUT})`);
+      return qb;
+    };
+    const dir = opts.order === 'asc' ? 'ASC' : 'DESC';
+    const qb = filtered()
+      .addSelect(PERIOD_TOKENS, 'k_period_tokens')
+      .addSelect(PERIOD_SPEND, 'k_period_spend')
+      .addSelect(PERIOD_END, 'k_period_end')
+      .orderBy(SORTS[opts.sort ?? 'created'], dir, dir === 'DESC' ? 'NULLS LAST' : 'NULLS FIRST')
       .addOrderBy('k.id')
       .offset(offset)
       .limit(limit);
-    const [{ raw, entities }, total] = await Promise.all([
-      qb.getRawAndEntities(),
-      this.query(tenantId, filter).getCount(),
-    ]);
-    return [this.withLegacy(raw, entities), total];
+    const [{ raw, entities }, total] = await Promise.all([qb.getRawAndEntities(), filtered().getCount()]);
+    const withPeriod = raw as { k_period_tokens: string; k_period_spend: string; k_period_end: Date | null }[];
+    entities.forEach((e, i) => {
+      const r = withPeriod[i];
+      if (r)
+        e.period = {
+          tokens: Number(r.k_period_tokens),
+          spend: Number(r.k_period_spend),
+          resetsAt: r.k_period_end ? new Date(r.k_period_end) : null,
+        };
+    });
+    return [this.withLegacy(raw as { k_legacy: boolean }[], entities), total];
   }
 
   async insert(key: Partial<ApiKey> & { tenantId: string }, manager?: EntityManager): Promise<ApiKey> {

@@ -13,6 +13,7 @@ import {
   CreateApiKeyDto,
   KeyInfoResponse,
   KeyLimitsDto,
+  KeyListQuery,
   UpdateApiKeyDto,
 } from './dto/api-key.dto';
 import { KeyCache } from './key-cache';
@@ -167,14 +168,32 @@ export class ApiKeysService implements OnModuleInit {
     return { ...ApiKeyResponse.from(row), key };
   }
 
-  async list(offset: number, limit: number): Promise<Page<ApiKeyResponse>> {
-    const [rows, total] = await this.keys.list(
-      this.ctx.tenantId,
-      this.scope(this.ctx.principal),
-      offset,
-      limit,
-    );
-    return { data: rows.map((r) => ApiKeyResponse.from(r)), total, limit, offset };
+  async list(q: KeyListQuery): Promise<Page<ApiKeyResponse>> {
+    const scope = this.scope(this.ctx.principal);
+    // A member naming another owner gets an empty page, as their scope already says.
+    const filter: KeyListFilter = scope.ownerId ? scope : { ownerId: q.owner_id };
+    if (scope.ownerId && q.owner_id && q.owner_id !== scope.ownerId) return this.empty(q);
+    const now = new Date();
+    const min = this.config.QUOTA_MIN_COMPLETION_TOKENS;
+    const [rows, total] = await this.keys.list(this.ctx.tenantId, filter, q.offset, q.limit, {
+      search: q.q,
+      status: q.status,
+      sort: q.sort,
+      order: q.order,
+      timeZone: this.config.QUOTA_TIMEZONE,
+      minCompletionTokens: min,
+      now,
+    });
+    return {
+      data: rows.map((r) => ApiKeyResponse.from(r, now.getTime(), min)),
+      total,
+      limit: q.limit,
+      offset: q.offset,
+    };
+  }
+
+  private empty(q: KeyListQuery): Page<ApiKeyResponse> {
+    return { data: [], total: 0, limit: q.limit, offset: q.offset };
   }
 
   async listInTenant(tenantId: string, offset: number, limit: number): Promise<Page<ApiKeyResponse>> {

@@ -16,8 +16,9 @@ import {
   Max,
   Min,
 } from 'class-validator';
-import { IsOmittable, PageMeta, QuotaFieldsDto } from '@app/tenancy';
+import { IsOmittable, PageMeta, PageQuery, QuotaFieldsDto } from '@app/tenancy';
 import type { ApiKey } from '../api-key.entity';
+import type { KeyListSort, KeyListStatus } from '../api-keys.repository';
 import type { QuotaPeriod } from '../key-principal';
 import { KEY_SCOPES, scopesOf } from '../scopes';
 
@@ -165,7 +166,61 @@ export class GenerateKeyDto {
   permissions?: string[];
 }
 
+export const KEY_LIST_STATUSES: KeyListStatus[] = ['all', 'current', 'active', 'exhausted', 'expired', 'revoked'];
+export const KEY_LIST_SORTS: KeyListSort[] = ['created', 'name', 'usage', 'spend', 'last_used'];
+
+/** GET /api/v1/api-keys: one page, searched and filtered in PostgreSQL. */
+export class KeyListQuery extends PageQuery {
+  @ApiPropertyOptional({
+    example: 'billing',
+    description:
+      "Part of the key's name or of its owner's email (case-insensitive), or the start of its prefix (sk-...)",
+  })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  q?: string;
+
+  @ApiPropertyOptional({
+    enum: KEY_LIST_STATUSES,
+    default: 'all',
+    description:
+      'current: not revoked; active: not revoked nor expired; exhausted: refused now by the key itself (expired, or its quota or budget used up this period); expired; revoked; all',
+  })
+  @IsOptional()
+  @IsIn(KEY_LIST_STATUSES)
+  status?: KeyListStatus;
+
+  @ApiPropertyOptional({ format: 'uuid', description: "Only this owner's keys (admins)" })
+  @IsOptional()
+  @IsUUID()
+  owner_id?: string;
+
+  @ApiPropertyOptional({
+    enum: KEY_LIST_SORTS,
+    default: 'created',
+    description: 'usage and spend: running totals since the key was created',
+  })
+  @IsOptional()
+  @IsIn(KEY_LIST_SORTS)
+  sort?: KeyListSort;
+
+  @ApiPropertyOptional({ enum: ['asc', 'desc'], default: 'desc' })
+  @IsOptional()
+  @IsIn(['asc', 'desc'])
+  order?: 'asc' | 'desc';
+}
+
 export type KeyStatus = 'active' | 'revoked' | 'expired';
+export type Exhaustion = 'expired' | 'quota' | 'budget';
+
+export class KeyPeriodUsage {
+  @ApiProperty({ description: 'Tokens used in the current period (ledger; for period none, since creation)' })
+  tokens: number;
+  @ApiProperty({ description: 'USD spent in the current period' }) spend: number;
+  @ApiProperty({ nullable: true, type: String, description: 'When the period resets (null: never)' })
+  resets_at: string | null;
+}
 
 export class ApiKeyResponse {
   @ApiProperty({ format: 'uuid' }) id: string;
@@ -210,8 +265,20 @@ export class ApiKeyResponse {
   previous_key_valid_until: string | null;
   @ApiProperty() created_at: string;
   @ApiProperty() updated_at: string;
+  @ApiPropertyOptional({
+    type: KeyPeriodUsage,
+    description: 'In list answers: the current period, from the ledger',
+  })
+  period?: KeyPeriodUsage;
+  @ApiPropertyOptional({
+    type: [String],
+    enum: ['expired', 'quota', 'budget'],
+    description:
+      'In list answers: why the key itself refuses requests now (empty: it does not). The user and tenant limits apply too.',
+  })
+  exhausted?: Exhaustion[];
 
-  static from(k: ApiKey, now = Date.now()): ApiKeyResponse {
+  static from(k: ApiKey, now = Date.now(), minCompletionTokens = 1): ApiKeyResponse {
     const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
     const status: KeyStatus = k.revokedAt
       ? 'revoked'
@@ -245,8 +312,22 @@ export class ApiKeyResponse {
       previous_key_valid_until: iso(grace),
       created_at: iso(k.createdAt)!,
       updated_at: iso(k.updatedAt)!,
+      ...(k.period && {
+        period: { tokens: k.period.tokens, spend: k.period.spend, resets_at: iso(k.period.resetsAt) },
+        exhausted: status === 'revoked' ? [] : exhaustion(k, status, minCompletionTokens),
+      }),
     };
   }
+}
+
+/** The same test as the list's `status=exhausted` filter (ApiKeysRepository), on one key. */
+function exhaustion(k: ApiKey, status: KeyStatus, minCompletionTokens: number): Exhaustion[] {
+  const out: Exhaustion[] = [];
+  if (status === 'expired') out.push('expired');
+  if (k.quotaLimit !== null && k.period && k.quotaLimit - k.period.tokens < minCompletionTokens)
+    out.push('quota');
+  if (k.maxBudget !== null && k.period && k.period.spend >= k.maxBudget) out.push('budget');
+  return out;
 }
 
 /** Create and regenerate only: the one response that carries the key. */

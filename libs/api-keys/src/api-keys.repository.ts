@@ -266,7 +266,11 @@ export class ApiKeysRepository {
       .offset(offset)
       .limit(limit);
     const [{ raw, entities }, total] = await Promise.all([qb.getRawAndEntities(), filtered().getCount()]);
-    const withPeriod = raw as { k_period_tokens: string; k_period_spend: string; k_period_end: Date | null }[];
+    const withPeriod = raw as {
+      k_period_tokens: string;
+      k_period_spend: string;
+      k_period_end: Date | null;
+    }[];
     entities.forEach((e, i) => {
       const r = withPeriod[i];
       if (r)

@@ -166,7 +166,14 @@ export class GenerateKeyDto {
   permissions?: string[];
 }
 
-export const KEY_LIST_STATUSES: KeyListStatus[] = ['all', 'current', 'active', 'exhausted', 'expired', 'revoked'];
+export const KEY_LIST_STATUSES: KeyListStatus[] = [
+  'all',
+  'current',
+  'active',
+  'exhausted',
+  'expired',
+  'revoked',
+];
 export const KEY_LIST_SORTS: KeyListSort[] = ['created', 'name', 'usage', 'spend', 'last_used'];
 
 /** GET /api/v1/api-keys: one page, searched and filtered in PostgreSQL. */

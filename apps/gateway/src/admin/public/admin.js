@@ -7,7 +7,7 @@ import { usageChart } from './chart.js';
 import { $, fmtDate, fmtDay, fmtInt, fmtRelative, fmtUsd, h, openDialog, showError } from './dom.js';
 
 const PAGE = 20;
-const state = { offset: 0, total: 0, keys: [], users: new Map() };
+const state = { offset: 0, total: 0, keys: [], users: new Map(), seq: 0 };
 
 const views = { login: $('#login-view'), keys: $('#keys-view'), audit: $('#audit-view') };
 
@@ -93,14 +93,41 @@ async function enter() {
       showError($('#keys-error'), `Could not load users: ${err.message}`);
     }
   }
+  fillOwnerFilter();
   await loadKeys();
+}
+
+function fillOwnerFilter() {
+  const field = $('#keys-owner-field');
+  field.hidden = !isAdmin() || state.users.size === 0;
+  const select = $('#keys-owner');
+  const users = [...state.users.values()].sort((a, b) => a.email.localeCompare(b.email));
+  select.replaceChildren(
+    h('option', { value: '' }, 'Anyone'),
+    ...users.map((u) => h('option', { value: u.id }, u.role === 'system' ? 'system' : u.email)),
+  );
+}
+
+/** The toolbar's search, filters and order, as GET /api/v1/api-keys query parameters. */
+function keyQuery() {
+  const sort = $('#keys-sort').value;
+  return {
+    q: $('#keys-search').value.trim(),
+    status: $('#keys-status').value,
+    owner_id: $('#keys-owner-field').hidden ? '' : $('#keys-owner').value,
+    sort,
+    order: sort === 'name' ? 'asc' : 'desc',
+  };
 }
 
 // ---- keys table ----------------------------------------------------------------------
 
 async function loadKeys() {
+  // Only the answer to the latest request is shown (typing sends several).
+  const seq = ++state.seq;
   try {
-    const page = await API.listKeys(PAGE, state.offset);
+    const page = await API.listKeys(PAGE, state.offset, keyQuery());
+    if (seq !== state.seq) return;
     if (!page.data.length && state.offset > 0 && page.total > 0) {
       state.offset = Math.max(0, state.offset - PAGE);
       return loadKeys();
@@ -146,10 +173,34 @@ function meter(used, limit, fmt, label) {
   );
 }
 
+const PERIOD_WORD = { daily: 'today', monthly: 'this month', none: 'in total' };
+
+/** Why the key refuses requests now, and what would let it through again. */
+function exhaustedNote(k) {
+  if (!k.exhausted?.length) return null;
+  const resets = k.period?.resets_at ? `wait for the reset (${fmtDate(k.period.resets_at)})` : null;
+  const lines = k.exhausted.map((why) => {
+    if (why === 'expired') return `Expired ${fmtDate(k.expires_at)}: edit the key to extend its expiry.`;
+    if (why === 'quota')
+      return `Token quota used up (${fmtInt(k.period.tokens)} of ${fmtInt(k.quota_limit)} ${PERIOD_WORD[k.quota_period]}): raise the quota${resets ? `, or ${resets}` : ''}.`;
+    return `Budget used up (${fmtUsd(k.period.spend)} of ${fmtUsd(k.max_budget)} ${PERIOD_WORD[k.quota_period]}): raise the budget${resets ? `, or ${resets}` : ''}.`;
+  });
+  return h(
+    'ul',
+    { class: 'exhausted-why small' },
+    lines.map((l) => h('li', {}, l)),
+  );
+}
+
 function keyRow(k) {
   const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
   const active = k.status === 'active';
-  const status = h('span', { class: `badge ${k.status}` }, k.status);
+  const exhausted = k.status !== 'revoked' && k.exhausted?.length > 0;
+  const status = h(
+    'span',
+    { class: `badge ${exhausted ? 'exhausted' : k.status}` },
+    exhausted && k.status === 'active' ? 'exhausted' : k.status,
+  );
   const grace = k.previous_key_valid_until
     ? h('div', { class: 'muted small' }, `old key valid until ${fmtDate(k.previous_key_valid_until)}`)
     : null;
@@ -206,12 +257,16 @@ function keyRow(k) {
     ),
     cell('Prefix', h('code', { class: 'prefix' }, `${k.key_prefix}…`)),
     cell('Owner', ownerLabel(k)),
-    cell('Tokens / quota', meter(k.current_quota_usage, k.quota_limit, fmtInt, 'Token quota')),
-    cell('Spend / budget', meter(k.spend, k.max_budget, fmtUsd, 'Budget')),
+    cell(
+      'Tokens / quota',
+      meter(k.period?.tokens ?? k.current_quota_usage, k.quota_limit, fmtInt, 'Token quota'),
+      k.quota_period !== 'none' ? h('div', { class: 'muted small' }, PERIOD_WORD[k.quota_period]) : null,
+    ),
+    cell('Spend / budget', meter(k.period?.spend ?? k.spend, k.max_budget, fmtUsd, 'Budget')),
     cell('RPM', k.rate_limit_rpm === null ? h('span', { class: 'muted' }, '∞') : fmtInt(k.rate_limit_rpm)),
     cell('Models', models, scopes),
     cell('Last used', lastUsed),
-    cell('Status', status, grace, expiry),
+    cell('Status', status, grace, expiry, exhaustedNote(k)),
     h(
       'td',
       { class: 'row-actions', dataset: { label: 'Actions' } },
@@ -219,6 +274,7 @@ function keyRow(k) {
         'div',
         { class: 'row-actions-inner' },
         btn('Usage', 'usage'),
+        k.status !== 'revoked' ? btn('Edit', 'edit') : null,
         active ? btn('Regenerate', 'regenerate') : null,
         active ? btn('Delete', 'delete', { class: 'danger small' }) : null,
       ),
@@ -231,11 +287,15 @@ function renderKeys() {
   const had = document.activeElement?.closest?.('#keys-body button[data-id]');
   $('#keys-body').replaceChildren(...state.keys.map(keyRow));
   if (had) focusRowAction(had.dataset.id, had.dataset.action)().focus();
-  $('#keys-empty').hidden = state.total > 0;
+  const filtered = Object.entries(keyQuery()).some(
+    ([k, v]) => v && !(k === 'status' && v === 'current') && k !== 'sort' && k !== 'order',
+  );
+  $('#keys-empty').hidden = state.total > 0 || filtered;
+  $('#keys-none').hidden = state.total > 0 || !filtered;
   $('#keys-table').hidden = state.total === 0;
   const from = state.total ? state.offset + 1 : 0;
   const to = state.offset + state.keys.length;
-  $('#page-info').textContent = `${from}–${to} of ${state.total}`;
+  $('#page-info').textContent = `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(state.total)}`;
   $('#prev-page').disabled = state.offset === 0;
   $('#next-page').disabled = to >= state.total;
   $('.pager').hidden = state.total <= PAGE;
@@ -249,6 +309,22 @@ function renderKeys() {
 }
 
 $('#refresh-keys').addEventListener('click', () => loadKeys());
+// Each change starts again from the first page; typing waits for a pause.
+let searchTimer = null;
+const reload = () => {
+  state.offset = 0;
+  loadKeys();
+};
+$('#keys-search').addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(reload, 200);
+});
+$('#keys-filters').addEventListener('submit', (e) => {
+  e.preventDefault();
+  clearTimeout(searchTimer);
+  reload();
+});
+for (const id of ['#keys-status', '#keys-owner', '#keys-sort']) $(id).addEventListener('change', reload);
 $('#prev-page').addEventListener('click', () => {
   state.offset = Math.max(0, state.offset - PAGE);
   loadKeys();
@@ -272,6 +348,7 @@ $('#keys-body').addEventListener('click', (e) => {
   if (!key) return;
   if (button.dataset.action === 'delete') openDelete(key);
   else if (button.dataset.action === 'regenerate') openRegenerate(key);
+  else if (button.dataset.action === 'edit') openEdit(key);
   else if (button.dataset.action === 'usage') openUsage(key);
 });
 
@@ -411,6 +488,92 @@ $('#copy-key').addEventListener('click', async () => {
   if (!ok) input.select();
 });
 $('#secret-done').addEventListener('click', () => $('#secret-dialog').close());
+
+// ---- edit ----------------------------------------------------------------------------
+
+/** An ISO time as a datetime-local value (the browser's time zone). */
+function localInput(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+let editKey = null;
+function openEdit(key) {
+  editKey = key;
+  $('#edit-form').reset();
+  $('#edit-key-name').textContent = key.name;
+  $('#edit-name').value = key.name;
+  $('#edit-quota').value = key.quota_limit ?? '';
+  $('#edit-budget').value = key.max_budget ?? '';
+  $('#edit-period').value = key.quota_period;
+  $('#edit-rpm').value = key.rate_limit_rpm ?? '';
+  $('#edit-models').value = (key.allowed_models ?? []).join(', ');
+  $('#edit-expiry').value = localInput(key.expires_at);
+  // Members may rename and bring the expiry forward; limits are for admins (the API says so too).
+  $('#edit-limits').disabled = !isAdmin();
+  $('#edit-limits-note').hidden = isAdmin();
+  showError($('#edit-error'), '');
+  openDialog($('#edit-dialog'), { focus: $('#edit-name'), fallback: focusRowAction(key.id, 'edit') });
+}
+
+/** Only what changed, with null for a cleared limit (= unlimited) or expiry (= never). */
+function editPatch(key) {
+  const patch = {};
+  const name = $('#edit-name').value.trim();
+  if (!name) throw new Error('Give the key a name.');
+  if (name !== key.name) patch.name = name;
+  if (isAdmin()) {
+    const num = (input, integer) => numberOrNull(input, { integer }) ?? null;
+    const quota = num($('#edit-quota'), true);
+    const budget = num($('#edit-budget'), false);
+    const rpm = num($('#edit-rpm'), true);
+    if (rpm === 0) throw new Error('Requests per minute must be 1 or more (empty: unlimited).');
+    if (quota !== key.quota_limit) patch.quota_limit = quota;
+    if (budget !== key.max_budget) patch.max_budget = budget;
+    if (rpm !== key.rate_limit_rpm) patch.rate_limit_rpm = rpm;
+    if ($('#edit-period').value !== key.quota_period) patch.quota_period = $('#edit-period').value;
+    const models = $('#edit-models')
+      .value.split(',')
+      .map((m) => m.trim())
+      .filter(Boolean);
+    const next = models.length ? models : null;
+    if (JSON.stringify(next) !== JSON.stringify(key.allowed_models?.length ? key.allowed_models : null))
+      patch.allowed_models = next;
+  }
+  const expiry = $('#edit-expiry').value;
+  if (expiry !== localInput(key.expires_at)) {
+    if (!expiry) patch.expires_at = null;
+    else {
+      const at = new Date(expiry);
+      if (Number.isNaN(at.getTime())) throw new Error('Expires is not a valid date.');
+      patch.expires_at = at.toISOString();
+    }
+  }
+  return patch;
+}
+
+$('#edit-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  let patch;
+  try {
+    patch = editPatch(editKey);
+  } catch (validation) {
+    return showError($('#edit-error'), validation.message);
+  }
+  const submit = $('#edit-submit');
+  submit.disabled = true;
+  try {
+    if (Object.keys(patch).length) await API.updateKey(editKey.id, patch);
+    $('#edit-dialog').close();
+    await loadKeys();
+  } catch (err) {
+    showError($('#edit-error'), err.message);
+  } finally {
+    submit.disabled = false;
+  }
+});
 
 // ---- regenerate ----------------------------------------------------------------------
 

@@ -75,7 +75,12 @@ export async function api(method, path, body) {
 
 export const login = (email, password, tenant) =>
   api('POST', '/auth/login', tenant ? { email, password, tenant } : { email, password });
-export const listKeys = (limit, offset) => api('GET', `/api/v1/api-keys?limit=${limit}&offset=${offset}`);
+export function listKeys(limit, offset, filters = {}) {
+  const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+  for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
+  return api('GET', `/api/v1/api-keys?${q}`);
+}
+export const updateKey = (id, patch) => api('PATCH', `/api/v1/api-keys/${encodeURIComponent(id)}`, patch);
 export const createKey = (body) => api('POST', '/api/v1/api-keys', body);
 export const regenerateKey = (id, graceSeconds) =>
   api('POST', `/api/v1/api-keys/${encodeURIComponent(id)}/regenerate`, {

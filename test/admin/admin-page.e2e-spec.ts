@@ -49,8 +49,8 @@ const row = (page: Page, name: string) =>
 
 async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
   await page.goto(`${url}/admin`);
-  await page.getByLabel('Email').fill(user.email);
-  await page.getByLabel('Password').fill(user.password);
+  await page.getByLabel('Email', { exact: true }).fill(user.email);
+  await page.getByLabel('Password', { exact: true }).fill(user.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'API Keys' }).waitFor();
 }
@@ -126,9 +126,9 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
 
   it('a wrong password shows the API error inline', async () => {
     await page.goto(`${t.url}/admin`);
-    await focused(page.getByLabel('Email'));
-    await page.getByLabel('Email').fill(a.admin.email);
-    await page.getByLabel('Password').fill('wrong-password');
+    await focused(page.getByLabel('Email', { exact: true }));
+    await page.getByLabel('Email', { exact: true }).fill(a.admin.email);
+    await page.getByLabel('Password', { exact: true }).fill('wrong-password');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#login-error', { hasText: 'Invalid email or password' }).waitFor();
   });
@@ -446,7 +446,7 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
 
   it('logs out: the token leaves sessionStorage and the login form is back', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
-    await focused(page.getByLabel('Email'));
+    await focused(page.getByLabel('Email', { exact: true }));
     expect(await page.evaluate(() => (globalThis as any).sessionStorage.length)).toBe(0);
     await page.reload();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();

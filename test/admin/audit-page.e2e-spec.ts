@@ -9,8 +9,8 @@ import { launchChromium, snap, watchProblems } from './browser';
 
 async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
   await page.goto(`${url}/admin`);
-  await page.getByLabel('Email').fill(user.email);
-  await page.getByLabel('Password').fill(user.password);
+  await page.getByLabel('Email', { exact: true }).fill(user.email);
+  await page.getByLabel('Password', { exact: true }).fill(user.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'API Keys' }).waitFor();
 }

@@ -38,6 +38,7 @@ export const ADMIN_FILES = [
   'dom.js',
   'chart.js',
   'audit.js',
+  'users.js',
   'favicon.svg',
 ];
 

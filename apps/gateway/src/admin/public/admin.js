@@ -3,13 +3,30 @@
 // Data from the API is only ever inserted as text (see dom.js).
 import * as API from './api.js';
 import { loadAudit, resetAudit } from './audit.js';
+import { initUsers, loadUsers, resetUsers } from './users.js';
 import { usageChart } from './chart.js';
-import { $, fmtDate, fmtDay, fmtInt, fmtRelative, fmtUsd, h, openDialog, showError } from './dom.js';
+import {
+  $,
+  copyText,
+  fmtDate,
+  fmtDay,
+  fmtInt,
+  fmtRelative,
+  fmtUsd,
+  h,
+  openDialog,
+  showError,
+} from './dom.js';
 
 const PAGE = 20;
 const state = { offset: 0, total: 0, keys: [], users: new Map(), seq: 0 };
 
-const views = { login: $('#login-view'), keys: $('#keys-view'), audit: $('#audit-view') };
+const views = {
+  login: $('#login-view'),
+  keys: $('#keys-view'),
+  users: $('#users-view'),
+  audit: $('#audit-view'),
+};
 
 const isAdmin = () => API.session.user?.role === 'admin';
 
@@ -30,6 +47,11 @@ $('#nav-keys').addEventListener('click', () => {
   show('keys');
   $('#keys-title').focus();
   loadKeys();
+});
+$('#nav-users').addEventListener('click', () => {
+  show('users');
+  $('#users-title').focus();
+  loadUsers();
 });
 $('#nav-audit').addEventListener('click', () => {
   show('audit');
@@ -71,8 +93,10 @@ function logout(message) {
   state.keys = [];
   state.users.clear();
   state.offset = 0;
+  $('#keys-filters').reset();
   $('#keys-body').replaceChildren();
   resetAudit();
+  resetUsers();
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
   showLogin(message);
 }
@@ -86,16 +110,36 @@ async function enter() {
     ? "You are an admin: these are all of your tenant's keys."
     : 'These are your keys.';
   $('#keys-title').focus();
-  if (isAdmin()) {
-    try {
-      for (const u of await API.listAllUsers()) state.users.set(u.id, u);
-    } catch (err) {
-      showError($('#keys-error'), `Could not load users: ${err.message}`);
-    }
-  }
-  fillOwnerFilter();
+  if (isAdmin()) await reloadUsers();
+  else fillOwnerFilter();
   await loadKeys();
 }
+
+async function reloadUsers() {
+  try {
+    const all = await API.listAllUsers();
+    state.users.clear();
+    for (const u of all) state.users.set(u.id, u);
+  } catch (err) {
+    showError($('#keys-error'), `Could not load users: ${err.message}`);
+  }
+  const owner = $('#keys-owner').value;
+  fillOwnerFilter();
+  $('#keys-owner').value = state.users.has(owner) ? owner : '';
+}
+
+initUsers({
+  changed: reloadUsers,
+  showKeysOf: (user) => {
+    $('#keys-owner').value = user.id;
+    $('#keys-search').value = '';
+    $('#keys-status').value = 'current';
+    state.offset = 0;
+    show('keys');
+    $('#keys-title').focus();
+    loadKeys();
+  },
+});
 
 function fillOwnerFilter() {
   const field = $('#keys-owner-field');
@@ -459,24 +503,6 @@ function showSecret(created, { returnTo, grace } = {}) {
   );
   openDialog(dialog, { focus: $('#copy-key'), returnTo });
   $('#secret-value').select();
-}
-
-async function copyText(text, input) {
-  if (navigator.clipboard?.writeText && window.isSecureContext) {
-    try {
-      await navigator.clipboard.writeText(text);
-      return true;
-    } catch {
-      // Permission refused: try the selection fallback.
-    }
-  }
-  input.focus();
-  input.select();
-  try {
-    return document.execCommand('copy');
-  } catch {
-    return false;
-  }
 }
 
 $('#copy-key').addEventListener('click', async () => {

@@ -93,3 +93,22 @@ export function openDialog(dialog, { focus, fallback, returnTo } = {}) {
   dialog.showModal();
   (focus ?? dialog.querySelector('[autofocus], input, select, textarea, button'))?.focus();
 }
+
+/** Clipboard API when allowed, else select the text and execCommand('copy'). */
+export async function copyText(text, input) {
+  if (navigator.clipboard?.writeText && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // Permission refused: try the selection fallback.
+    }
+  }
+  input.focus();
+  input.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,171 @@
+import request from 'supertest';
+import { copyFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { createTestApp, MASTER_KEY, TestApp } from '../harness/app';
+import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
+import { launchChromium, snap, watchProblems } from './browser';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually<T>(check: () => Promise<T | undefined | false>, ms = 8000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(100);
+  }
+}
+
+async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
+  await page.goto(`${url}/admin`);
+  await page.getByLabel('Email', { exact: true }).fill(user.email);
+  await page.getByLabel('Password', { exact: true }).fill(user.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'API Keys' }).waitFor();
+}
+
+const docsShot = (shot: string, name: string) => {
+  if (process.env.UPDATE_DOCS_SCREENSHOT === '1')
+    copyFileSync(shot, resolve(__dirname, `../../docs/${name}`));
+};
+
+interface AuditEntry {
+  action: string;
+  target_id: string;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+}
+
+/**
+ * The console's users, tenants and usage pages in Chromium on the real gateway (one gateway
+ * and one browser for the file): each page action is checked through the API it drives
+ * (a login with the shown password, a refused login, the ledger's totals) and leaves an
+ * audit entry with before/after and no secret.
+ */
+describe('console pages in Chromium: users, tenants, usage (real gateway, real PostgreSQL)', () => {
+  let t: TestApp;
+  let a: TenantSession;
+  let member: UserSession;
+  let browser: Browser;
+  let page: Page;
+  let problems: string[];
+  const secrets: string[] = [MASTER_KEY];
+
+  const auditOf = async (action: string, targetId: string): Promise<AuditEntry[]> => {
+    const res = await request(t.url)
+      .get('/api/v1/audit-log')
+      .query({ action, target_id: targetId })
+      .set('Authorization', `Bearer ${MASTER_KEY}`)
+      .expect(200);
+    for (const s of secrets) expect(JSON.stringify(res.body)).not.toContain(s);
+    expect(JSON.stringify(res.body)).not.toMatch(/\$2[aby]\$|password_hash|key_hash/);
+    return res.body.data;
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp({ env: { LEDGER_FLUSH_MS: '50', AUTH_FAILURE_LIMIT: '1000' } });
+    a = await createTenantWithAdmin(t.url, 'console-corp');
+    member = await createUser(t.url, a.tenantId, 'member');
+    secrets.push(a.admin.password, member.password);
+    browser = await launchChromium();
+    page = await (await browser.newContext({ viewport: { width: 1360, height: 900 } })).newPage();
+    problems = watchProblems(page);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  describe('users page', () => {
+    let created: { email: string; password: string; id: string };
+    const userRow = (email: string) =>
+      page.locator('#users-body tr', { has: page.locator('.user-email', { hasText: email }) });
+
+    it('an admin adds a user; the password is shown once, and the user signs in with it', async () => {
+      await signIn(page, t.url, a.admin);
+      await page.getByRole('button', { name: 'Users', exact: true }).click();
+      await page.getByRole('heading', { name: 'Users' }).waitFor();
+      await userRow(member.email).waitFor();
+      await page.getByRole('button', { name: 'Add user' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Add user' });
+      const email = `dana-${Date.now()}@console.test`;
+      await dialog.getByLabel("User's email").fill(email);
+      await dialog.getByLabel(/Display name/).fill('Dana Developer');
+      await dialog.getByLabel('Token quota').fill('50000');
+      await dialog.getByLabel('Quota and budget reset').selectOption('monthly');
+      await dialog.getByRole('button', { name: 'Add user' }).click();
+
+      const shown = page.getByRole('dialog', { name: `Password for ${email}` });
+      await shown.waitFor();
+      expect(await shown.innerText()).toContain('It will not be shown again');
+      const password = await shown.getByLabel('Initial password').inputValue();
+      expect(password).toMatch(/^[A-Za-z0-9]{20}$/);
+      secrets.push(password);
+      await shown.getByRole('button', { name: 'I have copied it' }).click();
+      await shown.waitFor({ state: 'hidden' });
+      expect(await page.content()).not.toContain(password);
+
+      const r = userRow(email);
+      await r.waitFor();
+      expect(await r.locator('td[data-label="Role"]').innerText()).toBe('member');
+      expect(await r.locator('td[data-label="Token quota"]').innerText()).toBe('50,000 / month');
+      const login = await request(t.url).post('/auth/login').send({ email, password }).expect(200);
+      expect(login.body.user.role).toBe('member');
+      created = { email, password, id: login.body.user.id };
+      const [entry] = await auditOf('user.create', created.id);
+      expect(entry.after).toMatchObject({ email, role: 'member', quota_limit: 50000 });
+    });
+
+    it('an admin changes the role, then disables the user: sign-in is refused', async () => {
+      const r = userRow(created.email);
+      await r.getByRole('button', { name: `Edit ${created.email}` }).click();
+      const dialog = page.getByRole('dialog', { name: `Edit ${created.email}` });
+      await dialog.getByLabel('Role').selectOption('admin');
+      await dialog.getByLabel('Budget (USD)').fill('25');
+      await dialog.getByRole('button', { name: 'Save changes' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+      await eventually(async () => (await r.locator('td[data-label="Role"]').innerText()) === 'admin');
+      expect(await r.locator('td[data-label="Budget"]').innerText()).toBe('$25.00 / month');
+      const [update] = await auditOf('user.update', created.id);
+      expect(update.before).toEqual({ role: 'member', max_budget: null });
+      expect(update.after).toEqual({ role: 'admin', max_budget: 25 });
+
+      await r.getByRole('button', { name: `Disable ${created.email}` }).click();
+      await eventually(async () => (await r.locator('td[data-label="Status"]').innerText()) === 'disabled');
+      await request(t.url)
+        .post('/auth/login')
+        .send({ email: created.email, password: created.password })
+        .expect(401);
+      const [disabled] = await auditOf('user.update', created.id);
+      expect(disabled.before).toEqual({ status: 'active' });
+      expect(disabled.after).toEqual({ status: 'disabled' });
+      await page.mouse.move(0, 0);
+      docsShot(await snap(page, 'admin-users'), 'admin-users.png');
+
+      // Their keys: the keys page, filtered to the user.
+      await userRow(member.email)
+        .getByRole('button', { name: `Keys ${member.email}` })
+        .click();
+      await page.getByRole('heading', { name: 'API Keys' }).waitFor();
+      expect(await page.getByRole('search', { name: 'Find keys' }).getByLabel('Owner').inputValue()).toBe(
+        member.id,
+      );
+      expect(problems).toEqual([]);
+    });
+
+    it('a member has no admin pages, and the admin API refuses them (403)', async () => {
+      const mpage = await (await browser.newContext()).newPage();
+      await signIn(mpage, t.url, member);
+      expect(await mpage.locator('#views-nav').isHidden()).toBe(true);
+      for (const name of ['Users', 'Audit log', 'Tenants', 'Usage'])
+        expect(await mpage.getByRole('button', { name, exact: true }).count()).toBe(0);
+      expect(await mpage.locator('#keys-owner-field').isHidden()).toBe(true);
+      for (const path of ['/api/v1/users', '/api/v1/audit-log', '/api/v1/tenants'])
+        await request(t.url).get(path).set(auth(member.token)).expect(403);
+      await mpage.context().close();
+    });
+  });
+});

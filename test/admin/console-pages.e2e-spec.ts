@@ -168,4 +168,89 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await mpage.context().close();
     });
   });
+
+  describe('tenants page (master key)', () => {
+    let opage: Page;
+    const tenantRow = (name: string) =>
+      opage.locator('#tenants-body tr', { has: opage.locator('.tenant-name', { hasText: name }) });
+
+    it('the operator signs in with the master key (a wrong one is refused inline)', async () => {
+      opage = await (await browser.newContext({ viewport: { width: 1360, height: 800 } })).newPage();
+      const oproblems = watchProblems(opage);
+      await opage.goto(`${t.url}/admin`);
+      await opage.getByText('Operator: sign in with the master key').click();
+      await opage.getByLabel('Master key').fill('not-the-master-key-0123456789');
+      await opage.getByRole('button', { name: 'Use the master key' }).click();
+      await opage.locator('#master-error', { hasText: 'That is not the master key.' }).waitFor();
+      await opage.getByLabel('Master key').fill(MASTER_KEY);
+      await opage.getByRole('button', { name: 'Use the master key' }).click();
+      await opage.getByRole('heading', { name: 'Tenants' }).waitFor();
+      await tenantRow('console-corp').waitFor();
+      // The operator has tenants and the audit log; a tenant's keys and users are its admins' pages.
+      expect(await opage.getByRole('button', { name: 'API keys', exact: true }).isHidden()).toBe(true);
+      expect(await opage.getByRole('button', { name: 'Audit log', exact: true }).isVisible()).toBe(true);
+      // The master key is in no storage.
+      const stored = await opage.evaluate(() => JSON.stringify({ ...(globalThis as any).sessionStorage }));
+      expect(stored).not.toContain(MASTER_KEY);
+      expect(oproblems).toEqual([]);
+    });
+
+    it('the operator creates a tenant, then disables it: its admin and its keys are refused', async () => {
+      const name = `globex-${Date.now()}`;
+      await opage.getByRole('button', { name: 'Add tenant' }).click();
+      const dialog = opage.getByRole('dialog', { name: 'Add tenant' });
+      await dialog.getByLabel('Tenant name').fill(name);
+      await dialog.getByLabel('Token quota').fill('2000000');
+      await dialog.getByLabel('Quota and budget reset').selectOption('monthly');
+      await dialog.getByRole('button', { name: 'Add tenant' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+      const r = tenantRow(name);
+      await r.waitFor();
+      expect(await r.locator('td[data-label="Token quota"]').innerText()).toBe('2,000,000 / month');
+      expect(await r.locator('td[data-label="Status"]').innerText()).toBe('active');
+      const listed = await request(t.url)
+        .get('/api/v1/tenants?limit=100')
+        .set('Authorization', `Bearer ${MASTER_KEY}`)
+        .expect(200);
+      const tenant = (listed.body.data as { id: string; name: string }[]).find((x) => x.name === name)!;
+      const [created] = await auditOf('tenant.create', tenant.id);
+      expect(created.after).toMatchObject({ name, quota_limit: 2000000, quota_period: 'monthly' });
+
+      // An admin and a key in the new tenant work until it is disabled.
+      const admin = await createUser(t.url, tenant.id, 'admin');
+      secrets.push(admin.password);
+      const key = await request(t.url)
+        .post('/api/v1/api-keys')
+        .set(auth(admin.token))
+        .send({ name: 'globex key' })
+        .expect(201);
+      secrets.push(key.body.key);
+      await request(t.url).get('/api/v1/me').set('X-API-Key', key.body.key).expect(200);
+
+      await r.getByRole('button', { name: `Disable ${name}` }).click();
+      await eventually(async () => (await r.locator('td[data-label="Status"]').innerText()) === 'disabled');
+      await request(t.url)
+        .post('/auth/login')
+        .send({ email: admin.email, password: admin.password })
+        .expect(401);
+      await eventually(async () => {
+        const res = await request(t.url).get('/api/v1/me').set('X-API-Key', key.body.key);
+        return res.status === 401 || res.status === 403;
+      });
+      const [disabled] = await auditOf('tenant.update', tenant.id);
+      expect(disabled.before).toEqual({ status: 'active' });
+      expect(disabled.after).toEqual({ status: 'disabled' });
+      await opage.mouse.move(0, 0);
+      docsShot(await snap(opage, 'admin-tenants'), 'admin-tenants.png');
+
+      // Enabled again from the page.
+      await r.getByRole('button', { name: `Enable ${name}` }).click();
+      await eventually(async () => (await r.locator('td[data-label="Status"]').innerText()) === 'active');
+      await request(t.url)
+        .post('/auth/login')
+        .send({ email: admin.email, password: admin.password })
+        .expect(200);
+      await opage.context().close();
+    });
+  });
 });

@@ -39,6 +39,7 @@ export const ADMIN_FILES = [
   'chart.js',
   'audit.js',
   'users.js',
+  'tenants.js',
   'favicon.svg',
 ];
 

@@ -3,6 +3,7 @@
 // Data from the API is only ever inserted as text (see dom.js).
 import * as API from './api.js';
 import { loadAudit, resetAudit } from './audit.js';
+import { loadTenants, resetTenants } from './tenants.js';
 import { initUsers, loadUsers, resetUsers } from './users.js';
 import { usageChart } from './chart.js';
 import {
@@ -25,7 +26,14 @@ const views = {
   login: $('#login-view'),
   keys: $('#keys-view'),
   users: $('#users-view'),
+  tenants: $('#tenants-view'),
   audit: $('#audit-view'),
+};
+
+/** Which pages each role has (the API refuses the others: members get 403 on every admin read). */
+const TABS = {
+  admin: ['keys', 'users', 'usage', 'audit'],
+  operator: ['tenants', 'audit'],
 };
 
 const isAdmin = () => API.session.user?.role === 'admin';
@@ -35,9 +43,11 @@ function show(view) {
   const user = API.session.user;
   $('#who').hidden = view === 'login';
   $('#who-text').textContent = user ? `${user.email} (${user.role})` : '';
-  // Members have no audit log (the API answers 403): no tab to a page they cannot read.
-  $('#views-nav').hidden = view === 'login' || !isAdmin();
+  // Members have no admin pages (the API answers 403): no tab to a page they cannot read.
+  const tabs = TABS[user?.role] ?? [];
+  $('#views-nav').hidden = view === 'login' || tabs.length === 0;
   for (const tab of document.querySelectorAll('#views-nav .tab')) {
+    tab.hidden = !tabs.includes(tab.dataset.view);
     if (tab.dataset.view === view) tab.setAttribute('aria-current', 'page');
     else tab.removeAttribute('aria-current');
   }
@@ -52,6 +62,11 @@ $('#nav-users').addEventListener('click', () => {
   show('users');
   $('#users-title').focus();
   loadUsers();
+});
+$('#nav-tenants').addEventListener('click', () => {
+  show('tenants');
+  $('#tenants-title').focus();
+  loadTenants();
 });
 $('#nav-audit').addEventListener('click', () => {
   show('audit');
@@ -97,6 +112,7 @@ function logout(message) {
   $('#keys-body').replaceChildren();
   resetAudit();
   resetUsers();
+  resetTenants();
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
   showLogin(message);
 }
@@ -104,7 +120,38 @@ function logout(message) {
 $('#logout').addEventListener('click', () => logout());
 API.setUnauthorizedHandler(() => logout('Your session has ended. Sign in again.'));
 
+$('#master-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const key = $('#master-key').value;
+  if (!key) return showError($('#master-error'), 'Paste the master key.');
+  const button = $('#master-submit');
+  button.disabled = true;
+  API.session.operator(key);
+  try {
+    await API.api('GET', '/api/v1/tenants?limit=1');
+    $('#master-key').value = '';
+    showError($('#master-error'), '');
+    await enter();
+  } catch (err) {
+    API.session.clear();
+    show('login');
+    showError($('#login-error'), '');
+    showError(
+      $('#master-error'),
+      err.status === 401 || err.status === 403 ? 'That is not the master key.' : err.message,
+    );
+    $('#master-key').select();
+  } finally {
+    button.disabled = false;
+  }
+});
+
 async function enter() {
+  if (API.session.user?.role === 'operator') {
+    show('tenants');
+    $('#tenants-title').focus();
+    return loadTenants();
+  }
   show('keys');
   $('#scope-note').textContent = isAdmin()
     ? "You are an admin: these are all of your tenant's keys."

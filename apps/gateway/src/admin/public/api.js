@@ -10,11 +10,16 @@ export class ApiError extends Error {
   }
 }
 
+// The master key is kept in this module only, never in storage: a reload asks for it again.
+let operatorKey = null;
+const OPERATOR = { email: 'operator (master key)', role: 'operator' };
+
 export const session = {
   get token() {
-    return sessionStorage.getItem(TOKEN);
+    return operatorKey ?? sessionStorage.getItem(TOKEN);
   },
   get user() {
+    if (operatorKey) return OPERATOR;
     try {
       return JSON.parse(sessionStorage.getItem(USER) ?? 'null');
     } catch {
@@ -25,7 +30,11 @@ export const session = {
     sessionStorage.setItem(TOKEN, token);
     sessionStorage.setItem(USER, JSON.stringify(user));
   },
+  operator(key) {
+    operatorKey = key;
+  },
   clear() {
+    operatorKey = null;
     sessionStorage.removeItem(TOKEN);
     sessionStorage.removeItem(USER);
   },
@@ -38,8 +47,8 @@ export function setUnauthorizedHandler(fn) {
 }
 
 /** fetch + JSON; a non-2xx answer throws ApiError with the API's error.message. */
-export async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+export async function api(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: 'application/json', ...extraHeaders };
   const token = session.token;
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';

@@ -1,7 +1,8 @@
 import request from 'supertest';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { DataSource } from 'typeorm';
 import { createTestApp, MASTER_KEY, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
 import { launchChromium, snap, watchProblems } from './browser';
@@ -30,6 +31,27 @@ const docsShot = (shot: string, name: string) => {
   if (process.env.UPDATE_DOCS_SCREENSHOT === '1')
     copyFileSync(shot, resolve(__dirname, `../../docs/${name}`));
 };
+
+/** RFC 4180: quoted fields with doubled quotes, CRLF or LF line ends. */
+function parseCsv(text: string): Record<string, string>[] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') ((field += '"'), i++);
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') (row.push(field), (field = ''));
+    else if (c === '\n') (row.push(field), rows.push(row), (row = []), (field = ''));
+    else if (c !== '\r') field += c;
+  }
+  const [header, ...lines] = rows;
+  return lines.map((l) => Object.fromEntries(header.map((h, i) => [h, l[i]])));
+}
 
 interface AuditEntry {
   action: string;
@@ -251,6 +273,106 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
         .send({ email: admin.email, password: admin.password })
         .expect(200);
       await opage.context().close();
+    });
+  });
+
+  describe('usage dashboard', () => {
+    const ledger = async (from: string, to: string) => {
+      const [sums] = (await t.app.get(DataSource).query(
+        `SELECT count(*)::int AS requests, coalesce(sum(prompt_tokens + completion_tokens), 0)::int AS tokens,
+                coalesce(sum(cost), 0)::float AS cost
+           FROM usage_records WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3`,
+        [a.tenantId, from, to],
+      )) as { requests: number; tokens: number; cost: number }[];
+      return sums;
+    };
+    const stat = (key: string) => page.locator(`#usage-totals [data-stat="${key}"] dd`).innerText();
+
+    it("the dashboard's totals equal the ledger's for the range; the CSV parses and matches", async () => {
+      const mk = async (token: string, name: string) =>
+        (await request(t.url).post('/api/v1/api-keys').set(auth(token)).send({ name }).expect(201)).body as {
+          id: string;
+          key: string;
+        };
+      const k1 = await mk(a.admin.token, 'Batch, nightly');
+      const k2 = await mk(member.token, 'member-laptop');
+      secrets.push(k1.key, k2.key);
+      const chat = (key: string, content: string) =>
+        fetch(`${t.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ model: 'mock-gpt', max_tokens: 40, messages: [{ role: 'user', content }] }),
+        }).then((r) => expect(r.status).toBe(200));
+      for (let i = 0; i < 3; i++) await chat(k1.key, `Nightly report ${i}`);
+      for (let i = 0; i < 2; i++) await chat(k2.key, `Hello ${i}`);
+      const day = new Date().toISOString().slice(0, 10);
+      const from = new Date(Date.parse(`${day}T00:00:00Z`) - 6 * 86400000).toISOString();
+      const to = new Date(Date.parse(`${day}T00:00:00Z`) + 86400000).toISOString();
+      const sums = await eventually(async () => {
+        const s = await ledger(from, to);
+        return s.requests === 5 && s;
+      });
+
+      await page.getByRole('button', { name: 'Usage', exact: true }).click();
+      await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor();
+      await page.getByLabel('From').fill(from.slice(0, 10));
+      await page.getByLabel('To (included)').fill(day);
+      await page.getByRole('button', { name: 'Show' }).click();
+      await eventually(async () => (await stat('requests')) === '5');
+      expect(await stat('total_tokens')).toBe(sums.tokens.toLocaleString('en-US'));
+      const spend = await stat('cost_usd');
+      expect(Number(spend.replace('$', ''))).toBeCloseTo(sums.cost, 2);
+      const byUser = page.locator('table[data-group="User"] tbody th');
+      expect((await byUser.allInnerTexts()).sort()).toEqual([a.admin.email, member.email].sort());
+      expect(await page.locator('table[data-group="Key"] tbody th').first().innerText()).toBe(
+        'Batch, nightly',
+      );
+      expect(await page.locator('table[data-group="Model"] tbody th').allInnerTexts()).toEqual(['mock-gpt']);
+      const bars = await page
+        .locator('#usage-dashboard svg.chart rect.bar:not(.empty)')
+        .evaluateAll((els) => els.map((e) => Number((e as any).dataset.tokens)));
+      expect(bars.reduce((x, y) => x + y, 0)).toBe(sums.tokens);
+      await page.mouse.move(0, 0);
+      docsShot(await snap(page, 'admin-usage'), 'admin-usage.png');
+
+      // CSV from the page (by key): parses, and its figures are the ledger's.
+      await page.getByLabel('CSV by').selectOption('key');
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Download CSV' }).click(),
+      ]);
+      expect(download.suggestedFilename()).toMatch(/^usage-key-\d{4}-\d\d-\d\d-\d{4}-\d\d-\d\d\.csv$/);
+      const rows = parseCsv(readFileSync((await download.path())!, 'utf8'));
+      expect(rows.map((r) => r.key_name).sort()).toEqual(['Batch, nightly', 'member-laptop']);
+      expect(rows.reduce((n, r) => n + Number(r.requests), 0)).toBe(5);
+      expect(rows.reduce((n, r) => n + Number(r.total_tokens), 0)).toBe(sums.tokens);
+      expect(rows.reduce((n, r) => n + Number(r.cost_usd), 0)).toBeCloseTo(sums.cost, 6);
+
+      // The API's CSV is the JSON report's groups.
+      const q = { from, to, group_by: 'model' };
+      const json = await request(t.url).get('/api/v1/usage').query(q).set(auth(a.admin.token)).expect(200);
+      const csv = await request(t.url)
+        .get('/api/v1/usage')
+        .query({ ...q, format: 'csv' })
+        .set(auth(a.admin.token))
+        .expect(200)
+        .expect('content-type', /^text\/csv/)
+        .expect('content-disposition', /attachment; filename="usage-model-/);
+      const parsed = parseCsv(csv.text);
+      expect(parsed).toEqual(
+        (json.body.data as Record<string, unknown>[]).map((r) =>
+          Object.fromEntries(Object.entries(r).map(([k, v]) => [k, String(v)])),
+        ),
+      );
+      await request(t.url).get('/api/v1/usage').query({ format: 'xml' }).set(auth(a.admin.token)).expect(400);
+
+      // A range with no usage shows zeros.
+      const yesterday = new Date(Date.parse(from) - 86400000).toISOString().slice(0, 10);
+      await page.getByLabel('From').fill(yesterday);
+      await page.getByLabel('To (included)').fill(yesterday);
+      await page.getByRole('button', { name: 'Show' }).click();
+      await eventually(async () => (await stat('requests')) === '0');
+      expect(problems).toEqual([]);
     });
   });
 });

@@ -40,6 +40,7 @@ export const ADMIN_FILES = [
   'audit.js',
   'users.js',
   'tenants.js',
+  'usage.js',
   'favicon.svg',
 ];
 

@@ -39,6 +39,15 @@ export class UsageQuery extends UsageRangeQuery {
   @IsOptional()
   @IsUUID()
   api_key_id?: string;
+
+  @ApiPropertyOptional({
+    enum: ['json', 'csv'],
+    default: 'json',
+    description: 'csv: the same groups as text/csv (a header line, then one line per group)',
+  })
+  @IsOptional()
+  @IsIn(['json', 'csv'])
+  format?: 'json' | 'csv';
 }
 
 export class UsageTotals {

@@ -1,7 +1,16 @@
-import { Controller, Get, Param, ParseUUIDPipe, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { Controller, Get, Param, ParseUUIDPipe, Query, Res } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { Response } from 'express';
 import { Authenticated } from '@app/tenancy';
 import { KeyUsageResponse, UsageQuery, UsageRangeQuery, UsageReportResponse } from '../dto/usage.dto';
+import { usageCsv } from './usage-csv';
 import { UsageService } from './usage.service';
 
 @ApiTags('usage')
@@ -11,16 +20,31 @@ export class UsageController {
   constructor(private readonly usage: UsageService) {}
 
   @Get('usage')
+  @ApiOperation({
+    summary: 'Usage from the ledger, grouped by day, model, user or key (JSON, or CSV with format=csv)',
+  })
+  @ApiProduces('application/json', 'text/csv')
   @ApiOkResponse({
     type: UsageReportResponse,
     description: 'Usage from the ledger, grouped; admins see the tenant, members their own keys',
   })
-  @ApiBadRequestResponse({ description: 'Bad date, range or group_by' })
-  report(@Query() q: UsageQuery): Promise<UsageReportResponse> {
-    return this.usage.report(q);
+  @ApiBadRequestResponse({ description: 'Bad date, range, group_by or format' })
+  async report(
+    @Query() q: UsageQuery,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<UsageReportResponse | string> {
+    const report = await this.usage.report(q);
+    if (q.format !== 'csv') return report;
+    const day = (iso: string) => iso.slice(0, 10);
+    res.set({
+      'Content-Type': 'text/csv; charset=utf-8',
+      'Content-Disposition': `attachment; filename="usage-${report.group_by}-${day(report.from)}-${day(report.to)}.csv"`,
+    });
+    return usageCsv(report);
   }
 
   @Get('api-keys/:id/usage')
+  @ApiOperation({ summary: "One key's usage in a range, and its live counters for the current period" })
   @ApiOkResponse({
     type: KeyUsageResponse,
     description: 'Totals of one key in the range, and its live counters',

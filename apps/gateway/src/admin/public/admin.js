@@ -4,6 +4,7 @@
 import * as API from './api.js';
 import { loadAudit, resetAudit } from './audit.js';
 import { loadTenants, resetTenants } from './tenants.js';
+import { initUsage, loadUsage as loadUsageView } from './usage.js';
 import { initUsers, loadUsers, resetUsers } from './users.js';
 import { usageChart } from './chart.js';
 import {
@@ -26,6 +27,7 @@ const views = {
   login: $('#login-view'),
   keys: $('#keys-view'),
   users: $('#users-view'),
+  usage: $('#usage-view'),
   tenants: $('#tenants-view'),
   audit: $('#audit-view'),
 };
@@ -62,6 +64,17 @@ $('#nav-users').addEventListener('click', () => {
   show('users');
   $('#users-title').focus();
   loadUsers();
+});
+$('#nav-usage').addEventListener('click', () => {
+  show('usage');
+  $('#usage-view-title').focus();
+  loadUsageView();
+});
+initUsage({
+  userLabel: (id) => {
+    const u = state.users.get(id);
+    return u ? (u.role === 'system' ? 'system' : u.email) : id.slice(0, 8);
+  },
 });
 $('#nav-tenants').addEventListener('click', () => {
   show('tenants');

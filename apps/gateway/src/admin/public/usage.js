@@ -1,0 +1,160 @@
+// The usage dashboard (admins): the tenant's ledger in a date range, in totals, per day, by
+// model, by user and top keys (GET /api/v1/usage, one call per grouping), and CSV export
+// (GET /api/v1/usage?format=csv). API data is inserted as text only (dom.js).
+import * as API from './api.js';
+import { usageChart } from './chart.js';
+import { $, fmtInt, fmtUsd, h, showError } from './dom.js';
+
+const DAY = 86400000;
+const state = { userLabel: (id) => id, seq: 0 };
+
+/** userLabel(id): how the page names a user (their email). */
+export function initUsage({ userLabel }) {
+  state.userLabel = userLabel;
+}
+
+const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
+
+/** The range as the API takes it: from the first day's 00:00 UTC to the day after the last. */
+function range() {
+  const from = $('#usage-from').value;
+  const to = $('#usage-to').value;
+  if (!from || !to) throw new Error('Choose both dates.');
+  if (from > to) throw new Error('"From" must not be after "To".');
+  return {
+    from: `${from}T00:00:00Z`,
+    to: new Date(Date.parse(`${to}T00:00:00Z`) + DAY).toISOString(),
+    days: Math.round((Date.parse(to) - Date.parse(from)) / DAY) + 1,
+  };
+}
+
+const report = (groupBy, r, format) => {
+  const q = new URLSearchParams({ group_by: groupBy, from: r.from, to: r.to });
+  if (format) q.set('format', format);
+  return `/api/v1/usage?${q}`;
+};
+
+function table(caption, label, rows, name) {
+  return h(
+    'table',
+    { class: 'usage-table', dataset: { group: label } },
+    h('caption', {}, caption),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, label),
+        h('th', { scope: 'col' }, 'Requests'),
+        h('th', { scope: 'col' }, 'Tokens'),
+        h('th', { scope: 'col' }, 'Spend'),
+      ),
+    ),
+    h(
+      'tbody',
+      {},
+      rows.length
+        ? rows.map((r) =>
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'row' }, name(r)),
+              h('td', {}, fmtInt(r.requests)),
+              h('td', {}, fmtInt(r.total_tokens)),
+              h('td', {}, fmtUsd(r.cost_usd)),
+            ),
+          )
+        : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No usage in this range.')),
+    ),
+  );
+}
+
+export async function loadUsage() {
+  if (!$('#usage-from').value) {
+    const today = Date.now();
+    $('#usage-to').value = isoDay(today);
+    $('#usage-from').value = isoDay(today - 29 * DAY);
+  }
+  let r;
+  try {
+    r = range();
+  } catch (err) {
+    return showError($('#usage-view-error'), err.message);
+  }
+  const seq = ++state.seq;
+  const body = $('#usage-dashboard');
+  body.setAttribute('aria-busy', 'true');
+  try {
+    const [days, models, users, keys] = await Promise.all(
+      ['day', 'model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
+    );
+    if (seq !== state.seq) return;
+    const t = days.totals;
+    const stat = (label, value, key) =>
+      h('div', { class: 'stat', dataset: { stat: key } }, h('dt', {}, label), h('dd', {}, value));
+    body.replaceChildren(
+      h(
+        'dl',
+        { class: 'stats', id: 'usage-totals' },
+        stat('Requests', fmtInt(t.requests), 'requests'),
+        stat('Prompt tokens', fmtInt(t.prompt_tokens), 'prompt_tokens'),
+        stat('Completion tokens', fmtInt(t.completion_tokens), 'completion_tokens'),
+        stat('Tokens', fmtInt(t.total_tokens), 'total_tokens'),
+        stat('Spend', fmtUsd(t.cost_usd), 'cost_usd'),
+      ),
+      usageChart(days.data, new Date(Date.parse(r.to) - DAY).toISOString(), r.days),
+      h(
+        'div',
+        { class: 'usage-grid' },
+        table('By model', 'Model', models.data, (x) => x.model),
+        table('By user', 'User', users.data, (x) => (x.user_id ? state.userLabel(x.user_id) : '—')),
+        table('Top keys', 'Key', keys.data.slice(0, 10), (x) => x.key_name ?? x.api_key_id ?? '—'),
+      ),
+    );
+    showError($('#usage-view-error'), '');
+  } catch (err) {
+    if (err.status !== 401 && seq === state.seq) showError($('#usage-view-error'), err.message);
+  } finally {
+    body.removeAttribute('aria-busy');
+  }
+}
+
+/** The CSV comes with the JWT (a plain link could not send it), then is saved from a blob. */
+async function downloadCsv() {
+  let r;
+  try {
+    r = range();
+  } catch (err) {
+    return showError($('#usage-view-error'), err.message);
+  }
+  const group = $('#usage-csv-group').value;
+  try {
+    const res = await fetch(report(group, r, 'csv'), {
+      headers: { Authorization: `Bearer ${API.session.token}`, Accept: 'text/csv' },
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+    if (!res.ok) {
+      const data = await res.json().catch(() => null);
+      throw new Error(data?.error?.message ?? `${res.status} ${res.statusText}`);
+    }
+    const url = URL.createObjectURL(await res.blob());
+    const a = h('a', {
+      href: url,
+      download: `usage-${group}-${r.from.slice(0, 10)}-${isoDay(Date.parse(r.to) - DAY)}.csv`,
+    });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) {
+    showError($('#usage-view-error'), err.message);
+  }
+}
+
+$('#usage-range').addEventListener('submit', (e) => {
+  e.preventDefault();
+  loadUsage();
+});
+$('#usage-csv').addEventListener('click', downloadCsv);

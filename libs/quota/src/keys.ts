@@ -10,6 +10,8 @@ import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota
  *   quota:{T}:key:K           tokens, key level           spend:{T}:key:K
  *   ...:2026-11-22 / ...:2026-11   the bucket of a daily / monthly reset period
  *   rpm:{T}:K                 sorted set, the key's requests of the last minute
+ *   tpm:{T} / tpm:{T}:user:U / tpm:{T}:key:K   sorted set of reservations of the last minute
+ *                             (a level's tokens-per-minute window); `...:t` hash: their tokens, `_` the sum
  *   qresv:{T} / qresv:{T}:exp hash of open reservations / their expiries (sorted set)
  *   qdone:{T}                 sorted set: reservations settled or released lately (id -> until)
  *   ledger:{T}                stream: usage rows on their way to PostgreSQL (group `ledger`)
@@ -97,6 +99,11 @@ export function subjectLevels(subject: QuotaSubject, now: number, timeZone: stri
   return refs;
 }
 
+/** A level's tokens-per-minute window (sorted set; `${key}:t` its hash of tokens). */
+export function tpmKey(level: QuotaLevel, tenantId: string, id: string): string {
+  const t = `{${checkId('tenant', tenantId)}}`;
+  return level === 'tenant' ? `tpm:${t}` : `tpm:${t}:${level}:${checkId(level, id)}`;
+}
 export const rpmKey = (tenantId: string, apiKeyId: string) =>
   `rpm:{${checkId('tenant', tenantId)}}:${checkId('key', apiKeyId)}`;
 export const reservationsKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}`;

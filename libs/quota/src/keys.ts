@@ -1,4 +1,4 @@
-import { periodWindow } from './periods';
+import { periodWindow, type PeriodWindow } from './periods';
 import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
 
 /**
@@ -75,8 +75,9 @@ export function levelRef(
   limits: Pick<QuotaLimits, 'period'>,
   now: number,
   timeZone: string,
+  /** The period's window at `now`, when the caller has it (a rebuild of many owners). */
+  w: PeriodWindow = periodWindow(limits.period, now, timeZone),
 ): LevelRef {
-  const w = periodWindow(limits.period, now, timeZone);
   const b = base(level, ids.tenantId, ids.userId, ids.apiKeyId);
   const suffix = w.suffix ? `:${w.suffix}` : '';
   const id = level === 'tenant' ? ids.tenantId : level === 'user' ? (ids.userId ?? NO_USER) : ids.apiKeyId;

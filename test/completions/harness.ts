@@ -221,7 +221,7 @@ export async function serviceHarness(
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
       const allowed = req.headers['x-allowed-models'];
-      const unlimited = { tokenLimit: null, budgetUsd: null, period: 'none' as const };
+      const unlimited = { tokenLimit: null, budgetUsd: null, period: 'none' as const, rateLimitTpm: null };
       const caller: CompletionCaller = {
         kind: 'api-key',
         tenantId: 't-1',

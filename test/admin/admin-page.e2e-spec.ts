@@ -285,12 +285,12 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     // Revoked keys are apart: gone from the default view, listed under the Revoked filter.
     await r.waitFor({ state: 'detached' });
     await request(t.url).get('/api/v1/me').set('X-API-Key', generated.key).expect(401);
-    await page.getByLabel('Status').selectOption('revoked');
+    await page.getByRole('search', { name: 'Find keys' }).getByLabel('Status').selectOption('revoked');
     await listed(page, [generated.name]);
     expect(await r.locator('td[data-label="Status"]').innerText()).toContain('revoked');
     expect(await r.getByRole('button', { name: `Delete ${generated.name}` }).count()).toBe(0);
     expect(await r.getByRole('button', { name: `Edit ${generated.name}` }).count()).toBe(0);
-    await page.getByLabel('Status').selectOption('current');
+    await page.getByRole('search', { name: 'Find keys' }).getByLabel('Status').selectOption('current');
     await r.waitFor({ state: 'detached' });
   });
 
@@ -335,10 +335,10 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     );
     expect(await status.innerText()).toMatch(/Token quota used up .*raise the quota/);
     expect(await r.locator('td[data-label="RPM"]').innerText()).toBe('∞');
-    await page.getByLabel('Status').selectOption('exhausted');
+    await page.getByRole('search', { name: 'Find keys' }).getByLabel('Status').selectOption('exhausted');
     await listed(page, ['Edited key']);
     await snap(page, 'admin-keys-exhausted');
-    await page.getByLabel('Status').selectOption('current');
+    await page.getByRole('search', { name: 'Find keys' }).getByLabel('Status').selectOption('current');
 
     await edit({ 'Token quota': '100000' });
     expect((await chat()).status).toBe(200);
@@ -429,8 +429,13 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
       // Each cell is labelled in card form (the table header is visually hidden).
       const owner = row(page, 'Production API').locator('td[data-label="Owner"]');
       await owner.waitFor();
-      expect(await owner.evaluate((el) => (globalThis as any).getComputedStyle(el, '::before').content)).toBe(
-        '"Owner"',
+      // (Eventually: the Refresh above re-renders the table, and a replaced cell has no style.)
+      await eventually(
+        async () =>
+          (await owner.evaluate((el) => (globalThis as any).getComputedStyle(el, '::before').content)) ===
+          '"Owner"',
+        undefined,
+        5000,
       );
       await snap(page, 'admin-keys-phone');
       await page.getByRole('button', { name: 'Generate new key' }).click();

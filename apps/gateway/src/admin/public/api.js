@@ -12,7 +12,7 @@ export class ApiError extends Error {
 
 // The master key is kept in this module only, never in storage: a reload asks for it again.
 let operatorKey = null;
-const OPERATOR = { email: 'operator (master key)', role: 'operator' };
+const OPERATOR = { email: 'master key', role: 'operator' };
 
 export const session = {
   get token() {

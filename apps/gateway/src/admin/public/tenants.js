@@ -33,7 +33,7 @@ function tenantRow(t, used) {
       { type: 'button', class: cls, dataset: { action, id: t.id }, 'aria-label': `${text} ${t.name}` },
       text,
     );
-  const dash = h('span', { class: 'muted' }, '—');
+  const dash = () => h('span', { class: 'muted' }, '—');
   return h(
     'tr',
     { dataset: { id: t.id }, class: t.status === 'active' ? null : 'inactive' },
@@ -41,8 +41,8 @@ function tenantRow(t, used) {
     cell('Status', h('span', { class: `badge ${t.status === 'active' ? 'active' : 'revoked'}` }, t.status)),
     cell('Token quota', limit(t.quota_limit, fmtInt, t.quota_period)),
     cell('Budget', limit(t.max_budget, fmtUsd, t.quota_period)),
-    cell('Tokens (30 days)', used ? fmtInt(used.total_tokens) : dash),
-    cell('Spend (30 days)', used ? fmtUsd(used.cost_usd) : dash),
+    cell('Tokens (30 days)', used ? fmtInt(used.total_tokens) : dash()),
+    cell('Spend (30 days)', used ? fmtUsd(used.cost_usd) : dash()),
     cell('Created', fmtDay(t.created_at)),
     h(
       'td',

@@ -6,25 +6,7 @@ import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { DataSource } from 'typeorm';
 import { createTestApp, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
-import { launchChromium, snap, watchProblems } from './browser';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Retries `check` (after `poke`, e.g. a click on Refresh) until it holds or the time is up. */
-async function eventually<T>(
-  check: () => Promise<T | undefined | false>,
-  poke: () => Promise<unknown> = async () => undefined,
-  ms = 15000,
-): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await sleep(250);
-    await poke();
-  }
-}
+import { eventually, launchChromium, signIn, snap, watchProblems } from './browser';
 
 const focused = (l: Locator) =>
   eventually(() => l.evaluate((el) => el === (globalThis as any).document.activeElement), undefined, 5000);
@@ -46,14 +28,6 @@ const listed = (page: Page, names: string[]) =>
 
 const row = (page: Page, name: string) =>
   page.locator('#keys-body tr', { has: page.locator('.key-name', { hasText: name }) });
-
-async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
-  await page.goto(`${url}/admin`);
-  await page.getByLabel('Email', { exact: true }).fill(user.email);
-  await page.getByLabel('Password', { exact: true }).fill(user.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'API Keys' }).waitFor();
-}
 
 describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
   let t: TestApp;

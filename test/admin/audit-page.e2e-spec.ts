@@ -5,15 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { DataSource } from 'typeorm';
 import { createTestApp, MASTER_KEY, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
-import { launchChromium, snap, watchProblems } from './browser';
-
-async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
-  await page.goto(`${url}/admin`);
-  await page.getByLabel('Email', { exact: true }).fill(user.email);
-  await page.getByLabel('Password', { exact: true }).fill(user.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'API Keys' }).waitFor();
-}
+import { launchChromium, signIn, snap, watchProblems } from './browser';
 
 const entry = (page: Page, action: string) => page.locator(`#audit-body tr[data-action="${action}"]`);
 

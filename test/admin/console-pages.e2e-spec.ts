@@ -5,27 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { DataSource } from 'typeorm';
 import { createTestApp, MASTER_KEY, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
-import { launchChromium, snap, watchProblems } from './browser';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(check: () => Promise<T | undefined | false>, ms = 8000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await sleep(100);
-  }
-}
-
-async function signIn(page: Page, url: string, user: UserSession): Promise<void> {
-  await page.goto(`${url}/admin`);
-  await page.getByLabel('Email', { exact: true }).fill(user.email);
-  await page.getByLabel('Password', { exact: true }).fill(user.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'API Keys' }).waitFor();
-}
+import { eventually, launchChromium, signIn, snap, watchProblems } from './browser';
 
 const docsShot = (shot: string, name: string) => {
   if (process.env.UPDATE_DOCS_SCREENSHOT === '1')

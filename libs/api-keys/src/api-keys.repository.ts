@@ -245,10 +245,12 @@ export class ApiKeysRepository {
       const qb = this.query(tenantId, filter).setParameters(params);
       const q = opts.search?.trim();
       if (q) {
+        // The owner subquery names the tenant as a parameter (not k.tenant_id): uncorrelated,
+        // PostgreSQL runs it once and hashes it, instead of once per key.
         const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
         qb.andWhere(
           `(k.name ILIKE :like OR k.key_prefix LIKE :prefix OR k.user_id IN
-             (SELECT u.id FROM users u WHERE u.tenant_id = k.tenant_id AND u.email ILIKE :like))`,
+             (SELECT u.id FROM users u WHERE u.tenant_id = :tenantId AND u.email ILIKE :like))`,
           { like, prefix: `${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` },
         );
       }

@@ -17,6 +17,7 @@ import {
   fmtUsd,
   h,
   openDialog,
+  readNumber,
   showError,
 } from './dom.js';
 
@@ -464,17 +465,8 @@ for (const d of document.querySelectorAll('dialog')) {
 
 // ---- generate ------------------------------------------------------------------------
 
-function numberOrNull(input, { integer }) {
-  const raw = input.value.trim();
-  if (raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-    throw new Error(
-      `${input.labels[0].textContent} must be a ${integer ? 'whole ' : ''}number of 0 or more.`,
-    );
-  }
-  return n;
-}
+/** undefined when empty (create: leave the field out), else the number (dom.js readNumber). */
+const numberOrNull = (input, opts) => readNumber(input, opts) ?? undefined;
 
 function fillOwners() {
   const field = $('#owner-field');

@@ -112,3 +112,30 @@ export async function copyText(text, input) {
     return false;
   }
 }
+
+/** A number input: null when empty; a clear error naming the field when not a number of 0 or more. */
+export function readNumber(input, { integer }) {
+  const raw = input.value.trim();
+  if (raw === '') return null;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
+    throw new Error(
+      `${input.labels[0].textContent} must be a ${integer ? 'whole ' : ''}number of 0 or more.`,
+    );
+  return n;
+}
+
+const PER = { none: '', daily: ' / day', monthly: ' / month' };
+/** A limit with its reset period ("50,000 / month"), or "unlimited". */
+export const limitText = (v, fmt, period) =>
+  v === null ? h('span', { class: 'muted' }, 'unlimited') : `${fmt(v)}${PER[period] ?? ''}`;
+
+/** A list's pager: "1–20 of 35", Previous/Next enabled as they apply, hidden for one page. */
+export function showPager(prefix, offset, count, total, size) {
+  const end = offset + count;
+  $(`#${prefix}-page-info`).textContent =
+    `${fmtInt(total ? offset + 1 : 0)}–${fmtInt(end)} of ${fmtInt(total)}`;
+  $(`#${prefix}-prev`).disabled = offset === 0;
+  $(`#${prefix}-next`).disabled = end >= total;
+  $(`#${prefix}-pager`).hidden = total <= size;
+}

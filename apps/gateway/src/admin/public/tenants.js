@@ -1,15 +1,22 @@
 // The tenants view (operator, signed in with the master key): list with limits and 30-day
 // use, add, edit limits, disable / enable. API data is inserted as text only (dom.js).
 import * as API from './api.js';
-import { $, fmtDay, fmtInt, fmtUsd, h, openDialog, showError } from './dom.js';
+import {
+  $,
+  fmtDay,
+  fmtInt,
+  fmtUsd,
+  h,
+  limitText,
+  openDialog,
+  readNumber,
+  showError,
+  showPager,
+} from './dom.js';
 
 const PAGE = 20;
 const DAY = 86400000;
 const state = { offset: 0, total: 0, tenants: [], editing: null };
-
-const PERIOD = { none: '', daily: ' / day', monthly: ' / month' };
-const limit = (v, fmt, period) =>
-  v === null ? h('span', { class: 'muted' }, 'unlimited') : `${fmt(v)}${PERIOD[period] ?? ''}`;
 
 /** The tenant's ledger totals over 30 days (the master key acts in a tenant with X-Tenant-ID). */
 async function usageOf(tenant) {
@@ -39,8 +46,8 @@ function tenantRow(t, used) {
     { dataset: { id: t.id }, class: t.status === 'active' ? null : 'inactive' },
     h('th', { scope: 'row', dataset: { label: 'Name' } }, h('span', { class: 'tenant-name' }, t.name)),
     cell('Status', h('span', { class: `badge ${t.status === 'active' ? 'active' : 'revoked'}` }, t.status)),
-    cell('Token quota', limit(t.quota_limit, fmtInt, t.quota_period)),
-    cell('Budget', limit(t.max_budget, fmtUsd, t.quota_period)),
+    cell('Token quota', limitText(t.quota_limit, fmtInt, t.quota_period)),
+    cell('Budget', limitText(t.max_budget, fmtUsd, t.quota_period)),
     cell('Tokens (30 days)', used ? fmtInt(used.total_tokens) : dash()),
     cell('Spend (30 days)', used ? fmtUsd(used.cost_usd) : dash()),
     cell('Created', fmtDay(t.created_at)),
@@ -64,12 +71,7 @@ export async function loadTenants() {
     state.tenants = page.data;
     state.total = page.total;
     $('#tenants-body').replaceChildren(...page.data.map((t, i) => tenantRow(t, usage[i])));
-    const end = state.offset + page.data.length;
-    $('#tenants-page-info').textContent =
-      `${fmtInt(state.total ? state.offset + 1 : 0)}–${fmtInt(end)} of ${fmtInt(state.total)}`;
-    $('#tenants-prev').disabled = state.offset === 0;
-    $('#tenants-next').disabled = end >= state.total;
-    $('#tenants-pager').hidden = state.total <= PAGE;
+    showPager('tenants', state.offset, page.data.length, state.total, PAGE);
     showError($('#tenants-error'), '');
   } catch (err) {
     if (err.status !== 401) showError($('#tenants-error'), err.message);
@@ -80,17 +82,6 @@ export function resetTenants() {
   state.offset = 0;
   state.tenants = [];
   $('#tenants-body').replaceChildren();
-}
-
-function number(input, integer) {
-  const raw = input.value.trim();
-  if (raw === '') return null;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
-    throw new Error(
-      `${input.labels[0].textContent} must be a ${integer ? 'whole ' : ''}number of 0 or more.`,
-    );
-  return n;
 }
 
 function openTenantDialog(tenant) {
@@ -117,8 +108,8 @@ $('#tenant-form').addEventListener('submit', async (e) => {
     if (!name) throw new Error('Give the tenant a name.');
     body = {
       name,
-      quota_limit: number($('#tenant-quota'), true),
-      max_budget: number($('#tenant-budget'), false),
+      quota_limit: readNumber($('#tenant-quota'), { integer: true }),
+      max_budget: readNumber($('#tenant-budget'), { integer: false }),
       quota_period: $('#tenant-period').value,
     };
     if (tenant) {

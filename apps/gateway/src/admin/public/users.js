@@ -2,7 +2,18 @@
 // once), edit role, status and limits, disable / enable, and a link to the user's keys.
 // API data is inserted as text only (dom.js).
 import * as API from './api.js';
-import { $, copyText, fmtInt, fmtUsd, h, openDialog, showError } from './dom.js';
+import {
+  $,
+  copyText,
+  fmtInt,
+  fmtUsd,
+  h,
+  limitText,
+  openDialog,
+  readNumber,
+  showError,
+  showPager,
+} from './dom.js';
 
 const PAGE = 50;
 const DAY = 86400000;
@@ -29,10 +40,6 @@ function generatePassword() {
   return out.join('');
 }
 
-const PERIOD = { none: '', daily: ' / day', monthly: ' / month' };
-const limit = (v, fmt, period) =>
-  v === null ? h('span', { class: 'muted' }, 'unlimited') : `${fmt(v)}${PERIOD[period] ?? ''}`;
-
 function userRow(u, usage) {
   const me = API.session.user;
   const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
@@ -57,8 +64,8 @@ function userRow(u, usage) {
     ),
     cell('Role', u.role),
     cell('Status', h('span', { class: `badge ${u.status === 'active' ? 'active' : 'revoked'}` }, u.status)),
-    cell('Token quota', limit(u.quota_limit, fmtInt, u.quota_period)),
-    cell('Budget', limit(u.max_budget, fmtUsd, u.quota_period)),
+    cell('Token quota', limitText(u.quota_limit, fmtInt, u.quota_period)),
+    cell('Budget', limitText(u.max_budget, fmtUsd, u.quota_period)),
     cell('Tokens (30 days)', fmtInt(used?.total_tokens ?? 0)),
     cell('Spend (30 days)', fmtUsd(used?.cost_usd ?? 0)),
     h(
@@ -94,12 +101,7 @@ export async function loadUsers() {
     state.total = page.total;
     const byUser = new Map(usage.data.map((r) => [r.user_id, r]));
     $('#users-body').replaceChildren(...page.data.map((u) => userRow(u, byUser)));
-    const end = state.offset + page.data.length;
-    $('#users-page-info').textContent =
-      `${fmtInt(state.total ? state.offset + 1 : 0)}–${fmtInt(end)} of ${fmtInt(state.total)}`;
-    $('#users-prev').disabled = state.offset === 0;
-    $('#users-next').disabled = end >= state.total;
-    $('#users-pager').hidden = state.total <= PAGE;
+    showPager('users', state.offset, page.data.length, state.total, PAGE);
     showError($('#users-error'), '');
   } catch (err) {
     if (err.status !== 401) showError($('#users-error'), err.message);
@@ -110,17 +112,6 @@ export function resetUsers() {
   state.offset = 0;
   state.users = [];
   $('#users-body').replaceChildren();
-}
-
-function number(input, integer) {
-  const raw = input.value.trim();
-  if (raw === '') return null;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
-    throw new Error(
-      `${input.labels[0].textContent} must be a ${integer ? 'whole ' : ''}number of 0 or more.`,
-    );
-  return n;
 }
 
 function openUserDialog(user) {
@@ -150,8 +141,8 @@ $('#user-form').addEventListener('submit', async (e) => {
   try {
     body = {
       role: $('#user-role').value,
-      quota_limit: number($('#user-quota'), true),
-      max_budget: number($('#user-budget'), false),
+      quota_limit: readNumber($('#user-quota'), { integer: true }),
+      max_budget: readNumber($('#user-budget'), { integer: false }),
       quota_period: $('#user-period').value,
     };
     const name = $('#user-name').value.trim();

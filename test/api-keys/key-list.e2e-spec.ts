@@ -98,6 +98,7 @@ describe('key list: search, filters, sort (real PostgreSQL)', () => {
     [{ order: 'up' }, 'order'],
     [{ owner_id: 'nope' }, 'owner_id'],
     [{ q: 'x'.repeat(101) }, 'q'],
+    [{ q: 'a\u0000b' }, 'q'],
     [{ limit: 0 }, 'limit'],
   ])('400 on %j', async (query, field) => {
     const res = await list(a.admin.token, query as Record<string, string>).expect(400);

@@ -193,6 +193,8 @@ export class KeyListQuery extends PageQuery {
   @IsOptional()
   @IsString()
   @Length(1, 100)
+  // PostgreSQL refuses a NUL in text (a 500, not a 400): control characters are refused here.
+  @Matches(/^[^\x00-\x1f\x7f]*$/, { message: 'q must not hold control characters' })
   q?: string;
 
   @ApiPropertyOptional({

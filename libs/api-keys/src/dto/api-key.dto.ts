@@ -194,6 +194,7 @@ export class KeyListQuery extends PageQuery {
   @IsString()
   @Length(1, 100)
   // PostgreSQL refuses a NUL in text (a 500, not a 400): control characters are refused here.
+  // eslint-disable-next-line no-control-regex -- the point is to match them
   @Matches(/^[^\x00-\x1f\x7f]*$/, { message: 'q must not hold control characters' })
   q?: string;
 

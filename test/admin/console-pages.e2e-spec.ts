@@ -285,6 +285,13 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
         };
       const k1 = await mk(a.admin.token, 'Batch, nightly');
       const k2 = await mk(member.token, 'member-laptop');
+      // A key with no room left this month: listed as refusing now.
+      const tight = await request(t.url)
+        .post('/api/v1/api-keys')
+        .set(auth(a.admin.token))
+        .send({ name: 'Tight quota', quota_limit: 5, quota_period: 'monthly' })
+        .expect(201);
+      secrets.push(tight.body.key);
       secrets.push(k1.key, k2.key);
       const chat = (key: string, content: string) =>
         fetch(`${t.url}/v1/chat/completions`, {
@@ -317,6 +324,11 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
         'Batch, nightly',
       );
       expect(await page.locator('table[data-group="Model"] tbody th').allInnerTexts()).toEqual(['mock-gpt']);
+      const refusing = page.locator('#usage-exhausted');
+      expect(await refusing.locator('caption').innerText()).toBe('Keys refusing requests now: 1');
+      expect(await refusing.locator('tbody tr').innerText()).toMatch(
+        /Tight quota\s+token quota used up\s+0 \/ 5/,
+      );
       const bars = await page
         .locator('#usage-dashboard svg.chart rect.bar:not(.empty)')
         .evaluateAll((els) => els.map((e) => Number((e as any).dataset.tokens)));

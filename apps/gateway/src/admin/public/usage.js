@@ -70,6 +70,46 @@ function table(caption, label, rows, name) {
   );
 }
 
+const WHY = { quota: 'token quota used up', budget: 'budget used up', expired: 'expired' };
+const against = (used, max, fmt) => (max === null ? `${fmt(used)} / ∞` : `${fmt(used)} / ${fmt(max)}`);
+
+/** Keys refusing requests now (current period against their limits), at most 10; the keys page has them all. */
+function exhaustedTable(page) {
+  return h(
+    'table',
+    { class: 'usage-table', id: 'usage-exhausted', dataset: { group: 'Exhausted' } },
+    h('caption', {}, `Keys refusing requests now: ${fmtInt(page.total)}`),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, 'Key'),
+        h('th', { scope: 'col' }, 'Why'),
+        h('th', { scope: 'col' }, 'Tokens this period'),
+        h('th', { scope: 'col' }, 'Spend this period'),
+      ),
+    ),
+    h(
+      'tbody',
+      {},
+      page.data.length
+        ? page.data.map((k) =>
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'row' }, k.name),
+              h('td', {}, k.exhausted.map((w) => WHY[w] ?? w).join(', ')),
+              h('td', {}, against(k.period.tokens, k.quota_limit, fmtInt)),
+              h('td', {}, against(k.period.spend, k.max_budget, fmtUsd)),
+            ),
+          )
+        : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'None: every key has room left.')),
+    ),
+  );
+}
+
 export async function loadUsage() {
   if (!$('#usage-from').value) {
     const today = Date.now();
@@ -86,9 +126,11 @@ export async function loadUsage() {
   const body = $('#usage-dashboard');
   body.setAttribute('aria-busy', 'true');
   try {
-    const [days, models, users, keys] = await Promise.all(
-      ['day', 'model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
-    );
+    const [days, models, users, keys, refusing] = await Promise.all([
+      ...['day', 'model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
+      // The current period against the keys' limits: the keys that refuse requests now.
+      API.listKeys(10, 0, { status: 'exhausted', sort: 'usage' }),
+    ]);
     if (seq !== state.seq) return;
     const t = days.totals;
     const stat = (label, value, key) =>
@@ -111,6 +153,7 @@ export async function loadUsage() {
         table('By user', 'User', users.data, (x) => (x.user_id ? state.userLabel(x.user_id) : '—')),
         table('Top keys', 'Key', keys.data.slice(0, 10), (x) => x.key_name ?? x.api_key_id ?? '—'),
       ),
+      exhaustedTable(refusing),
     );
     showError($('#usage-view-error'), '');
   } catch (err) {

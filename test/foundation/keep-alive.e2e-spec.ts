@@ -6,7 +6,7 @@ function keepAliveHeader(url: string, agent: Agent): Promise<string | undefined>
   return new Promise((resolve, reject) => {
     get(`${url}/health/live`, { agent }, (res) => {
       res.resume();
-      res.on('end', () => resolve(res.headers['keep-alive']));
+      res.on('end', () => resolve(res.headers['keep-alive'] as string | undefined));
     }).on('error', reject);
   });
 }

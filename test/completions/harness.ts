@@ -119,6 +119,7 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'gpt-tools': one(openai('tool-caller')),
       'gpt-cached': one({ ...openai('cached'), pricing: { ...price, cache_read_per_million: 0.5 } }),
       'claude-slow': one(anthropic('claude-slow')),
+      'claude-runaway': one(anthropic('claude-runaway')),
       'claude-cache': one({
         ...anthropic('claude-cache'),
         pricing: {

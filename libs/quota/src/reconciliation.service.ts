@@ -273,8 +273,13 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     }
     const counters: CounterChange[] = [];
     const byPeriod = { none: periodWindow('none', now, tz), daily: dw, monthly: mw };
+    // Two chunks in flight: the next one's arguments are built while Redis runs the previous
+    // script. The chunk that sets the tenant's marker goes last, alone, after every other.
+    let previous: Promise<void> | null = null;
+    const settled = (p: Promise<void> | null) => p ?? Promise.resolve();
     for (let i = 0; i < owners.length; i += CHUNK) {
       if (i > 0) await yieldToLoop();
+      const last = i + CHUNK >= owners.length;
       const part = owners.slice(i, i + CHUNK).map(({ owner, sums }) => ({
         owner,
         sums,
@@ -294,22 +299,29 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
           { key: ref.spendKey, value: sums.costMicros, expireAt: ref.expireAt },
         );
       }
-      const changes = await this.store.rebuild(tenantId, entries, now, {
-        ...opts,
-        markTenant: i + CHUNK >= owners.length,
-      });
-      part.forEach(({ owner, ref }, j) => {
-        const t = changes[2 * j];
-        const s = changes[2 * j + 1];
-        counters.push({
-          level: owner.level,
-          id: owner.id,
-          key: ref.tokensKey,
-          tokens: { before: t.before, after: t.after },
-          spendMicros: { before: s.before, after: s.after },
-        });
-      });
+      if (last) {
+        await settled(previous);
+        previous = null;
+      }
+      const run = this.store.rebuild(tenantId, entries, now, { ...opts, markTenant: last }).then((changes) =>
+        part.forEach(({ owner, ref }, j) => {
+          const t = changes[2 * j];
+          const s = changes[2 * j + 1];
+          counters.push({
+            level: owner.level,
+            id: owner.id,
+            key: ref.tokensKey,
+            tokens: { before: t.before, after: t.after },
+            spendMicros: { before: s.before, after: s.after },
+          });
+        }),
+      );
+      // a chunk that fails while the one before is awaited is not left unhandled
+      run.catch(() => undefined);
+      await settled(previous);
+      previous = run;
     }
+    await settled(previous);
     const changed = counters.filter(
       (c) => c.tokens.before !== c.tokens.after || c.spendMicros.before !== c.spendMicros.after,
     );

@@ -238,7 +238,7 @@ export class ApiKeysRepository {
     filter: KeyListFilter,
     offset: number,
     limit: number,
-    opts: KeyListOptions = { timeZone: 'UTC', minCompletionTokens: 1, now: new Date() },
+    opts: KeyListOptions,
   ): Promise<[ApiKey[], number]> {
     const params = { now: opts.now.toISOString(), tz: opts.timeZone, minTokens: opts.minCompletionTokens };
     const filtered = () => {

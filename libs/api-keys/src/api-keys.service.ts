@@ -198,8 +198,14 @@ export class ApiKeysService implements OnModuleInit {
   }
 
   async listInTenant(tenantId: string, offset: number, limit: number): Promise<Page<ApiKeyResponse>> {
-    const [rows, total] = await this.keys.list(tenantId, {}, offset, limit);
-    return { data: rows.map((r) => ApiKeyResponse.from(r)), total, limit, offset };
+    const now = new Date();
+    const min = this.config.QUOTA_MIN_COMPLETION_TOKENS;
+    const [rows, total] = await this.keys.list(tenantId, {}, offset, limit, {
+      timeZone: this.config.QUOTA_TIMEZONE,
+      minCompletionTokens: min,
+      now,
+    });
+    return { data: rows.map((r) => ApiKeyResponse.from(r, now.getTime(), min)), total, limit, offset };
   }
 
   async get(id: string): Promise<ApiKey> {

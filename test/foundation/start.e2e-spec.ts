@@ -1,11 +1,52 @@
 import request from 'supertest';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGateway, GatewayProcess, MAIN_JS, startGateway } from '../harness/gateway-process';
 import { freePort } from '../harness/servers';
+
+/** README.md's fenced block marked `bash quickstart`: the commands a reader pastes. */
+function quickStartBlock(): string {
+  const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+  const m = /^```bash quickstart\n([\s\S]*?)^```$/m.exec(readme);
+  if (!m) throw new Error('README.md has no ```bash quickstart block');
+  return m[1];
+}
+
+/**
+ * Runs the quick start's commands with bash, real curl and jq, as a reader pasting them with
+ * ADMIN_PASSWORD exported would (errexit and pipefail so that any failed command fails the
+ * test). Without curl or jq: fails in CI (`.ci/run` installs them), a loud skip elsewhere.
+ */
+function runQuickStart(
+  url: string,
+  adminPassword: string,
+): { code: number | null; stdout: string; stderr: string } | null {
+  const script = quickStartBlock();
+  for (const step of ['/auth/login', '/api/v1/api-keys"', '"stream": true', '/usage"'])
+    expect(script).toContain(step);
+  expect(script).toContain('GW=http://127.0.0.1:3000\n');
+  const missing = ['bash', 'curl', 'jq'].filter((t) => spawnSync('which', [t]).status !== 0);
+  if (missing.length) {
+    if (process.env.CI === 'true')
+      throw new Error(`README quick start needs ${missing.join(', ')}: not on PATH`);
+    process.stderr.write(`\n  !!! ${missing.join(', ')} not on PATH: README quick start NOT run !!!\n\n`);
+    return null;
+  }
+  const r = spawnSync(
+    'bash',
+    ['--norc', '--noprofile', '-euo', 'pipefail', '-c', script.replace('http://127.0.0.1:3000', url)],
+    {
+      env: { PATH: process.env.PATH ?? '', HOME: tmpdir(), ADMIN_PASSWORD: adminPassword },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'], // (a socket on stdin makes bash read bashrc, as under sshd)
+      timeout: 30_000,
+    },
+  );
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 /**
  * The README's quick start: `npm start` (the built gateway) with no environment but a port:
@@ -60,7 +101,23 @@ describe('quick start on embedded defaults (built gateway, subprocess)', () => {
     expect(banner).toMatch(/Admin page +http:\/\/127\.0\.0\.1:\d+\/admin/);
     expect(banner).toContain(`admin login ${email} / ${password}`);
     expect(banner).toContain(`Master key   in ${join(dataDir, 'secrets.json')}`);
-    // the mock model answers with no network
+    // README's quick start, pasted as written (only the port differs): login, a key, a
+    // completion and a streamed one from the mock model (no network), the key's usage.
+    const qs = runQuickStart(gw.url, password);
+    if (qs) {
+      expect({ code: qs.code, stderr: qs.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(qs.stdout).toMatch(/"object":"chat\.completion".*"content":"This is a mock answer/);
+      expect(qs.stdout).toMatch(/"object":"chat\.completion\.chunk"[\s\S]*\ndata: \[DONE\]\n/);
+      const usage = JSON.parse(qs.stdout.trim().split('\n').pop()!) as {
+        object: string;
+        name: string;
+        current_period: { tokens: number; quota_limit: number };
+      };
+      expect(usage).toMatchObject({ object: 'api_key.usage', name: 'quick start' });
+      expect(usage.current_period).toMatchObject({ quota_limit: 100000 });
+      const first = JSON.parse(qs.stdout.split('\n')[0]) as { usage: { total_tokens: number } };
+      expect(usage.current_period.tokens).toBe(2 * first.usage.total_tokens); // both counted
+    }
     gw.proc.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
 

@@ -198,11 +198,83 @@ describe('quick start on embedded defaults (built gateway, subprocess)', () => {
       taken.close();
     }
     expect(existsSync(join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
-    const refused = await new Promise<boolean>((resolve) => {
-      const c = createConnection(pgPort, '127.0.0.1');
-      c.once('connect', () => (c.destroy(), resolve(false)));
-      c.once('error', () => resolve(true));
+    expect(await refused(pgPort)).toBe(true);
+  }, 90_000);
+
+  it('`npm start` killed with SIGKILL leaves nothing behind: the gateway and its embedded PostgreSQL stop', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-npmkill-'));
+    const port = await freePort();
+    const pgPortHere = await freePort();
+    const npm = spawn('npm', ['start'], {
+      cwd: join(__dirname, '../..'),
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: dir,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        DATA_DIR: dir,
+        EMBEDDED_PG_PORT: String(pgPortHere),
+        BCRYPT_ROUNDS: '4',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    expect(refused).toBe(true);
+    let out = '';
+    npm.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    npm.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    let gatewayPid = 0;
+    try {
+      await until(
+        () => out.includes('llm-gateway listening on'),
+        60_000,
+        () => out,
+      );
+      const first = out.split('\n').find((l) => l.startsWith('{'))!;
+      gatewayPid = (JSON.parse(first) as { pid: number }).pid;
+      const pgPid = Number(readFileSync(join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      expect(alive(gatewayPid) && alive(pgPid)).toBe(true);
+      expect(gatewayPid).not.toBe(npm.pid); // npm's own process, not the gateway, is killed
+
+      npm.kill('SIGKILL');
+      await until(
+        () => !alive(gatewayPid) && !alive(pgPid),
+        20_000,
+        () => out,
+      );
+      expect(out).toContain(`the parent process (pid ${npm.pid}) is gone: shutting down`);
+      expect(out).toContain('embedded PostgreSQL stopped');
+      expect(existsSync(join(dir, 'pg', 'postmaster.pid'))).toBe(false);
+      expect(await refused(port)).toBe(true);
+      expect(await refused(pgPortHere)).toBe(true);
+    } finally {
+      npm.kill('SIGKILL');
+      // A failed run must not leave its gateway behind either (SIGTERM stops its PostgreSQL).
+      if (gatewayPid && alive(gatewayPid)) process.kill(gatewayPid, 'SIGTERM');
+    }
   }, 90_000);
 });
+
+/** A process that exists and is not a zombie (an orphan's parent may be slow to reap it). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function until(ok: () => boolean, ms: number, context: () => string): Promise<void> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms:\n${context().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const c = createConnection(port, '127.0.0.1');
+    c.once('connect', () => (c.destroy(), resolve(false)));
+    c.once('error', () => resolve(true));
+  });
+}

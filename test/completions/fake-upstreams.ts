@@ -538,7 +538,8 @@ export const ANTHROPIC_COUNT = 4242;
 
 /**
  * Anthropic Messages. Models: `claude-fake` (text), `claude-tools` (a tool_use answer),
- * `claude-overloaded` (529), `claude-bad` (400), `claude-error-mid-stream`.
+ * `claude-overloaded` (529), `claude-bad` (400), `claude-error-mid-stream`, `claude-runaway`
+ * (ignores its max_tokens: streams 5,000 tokens, one " go" each).
  */
 export function fakeAnthropic(): Promise<FakeUpstream> {
   return serve((rec, res) => {
@@ -612,6 +613,18 @@ export function fakeAnthropic(): Promise<FakeUpstream> {
         () => res.end(),
       );
       res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (model === 'claude-runaway') {
+      for (let i = 0; i < 5000 && !res.destroyed; i++)
+        ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: ' go' } });
+      ev('content_block_stop', { index: 0 });
+      ev('message_delta', {
+        delta: { stop_reason: 'end_turn', stop_sequence: null },
+        usage: { output_tokens: 5000 },
+      });
+      ev('message_stop', {});
+      res.end();
       return;
     }
     const text = (content[0] as { text: string }).text;

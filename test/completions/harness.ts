@@ -119,6 +119,7 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'gpt-tools': one(openai('tool-caller')),
       'gpt-cached': one({ ...openai('cached'), pricing: { ...price, cache_read_per_million: 0.5 } }),
       'claude-slow': one(anthropic('claude-slow')),
+      'claude-runaway': one(anthropic('claude-runaway')),
       'claude-cache': one({
         ...anthropic('claude-cache'),
         pricing: {
@@ -221,7 +222,7 @@ export async function serviceHarness(
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
       const allowed = req.headers['x-allowed-models'];
-      const unlimited = { tokenLimit: null, budgetUsd: null, period: 'none' as const };
+      const unlimited = { tokenLimit: null, budgetUsd: null, period: 'none' as const, rateLimitTpm: null };
       const caller: CompletionCaller = {
         kind: 'api-key',
         tenantId: 't-1',

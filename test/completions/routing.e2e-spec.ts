@@ -378,3 +378,64 @@ describe('routing: retries and timeouts that fit LLMs', () => {
     expect((await h.meter.nth('settled')).meta).toMatchObject({ deployment: 'gpt-die-first#1', attempts: 4 });
   });
 });
+
+describe('routing: a deployment at max_connections is skipped, never queued', () => {
+  let up: FakeUpstream;
+  let h: ServiceHarness;
+  let post: ReturnType<typeof client>;
+
+  beforeAll(async () => {
+    up = await fakeOpenAi();
+    h = await serviceHarness(
+      modelsFile({
+        'gpt-sat': { deployments: [openai(up.url, 'late-800', { max_connections: 2 })] },
+        'gpt-sat-fall': {
+          deployments: [openai(up.url, 'late-800', { max_connections: 2 }), openai(up.url, 'echo')],
+        },
+      }),
+    );
+    post = client(h);
+  });
+  afterAll(async () => {
+    await h.close();
+    await up.close();
+  });
+
+  it('the third concurrent request gets 503 upstream_saturated at once (Retry-After), not a place in a queue', async () => {
+    up.requests.length = 0;
+    const [a, b, c] = await Promise.all([
+      post('gpt-sat'),
+      post('gpt-sat'),
+      sleep(100).then(() => post('gpt-sat')),
+    ]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(c.status).toBe(503);
+    expect(JSON.parse(c.text).error).toMatchObject({ code: 'upstream_saturated', type: 'server_error' });
+    expect(c.headers.get('retry-after')).toBe('1');
+    expect(c.ms).toBeLessThan(500); // answered before the two in flight (800 ms) ended
+    expect(up.requests).toHaveLength(2);
+    // released: nothing was charged for it
+    expect(h.meter.settled.map((s) => s.meta.status).filter((s) => s !== 'success')).toEqual([]);
+    expect(await h.metrics.render()).toMatch(
+      /gateway_deployment_attempts_total\{deployment="gpt-sat#0",outcome="saturated"\} 1/,
+    );
+    // not a failure of the deployment: still in rotation
+    expect(h.router.state('gpt-sat#0')).toBe('healthy');
+  });
+
+  it('with a second deployment the third request is served there at once', async () => {
+    h.meter.reset();
+    const res = await Promise.all([
+      post('gpt-sat-fall'),
+      post('gpt-sat-fall'),
+      sleep(100).then(() => post('gpt-sat-fall')),
+    ]);
+    expect(res.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(res[2].ms).toBeLessThan(500);
+    expect(h.meter.settled.map((s) => s.meta.deployment).sort()).toEqual([
+      'gpt-sat-fall#0',
+      'gpt-sat-fall#0',
+      'gpt-sat-fall#1',
+    ]);
+  });
+});

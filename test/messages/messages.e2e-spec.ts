@@ -298,6 +298,26 @@ describe('Anthropic Messages API (official SDK)', () => {
       expect(Math.round(u2.cost_usd * 1e6)).toBe(74);
     });
 
+    it('an upstream that ignores max_tokens is cut near the grant: max_tokens stop, charged the grant', async () => {
+      const k = await newKey();
+      const stream = client(k.key).messages.stream({
+        model: 'claude-runaway',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'Go on forever' }],
+      });
+      let text = '';
+      stream.on('text', (t) => (text += t));
+      const final = await stream.finalMessage();
+      expect(final.stop_reason).toBe('max_tokens');
+      expect(final.usage.output_tokens).toBe(100);
+      // cut once past the grant by the tokenizers' margin (1.25 x 100 + 32), never at 5,000
+      const tokens = text.split(' go').length - 1;
+      expect(tokens).toBeGreaterThan(100);
+      expect(tokens).toBeLessThanOrEqual(158);
+      const u = await usage(k.id);
+      expect(u.completion_tokens).toBe(100);
+    });
+
     it('a stream the client drops mid-way is charged what was streamed', async () => {
       const k = await newKey();
       const ac = new AbortController();

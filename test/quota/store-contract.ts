@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { levelRef, QuotaStore, ReserveLevel, ReserveRequest, rpmKey } from '@app/quota';
+import { levelRef, QuotaStore, ReserveLevel, ReserveRequest, rpmKey, tpmKey } from '@app/quota';
 import type { QuotaLevel, QuotaPeriod } from '@app/quota';
 
 /**
@@ -47,7 +47,12 @@ export function storeContract(getStore: () => QuotaStore): void {
     levels: levels3(),
     ...over,
   });
-  const ref = (r: ReserveRequest) => ({ tenantId: T, reservationId: r.reservationId, levels: r.levels });
+  const ref = (r: ReserveRequest) => ({
+    tenantId: T,
+    reservationId: r.reservationId,
+    levels: r.levels,
+    tpm: (r.tpm ?? []).map((w) => w.key),
+  });
   const values = (r: ReserveRequest, now = t0) =>
     store.read(
       T,
@@ -69,6 +74,7 @@ export function storeContract(getStore: () => QuotaStore): void {
       granted: 0,
       tokens: 7,
       costMicros: 3,
+      tpm: [],
     });
     expect(await values(r)).toEqual([7, 3, 7, 3, 7, 3]);
     expect(await store.pending(T, t0)).toBe(1);
@@ -284,6 +290,96 @@ export function storeContract(getStore: () => QuotaStore): void {
       expect(await store.reserve(req({ tokens: 1, levels: lv, rpm: rpm() }))).toMatchObject({
         ok: true,
         rpm: { count: 2 },
+      });
+    });
+  });
+
+  describe('tokens per minute: a sliding window of the tokens reservations hold', () => {
+    const win = (limit: number, l: QuotaLevel = 'key') => ({
+      level: l,
+      key: tpmKey(l, T, l === 'key' ? K : l === 'user' ? U : T),
+      limit,
+      windowMs: 60_000,
+    });
+    const at = (dt: number, over: Partial<ReserveRequest> = {}) =>
+      req({ now: t0 + dt, tokens: 30, costMicros: 0, tpm: [win(100)], ...over });
+
+    it('admits up to the limit in any window; refuses with the time until enough leaves; nothing written', async () => {
+      expect(await store.reserve(at(0))).toMatchObject({
+        ok: true,
+        tpm: [{ limit: 100, used: 30, resetMs: 60_000 }],
+      });
+      expect(await store.reserve(at(10_000))).toMatchObject({
+        ok: true,
+        tpm: [{ used: 60, resetMs: 50_000 }],
+      });
+      expect(await store.reserve(at(20_000))).toMatchObject({ ok: true, tpm: [{ used: 90 }] });
+      const refused = await store.reserve(at(30_000));
+      // 90 + 30 - 100 = 20 must leave: the entry of t0 (30 tokens) does at t0 + 60 s
+      expect(refused).toMatchObject({ ok: false, reason: 'tpm', windowIndex: 0, retryMs: 30_000 });
+      expect(refused).toMatchObject({ tpm: [{ limit: 100, used: 90 }] });
+      expect(await store.pending(T, t0 + 30_000)).toBe(3);
+      // the entry of t0 leaves the window at t0 + 60 s
+      expect(await store.reserve(at(60_000))).toMatchObject({
+        ok: true,
+        tpm: [{ used: 90, resetMs: 10_000 }],
+      });
+    });
+
+    it('limits the grant like a token quota (after the quota levels); below min(wanted, min) refused', async () => {
+      const completion = { wanted: 1000, choices: 2, microsPerToken: 0, min: 16 };
+      const a = await store.reserve(at(0, { tokens: 20, completion }));
+      expect(a).toMatchObject({ ok: true, granted: 40, tokens: 100, tpm: [{ used: 100 }] });
+      // a quota refusal is named before the window's
+      expect(await store.reserve(at(1, { levels: levels3(10), completion }))).toMatchObject({
+        ok: false,
+        reason: 'tokens',
+      });
+      expect(await store.reserve(at(2, { tokens: 1, completion }))).toMatchObject({
+        ok: false,
+        reason: 'tpm',
+        retryMs: 59_998,
+      });
+    });
+
+    it('a request that can never fit: no retry time', async () => {
+      expect(await store.reserve(at(0, { tokens: 101 }))).toMatchObject({
+        ok: false,
+        reason: 'tpm',
+        retryMs: null,
+      });
+    });
+
+    it('settle corrects the entry to the actual tokens, release removes it; the window follows', async () => {
+      const completion = { wanted: 1000, choices: 1, microsPerToken: 0, min: 16 };
+      const r1 = at(0, { tokens: 20, completion });
+      expect(await store.reserve(r1)).toMatchObject({ ok: true, granted: 80, tpm: [{ used: 100 }] });
+      await store.settle(ref(r1), 35, 0, t0 + 1000);
+      const r2 = at(2000, { tokens: 20, completion });
+      expect(await store.reserve(r2)).toMatchObject({ ok: true, granted: 45, tpm: [{ used: 100 }] });
+      expect(await store.release(ref(r2), t0 + 3000)).toBe('released');
+      // a settle resent after the release changes nothing
+      await store.settle(ref(r2), 999, 0, t0 + 3500);
+      expect(await store.reserve(at(4000, { tokens: 65 }))).toMatchObject({ ok: true, tpm: [{ used: 100 }] });
+    });
+
+    it('every level with a limit has its own window, checked in the given order', async () => {
+      const windows = [win(1000, 'key'), win(50, 'user'), win(1000, 'tenant')];
+      expect(await store.reserve(at(0, { tpm: windows }))).toMatchObject({
+        ok: true,
+        tpm: [{ used: 30 }, { used: 30 }, { used: 30 }],
+      });
+      expect(await store.reserve(at(1, { tpm: windows }))).toMatchObject({
+        ok: false,
+        reason: 'tpm',
+        windowIndex: 1,
+      });
+      // another key of the same user shares the user's window
+      const other = { ...win(1000, 'key'), key: tpmKey('key', T, randomUUID()) };
+      expect(await store.reserve(at(2, { tpm: [other, windows[1]] }))).toMatchObject({
+        ok: false,
+        reason: 'tpm',
+        windowIndex: 1,
       });
     });
   });

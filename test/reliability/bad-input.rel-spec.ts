@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { generateKey } from '@app/api-keys';
+import { isAnthropicPath } from '@app/observability';
 import { createTestApp, JWT_SECRET, MASTER_KEY, redisUrl, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
 import { FakeLlm, startFakeLlm } from './fake-llm';
@@ -56,7 +57,11 @@ function check(c: Case, res: RawResponse): string[] {
       return problems;
     }
     const e = body?.error;
-    if (
+    // Anthropic's routes answer in Anthropic's envelope (what its SDK parses): {type: 'error', error: {type, message}}
+    if (isAnthropicPath(c.path.split('?')[0])) {
+      if (body?.type !== 'error' || typeof e?.message !== 'string' || typeof e?.type !== 'string')
+        problems.push(`not the Anthropic error envelope: ${res.body.slice(0, 120)}`);
+    } else if (
       !e ||
       typeof e.message !== 'string' ||
       typeof e.type !== 'string' ||

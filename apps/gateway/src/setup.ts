@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { INestApplication, ValidationPipe } from '@nestjs/common';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -45,6 +46,10 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   app.disable('x-powered-by');
   // Requests Node's parser refuses (huge headers, a bad request line) get the envelope too.
   app.getHttpServer().on('clientError', answerClientError);
+  const server = app.getHttpServer() as Server;
+  server.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
+  // must outlast keepAliveTimeout, or a request arriving at its end could be cut
+  server.headersTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS + 1000;
   app.set('trust proxy', config.trustProxy);
   app.use((req: Request, res: Response, next: NextFunction) => {
     requestIdFor(req, res);

@@ -20,6 +20,7 @@ import type { QuotaPeriod } from './key-principal';
 @Check('api_keys_max_budget_check', `max_budget IS NULL OR max_budget >= 0`)
 @Check('api_keys_quota_period_check', `quota_period IN ('none', 'daily', 'monthly')`)
 @Check('api_keys_rate_limit_rpm_check', `rate_limit_rpm IS NULL OR rate_limit_rpm > 0`)
+@Check('api_keys_rate_limit_tpm_check', `rate_limit_tpm IS NULL OR rate_limit_tpm > 0`)
 export class ApiKey {
   @PrimaryGeneratedColumn('uuid', { primaryKeyConstraintName: 'api_keys_pkey' })
   id: string;
@@ -82,6 +83,10 @@ export class ApiKey {
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
   quotaPeriod: QuotaPeriod;
+
+  /** Tokens per minute (sliding 60 s window); null = unlimited. */
+  @Column({ name: 'rate_limit_tpm', type: 'integer', nullable: true })
+  rateLimitTpm: number | null;
 
   @Column({ name: 'rate_limit_rpm', type: 'integer', nullable: true })
   rateLimitRpm: number | null;

@@ -14,6 +14,7 @@ export interface KeyAuthRow {
   max_budget: string | null;
   quota_period: string;
   rate_limit_rpm: number | null;
+  rate_limit_tpm: number | null;
   allowed_models: string[] | null;
   permissions: unknown;
   expires_at: Date | null;
@@ -25,17 +26,21 @@ export interface KeyAuthRow {
   t_quota_limit: string | null;
   t_max_budget: string | null;
   t_quota_period: string | null;
+  t_rate_limit_tpm: number | null;
   user_status: string | null;
   u_quota_limit: string | null;
   u_max_budget: string | null;
   u_quota_period: string | null;
+  u_rate_limit_tpm: number | null;
 }
 
 const AUTH_COLUMNS = `
   k.id, k.tenant_id, k.user_id, k.name, k.key_prefix, k.quota_limit, k.max_budget, k.quota_period,
-  k.rate_limit_rpm, k.allowed_models, k.permissions, k.expires_at, k.revoked_at, k.previous_expires_at,
+  k.rate_limit_rpm, k.rate_limit_tpm, k.allowed_models, k.permissions, k.expires_at, k.revoked_at, k.previous_expires_at,
   t.status AS tenant_status, t.quota_limit AS t_quota_limit, t.max_budget AS t_max_budget, t.quota_period AS t_quota_period,
-  u.status AS user_status, u.quota_limit AS u_quota_limit, u.max_budget AS u_max_budget, u.quota_period AS u_quota_period`;
+  t.rate_limit_tpm AS t_rate_limit_tpm,
+  u.status AS user_status, u.quota_limit AS u_quota_limit, u.max_budget AS u_max_budget, u.quota_period AS u_quota_period,
+  u.rate_limit_tpm AS u_rate_limit_tpm`;
 
 /** One row of the backfill report: display columns only, never a hash. */
 export interface LegacyKeyRow {

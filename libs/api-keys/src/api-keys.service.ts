@@ -30,6 +30,7 @@ const LIMIT_FIELDS = [
   'max_budget',
   'quota_period',
   'rate_limit_rpm',
+  'rate_limit_tpm',
   'allowed_models',
   'permissions',
 ] as const;
@@ -283,6 +284,7 @@ export class ApiKeysService implements OnModuleInit {
       spend: k.spend,
       quota_period: k.quotaPeriod,
       rate_limit_rpm: k.rateLimitRpm,
+      rate_limit_tpm: k.rateLimitTpm ?? null,
       allowed_models: k.allowedModels,
       scopes: scopesOf(k.permissions).scopes,
       expires_at: k.expiresAt ? k.expiresAt.toISOString() : null,

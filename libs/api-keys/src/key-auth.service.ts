@@ -12,10 +12,16 @@ import { scopesOf } from './scopes';
 const num = (v: string | null | undefined): number | null =>
   v === null || v === undefined ? null : Number(v);
 const period = (v: string | null | undefined): QuotaPeriod => (v === 'daily' || v === 'monthly' ? v : 'none');
-const limit = (q: string | null, b: string | null, p: string | null): LimitSpec => ({
+const limit = (
+  q: string | null,
+  b: string | null,
+  p: string | null,
+  tpm: number | null | undefined,
+): LimitSpec => ({
   tokenLimit: num(q),
   budgetUsd: num(b),
   period: period(p),
+  rateLimitTpm: tpm ?? null,
 });
 
 export function entryFromRow(row: KeyAuthRow): KeyAuthEntry {
@@ -30,9 +36,11 @@ export function entryFromRow(row: KeyAuthRow): KeyAuthEntry {
     rateLimitRpm: row.rate_limit_rpm,
     scopes: scopesOf(row.permissions).scopes,
     limits: {
-      tenant: limit(row.t_quota_limit, row.t_max_budget, row.t_quota_period),
-      user: row.user_id ? limit(row.u_quota_limit, row.u_max_budget, row.u_quota_period) : null,
-      key: limit(row.quota_limit, row.max_budget, row.quota_period),
+      tenant: limit(row.t_quota_limit, row.t_max_budget, row.t_quota_period, row.t_rate_limit_tpm),
+      user: row.user_id
+        ? limit(row.u_quota_limit, row.u_max_budget, row.u_quota_period, row.u_rate_limit_tpm)
+        : null,
+      key: limit(row.quota_limit, row.max_budget, row.quota_period, row.rate_limit_tpm),
     },
   };
   const ends = [row.expires_at, row.is_current ? null : (row.previous_expires_at ?? new Date(0))]

@@ -2,7 +2,7 @@ import type { KeyDefaults } from '@app/auth';
 import { ApiError } from '@app/observability';
 import type { CreateApiKeyDto } from './dto/api-key.dto';
 
-const NUMERIC = ['quota_limit', 'max_budget', 'rate_limit_rpm'] as const;
+const NUMERIC = ['quota_limit', 'max_budget', 'rate_limit_rpm', 'rate_limit_tpm'] as const;
 const DAY_MS = 86_400_000;
 
 const above = (field: string, limit: unknown) =>

@@ -8,6 +8,8 @@ export interface LimitSpec {
   tokenLimit: number | null;
   budgetUsd: number | null;
   period: QuotaPeriod;
+  /** Tokens per minute (sliding 60 s window); null = unlimited. */
+  rateLimitTpm: number | null;
 }
 
 /** What ApiKeyGuard attaches to `req.principal` for a virtual key. */

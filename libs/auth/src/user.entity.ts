@@ -18,6 +18,7 @@ export interface KeyDefaults {
   max_budget?: number | null;
   quota_period?: 'none' | 'daily' | 'monthly';
   rate_limit_rpm?: number | null;
+  rate_limit_tpm?: number | null;
   allowed_models?: string[] | null;
   /** New keys expire this many days after creation. */
   expires_in_days?: number | null;
@@ -32,6 +33,7 @@ export interface KeyDefaults {
 @Check('users_quota_limit_check', `quota_limit IS NULL OR quota_limit >= 0`)
 @Check('users_max_budget_check', `max_budget IS NULL OR max_budget >= 0`)
 @Check('users_quota_period_check', `quota_period IN ('none', 'daily', 'monthly')`)
+@Check('users_rate_limit_tpm_check', `rate_limit_tpm IS NULL OR rate_limit_tpm > 0`)
 export class User {
   @PrimaryGeneratedColumn('uuid', { primaryKeyConstraintName: 'users_pkey' })
   id: string;
@@ -74,6 +76,10 @@ export class User {
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
   quotaPeriod: 'none' | 'daily' | 'monthly';
+
+  /** Tokens per minute (sliding 60 s window, all its keys together); null = unlimited. */
+  @Column({ name: 'rate_limit_tpm', type: 'integer', nullable: true })
+  rateLimitTpm: number | null;
 
   /**
    * Bumped by a password, role or status change and by "log out everywhere"; a JWT carries

@@ -234,6 +234,10 @@ export class ExchangeRunner {
     let limited: UpstreamError | undefined;
     const waits = plan.resting.filter((r) => r.reason === 'retry_after').map((r) => r.waitMs);
     for (const [i, d] of plan.candidates.entries()) {
+      if (this.router.saturated(d)) {
+        last = UpstreamError.saturated(d.id, d.maxConnections);
+        continue;
+      }
       for (let retry = 0; ; retry++) {
         ex.deployment = d;
         ex.attempts++;

@@ -456,6 +456,17 @@ export class AppConfig {
   @Min(0)
   SHUTDOWN_GRACE_MS = 15000;
 
+  /**
+   * How long an idle client connection is kept open. Above the idle timeout of whatever sits in
+   * front (AWS ALB: 60 s), so the gateway never closes a connection the proxy is about to reuse
+   * (which it reports as a 502); Node's default, 5 s, did that to keep-alive clients under load.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1000)
+  @Max(600000)
+  HTTP_KEEP_ALIVE_TIMEOUT_MS = 65000;
+
   /** Ledger backlog above which /health/ready reports not ready. */
   @Transform(toInt)
   @IsInt()

@@ -1,5 +1,5 @@
 export { QuotaModule } from './quota.module';
-export { GRANT_HEADER, QuotaService, RPM_WINDOW_MS } from './quota.service';
+export { GRANT_HEADER, QuotaService, RPM_WINDOW_MS, TPM_WINDOW_MS } from './quota.service';
 export type { AdmitRequest, Admission, Reservation, Usage, RequestMeta } from './quota.service';
 export type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
 export { costMicros, usdToMicros, microsToUsd, microsToDecimal } from './pricing';
@@ -17,6 +17,8 @@ export type {
   ReleaseResult,
   LevelUsage,
   RpmState,
+  TpmState,
+  TpmWindow,
   RebuildEntry,
   RebuildChange,
   RebuildOptions,
@@ -36,6 +38,7 @@ export {
   levelRef,
   subjectLevels,
   rpmKey,
+  tpmKey,
   MARKER_KEY,
   tenantMarkerKey,
   ledgerStreamKey,

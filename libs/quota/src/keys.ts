@@ -1,4 +1,4 @@
-import { periodWindow } from './periods';
+import { periodWindow, type PeriodWindow } from './periods';
 import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota.types';
 
 /**
@@ -10,6 +10,8 @@ import type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota
  *   quota:{T}:key:K           tokens, key level           spend:{T}:key:K
  *   ...:2026-11-22 / ...:2026-11   the bucket of a daily / monthly reset period
  *   rpm:{T}:K                 sorted set, the key's requests of the last minute
+ *   tpm:{T} / tpm:{T}:user:U / tpm:{T}:key:K   sorted set of reservations of the last minute
+ *                             (a level's tokens-per-minute window); `...:t` hash: their tokens, `_` the sum
  *   qresv:{T} / qresv:{T}:exp hash of open reservations / their expiries (sorted set)
  *   qdone:{T}                 sorted set: reservations settled or released lately (id -> until)
  *   ledger:{T}                stream: usage rows on their way to PostgreSQL (group `ledger`)
@@ -73,8 +75,9 @@ export function levelRef(
   limits: Pick<QuotaLimits, 'period'>,
   now: number,
   timeZone: string,
+  /** The period's window at `now`, when the caller has it (a rebuild of many owners). */
+  w: PeriodWindow = periodWindow(limits.period, now, timeZone),
 ): LevelRef {
-  const w = periodWindow(limits.period, now, timeZone);
   const b = base(level, ids.tenantId, ids.userId, ids.apiKeyId);
   const suffix = w.suffix ? `:${w.suffix}` : '';
   const id = level === 'tenant' ? ids.tenantId : level === 'user' ? (ids.userId ?? NO_USER) : ids.apiKeyId;
@@ -97,6 +100,11 @@ export function subjectLevels(subject: QuotaSubject, now: number, timeZone: stri
   return refs;
 }
 
+/** A level's tokens-per-minute window (sorted set; `${key}:t` its hash of tokens). */
+export function tpmKey(level: QuotaLevel, tenantId: string, id: string): string {
+  const t = `{${checkId('tenant', tenantId)}}`;
+  return level === 'tenant' ? `tpm:${t}` : `tpm:${t}:${level}:${checkId(level, id)}`;
+}
 export const rpmKey = (tenantId: string, apiKeyId: string) =>
   `rpm:{${checkId('tenant', tenantId)}}:${checkId('key', apiKeyId)}`;
 export const reservationsKey = (tenantId: string) => `qresv:{${checkId('tenant', tenantId)}}`;

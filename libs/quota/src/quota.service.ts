@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { AppConfig } from '@app/config';
 import { QuotaClock } from './clock';
 import { Dimension, rateLimitHeaders } from './headers';
-import { LevelRef, rpmKey, subjectLevels } from './keys';
+import { LevelRef, rpmKey, subjectLevels, tpmKey } from './keys';
 import { LedgerRecord, serializeRecord } from './ledger/ledger-record';
 import { LedgerStreamService } from './ledger/ledger-stream.service';
 import { LedgerService } from './ledger/ledger.service';
@@ -12,7 +12,14 @@ import { costMicros, microsToUsd, ModelPricing, usdToMicros } from './pricing';
 import { QuotaMetrics } from './quota-metrics';
 import type { QuotaLimits, QuotaSubject } from './quota.types';
 import { ReconciliationService } from './reconciliation.service';
-import { ledgerFull, modelNotAllowed, quotaExceeded, rateLimited, storeUnavailable } from './refusals';
+import {
+  ledgerFull,
+  modelNotAllowed,
+  quotaExceeded,
+  rateLimited,
+  storeUnavailable,
+  tpmLimited,
+} from './refusals';
 import {
   LevelUsage,
   QuotaStore,
@@ -23,9 +30,12 @@ import {
   ReserveResult,
   RpmState,
   SettleOptions,
+  TpmState,
+  TpmWindow,
 } from './store/quota-store';
 
 export const RPM_WINDOW_MS = 60_000;
+export const TPM_WINDOW_MS = 60_000;
 /** What a client is told to wait for a quota without reset period (it never resets). */
 const NO_RESET_MS = 86_400_000;
 
@@ -66,6 +76,8 @@ export interface Reservation {
   /** Epoch ms (quota clock): the ledger row's created_at and the counters' period. */
   readonly admittedAt: number;
   readonly levels: LevelRef[];
+  /** Its tokens-per-minute windows (keys), corrected at settle. */
+  readonly tpm: string[];
   /** Admitted without counting (Redis down, QUOTA_FAIL_MODE=open). */
   readonly unchecked: boolean;
   state: 'reserved' | 'settled' | 'released';
@@ -259,6 +271,17 @@ export class QuotaService {
           windowMs: RPM_WINDOW_MS,
         }
       : undefined;
+    const tpm: TpmWindow[] = [];
+    for (const r of refs) {
+      const limit = limitsOf(subject, r.level).rateLimitTpm;
+      if (limit)
+        tpm.push({
+          level: r.level,
+          key: tpmKey(r.level, subject.tenantId, r.id),
+          limit,
+          windowMs: TPM_WINDOW_MS,
+        });
+    }
     const reservation = (unchecked: boolean, granted: number, tokens: number, cost: number): Reservation => ({
       id,
       tenantId: subject.tenantId,
@@ -270,6 +293,7 @@ export class QuotaService {
       grantedCompletionTokens: granted,
       admittedAt: now,
       levels: refs,
+      tpm: tpm.map((w) => w.key),
       unchecked,
       state: 'reserved',
     });
@@ -291,6 +315,7 @@ export class QuotaService {
         },
         levels,
         rpm,
+        tpm,
         requireInitialized: true,
       };
       result = await this.store.reserve(request);
@@ -319,7 +344,36 @@ export class QuotaService {
       const headers = this.headers(levels, null, result.rpm, subject.rateLimitRpm, now);
       throw rateLimited(result.rpm.limit, result.rpm.resetMs, headers);
     }
-    const headers = this.headers(levels, result.usage, result.rpm, subject.rateLimitRpm, now);
+    if (!result.ok && result.reason === 'tpm') {
+      const w = tpm[result.windowIndex];
+      const state = result.tpm[result.windowIndex];
+      this.metrics.refusal(w.level, 'rate');
+      const least = this.estimate(
+        pricing,
+        prompt,
+        Math.min(wanted, this.config.QUOTA_MIN_COMPLETION_TOKENS),
+        choices,
+      );
+      const headers = this.headers(levels, result.usage, result.rpm, subject.rateLimitRpm, now, result.tpm);
+      throw tpmLimited(
+        {
+          level: w.level,
+          limit: w.limit,
+          used: state.used,
+          requested: least.estimatedTokens,
+          retryMs: result.retryMs,
+        },
+        headers,
+      );
+    }
+    const headers = this.headers(
+      levels,
+      result.usage,
+      result.rpm,
+      subject.rateLimitRpm,
+      now,
+      result.ok ? result.tpm : [],
+    );
     if (!result.ok) {
       const level = levels[result.levelIndex];
       const kind = result.reason;
@@ -487,7 +541,7 @@ export class QuotaService {
   }
 
   private ref(r: Reservation): ReservationRef {
-    return { tenantId: r.tenantId, reservationId: r.id, levels: r.levels };
+    return { tenantId: r.tenantId, reservationId: r.id, levels: r.levels, tpm: r.tpm };
   }
 
   private resetMs(period: QuotaLimits['period'], now: number): number | null {
@@ -502,6 +556,7 @@ export class QuotaService {
     rpm: RpmState | null,
     rpmLimit: number | null,
     now: number,
+    tpm: TpmState[] = [],
   ): Record<string, string> {
     const requests: Dimension = rpm
       ? { limit: rpm.limit, remaining: rpm.limit - rpm.count, resetMs: rpm.resetMs }
@@ -516,6 +571,12 @@ export class QuotaService {
           tokens = { limit: l.tokenLimit, remaining, resetMs: w.end === null ? NO_RESET_MS : w.end - now };
         }
       });
+    }
+    // the tighter of the token quotas and the tokens-per-minute windows
+    for (const w of tpm) {
+      const remaining = w.limit - w.used;
+      if (tokens.limit === null || remaining < tokens.remaining)
+        tokens = { limit: w.limit, remaining, resetMs: w.resetMs };
     }
     return rateLimitHeaders(requests, tokens);
   }

@@ -9,6 +9,8 @@ export interface QuotaLimits {
   tokenLimit: number | null;
   budgetUsd: number | null;
   period: QuotaPeriod;
+  /** Tokens per minute (sliding window, all the level's keys together); null/absent = unlimited. */
+  rateLimitTpm?: number | null;
 }
 
 /**

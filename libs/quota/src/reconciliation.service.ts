@@ -31,7 +31,6 @@ export interface RebuildReport {
 /** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
 const CHECK_EVERY_MS = 30_000;
 const CHUNK = 500;
-const PERIODS: QuotaPeriod[] = ['none', 'daily', 'monthly'];
 const ZERO: Sums = { tokens: 0, costMicros: 0 };
 
 interface Owner {
@@ -239,7 +238,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     const tz = this.config.QUOTA_TIMEZONE;
     const sparse = opts.onlyIfUninitialized === true;
     // Owners: the tenant, then users and keys. Sparse: only those with ledger rows in their
-    // current period (one query per level and period, linear in the rows); full (CLI,
+    // current period (one query per level, linear in the rows); full (CLI,
     // dirty tenants, period changes): every user and key, the ones without rows set to 0.
     const owners: { owner: Owner; sums: Sums }[] = [];
     const tw = periodWindow(tenant.quotaPeriod, now, tz);
@@ -248,13 +247,13 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
       owner: { level: 'tenant', id: tenantId, userId: null, period: tenant.quotaPeriod },
       sums: tsum ?? ZERO,
     });
+    const dw = periodWindow('daily', now, tz);
+    const mw = periodWindow('monthly', now, tz);
+    const windows = { daily: { from: dw.start!, to: dw.end! }, monthly: { from: mw.start!, to: mw.end! } };
     for (const level of ['user', 'key'] as const) {
       const found = new Map<string, { owner: Owner; sums: Sums }>();
-      for (const period of PERIODS) {
-        const w = periodWindow(period, now, tz);
-        for (const r of await this.repo.periodSums(tenantId, level, period, w.start, w.end))
-          found.set(r.id, { owner: { level, id: r.id, userId: r.userId, period }, sums: r.sums });
-      }
+      for (const r of await this.repo.levelSums(tenantId, level, windows))
+        found.set(r.id, { owner: { level, id: r.id, userId: r.userId, period: r.period }, sums: r.sums });
       if (!sparse) {
         const all =
           level === 'user'
@@ -273,6 +272,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
       for (const v of found.values()) owners.push(v);
     }
     const counters: CounterChange[] = [];
+    const byPeriod = { none: periodWindow('none', now, tz), daily: dw, monthly: mw };
     for (let i = 0; i < owners.length; i += CHUNK) {
       if (i > 0) await yieldToLoop();
       const part = owners.slice(i, i + CHUNK).map(({ owner, sums }) => ({
@@ -284,6 +284,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
           { period: owner.period },
           now,
           tz,
+          byPeriod[owner.period],
         ),
       }));
       const entries: RebuildEntry[] = [];

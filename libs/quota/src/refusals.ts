@@ -60,6 +60,33 @@ export function rateLimited(limit: number, resetMs: number, headers: Record<stri
   );
 }
 
+/**
+ * 429 for a tokens-per-minute window: Retry-After is when enough tokens leave the window for
+ * the least this request needs; without one it never fits (its least is above the limit).
+ */
+export function tpmLimited(
+  o: { level: string; limit: number; used: number; requested: number; retryMs: number | null },
+  headers: Record<string, string>,
+): ApiError {
+  const who = o.level === 'key' ? 'this API key' : `this ${o.level}`;
+  if (o.retryMs === null)
+    return new ApiError(
+      429,
+      `Request too large for the tokens-per-minute limit of ${who}: limit ${o.limit}, this request needs at least ${o.requested} tokens. Send a shorter prompt or a lower max_tokens.`,
+      'rate_limit_exceeded',
+      'rate_limit_exceeded',
+      headers,
+    );
+  const seconds = Math.max(1, Math.ceil(o.retryMs / 1000));
+  return new ApiError(
+    429,
+    `Rate limit reached for ${who}: limit ${o.limit} tokens per minute, used ${o.used}, requested at least ${o.requested}. Retry in ${seconds}s.`,
+    'rate_limit_exceeded',
+    'rate_limit_exceeded',
+    { ...headers, 'retry-after': String(seconds) },
+  );
+}
+
 export function modelNotAllowed(model: string): ApiError {
   return new ApiError(
     403,

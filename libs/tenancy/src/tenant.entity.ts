@@ -23,6 +23,7 @@ export type TenantStatus = 'active' | 'disabled';
 @Check('tenants_quota_limit_check', `quota_limit IS NULL OR quota_limit >= 0`)
 @Check('tenants_max_budget_check', `max_budget IS NULL OR max_budget >= 0`)
 @Check('tenants_quota_period_check', `quota_period IN ('none', 'daily', 'monthly')`)
+@Check('tenants_rate_limit_tpm_check', `rate_limit_tpm IS NULL OR rate_limit_tpm > 0`)
 export class Tenant {
   @PrimaryGeneratedColumn('uuid', { primaryKeyConstraintName: 'tenants_pkey' })
   id: string;
@@ -50,6 +51,10 @@ export class Tenant {
 
   @Column({ name: 'quota_period', type: 'varchar', length: 8, default: 'none' })
   quotaPeriod: 'none' | 'daily' | 'monthly';
+
+  /** Tokens per minute (sliding 60 s window, all its keys together); null = unlimited. */
+  @Column({ name: 'rate_limit_tpm', type: 'integer', nullable: true })
+  rateLimitTpm: number | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -14,6 +14,7 @@ interface Options {
   maxBudget?: string;
   quotaPeriod?: string;
   rateLimitRpm?: string;
+  rateLimitTpm?: string;
   allowedModels?: string;
   permissions?: string;
   expiresAt?: string;
@@ -27,6 +28,7 @@ const FLAGS: Record<string, string> = {
   max_budget: '--max-budget',
   quota_period: '--quota-period',
   rate_limit_rpm: '--rate-limit-rpm',
+  rate_limit_tpm: '--rate-limit-tpm',
   allowed_models: '--allowed-models',
   permissions: '--permissions',
   expires_at: '--expires-at',
@@ -99,6 +101,14 @@ export class KeysCreateCommand extends CommandRunner {
     return value;
   }
 
+  @Option({
+    flags: '--rate-limit-tpm <n>',
+    description: 'tokens per minute (sliding 60 s window; default: unlimited)',
+  })
+  parseRateLimitTpm(value: string): string {
+    return value;
+  }
+
   @Option({ flags: '--allowed-models <list>', description: 'comma-separated models (default: all)' })
   parseAllowedModels(value: string): string {
     return value;
@@ -137,6 +147,7 @@ export class KeysCreateCommand extends CommandRunner {
         max_budget: number('--max-budget', options.maxBudget),
         quota_period: options.quotaPeriod,
         rate_limit_rpm: number('--rate-limit-rpm', options.rateLimitRpm),
+        rate_limit_tpm: number('--rate-limit-tpm', options.rateLimitTpm),
         allowed_models: list(options.allowedModels),
         permissions: list(options.permissions),
         expires_at: options.expiresAt,

@@ -157,6 +157,13 @@ export class GenerateKeyDto {
   @Max(1_000_000)
   rate_limit_rpm?: number;
 
+  @ApiPropertyOptional({ example: 100000, description: 'Tokens per minute (sliding 60 s window)' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(2_000_000_000)
+  rate_limit_tpm?: number;
+
   @ApiPropertyOptional({ example: ['claude-sonnet-4-5-20250929'], type: [String] })
   @IsOptional()
   @IsArray()
@@ -190,6 +197,12 @@ export class ApiKeyResponse {
   @ApiProperty() spend: number;
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
   @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
+  @ApiProperty({
+    type: Number,
+    nullable: true,
+    description: 'Tokens per minute (sliding 60 s window); null = unlimited',
+  })
+  rate_limit_tpm: number | null;
   @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
   @ApiProperty({ type: [String], description: 'As stored (create/patch accept endpoint scopes only)' })
   permissions: string[];
@@ -242,6 +255,7 @@ export class ApiKeyResponse {
       spend: k.spend,
       quota_period: k.quotaPeriod,
       rate_limit_rpm: k.rateLimitRpm,
+      rate_limit_tpm: k.rateLimitTpm ?? null,
       allowed_models: k.allowedModels,
       permissions: k.permissions ?? [],
       scopes: perms.scopes,
@@ -277,6 +291,12 @@ export class KeyInfoResponse {
   @ApiProperty() spend: number;
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: QuotaPeriod;
   @ApiProperty({ nullable: true, type: Number }) rate_limit_rpm: number | null;
+  @ApiProperty({
+    type: Number,
+    nullable: true,
+    description: 'Tokens per minute (sliding 60 s window); null = unlimited',
+  })
+  rate_limit_tpm: number | null;
   @ApiProperty({ nullable: true, type: [String] }) allowed_models: string[] | null;
   @ApiProperty({
     nullable: true,

@@ -65,6 +65,7 @@ export function keyDefaultsFrom(dto: KeyDefaultsDto | null | undefined): KeyDefa
     'max_budget',
     'quota_period',
     'rate_limit_rpm',
+    'rate_limit_tpm',
     'allowed_models',
     'expires_in_days',
   ] as const) {
@@ -152,6 +153,12 @@ export class UserResponse {
   @ApiProperty({ type: Number, nullable: true, description: 'USD budget per period; null = unlimited' })
   max_budget: number | null;
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: 'none' | 'daily' | 'monthly';
+  @ApiProperty({
+    type: Number,
+    nullable: true,
+    description: 'Tokens per minute (sliding 60 s window); null = unlimited',
+  })
+  rate_limit_tpm: number | null;
   @ApiProperty(KEY_DEFAULTS_DOC) key_defaults: KeyDefaults | null;
   @ApiProperty() created_at: string;
   @ApiProperty() updated_at: string;
@@ -167,6 +174,7 @@ export class UserResponse {
       quota_limit: u.quotaLimit ?? null,
       max_budget: u.maxBudget ?? null,
       quota_period: u.quotaPeriod ?? 'none',
+      rate_limit_tpm: u.rateLimitTpm ?? null,
       key_defaults: u.keyDefaults ?? null,
       created_at: u.createdAt.toISOString(),
       updated_at: u.updatedAt.toISOString(),

@@ -10,7 +10,7 @@ import { Provider, StreamItem, UpstreamError } from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
 import { readText, sseEvents, transportError } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment } from '../routing/routing-table';
-import { countMessagesPromptTokens, EXACT_CHARS, TokenCounter } from '../tokens';
+import { countMessagesPromptTokens, countTokens, EXACT_CHARS, TokenCounter } from '../tokens';
 import { countCompletion, GrantGuard, TokenUsage } from '../usage';
 import type { CompletionCaller, UsageMeta } from '../usage-meter';
 import { mockEvents, mockMessage, mockWait } from './mock-messages';
@@ -54,6 +54,42 @@ const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 const n = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
 
 /** What a Messages stream reported and produced so far (usage from message_start/message_delta). */
+/**
+ * An Anthropic stream relayed as is, watched for an upstream that ignores the `max_tokens` it
+ * was sent (the grant): cut once its output is past the grant by more than the tokenizers can
+ * differ (the gateway counts with tiktoken, Claude with its own), so an honest answer is never
+ * cut. Counting starts only past that many bytes (a token is at least one byte).
+ */
+export class AnthropicGrantWatch {
+  readonly cutAt: number;
+  private bytes = 0;
+  private text = '';
+  private tokens: number | null = null;
+
+  constructor(grant: number) {
+    this.cutAt = Math.ceil(grant * 1.25) + 32;
+  }
+
+  /** Adds an event's produced text; true when the stream must be cut here. */
+  over(e: MessagesEvent): boolean {
+    if (e.event !== 'content_block_delta') return false;
+    const d = e.data.delta ?? {};
+    const s = [d.text, d.partial_json, d.thinking].filter((x) => typeof x === 'string').join('');
+    if (!s) return false;
+    this.bytes += Buffer.byteLength(s);
+    if (this.tokens === null) {
+      if (this.bytes <= this.cutAt) {
+        this.text += s;
+        return false;
+      }
+      this.tokens = countTokens(this.text);
+      this.text = '';
+    }
+    this.tokens += countTokens(s);
+    return this.tokens > this.cutAt;
+  }
+}
+
 class EventTally {
   usage: AnthropicUsage = {};
   finalOutput?: number;
@@ -278,7 +314,7 @@ export class MessagesService {
     }
     if (d.provider === 'anthropic') {
       const res = await this.passThrough(ex, p, call, true);
-      return primed(this.relay(res.body, call.signal, d));
+      return primed(this.relay(res.body, call.signal, d, ex));
     }
     const chat = messagesToChat(ex.req, d.model, ex.grant);
     const items = await p.stream({ ...call, request: chat, maxTokens: ex.grant });
@@ -289,8 +325,11 @@ export class MessagesService {
     body: AsyncIterable<Buffer> & { destroy(): void; destroyed: boolean },
     signal: AbortSignal,
     d: Deployment,
+    ex: MessagesExchange,
   ): AsyncGenerator<MessagesEvent> {
     const where = `The anthropic upstream of ${d.id}`;
+    const watch = new AnthropicGrantWatch(ex.grant);
+    const open = new Set<number>();
     try {
       for await (const e of sseEvents(body)) {
         let data: Record<string, any>;
@@ -307,7 +346,21 @@ export class MessagesService {
             false,
           );
         }
-        yield { event, data, raw: e.data };
+        const ev: MessagesEvent = { event, data, raw: e.data };
+        if (watch.over(ev)) {
+          // Past the grant: the open blocks end, the message ends at max_tokens, charged the grant.
+          this.exchanges.capViolation(ex, 'stream cut at the grant');
+          for (const index of open) yield synthetic('content_block_stop', { index });
+          yield synthetic('message_delta', {
+            delta: { stop_reason: 'max_tokens', stop_sequence: null },
+            usage: { output_tokens: ex.grant },
+          });
+          yield synthetic('message_stop', {});
+          return;
+        }
+        if (event === 'content_block_start') open.add(Number(data.index));
+        else if (event === 'content_block_stop') open.delete(Number(data.index));
+        yield ev;
         if (event === 'message_stop') return;
       }
       throw UpstreamError.badGateway(`${where} ended the stream early`, false);
@@ -388,4 +441,10 @@ export class MessagesService {
     await this.exchanges.settle(ex, tokenUsage(tally.result(ex.promptTokens)), 200, outcome);
     if (outcome !== 'aborted') res.end();
   }
+}
+
+/** An event the gateway writes itself (a stream cut at the grant). */
+function synthetic(event: string, data: Record<string, unknown>): MessagesEvent {
+  const full = { type: event, ...data };
+  return { event, data: full, raw: JSON.stringify(full) };
 }

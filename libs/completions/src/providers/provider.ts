@@ -163,6 +163,23 @@ export class UpstreamError extends Error {
     return new UpstreamError(new ApiError(502, message, 'server_error', code), kind);
   }
 
+  /**
+   * The deployment has max_connections exchanges in flight on this instance: not tried (no
+   * queue in front of it), not counted as its failure; the next deployment may serve.
+   */
+  static saturated(deploymentId: string, connections: number): UpstreamError {
+    return new UpstreamError(
+      new ApiError(
+        503,
+        `Every deployment of this model is at its connection limit (${deploymentId}: max_connections ${connections}); retry shortly`,
+        'server_error',
+        'upstream_saturated',
+        { 'retry-after': '1' },
+      ),
+      'conflict',
+    );
+  }
+
   static timeout(message: string, kind: boolean | FailureKind = false): UpstreamError {
     return new UpstreamError(new ApiError(504, message, 'server_error', 'upstream_timeout'), kind);
   }

@@ -20,8 +20,9 @@ const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_E
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**
- * Pooled keep-alive HTTP to the upstreams: one undici Pool per origin (and connect timeout),
- * bounded by the deployment's max_connections. Maps every transport failure to an UpstreamError.
+ * Pooled keep-alive HTTP to the upstreams: one undici Pool per origin (connect timeout and
+ * size), bounded by the deployment's max_connections; the exchange never queues in it (a
+ * deployment with max_connections exchanges in flight is skipped: DeploymentRouter.saturated). Maps every transport failure to an UpstreamError.
  * Timeouts per request: a stream's headers must come within its first-byte timeout; a
  * non-streamed answer is bounded only by the caller's signal (the total timeout), since its
  * first byte comes when the model has finished.
@@ -86,7 +87,7 @@ export class UpstreamHttp {
   }
 
   private pool(origin: string, connections: number, connectMs: number): Pool {
-    const key = `${origin} ${connectMs}`;
+    const key = `${origin} ${connectMs} ${connections}`;
     let pool = this.pools.get(key);
     if (!pool) {
       pool = new Pool(origin, {

@@ -147,6 +147,17 @@ export class DeploymentRouter implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
+  /**
+   * The deployment has max_connections exchanges in flight on this instance: a new one would
+   * wait in the connection pool's queue (invisible to the client). Counted in
+   * gateway_deployment_attempts_total{outcome="saturated"} when it is skipped.
+   */
+  saturated(d: Deployment): boolean {
+    if ((this.inFlight.get(d.id) ?? 0) < d.maxConnections) return false;
+    this.metrics?.deploymentAttempt(d.id, 'saturated');
+    return true;
+  }
+
   /** The deployment answered: back in rotation if it was not. */
   async succeeded(d: Deployment): Promise<void> {
     this.metrics?.deploymentAttempt(d.id, 'ok');

@@ -90,7 +90,11 @@ export function loadRoutingTable(
 const MODEL_NAME = /^[\w.:/@-]{1,128}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const ANTHROPIC_BASE = 'https://api.anthropic.com';
-const DEFAULT_MAX_CONNECTIONS = 64;
+/**
+ * Connections per deployment and instance: sized for LLM answers that stream for seconds to
+ * minutes on one HTTP/1.1 connection each (64 queued the 65th stream silently, issue 18).
+ */
+const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Validates a routing table document (format: docs/models.md). */
 export function parseRoutingTable(doc: unknown, source: string, readSecret: SecretReader): RoutingTable {

@@ -10,6 +10,7 @@ import { UserSessionsAndKeyDefaults1795936671948 } from './1795936671948-UserSes
 import { ResponseOwners1795939086141 } from './1795939086141-ResponseOwners';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
+import { RateLimitTpm1795948597011 } from './1795948597011-RateLimitTpm';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -28,4 +29,5 @@ export const MIGRATIONS = [
   ResponseOwners1795939086141,
   UsageRecordsDeploymentAttempts1795939582416,
   UsageRecordCachedTokens1795941326306,
+  RateLimitTpm1795948597011,
 ];

@@ -2,14 +2,22 @@ import { CompletionAllowance, completionMicros, LevelUsage, ReserveLevel } from 
 
 export type AllowanceOutcome =
   | { ok: true; granted: number; tokens: number; costMicros: number }
-  | { ok: false; reason: 'tokens' | 'budget'; levelIndex: number; limit: number };
+  | { ok: false; reason: 'tokens' | 'budget'; levelIndex: number; limit: number }
+  | { ok: false; reason: 'tpm'; windowIndex: number; limit: number };
+
+/** A tokens-per-minute window as the allowance sees it: its limit and the tokens it holds now. */
+export interface WindowRoom {
+  limit: number;
+  used: number;
+}
 
 /**
  * The allowance rule (README "Quotas"), for the in-process store; the Redis RESERVE script
  * is the same steps in Lua. Levels are checked in order: the first where the fixed part
  * (prompt) alone does not fit refuses; otherwise the grant is the least room per choice
  * over every level, in tokens and in spend, capped at `wanted`; below min(wanted, min)
- * the level that left the least room refuses.
+ * the level that left the least room refuses. Tokens-per-minute windows come after the
+ * levels and limit the grant in tokens the same way (a quota refusal is named first).
  */
 export function allowance(
   levels: ReserveLevel[],
@@ -17,12 +25,16 @@ export function allowance(
   tokens: number,
   costMicros: number,
   completion: CompletionAllowance | undefined,
+  windows: WindowRoom[] = [],
 ): AllowanceOutcome {
   const want = completion?.wanted ?? 0;
   const n = completion?.choices ?? 1;
   const ppt = completion?.microsPerToken ?? 0;
   let g = want;
-  let limiting: { reason: 'tokens' | 'budget'; levelIndex: number; limit: number } | null = null;
+  let limiting:
+    | { reason: 'tokens' | 'budget'; levelIndex: number; limit: number }
+    | { reason: 'tpm'; windowIndex: number; limit: number }
+    | null = null;
   for (let i = 0; i < levels.length; i++) {
     const l = levels[i];
     if (l.tokenLimit !== null) {
@@ -44,6 +56,15 @@ export function allowance(
         g = gs;
         limiting = { reason: 'budget', levelIndex: i, limit: l.spendLimitMicros };
       }
+    }
+  }
+  for (let j = 0; j < windows.length; j++) {
+    const room = windows[j].limit - windows[j].used - tokens;
+    if (room < 0) return { ok: false, reason: 'tpm', windowIndex: j, limit: windows[j].limit };
+    const gt = Math.floor(room / n);
+    if (gt < g) {
+      g = gt;
+      limiting = { reason: 'tpm', windowIndex: j, limit: windows[j].limit };
     }
   }
   if (g < Math.min(want, completion?.min ?? 0) && limiting) return { ok: false, ...limiting };

@@ -41,22 +41,59 @@ end
 `;
 
 /**
- * KEYS: reservations, expiries, rpm, the tenant's marker, then per level tokens, spend.
+ * A tokens-per-minute window: sorted set `zk` (reservation id -> admission time) and hash
+ * `hk` (id -> tokens, `_` -> their sum). `tpmPrune` drops the entries older than the window
+ * and returns the sum; `tpmReset` the ms until the oldest entry leaves (0 when empty).
+ */
+const TPM = `
+local function tpmPrune(zk, hk, now, win)
+  local sum = tonumber(redis.call('HGET', hk, '_') or '0')
+  local old = redis.call('ZRANGEBYSCORE', zk, '-inf', int(now - win))
+  if #old > 0 then
+    for _, oid in ipairs(old) do
+      sum = sum - tonumber(redis.call('HGET', hk, oid) or '0')
+      redis.call('HDEL', hk, oid)
+    end
+    redis.call('ZREMRANGEBYSCORE', zk, '-inf', int(now - win))
+    if sum < 0 then sum = 0 end
+    redis.call('HSET', hk, '_', int(sum))
+  end
+  return sum
+end
+local function tpmReset(zk, now, win)
+  local first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+  if #first == 0 then return 0 end
+  -- another instance may have admitted with a slightly later clock: never past one window
+  return math.min(win, math.max(0, tonumber(first[2]) + win - now))
+end
+`;
+
+/**
+ * KEYS: reservations, expiries, rpm, the tenant's marker, then per level tokens, spend, then
+ *       per tokens-per-minute window its sorted set and hash.
  * ARGV: now, ttlMs, id, tokens, cost (the part that must fit whole: the prompt), rpmLimit
  *       (0 = none), windowMs, requireInit (0|1), wanted, choices, microsPerToken, min (the
  *       completion allowance: see ReserveRequest.completion; wanted 0 = none), then per
- *       level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never).
- * Returns {status, levelIndex | granted, limit | reserved tokens, rpmCount, rpmResetMs,
- *          reserved cost, t1, s1, t2, s2, ...};
- * status ok | uninitialized | rpm | tokens | budget. Nothing is written unless ok.
- * The grant mirrors allowance.ts; a reservation id already held answers its grant again
- * and writes nothing (a script resent after a reconnect counts once).
+ *       level tokenLimit (-1 = none), spendLimit (-1 = none), expireAt (0 = never), then per
+ *       window its limit and length (ms).
+ * Returns {status, levelIndex | windowIndex | granted, limit | reserved tokens, rpmCount,
+ *          rpmResetMs, reserved cost | retryMs (tpm: -1 = never fits), t1, s1, t2, s2, ...,
+ *          then per window used, resetMs};
+ * status ok | uninitialized | rpm | tokens | budget | tpm. Nothing is written unless ok
+ * (but entries that left a window are dropped). The grant mirrors allowance.ts; a
+ * reservation id already held answers its grant again and writes nothing (a script resent
+ * after a reconnect counts once).
  */
-export const RESERVE = `${PRELUDE}
+export const RESERVE = `${PRELUDE}${TPM}
 if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return {'uninitialized', 0, 0, -1, 0, 0} end
 local now = tonumber(ARGV[1])
 sweep(KEYS[1], KEYS[2], now)
-local n = (#KEYS - 4) / 2
+local n = (#ARGV - 12) - (#KEYS - 4)
+local m = (#KEYS - 4) / 2 - n
+local function wz(j) return KEYS[4 + 2 * n + 2 * j - 1] end
+local function wh(j) return KEYS[4 + 2 * n + 2 * j] end
+local function wl(j) return tonumber(ARGV[12 + 3 * n + 2 * j - 1]) end
+local function ww(j) return tonumber(ARGV[12 + 3 * n + 2 * j]) end
 local rpmLimit, win = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rpmCount, rpmReset = -1, 0
 if rpmLimit > 0 then
@@ -73,6 +110,10 @@ if prior then
   local r = cjson.decode(prior)
   local out = {}
   for i = 1, n do out[2 * i - 1], out[2 * i] = get(KEYS[3 + 2 * i]), get(KEYS[4 + 2 * i]) end
+  for j = 1, m do
+    out[2 * n + 2 * j - 1] = tpmPrune(wz(j), wh(j), now, ww(j))
+    out[2 * n + 2 * j] = tpmReset(wz(j), now, ww(j))
+  end
   return {'ok', tonumber(r.g or '0'), int(tonumber(r.t)), rpmCount, rpmReset, int(tonumber(r.c)), unpack(out)}
 end
 if rpmLimit > 0 and rpmCount >= rpmLimit then return {'rpm', 0, 0, rpmCount, rpmReset, 0} end
@@ -110,10 +151,46 @@ for i = 1, n do
     end
   end
 end
+local tsum = {}
+for j = 1, m do
+  tsum[j] = tpmPrune(wz(j), wh(j), now, ww(j))
+  out[2 * n + 2 * j - 1], out[2 * n + 2 * j] = tsum[j], tpmReset(wz(j), now, ww(j))
+  if not refusal then
+    local room = wl(j) - tsum[j] - tokens
+    if room < 0 then refusal = {'tpm', j - 1, wl(j)}
+    else
+      local gt = math.floor(room / nch)
+      if gt < g then g, limiting = gt, {'tpm', j - 1, wl(j)} end
+    end
+  end
+end
 if not refusal and limiting and g < math.min(want, minc) then refusal = limiting end
-if refusal then return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, 0, unpack(out)} end
+if refusal then
+  local retry = 0
+  if refusal[1] == 'tpm' then
+    -- until enough tokens leave the window for the least this request needs (oldest first)
+    local j = refusal[2] + 1
+    local need = tsum[j] + tokens + nch * math.min(want, minc) - wl(j)
+    retry = -1
+    local ids = redis.call('ZRANGE', wz(j), 0, -1, 'WITHSCORES')
+    local freed = 0
+    for k = 1, #ids, 2 do
+      freed = freed + tonumber(redis.call('HGET', wh(j), ids[k]) or '0')
+      if freed >= need then retry = math.min(ww(j), math.max(1, tonumber(ids[k + 1]) + ww(j) - now)); break end
+    end
+  end
+  return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, int(retry), unpack(out)}
+end
 tokens = tokens + nch * g
 cost = cost + ccost(nch * g)
+for j = 1, m do
+  redis.call('ZADD', wz(j), int(now), ARGV[3])
+  redis.call('HSET', wh(j), ARGV[3], int(tokens))
+  redis.call('HINCRBY', wh(j), '_', int(tokens))
+  redis.call('PEXPIRE', wz(j), int(2 * ww(j)))
+  redis.call('PEXPIRE', wh(j), int(2 * ww(j)))
+  out[2 * n + 2 * j - 1], out[2 * n + 2 * j] = tsum[j] + tokens, tpmReset(wz(j), now, ww(j))
+end
 local tk, sk, xs = {}, {}, {}
 for i = 1, n do
   local x = tonumber(ARGV[12 + 3 * i])
@@ -146,8 +223,24 @@ const ONCE = `
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
 local function counters(first)
   local out = {}
-  for j = first, #KEYS do out[#out + 1] = get(KEYS[j]) end
+  for j = first, 4 + 2 * n do out[#out + 1] = get(KEYS[j]) end
   return out
+end
+-- the reservation's tokens-per-minute entries: set to t tokens (settle), or removed (nil: release)
+local function tpmCorrect(t)
+  for j = 5 + 2 * n, #KEYS, 2 do
+    local prev = redis.call('HGET', KEYS[j + 1], ARGV[2])
+    if prev then
+      if t then
+        redis.call('HSET', KEYS[j + 1], ARGV[2], int(t))
+        redis.call('HINCRBY', KEYS[j + 1], '_', int(t - tonumber(prev)))
+      else
+        redis.call('HDEL', KEYS[j + 1], ARGV[2])
+        redis.call('ZREM', KEYS[j], ARGV[2])
+        redis.call('HINCRBY', KEYS[j + 1], '_', int(-tonumber(prev)))
+      end
+    end
+  end
 end
 if redis.call('ZSCORE', KEYS[3], ARGV[2]) then return {2, unpack(counters(5))} end
 local function done(ttl, row)
@@ -157,12 +250,14 @@ end
 `;
 
 /**
- * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend.
+ * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend, then
+ *       per tokens-per-minute window its sorted set and hash.
  * ARGV: now, id, tokens, cost, markerTtlMs, row ('' = none), then per level expireAt.
  * Returns {late (0|1|2 = already settled or released: nothing done), t1, s1, ...} (counter values after).
  */
 export const SETTLE = `${PRELUDE}
 local now = tonumber(ARGV[1])
+local n = #ARGV - 6
 ${ONCE}
 sweep(KEYS[1], KEYS[2], now)
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
@@ -174,7 +269,7 @@ if raw then
   redis.call('ZREM', KEYS[2], ARGV[2])
 end
 local t, c = tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = (#KEYS - 4) / 2
+tpmCorrect(t)
 local out = {}
 for i = 1, n do
   local x = tonumber(ARGV[6 + i])
@@ -187,22 +282,24 @@ return {late, unpack(out)}
 `;
 
 /**
- * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend.
+ * KEYS: reservations, expiries, settled, ledger stream, then per level tokens, spend, then
+ *       per tokens-per-minute window its sorted set and hash.
  * ARGV: now, id, markerTtlMs, row ('' = none), then per level expireAt.
  * Returns {1 released | 0 no open reservation (expired) | 2 already settled or released}.
  */
 export const RELEASE = `${PRELUDE}
 local now = tonumber(ARGV[1])
+local n = #ARGV - 4
 ${ONCE}
 sweep(KEYS[1], KEYS[2], now)
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 done(ARGV[3], ARGV[4])
+tpmCorrect(nil)
 if not raw then return {0} end
 local r = cjson.decode(raw)
 local rt, rc = tonumber(r.t), tonumber(r.c)
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
-local n = (#KEYS - 4) / 2
 for i = 1, n do
   local x = tonumber(ARGV[4 + i])
   adjust(KEYS[3 + 2 * i], -rt, x)

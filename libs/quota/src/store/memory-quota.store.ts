@@ -13,6 +13,8 @@ import {
   SettleOptions,
   SettleResult,
   SWEEP_LIMIT,
+  TpmState,
+  TpmWindow,
 } from './quota-store';
 import { allowance } from './allowance';
 
@@ -43,6 +45,8 @@ export class MemoryQuotaStore extends QuotaStore {
   private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
   private readonly held = new Map<string, Held>();
   private readonly rpmLogs = new Map<string, number[]>();
+  /** Tokens-per-minute windows: reservation id -> admission time and tokens (insertion = time order). */
+  private readonly tpmLogs = new Map<string, Map<string, { at: number; tokens: number }>>();
   private initialized = false;
   private readonly rebuiltAt = new Map<string, number>();
   private readonly unmarked = new Set<string>();
@@ -99,6 +103,7 @@ export class MemoryQuotaStore extends QuotaStore {
     if (req.requireInitialized && !this.isMarked(req.tenantId))
       return Promise.resolve({ ok: false, reason: 'uninitialized' });
     this.sweep(req.tenantId, now);
+    const windows = req.tpm ?? [];
     const prior = this.held.get(req.reservationId);
     if (prior) {
       // the same reserve again (a retried call): it counts once
@@ -110,6 +115,7 @@ export class MemoryQuotaStore extends QuotaStore {
         granted: prior.granted,
         tokens: prior.tokens,
         costMicros: prior.cost,
+        tpm: windows.map((w) => this.tpmState(w, now)),
       });
     }
     let rpm = null;
@@ -118,7 +124,23 @@ export class MemoryQuotaStore extends QuotaStore {
       if (rpm.count >= req.rpm.limit) return Promise.resolve({ ok: false, reason: 'rpm', rpm });
     }
     const usage = this.usage(req.levels, now);
-    const a = allowance(req.levels, usage, req.tokens, req.costMicros, req.completion);
+    const tpm = windows.map((w) => this.tpmState(w, now));
+    const a = allowance(req.levels, usage, req.tokens, req.costMicros, req.completion, tpm);
+    if (!a.ok && a.reason === 'tpm') {
+      const least =
+        req.tokens +
+        (req.completion?.choices ?? 1) * Math.min(req.completion?.wanted ?? 0, req.completion?.min ?? 0);
+      const w = windows[a.windowIndex];
+      return Promise.resolve({
+        ok: false,
+        reason: 'tpm',
+        windowIndex: a.windowIndex,
+        tpm,
+        retryMs: this.tpmRetry(w, tpm[a.windowIndex].used + least - w.limit, now),
+        usage,
+        rpm,
+      });
+    }
     if (!a.ok) return Promise.resolve({ ...a, usage, rpm });
     for (const l of req.levels) {
       this.adjust(l.tokensKey, a.tokens, l.expireAt, now);
@@ -141,6 +163,11 @@ export class MemoryQuotaStore extends QuotaStore {
         resetMs: Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now),
       };
     }
+    for (const w of windows) {
+      const log = this.tpmLogs.get(w.key) ?? new Map<string, { at: number; tokens: number }>();
+      log.set(req.reservationId, { at: now, tokens: a.tokens });
+      this.tpmLogs.set(w.key, log);
+    }
     return Promise.resolve({
       ok: true,
       usage: this.usage(req.levels, now),
@@ -148,7 +175,47 @@ export class MemoryQuotaStore extends QuotaStore {
       granted: a.granted,
       tokens: a.tokens,
       costMicros: a.costMicros,
+      tpm: windows.map((w) => this.tpmState(w, now)),
     });
+  }
+
+  /** Drops the window's entries older than `windowMs`, then its figures. */
+  private tpmState(w: TpmWindow, now: number): TpmState {
+    const log = this.tpmLogs.get(w.key);
+    if (!log) return { limit: w.limit, used: 0, resetMs: 0 };
+    let used = 0;
+    let oldest: number | null = null;
+    for (const [id, e] of log) {
+      if (e.at <= now - w.windowMs) {
+        log.delete(id);
+        continue;
+      }
+      used += e.tokens;
+      oldest = oldest === null ? e.at : Math.min(oldest, e.at);
+    }
+    if (log.size === 0) this.tpmLogs.delete(w.key);
+    return { limit: w.limit, used, resetMs: oldest === null ? 0 : oldest + w.windowMs - now };
+  }
+
+  /** Until `need` tokens have left the window (oldest first); null when they are not all in it. */
+  private tpmRetry(w: TpmWindow, need: number, now: number): number | null {
+    const entries = [...(this.tpmLogs.get(w.key)?.values() ?? [])].sort((a, b) => a.at - b.at);
+    let freed = 0;
+    for (const e of entries) {
+      freed += e.tokens;
+      if (freed >= need) return Math.min(w.windowMs, Math.max(1, e.at + w.windowMs - now));
+    }
+    return null;
+  }
+
+  /** Settle: the window entries of the reservation hold `tokens` from now on (0: removed). */
+  private tpmCorrect(ref: ReservationRef, tokens: number | null): void {
+    for (const key of ref.tpm ?? []) {
+      const e = this.tpmLogs.get(key)?.get(ref.reservationId);
+      if (!e) continue;
+      if (tokens === null) this.tpmLogs.get(key)!.delete(ref.reservationId);
+      else e.tokens = tokens;
+    }
   }
 
   private rpmState(r: NonNullable<ReserveRequest['rpm']>, now: number): RpmState {
@@ -186,6 +253,7 @@ export class MemoryQuotaStore extends QuotaStore {
     this.sweep(ref.tenantId, now);
     const h = this.held.get(ref.reservationId);
     if (h) this.held.delete(ref.reservationId);
+    this.tpmCorrect(ref, tokens);
     for (const l of ref.levels) {
       this.adjust(l.tokensKey, tokens - (h?.tokens ?? 0), l.expireAt, now);
       this.adjust(l.spendKey, costMicros - (h?.cost ?? 0), l.expireAt, now);
@@ -196,6 +264,7 @@ export class MemoryQuotaStore extends QuotaStore {
   release(ref: ReservationRef, now: number, opts: SettleOptions = {}): Promise<ReleaseResult> {
     if (this.once(ref.reservationId, now, opts)) return Promise.resolve('duplicate');
     this.sweep(ref.tenantId, now);
+    this.tpmCorrect(ref, null);
     const h = this.held.get(ref.reservationId);
     if (!h) return Promise.resolve('expired');
     this.unhold(ref.reservationId, h, now);
@@ -287,6 +356,7 @@ export class MemoryQuotaStore extends QuotaStore {
     this.counters.clear();
     this.held.clear();
     this.rpmLogs.clear();
+    this.tpmLogs.clear();
     this.rebuiltAt.clear();
     this.unmarked.clear();
     this.done.clear();

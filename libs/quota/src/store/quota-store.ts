@@ -1,4 +1,5 @@
 import type { LevelRef } from '../keys';
+import type { QuotaLevel } from '../quota.types';
 
 /** One level of a reservation: its counters and limits (null = unlimited). */
 export interface ReserveLevel extends LevelRef {
@@ -29,12 +30,37 @@ export interface ReserveRequest {
   /** Sliding-log rate limit of the key; checked before the quota. */
   rpm?: { key: string; limit: number; windowMs: number };
   /**
+   * Tokens-per-minute windows (of the key, user, tenant: those with a limit). Each counts the
+   * tokens its reservations hold, admitted within the last `windowMs` (a settle corrects the
+   * entry to the actual tokens, a release removes it). Each limits the grant like a token
+   * quota, after the quota levels: refused (reason `tpm`) when the prompt alone does not fit
+   * or the grant would be below min(wanted, min).
+   */
+  tpm?: TpmWindow[];
+  /**
    * Refuse (reason `uninitialized`, nothing written) unless the tenant's counters were
    * rebuilt from the ledger since the store last lost them: its marker is set by
    * `rebuild(..., { markTenant: true })`. The in-process store starts empty on every start
    * and is rebuilt from the ledger (and the local journal) before the first admission.
    */
   requireInitialized?: boolean;
+}
+
+/** A tokens-per-minute window of one level. */
+export interface TpmWindow {
+  level: QuotaLevel;
+  /** Sorted set of reservation ids by admission time; `${key}:t` holds their tokens and the sum (`_`). */
+  key: string;
+  limit: number;
+  windowMs: number;
+}
+
+export interface TpmState {
+  limit: number;
+  /** Tokens held in the window, this request's included when admitted. */
+  used: number;
+  /** Until the oldest entry leaves the window (0 when empty). */
+  resetMs: number;
 }
 
 export interface CompletionAllowance {
@@ -83,9 +109,22 @@ export type ReserveResult =
       /** What the reservation holds: tokens + choices x granted, and its cost. */
       tokens: number;
       costMicros: number;
+      /** One per `tpm` window of the request, in order. */
+      tpm: TpmState[];
     }
   | { ok: false; reason: 'uninitialized' }
   | { ok: false; reason: 'rpm'; rpm: RpmState }
+  | {
+      ok: false;
+      reason: 'tpm';
+      /** Index into `tpm` of the window that refused. */
+      windowIndex: number;
+      tpm: TpmState[];
+      /** Until enough tokens leave that window for the least this request needs; null: it never fits. */
+      retryMs: number | null;
+      usage: LevelUsage[];
+      rpm: RpmState | null;
+    }
   | {
       ok: false;
       reason: 'tokens' | 'budget';
@@ -105,6 +144,8 @@ export interface ReservationRef {
   tenantId: string;
   reservationId: string;
   levels: LevelRef[];
+  /** The reservation's tokens-per-minute window keys (`TpmWindow.key`). */
+  tpm?: string[];
 }
 
 export interface SettleResult {

@@ -23,6 +23,8 @@ import {
   SETTLED_MARKER_MS,
   SettleOptions,
   SettleResult,
+  TpmState,
+  TpmWindow,
 } from './quota-store';
 
 const SCRIPTS = {
@@ -41,12 +43,23 @@ const SHAS = Object.fromEntries(
 const lim = (n: number | null) => (n === null ? -1 : n);
 const exp = (n: number | null) => n ?? 0;
 
-function usageOf(flat: unknown[], from: number): LevelUsage[] {
+function usageOf(flat: unknown[], from: number, levels: number): LevelUsage[] {
   const out: LevelUsage[] = [];
-  for (let i = from; i + 1 < flat.length; i += 2)
+  for (let i = from; i + 1 < flat.length && out.length < levels; i += 2)
     out.push({ tokens: Number(flat[i]), spendMicros: Number(flat[i + 1]) });
   return out;
 }
+
+function tpmOf(flat: unknown[], from: number, windows: TpmWindow[]): TpmState[] {
+  return windows.map((w, j) => ({
+    limit: w.limit,
+    used: Number(flat[from + 2 * j]),
+    resetMs: Number(flat[from + 2 * j + 1]),
+  }));
+}
+
+/** A window's keys: its sorted set and its hash (same slot). */
+const tpmKeys = (key: string) => [key, `${key}:t`];
 
 /**
  * Counters in Redis, shared by every gateway instance. Each method is one Lua script
@@ -101,28 +114,45 @@ export class RedisQuotaStore extends QuotaStore {
       keys.push(l.tokensKey, l.spendKey);
       args.push(lim(l.tokenLimit), lim(l.spendLimitMicros), exp(l.expireAt));
     }
+    const windows = req.tpm ?? [];
+    for (const w of windows) {
+      keys.push(...tpmKeys(w.key));
+      args.push(w.limit, w.windowMs);
+    }
     const r = (await this.run('gwQuotaReserve', keys, args)) as unknown[];
     const status = String(r[0]);
     const rpmCount = Number(r[3]);
     const rpm =
       req.rpm && rpmCount >= 0 ? { limit: req.rpm.limit, count: rpmCount, resetMs: Number(r[4]) } : null;
+    const n = req.levels.length;
     if (status === 'ok')
       return {
         ok: true,
-        usage: usageOf(r, 6),
+        usage: usageOf(r, 6, n),
         rpm,
         granted: Number(r[1]),
         tokens: Number(r[2]),
         costMicros: Number(r[5]),
+        tpm: tpmOf(r, 6 + 2 * n, windows),
       };
     if (status === 'uninitialized') return { ok: false, reason: 'uninitialized' };
     if (status === 'rpm') return { ok: false, reason: 'rpm', rpm: rpm! };
+    if (status === 'tpm')
+      return {
+        ok: false,
+        reason: 'tpm',
+        windowIndex: Number(r[1]),
+        tpm: tpmOf(r, 6 + 2 * n, windows),
+        retryMs: Number(r[5]) < 0 ? null : Number(r[5]),
+        usage: usageOf(r, 6, n),
+        rpm,
+      };
     return {
       ok: false,
       reason: status as 'tokens' | 'budget',
       levelIndex: Number(r[1]),
       limit: Number(r[2]),
-      usage: usageOf(r, 6),
+      usage: usageOf(r, 6, n),
       rpm,
     };
   }
@@ -152,9 +182,10 @@ export class RedisQuotaStore extends QuotaStore {
       keys.push(l.tokensKey, l.spendKey);
       args.push(exp(l.expireAt));
     }
+    for (const w of ref.tpm ?? []) keys.push(...tpmKeys(w));
     const r = (await this.run('gwQuotaSettle', keys, args)) as unknown[];
     const status = Number(r[0]);
-    return { late: status === 1, duplicate: status === 2, usage: usageOf(r, 1) };
+    return { late: status === 1, duplicate: status === 2, usage: usageOf(r, 1, ref.levels.length) };
   }
 
   async release(ref: ReservationRef, now: number, opts: SettleOptions = {}): Promise<ReleaseResult> {
@@ -169,6 +200,7 @@ export class RedisQuotaStore extends QuotaStore {
       keys.push(l.tokensKey, l.spendKey);
       args.push(exp(l.expireAt));
     }
+    for (const w of ref.tpm ?? []) keys.push(...tpmKeys(w));
     const r = (await this.run('gwQuotaRelease', keys, args)) as unknown[];
     const status = Number(r[0]);
     return status === 1 ? 'released' : status === 2 ? 'duplicate' : 'expired';

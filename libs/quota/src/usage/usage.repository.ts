@@ -144,49 +144,47 @@ export class UsageRepository {
   }
 
   /**
-   * Ledger sums in [from, to) of the users or keys whose reset period is `period`, only for
-   * those with rows in it (the others' counters are 0): one indexed pass over the tenant's
-   * rows of the window, whatever the number of keys. Keys come with their owner.
+   * Ledger sums of every user or key of the tenant with rows in its current period (the
+   * others' counters are 0), each over its own reset period's window (`windows`; `none`:
+   * all time): one pass over the tenant's rows, whatever the number of keys or periods.
+   * Keys come with their owner.
    */
-  async periodSums(
+  async levelSums(
     tenantId: string,
     level: 'user' | 'key',
-    quotaPeriod: QuotaPeriod,
-    from: number | null,
-    to: number | null,
-  ): Promise<{ id: string; userId: string | null; sums: Sums }[]> {
-    const params: unknown[] = [tenantId];
+    windows: Record<'daily' | 'monthly', { from: number; to: number }>,
+  ): Promise<{ id: string; userId: string | null; period: QuotaPeriod; sums: Sums }[]> {
     const owner =
       level === 'key'
         ? 'JOIN api_keys o ON o.id = r.api_key_id AND o.tenant_id = r.tenant_id'
         : 'JOIN users o ON o.id = r.user_id AND o.tenant_id = r.tenant_id';
-    let where = 'r.tenant_id = $1';
-    if (quotaPeriod === 'none') where += ` AND coalesce(o.quota_period, '') NOT IN ('daily', 'monthly')`;
-    else {
-      params.push(quotaPeriod);
-      where += ` AND o.quota_period = $${params.length}`;
-    }
-    if (from !== null) {
-      params.push(new Date(from).toISOString());
-      where += ` AND r.created_at >= $${params.length}`;
-    }
-    if (to !== null) {
-      params.push(new Date(to).toISOString());
-      where += ` AND r.created_at < $${params.length}`;
-    }
     const userCol = level === 'key' ? 'o.user_id' : 'o.id';
+    const iso = (t: number) => new Date(t).toISOString();
     const rows = (await this.db.query(
-      `SELECT o.id AS id, ${userCol} AS user_id,
+      `SELECT o.id AS id, ${userCol} AS user_id, o.quota_period AS period,
               coalesce(sum(r.prompt_tokens::bigint + r.completion_tokens), 0)::text AS tokens,
               (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
          FROM usage_records r ${owner}
-        WHERE ${where}
-        GROUP BY o.id, ${userCol}`,
-      params,
-    )) as { id: string; user_id: string | null; tokens: string; micros: string }[];
+        WHERE r.tenant_id = $1
+          AND r.created_at >= CASE o.quota_period WHEN 'daily' THEN $2::timestamptz
+                                                  WHEN 'monthly' THEN $4::timestamptz
+                                                  ELSE '-infinity'::timestamptz END
+          AND r.created_at < CASE o.quota_period WHEN 'daily' THEN $3::timestamptz
+                                                 WHEN 'monthly' THEN $5::timestamptz
+                                                 ELSE 'infinity'::timestamptz END
+        GROUP BY o.id, ${userCol}, o.quota_period`,
+      [
+        tenantId,
+        iso(windows.daily.from),
+        iso(windows.daily.to),
+        iso(windows.monthly.from),
+        iso(windows.monthly.to),
+      ],
+    )) as { id: string; user_id: string | null; period: string | null; tokens: string; micros: string }[];
     return rows.map((r) => ({
       id: r.id,
       userId: r.user_id,
+      period: r.period === 'daily' || r.period === 'monthly' ? r.period : 'none',
       sums: { tokens: Number(r.tokens), costMicros: Number(r.micros) },
     }));
   }

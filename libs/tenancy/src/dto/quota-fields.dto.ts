@@ -47,6 +47,21 @@ export class QuotaFieldsDto {
   @IsOmittable()
   @IsIn(['none', 'daily', 'monthly'])
   quota_period?: QuotaPeriodName;
+
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 1,
+    example: 100000,
+    description:
+      'Tokens per minute (sliding 60 s window; for a tenant or user: all its keys together): each request holds its ' +
+      'reservation (prompt + granted completion) in the window, corrected to its actual tokens when it ends; null = unlimited',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(2_000_000_000)
+  rate_limit_tpm?: number | null;
 }
 
 /** The quota fields that were sent, as entity properties (absent = unchanged). */
@@ -54,10 +69,17 @@ export function quotaPatch(dto: QuotaFieldsDto): {
   quotaLimit?: number | null;
   maxBudget?: number | null;
   quotaPeriod?: QuotaPeriodName;
+  rateLimitTpm?: number | null;
 } {
-  const patch: { quotaLimit?: number | null; maxBudget?: number | null; quotaPeriod?: QuotaPeriodName } = {};
+  const patch: {
+    quotaLimit?: number | null;
+    maxBudget?: number | null;
+    quotaPeriod?: QuotaPeriodName;
+    rateLimitTpm?: number | null;
+  } = {};
   if (dto.quota_limit !== undefined) patch.quotaLimit = dto.quota_limit;
   if (dto.max_budget !== undefined) patch.maxBudget = dto.max_budget;
   if (dto.quota_period !== undefined) patch.quotaPeriod = dto.quota_period;
+  if (dto.rate_limit_tpm !== undefined) patch.rateLimitTpm = dto.rate_limit_tpm;
   return patch;
 }

@@ -41,6 +41,12 @@ export class TenantResponse {
   @ApiProperty({ type: Number, nullable: true, description: 'USD budget per period; null = unlimited' })
   max_budget: number | null;
   @ApiProperty({ enum: ['none', 'daily', 'monthly'] }) quota_period: 'none' | 'daily' | 'monthly';
+  @ApiProperty({
+    type: Number,
+    nullable: true,
+    description: 'Tokens per minute (sliding 60 s window); null = unlimited',
+  })
+  rate_limit_tpm: number | null;
   @ApiProperty() created_at: string;
   @ApiProperty() updated_at: string;
 
@@ -52,6 +58,7 @@ export class TenantResponse {
       quota_limit: t.quotaLimit ?? null,
       max_budget: t.maxBudget ?? null,
       quota_period: t.quotaPeriod ?? 'none',
+      rate_limit_tpm: t.rateLimitTpm ?? null,
       created_at: t.createdAt.toISOString(),
       updated_at: t.updatedAt.toISOString(),
     };

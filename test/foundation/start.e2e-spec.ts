@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -251,6 +251,37 @@ describe('quick start on embedded defaults (built gateway, subprocess)', () => {
       if (gatewayPid && alive(gatewayPid)) process.kill(gatewayPid, 'SIGTERM');
     }
   }, 90_000);
+
+  it('a SIGKILLed gateway leaves its PostgreSQL running: the next start stops it; a pid file naming another process is stale', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-leftover-'));
+    const env = { DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) };
+    const pidOf = () => Number(readFileSync(join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const first = await startGateway(env);
+    const orphan = pidOf();
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    expect(alive(orphan)).toBe(true); // SIGKILL gives no chance to stop it
+
+    let second: GatewayProcess | undefined = await startGateway(env);
+    try {
+      expect(alive(orphan)).toBe(false);
+      expect(pidOf()).not.toBe(orphan);
+      second.proc.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      second = undefined;
+
+      // After a reboot the pid in a stale postmaster.pid may be another program's: never stopped.
+      const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+      writeFileSync(join(dir, 'pg', 'postmaster.pid'), `${other.pid}\n${join(dir, 'pg')}\n`);
+      second = await startGateway(env);
+      expect(alive(other.pid!)).toBe(true);
+      other.kill('SIGKILL');
+    } finally {
+      if (alive(orphan)) process.kill(orphan, 'SIGINT');
+      second?.proc.kill('SIGTERM');
+      await second?.exited;
+    }
+  }, 120_000);
 });
 
 /** A process that exists and is not a zombie (an orphan's parent may be slow to reap it). */

@@ -353,11 +353,13 @@ for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
 end
 for j = 4, #KEYS do
   local key = KEYS[j]
-  local before = get(key)
   local after = tonumber(ARGV[2 * (j - 3) + 2]) + (pend[key] or 0)
-  redis.call('SET', key, int(after))
   local x = tonumber(ARGV[2 * (j - 3) + 3])
-  if x > 0 then redis.call('PEXPIREAT', key, int(x)) end
+  -- one command per counter: the new value, its expiry, and the old value back (Redis >= 6.2)
+  local old
+  if x > 0 then old = redis.call('SET', key, int(after), 'PXAT', int(x), 'GET')
+  else old = redis.call('SET', key, int(after), 'GET') end
+  local before = tonumber(old or '0')
   out[#out + 1] = before
   out[#out + 1] = after
 end

@@ -1,5 +1,11 @@
 import { Controller, Get, Param, ParseUUIDPipe, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
 import { Authenticated } from '@app/tenancy';
 import { KeyUsageResponse, UsageQuery, UsageRangeQuery, UsageReportResponse } from '../dto/usage.dto';
 import { UsageService } from './usage.service';
@@ -11,6 +17,9 @@ export class UsageController {
   constructor(private readonly usage: UsageService) {}
 
   @Get('usage')
+  @ApiOperation({
+    summary: 'Requests, tokens and cost from the ledger, per key, user, model or day (members: their own)',
+  })
   @ApiOkResponse({
     type: UsageReportResponse,
     description: 'Usage from the ledger, grouped; admins see the tenant, members their own keys',
@@ -21,6 +30,7 @@ export class UsageController {
   }
 
   @Get('api-keys/:id/usage')
+  @ApiOperation({ summary: "A key's totals in a range, plus the live counters of its current period" })
   @ApiOkResponse({
     type: KeyUsageResponse,
     description: 'Totals of one key in the range, and its live counters',

@@ -301,7 +301,7 @@ export async function startGateway(env: Record<string, string>, nodeArgs: string
   return { name: 'gateway', proc, url: `http://127.0.0.1:${port}` };
 }
 
-async function startBare(upstream: string): Promise<Target> {
+export async function startBare(upstream: string): Promise<Target> {
   const proc = spawn(
     process.execPath,
     ['-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
@@ -330,7 +330,7 @@ export async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void
 }
 
 /** utime + stime of a process in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10;

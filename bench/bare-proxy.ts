@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 
 export function startBareProxy(target: string, port = 0): Promise<Server> {
   const t = new URL(target);
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  // no socket cap: a bare proxy never queues (the floor for bench:streams, 1,000 concurrent streams)
+  const agent = new Agent({ keepAlive: true });
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const up = request(
       { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent },

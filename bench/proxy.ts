@@ -70,9 +70,9 @@ const MAX_SAMPLES = 200_000;
 const WATCHDOG_MS = 280_000;
 const MASTER_KEY = 'bench-master-key-0123456789abcdef';
 const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789';
-const MODEL = 'bench-gpt';
+export const MODEL = 'bench-gpt';
 const PRICING = { input_per_million: 0.15, output_per_million: 0.6 };
-const REQUEST_BODY = JSON.stringify({
+export const REQUEST_BODY = JSON.stringify({
   model: MODEL,
   messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
   max_tokens: 16,
@@ -155,12 +155,12 @@ const WORK = new Set([
   'completions lib (validation, routing, provider, JSON)',
 ]);
 
-const children: ChildProcess[] = [];
+export const children: ChildProcess[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------- the fake upstream (in this process) ----------
 
-function startUpstream(): Promise<Server> {
+export function startUpstream(): Promise<Server> {
   const answer = Buffer.from(UPSTREAM_ANSWER);
   const server = createServer((req, res) => {
     req.resume();
@@ -175,7 +175,7 @@ function startUpstream(): Promise<Server> {
 
 // ---------- target processes ----------
 
-interface Target {
+export interface Target {
   name: string;
   proc: ChildProcess;
   url: string;
@@ -203,7 +203,7 @@ function nestBuild(cwd: string): void {
     throw new Error(`nest build gateway failed in ${cwd} (${r.status}):\n${r.stdout}\n${r.stderr}`);
 }
 
-interface GatewayBuild {
+export interface GatewayBuild {
   /** The directory the gateway runs from (its dist/ inside). */
   dir: string;
   rev: string;
@@ -215,7 +215,7 @@ interface GatewayBuild {
  * built apart (the shared working tree may hold other people's half-done edits); with
  * BENCH_FROM_TREE=1 the working tree's dist/, rebuilt when a source is newer.
  */
-function prepareGateway(): GatewayBuild {
+export function prepareGateway(): GatewayBuild {
   const git = (args: string) => execSync(`git ${args}`, { cwd: ROOT }).toString().trim();
   const head = git('rev-parse --short=12 HEAD');
   if (process.env.BENCH_FROM_TREE === '1') {
@@ -238,6 +238,10 @@ function prepareGateway(): GatewayBuild {
 }
 
 let gatewayDir = ROOT;
+/** Where startGateway runs the gateway from (prepareGateway's build). */
+export function useGateway(build: GatewayBuild): void {
+  gatewayDir = build.dir;
+}
 
 async function waitForLine(
   read: () => string,
@@ -259,7 +263,7 @@ async function waitForLine(
 }
 
 /** The gateway as in production; its log (pino, LOG_LEVEL=info) goes to a file, not through this process. */
-async function startGateway(env: Record<string, string>, nodeArgs: string[] = []): Promise<Target> {
+export async function startGateway(env: Record<string, string>, nodeArgs: string[] = []): Promise<Target> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'gw-bench-proxy-'));
   const logFile = join(dir, 'gateway.log');
@@ -297,7 +301,7 @@ async function startGateway(env: Record<string, string>, nodeArgs: string[] = []
   return { name: 'gateway', proc, url: `http://127.0.0.1:${port}` };
 }
 
-async function startBare(upstream: string): Promise<Target> {
+export async function startBare(upstream: string): Promise<Target> {
   const proc = spawn(
     process.execPath,
     ['-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
@@ -316,7 +320,7 @@ async function startBare(upstream: string): Promise<Target> {
   return { name: 'bare proxy', proc, url: `http://127.0.0.1:${port}` };
 }
 
-async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void> {
+export async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   proc.kill('SIGTERM');
@@ -326,7 +330,7 @@ async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void> {
 }
 
 /** utime + stime of a process in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10;
@@ -377,7 +381,7 @@ function ourCpuMs(): number {
  * Whatever way this process ends (an error, Ctrl-C, a closed stdout pipe), nothing it
  * started outlives it: the node targets are killed, PostgreSQL and Redis asked to stop.
  */
-function killDescendants(): void {
+export function killDescendants(): void {
   const ours = new Set(children.map((c) => c.pid));
   for (const pid of descendants().keys()) {
     try {
@@ -388,14 +392,14 @@ function killDescendants(): void {
   }
 }
 
-function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+export function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
 }
 
 // ---------- load ----------
 
-interface Run {
+export interface Run {
   target: string;
   load: string;
   offered: number | null;
@@ -431,7 +435,11 @@ function pct(sorted: Float64Array, p: number): number {
  * connection's quota back to back at the start of every second: bursts, not a rate).
  * Latency is autocannon's per-request time (write to last byte, float ms), every 2xx kept.
  */
-async function load(t: Target, opts: { rate?: number; seconds: number; connections: number }): Promise<Run> {
+export async function load(
+  t: Target,
+  opts: { rate?: number; seconds: number; connections: number },
+  key = apiKey,
+): Promise<Run> {
   const lat = new Float64Array(MAX_SAMPLES);
   let n = 0;
   let answered = 0;
@@ -440,7 +448,7 @@ async function load(t: Target, opts: { rate?: number; seconds: number; connectio
   const cfg: Record<string, unknown> = {
     url: `${t.url}/v1/chat/completions`,
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
     body: REQUEST_BODY,
     connections: opts.connections,
     duration: opts.seconds,
@@ -536,7 +544,7 @@ async function call(url: string, init: RequestInit & { json?: unknown }): Promis
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-async function createKey(gw: string): Promise<string> {
+export async function createKey(gw: string): Promise<string> {
   const master = { authorization: `Bearer ${MASTER_KEY}` };
   const tenant = await call(`${gw}/api/v1/tenants`, {
     method: 'POST',
@@ -573,23 +581,50 @@ const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)} ms`;
 const pctText = (v: number) => `${(v * 100).toFixed(0)}%`;
 const cores = (v: number) => v.toFixed(2);
 
-function writeSection(section: string): void {
+/** Replaces (or appends) the section that starts with `head` in docs/BENCHMARKS.md. */
+export function writeSection(section: string, head = '## Proxy overhead (npm run bench:proxy)'): void {
   const file = join(ROOT, 'docs/BENCHMARKS.md');
-  const head = '## Proxy overhead (npm run bench:proxy)';
   const old = existsSync(file)
     ? readFileSync(file, 'utf8')
     : '# Benchmarks\n\nEach section is rewritten by its script; machines are noisy, so read the ratios.\n';
   const next = old.includes(head)
-    ? old.replace(/## Proxy overhead \(npm run bench:proxy\)[\s\S]*?(?=\n## |$)/, section.trimEnd() + '\n')
+    ? old.replace(new RegExp(`${escapeRegExp(head)}[\\s\\S]*?(?=\\n## |$)`), section.trimEnd() + '\n')
     : `${old.trimEnd()}\n\n${section}`;
   writeFileSync(file, next);
+}
+
+const escapeRegExp = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The models file: MODEL routed to the fake upstream. */
+export function writeModels(upstreamUrl: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-bench-models-'));
+  const modelsFile = join(dir, 'models.json');
+  writeFileSync(
+    modelsFile,
+    JSON.stringify({
+      models: {
+        [MODEL]: {
+          deployments: [
+            {
+              provider: 'openai',
+              model: 'bench-upstream',
+              base_url: `${upstreamUrl}/v1`,
+              api_key_env: 'BENCH_UPSTREAM_KEY',
+              pricing: PRICING,
+            },
+          ],
+        },
+      },
+    }),
+  );
+  return modelsFile;
 }
 
 // ---------- main ----------
 
 async function main(): Promise<void> {
   const build = prepareGateway();
-  gatewayDir = build.dir;
+  useGateway(build);
   const { pg, adminUrl } = await startPostgres();
   const redis = hasRedisServer() ? await startRedis() : undefined;
   if (redis) children.push(redis.proc);
@@ -598,26 +633,7 @@ async function main(): Promise<void> {
     const databaseUrl = dbUrl(adminUrl, 'gw_bench');
     const upstream = await startUpstream();
     const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-    const dir = mkdtempSync(join(tmpdir(), 'gw-bench-models-'));
-    const modelsFile = join(dir, 'models.json');
-    writeFileSync(
-      modelsFile,
-      JSON.stringify({
-        models: {
-          [MODEL]: {
-            deployments: [
-              {
-                provider: 'openai',
-                model: 'bench-upstream',
-                base_url: `${upstreamUrl}/v1`,
-                api_key_env: 'BENCH_UPSTREAM_KEY',
-                pricing: PRICING,
-              },
-            ],
-          },
-        },
-      }),
-    );
+    const modelsFile = writeModels(upstreamUrl);
     const gwEnv: Record<string, string> = {
       DATABASE_URL: databaseUrl,
       ...(redis ? { REDIS_URL: redis.url } : {}),
@@ -856,22 +872,27 @@ ${why.length ? `\n### Why the targets are missed\n\n${why.join('\n')}\n` : ''}
 ${prof}`;
 }
 
-process.on('exit', killDescendants);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-process.stdout.on('error', () => undefined); // e.g. piped into head: keep going, clean up at the end
+/** Runs `main` as a bench script: children killed on exit, a watchdog, one clear failure line. */
+export function runBench(name: string, main: () => Promise<void>, watchdogMs = WATCHDOG_MS): void {
+  process.on('exit', killDescendants);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
+  process.stdout.on('error', () => undefined); // e.g. piped into head: keep going, clean up at the end
 
-const watchdog = setTimeout(() => {
-  process.stderr.write(`bench:proxy: still running after ${WATCHDOG_MS / 1000} s, giving up\n`);
-  for (const c of children) c.kill('SIGKILL');
-  process.exit(1);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`bench:proxy failed: ${(e as Error).stack ?? e}\n`);
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`${name}: still running after ${watchdogMs / 1000} s, giving up\n`);
+    for (const c of children) c.kill('SIGKILL');
     process.exit(1);
-  },
-);
+  }, watchdogMs);
+  watchdog.unref();
+
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`${name} failed: ${(e as Error).stack ?? e}\n`);
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+      process.exit(1);
+    },
+  );
+}
+
+if (require.main === module) runBench('bench:proxy', main);

@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import request from 'supertest';
 import { createTestApp, TestApp } from '../harness/app';
+import { createTenantWithAdmin, masterHeaders, masterIn } from '../harness/factories';
 
 type Doc = {
   openapi: string;
@@ -12,8 +14,14 @@ type Doc = {
   };
 };
 type Operation = {
+  summary?: string;
   responses: Record<string, { description?: string; content?: Record<string, { schema?: unknown }> }>;
-  requestBody?: { content: Record<string, { schema?: unknown }> };
+  requestBody?: {
+    content: Record<
+      string,
+      { schema?: SchemaObject; example?: unknown; examples?: Record<string, { value: unknown }> }
+    >;
+  };
   security?: Record<string, string[]>[];
   parameters?: { in: string; name: string }[];
 };
@@ -41,6 +49,59 @@ function validateOpenApi(doc: unknown): { ok: boolean; message: string } {
 }
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
+
+type SchemaObject = {
+  $ref?: string;
+  type?: string;
+  format?: string;
+  example?: unknown;
+  default?: unknown;
+  enum?: unknown[];
+  properties?: Record<string, SchemaObject>;
+  items?: SchemaObject;
+  allOf?: SchemaObject[];
+  oneOf?: SchemaObject[];
+  anyOf?: SchemaObject[];
+};
+
+/**
+ * What Swagger UI's "Try it out" posts for a request body: the media type's `example` (or
+ * first of `examples`), else a value sampled from the schema as swagger-ui does (a property's
+ * example, else its default, else its first enum value, else a placeholder by type:
+ * "string", a fixed uuid, 0, true).
+ */
+function swaggerUiExample(
+  doc: Doc,
+  media: NonNullable<Operation['requestBody']>['content'][string],
+): unknown {
+  if (media.example !== undefined) return media.example;
+  if (media.examples) return Object.values(media.examples)[0]?.value;
+  const sample = (schema: SchemaObject | undefined, depth = 0): unknown => {
+    if (!schema || depth > 8) return undefined;
+    if (schema.$ref)
+      return sample(doc.components.schemas?.[schema.$ref.split('/').pop()!] as SchemaObject, depth + 1);
+    if (schema.example !== undefined) return schema.example;
+    if (schema.default !== undefined) return schema.default;
+    if (schema.enum?.length) return schema.enum[0];
+    if (schema.allOf) return Object.assign({}, ...schema.allOf.map((x) => sample(x, depth + 1) as object));
+    if (schema.oneOf ?? schema.anyOf) return sample((schema.oneOf ?? schema.anyOf)![0], depth + 1);
+    if (schema.type === 'array') return [sample(schema.items, depth + 1)];
+    if (schema.type === 'object' || schema.properties)
+      return Object.fromEntries(
+        Object.entries(schema.properties ?? {}).map(([k, v]) => [k, sample(v, depth + 1)]),
+      );
+    if (schema.type === 'string')
+      return schema.format === 'uuid'
+        ? '3fa85f64-5717-4562-b3fc-2c963f66afa6'
+        : schema.format === 'date-time'
+          ? new Date().toISOString()
+          : 'string';
+    if (schema.type === 'number' || schema.type === 'integer') return 0;
+    if (schema.type === 'boolean') return true;
+    return undefined;
+  };
+  return sample(media.schema);
+}
 
 /**
  * Not API routes, so not in the document: the admin page's static files (HTML/JS/CSS,
@@ -86,7 +147,8 @@ describe('OpenAPI document at /docs-json', () => {
   let doc: Doc;
 
   beforeAll(async () => {
-    t = await createTestApp();
+    // The first start's admin with the login example's password: that example posted as is works.
+    t = await createTestApp({ env: { BOOTSTRAP_ADMIN: 'true', ADMIN_PASSWORD: 'your-password' } });
     doc = (await request(t.url).get('/docs-json').expect(200)).body as Doc;
     // OPENAPI_OUT=file.json keeps a copy to read (or diff) after the run.
     if (process.env.OPENAPI_OUT) writeFileSync(process.env.OPENAPI_OUT, JSON.stringify(doc, null, 2));
@@ -188,5 +250,73 @@ describe('OpenAPI document at /docs-json', () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  it('every operation has a summary', () => {
+    const without = operations(doc)
+      .filter(([, op]) => !op.summary?.trim())
+      .map(([name]) => name);
+    expect(without).toEqual([]);
+  });
+
+  it('every request body example, posted as it is (Swagger UI "Try it out"), succeeds', async () => {
+    const { tenantId } = await createTenantWithAdmin(t.url);
+    const key = await request(t.url)
+      .post('/api/v1/api-keys')
+      .set(masterIn(tenantId))
+      .send({ name: 'examples' })
+      .expect(201);
+    // Collection creates first: their answers' ids fill the {id} of the routes below them.
+    const withBody = operations(doc).filter(([, op]) => op.requestBody);
+    withBody.sort(([a], [b]) => Number(a.includes('{')) - Number(b.includes('{')));
+    const created: Record<string, string> = {};
+    const failures: string[] = [];
+    let createKey: { status: number; sent: unknown } | undefined;
+    for (const [name, op] of withBody) {
+      const [method, path] = name.split(' ');
+      const body = swaggerUiExample(doc, op.requestBody!.content['application/json']);
+      const collection = path.replace(/\/\{id\}.*$/, '');
+      const url = path.replace('{id}', created[collection] ?? key.body.id);
+      let req = request(t.url)[method.toLowerCase() as 'post' | 'patch'](url);
+      if (op.security?.some((s) => 'api-key' in s)) req = req.set('Authorization', `Bearer ${key.body.key}`);
+      else if (path.startsWith('/api/v1/tenants')) req = req.set(masterHeaders);
+      else if (op.security?.length) req = req.set(masterIn(tenantId));
+      const res = await req.send(body as object);
+      if (method === 'POST' && !path.includes('{') && res.body?.id) created[path] ??= res.body.id as string;
+      if (name === 'POST /api/v1/api-keys') createKey = { status: res.status, sent: body };
+      if (!(res.status >= 200 && res.status < 300))
+        failures.push(
+          `${name} ${JSON.stringify(body)} -> ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`,
+        );
+    }
+    expect(failures).toEqual([]);
+    // The issue's case: Swagger posted "key": "string" and got 400.
+    expect(createKey).toEqual({ status: 201, sent: expect.not.objectContaining({ key: expect.anything() }) });
+    expect(withBody.length).toBeGreaterThan(15);
+  });
+
+  it("README's route table and the document agree (GET /metrics included, as text/plain under health)", () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('\n## Routes\n'), readme.indexOf('\n## Virtual API keys'));
+    const listed: string[] = [];
+    for (const row of table.split('\n').filter((l) => l.startsWith('| `'))) {
+      let methods: string[] = [];
+      for (const [, span] of row.split('|')[1].matchAll(/`([^`]+)`/g)) {
+        const m = /^(?:([A-Z/]+) )?(\/\S*)$/.exec(span);
+        if (!m || m[2].includes('...')) continue;
+        if (m[1]) methods = m[1].split('/');
+        for (const method of methods) listed.push(`${method} ${m[2].replace(/:(\w+)/g, '{$1}')}`);
+      }
+    }
+    expect(listed).toEqual(
+      expect.arrayContaining(['GET /metrics', 'POST /api/v1/api-keys', 'GET /health/ready']),
+    );
+    const notInDoc = listed.filter(
+      (r) => !NOT_API.some((re) => re.test(r.split(' ')[1])) && !documented(doc).includes(r),
+    );
+    expect(notInDoc).toEqual([]);
+    expect(doc.paths['/metrics'].get.responses['200'].content).toHaveProperty('text/plain');
+    expect((doc.paths['/metrics'].get as { tags?: string[] }).tags).toEqual(['health']);
+    expect(readme).toContain('in the OpenAPI document under `health`, as `text/plain`');
   });
 });

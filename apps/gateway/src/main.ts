@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { BootstrapService } from '@app/auth';
 import { AppConfig, ConfigError, loadConfig } from '@app/config';
 import { EmbeddedPostgres } from '@app/database';
-import { GracefulShutdown, ReadinessRegistry, startLogger } from '@app/observability';
+import { GracefulShutdown, ReadinessRegistry, startLogger, watchParent } from '@app/observability';
 import { AppModule } from './app.module';
 import { configureApp } from './setup';
 
@@ -61,6 +61,16 @@ async function main(): Promise<void> {
   // Every line from here on is a JSON line of the same logger (pretty on a development TTY).
   const log = startLogger(config);
   let app: NestExpressApplication | undefined;
+  let shutdown: GracefulShutdown | undefined;
+  // A SIGKILLed `npm start` (STOP_WITH_PARENT): this process, and the embedded PostgreSQL,
+  // go with it, whether it is still starting or already serving.
+  if (config.stopWithParent)
+    watchParent((parent) => {
+      log.warn(`the parent process (pid ${parent}) is gone: shutting down`, 'Shutdown');
+      void (shutdown?.shutdown('parent process gone') ?? EmbeddedPostgres.stopAll().then(() => 1)).then(
+        (code) => process.exit(code),
+      );
+    });
   try {
     app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
       logger: log as LoggerService,
@@ -70,7 +80,7 @@ async function main(): Promise<void> {
     configureApp(app, config);
     const started = app;
     // SIGTERM/SIGINT: stop accepting, drain requests and streams, then app.close(), exit 0.
-    new GracefulShutdown(started.getHttpServer() as Server, {
+    shutdown = new GracefulShutdown(started.getHttpServer() as Server, {
       graceMs: config.SHUTDOWN_GRACE_MS,
       closeApp: () => started.close(),
       logger: new Logger('Shutdown'),

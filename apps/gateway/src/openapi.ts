@@ -36,10 +36,31 @@ const GENERIC: Record<number, string> = {
   504: 'The upstream did not answer in time',
 };
 
+type Schema = { $ref?: string; properties?: Record<string, { example?: unknown }> };
+
+/**
+ * The example Swagger UI shows and "Try it out" posts for a request body: the body schema's
+ * properties that carry an example, and only those. Without it Swagger UI fills every
+ * property with a placeholder ("string", a made-up uuid), and a create-key request then
+ * posts `"key": "string"` and `"user_id": "3fa85f64-..."` and fails with 400 or 404.
+ * test/admin/openapi.e2e-spec.ts posts every example as it is.
+ */
+function requestExample(doc: OpenAPIObject, schema: Schema | undefined): object | undefined {
+  const name = schema?.$ref?.split('/').pop();
+  const props = (name ? (doc.components?.schemas?.[name] as Schema) : schema)?.properties ?? {};
+  const example = Object.fromEntries(
+    Object.entries(props)
+      .filter(([, p]) => p.example !== undefined)
+      .map(([k, p]) => [k, p.example]),
+  );
+  return Object.keys(example).length ? example : undefined;
+}
+
 /**
  * Gives every declared error response (the controllers' `@ApiXxxResponse` decorators) the
- * error envelope's schema and an example, so no controller has to repeat it. Responses the
- * decorators did not declare are not invented here.
+ * error envelope's schema and an example, so no controller has to repeat it (responses the
+ * decorators did not declare are not invented here), and every JSON request body an example
+ * that succeeds as it is (`requestExample`).
  */
 export function completeOpenApi(doc: OpenAPIObject): OpenAPIObject {
   doc.components ??= {};
@@ -47,6 +68,10 @@ export function completeOpenApi(doc: OpenAPIObject): OpenAPIObject {
   doc.components.schemas.ErrorResponse = ERROR_SCHEMA as never;
   for (const item of Object.values(doc.paths)) {
     for (const op of [item.get, item.post, item.put, item.patch, item.delete]) {
+      const body = op?.requestBody && 'content' in op.requestBody ? op.requestBody.content : undefined;
+      const json = body?.['application/json'];
+      if (json && json.example === undefined && !json.examples)
+        json.example = requestExample(doc, json.schema as Schema | undefined);
       for (const [code, response] of Object.entries(op?.responses ?? {})) {
         const status = Number(code);
         if (!(status >= 400) || !response || '$ref' in response || response.content) continue;

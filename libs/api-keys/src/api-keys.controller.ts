@@ -57,6 +57,7 @@ export class ApiKeysController {
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'A key: owner, limits, usage, status (never the key itself)' })
   @ApiOkResponse({ type: ApiKeyResponse })
   @ApiNotFoundResponse()
   async get(@Param('id', ParseUUIDPipe) id: string): Promise<ApiKeyResponse> {

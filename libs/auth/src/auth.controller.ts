@@ -24,6 +24,7 @@ export class AuthController {
   ) {}
 
   @Post('login')
+  @ApiOperation({ summary: 'Log in with email and password: a JWT for the admin API' })
   @Public()
   @HttpCode(200)
   @ApiOkResponse({ type: LoginResponse })

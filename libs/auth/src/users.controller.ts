@@ -30,6 +30,7 @@ export class UsersController {
   constructor(private readonly users: UsersService) {}
 
   @Post()
+  @ApiOperation({ summary: 'Create a user of the tenant (admins)' })
   @ApiCreatedResponse({ type: UserResponse })
   @ApiConflictResponse({ description: 'Email taken' })
   async create(@Body() dto: CreateUserDto): Promise<UserResponse> {
@@ -37,12 +38,14 @@ export class UsersController {
   }
 
   @Get()
+  @ApiOperation({ summary: "List the tenant's users, the system user included (admins)" })
   @ApiOkResponse({ type: UserPage })
   list(@Query() q: PageQuery): Promise<Page<UserResponse>> {
     return this.users.list(q.offset, q.limit);
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'A user with their limits and key defaults (admins)' })
   @ApiOkResponse({ type: UserResponse })
   @ApiNotFoundResponse()
   async get(@Param('id', ParseUUIDPipe) id: string): Promise<UserResponse> {
@@ -50,6 +53,7 @@ export class UsersController {
   }
 
   @Patch(':id')
+  @ApiOperation({ summary: "Change a user's name, password, role, status, limits or key defaults (admins)" })
   @ApiOkResponse({ type: UserResponse })
   @ApiNotFoundResponse()
   async update(@Param('id', ParseUUIDPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserResponse> {
@@ -66,6 +70,7 @@ export class UsersController {
   }
 
   @Delete(':id')
+  @ApiOperation({ summary: 'Delete a user and their keys (refused everywhere at once)' })
   @HttpCode(204)
   @ApiNoContentResponse()
   @ApiNotFoundResponse()

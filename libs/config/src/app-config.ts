@@ -166,6 +166,17 @@ export class AppConfig {
   @MinLength(1)
   DATA_DIR = './.data';
 
+  /**
+   * Shut down when the parent process goes away (a SIGKILLed `npm start`). `auto`: only when
+   * started by an npm script (npm sets `npm_lifecycle_event`), never under a plain `node`, a
+   * supervisor or a container runtime.
+   */
+  @IsIn(['auto', 'true', 'false'])
+  STOP_WITH_PARENT: 'auto' | 'true' | 'false' = 'auto';
+
+  /** STOP_WITH_PARENT resolved (loadConfig). */
+  stopWithParent = false;
+
   @Transform(toInt)
   @IsInt()
   @Min(1)

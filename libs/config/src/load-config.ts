@@ -97,6 +97,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (redisProblem) throw new ConfigError(redisProblem);
 
   config.DATA_DIR = resolve(config.DATA_DIR);
+  config.stopWithParent =
+    config.STOP_WITH_PARENT === 'true' || (config.STOP_WITH_PARENT === 'auto' && !!env.npm_lifecycle_event);
   const minTtl = Math.ceil((config.UPSTREAM_TOTAL_TIMEOUT_MS + RESERVATION_TTL_MARGIN_MS) / 1000);
   if (config.QUOTA_RESERVATION_TTL_SECONDS === undefined)
     config.QUOTA_RESERVATION_TTL_SECONDS = Math.ceil(config.UPSTREAM_TOTAL_TIMEOUT_MS / 1000) + 60;

@@ -122,6 +122,12 @@ export class EmbeddedPostgres {
     } catch {
       return; // not running: PostgreSQL removes a stale pid file itself
     }
+    if (!this.isOurServer(pid)) {
+      // The pid was reused (a reboot, a power loss): not ours to stop. PostgreSQL would refuse
+      // to start while that pid lives ("lock file already exists"): the file is stale.
+      rmSync(pidFile, { force: true });
+      return;
+    }
     try {
       process.kill(pid, 'SIGINT');
     } catch {
@@ -136,6 +142,17 @@ export class EmbeddedPostgres {
         return;
       }
     }
+  }
+
+  /** `pid` runs PostgreSQL on this data directory (Linux' /proc; elsewhere assumed, as before). */
+  private isOurServer(pid: number): boolean {
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    } catch {
+      return process.platform !== 'linux';
+    }
+    return cmdline.includes('postgres') && cmdline.includes(this.opts.dataDir);
   }
 
   async start(): Promise<void> {

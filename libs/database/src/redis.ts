@@ -119,8 +119,13 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
     if (!redis || redis.status === 'end') return;
     await Promise.race([
       redis.quit(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000)),
-    ]).catch(() => redis.disconnect());
+      // (unref: a closed app must not hold its process for the timer: Jest's "did not exit")
+      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+    ]).catch(() => {
+      // Already ended (another shutdown hook quit it): ioredis' disconnect() would then arm a
+      // 2 s timer on the closed socket that nothing clears.
+      if (redis.status !== 'end') redis.disconnect();
+    });
   }
 
   /** At start, Redis is waited for like PostgreSQL (README "Clean failure"). */
@@ -147,7 +152,7 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
         const pong = await Promise.race([
           redis.ping(),
           new Promise<never>((_, reject) =>
-            setTimeout(() => reject(new Error('timeout after 1000 ms')), 1000),
+            setTimeout(() => reject(new Error('timeout after 1000 ms')), 1000).unref(),
           ),
         ]);
         if (pong !== 'PONG') throw new Error(`unexpected reply ${pong}`);

@@ -126,10 +126,12 @@ describe('GracefulShutdown', () => {
       graceMs: 100,
       logger,
       signals: ['SIGUSR2'],
+      samePressMs: 100,
       exit: (c) => exits.push(c),
       closeApp: () => new Promise<void>((r) => (release = r)),
     }).install();
     process.emit('SIGUSR2');
+    process.emit('SIGUSR2'); // the same press delivered twice (terminal and npm): not a second signal
     await sleep(150);
     expect(exits).toEqual([]);
     process.emit('SIGUSR2');

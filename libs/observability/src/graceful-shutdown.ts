@@ -18,7 +18,27 @@ export interface GracefulShutdownOptions {
   /** How long closeApp may take before the process gives up and exits 1. */
   closeTimeoutMs?: number;
   signals?: NodeJS.Signals[];
+  /** A repeat of the first signal within this is the same event delivered twice (default 1000; see onSignal). */
+  samePressMs?: number;
   exit?: (code: number) => void;
+}
+
+/**
+ * Calls `onGone` once when the process that started this one is gone: the parent pid changes
+ * (the orphan is adopted by init or a subreaper). For `npm start`: npm passes SIGINT and
+ * SIGTERM on to the gateway, but a SIGKILLed npm leaves it running, and with it the embedded
+ * PostgreSQL (README "Clean failure"). Checked every `intervalMs`; the timer does not keep
+ * the process alive.
+ */
+export function watchParent(onGone: (parentPid: number) => void, intervalMs = 1000): () => void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onGone(parent);
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /**
@@ -33,7 +53,8 @@ export interface GracefulShutdownOptions {
  *    flush, HTTP adapter, onApplicationShutdown = DataSource, embedded PostgreSQL);
  * 4. exit 0 (1 when closing the app failed or hung past `closeTimeoutMs`).
  *
- * A second signal while this runs exits at once (128 + signal number). Nest's own
+ * A second signal while this runs exits at once (128 + signal number; the first signal
+ * repeated within a second does not count: under `npm start` one Ctrl-C arrives twice). Nest's own
  * `enableShutdownHooks` is not used: it would run step 3 before steps 1 and 2.
  */
 export class GracefulShutdown {
@@ -41,6 +62,7 @@ export class GracefulShutdown {
   private state: 'running' | 'draining' | 'closing' = 'running';
   private readonly listeners = new Map<NodeJS.Signals, () => void>();
   private done?: Promise<number>;
+  private firstSignal?: { signal: NodeJS.Signals; at: number };
 
   constructor(
     private readonly server: Server,
@@ -63,9 +85,9 @@ export class GracefulShutdown {
     return this.state !== 'running';
   }
 
-  /** Listen for the signals (default SIGTERM and SIGINT). */
+  /** Listen for the signals (default SIGTERM, SIGINT and SIGHUP: the terminal closed). */
   install(): this {
-    for (const signal of this.opts.signals ?? (['SIGTERM', 'SIGINT'] as NodeJS.Signals[])) {
+    for (const signal of this.opts.signals ?? (['SIGTERM', 'SIGINT', 'SIGHUP'] as NodeJS.Signals[])) {
       const listener = () => void this.onSignal(signal);
       this.listeners.set(signal, listener);
       process.on(signal, listener);
@@ -80,6 +102,14 @@ export class GracefulShutdown {
 
   private async onSignal(signal: NodeJS.Signals): Promise<void> {
     const exit = this.opts.exit ?? ((code: number) => process.exit(code));
+    // Ctrl-C under `npm start` arrives twice: from the terminal (the whole foreground process
+    // group) and from npm, which passes it on. The same signal within a second is that one press.
+    if (
+      this.firstSignal?.signal === signal &&
+      Date.now() - this.firstSignal.at < (this.opts.samePressMs ?? 1000)
+    )
+      return;
+    this.firstSignal ??= { signal, at: Date.now() };
     if (this.done) {
       this.opts.logger.warn(`${signal} again: exiting now, without waiting for requests or the ledger flush`);
       exit(128 + (constants.signals[signal] ?? 15));

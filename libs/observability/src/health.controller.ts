@@ -1,6 +1,6 @@
 import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
 import type { Response } from 'express';
-import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiServiceUnavailableResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import {
   HealthCheck,
   HealthCheckResult,
@@ -24,6 +24,7 @@ export class HealthController {
   ) {}
 
   @Get('live')
+  @ApiOperation({ summary: 'Liveness: the process answers (restart only when this fails)' })
   @ApiOkResponse({
     description: 'The process is up',
     schema: { type: 'object', properties: { status: { type: 'string', example: 'ok' } } },
@@ -33,6 +34,9 @@ export class HealthController {
   }
 
   @Get()
+  @ApiOperation({
+    summary: 'Readiness, as /health/ready',
+  })
   @HealthCheck()
   @ApiOkResponse({ description: 'Ready: PostgreSQL (and Redis when configured) answer' })
   @ApiServiceUnavailableResponse({ description: 'A dependency is down' })
@@ -45,6 +49,9 @@ export class HealthController {
    * (`error.message` names what is down) plus the same `status`, `info` and `details`.
    */
   @Get('ready')
+  @ApiOperation({
+    summary: 'Readiness: PostgreSQL, Redis, ledger backlog (503: take the instance out of the load balancer)',
+  })
   @HealthCheck()
   @ApiOkResponse({ description: 'Ready: PostgreSQL (and Redis when configured) answer' })
   @ApiServiceUnavailableResponse({ description: 'A dependency is down' })

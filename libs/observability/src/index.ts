@@ -15,7 +15,7 @@ export type {
   UpstreamOutcome,
 } from './metrics.service';
 export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';
-export { GracefulShutdown } from './graceful-shutdown';
+export { GracefulShutdown, watchParent } from './graceful-shutdown';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';

@@ -5,6 +5,7 @@ import {
   ApiCreatedResponse,
   ApiTags,
   ApiConflictResponse,
+  ApiOperation,
 } from '@nestjs/swagger';
 import { Authenticated } from './auth.decorators';
 import { CreateTenantDto, TenantPage, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
@@ -18,6 +19,7 @@ export class TenantsController {
   constructor(private readonly tenants: TenantsService) {}
 
   @Post()
+  @ApiOperation({ summary: 'Create a tenant, with optional limits (master key)' })
   @ApiCreatedResponse({ type: TenantResponse })
   @ApiConflictResponse({ description: 'Name taken' })
   async create(@Body() dto: CreateTenantDto): Promise<TenantResponse> {
@@ -25,12 +27,14 @@ export class TenantsController {
   }
 
   @Get()
+  @ApiOperation({ summary: 'List tenants (master key)' })
   @ApiOkResponse({ type: TenantPage })
   list(@Query() q: PageQuery): Promise<Page<TenantResponse>> {
     return this.tenants.list(q.offset, q.limit);
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'A tenant with its limits (master key)' })
   @ApiOkResponse({ type: TenantResponse })
   @ApiNotFoundResponse()
   async get(@Param('id', ParseUUIDPipe) id: string): Promise<TenantResponse> {
@@ -38,6 +42,7 @@ export class TenantsController {
   }
 
   @Patch(':id')
+  @ApiOperation({ summary: 'Rename a tenant, change its limits, or disable it (master key)' })
   @ApiOkResponse({ type: TenantResponse, description: 'Set status "disabled" to disable the tenant' })
   @ApiNotFoundResponse()
   async update(

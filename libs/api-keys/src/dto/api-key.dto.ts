@@ -45,7 +45,12 @@ const Permissions = () =>
 
 /** Limits an admin may set on a key (shared by create and update). */
 export class KeyLimitsDto extends QuotaFieldsDto {
-  @ApiPropertyOptional({ example: 60, nullable: true, description: 'Requests per minute (null = unlimited)' })
+  @ApiPropertyOptional({
+    example: 60,
+    nullable: true,
+    type: Number,
+    description: 'Requests per minute (null = unlimited)',
+  })
   @IsOptional()
   @IsInt()
   @Min(1)
@@ -69,8 +74,10 @@ export class KeyLimitsDto extends QuotaFieldsDto {
   allowed_models?: string[] | null;
 
   @ApiPropertyOptional({
-    example: '2027-01-01T00:00:00Z',
+    example: '2030-01-01T00:00:00Z',
     nullable: true,
+    type: String,
+    format: 'date-time',
     description: 'After this the key is refused',
   })
   @IsOptional()

@@ -198,8 +198,7 @@ export class LoginDto {
   password: string;
 
   @ApiPropertyOptional({
-    example: 'acme',
-    description: 'Tenant name or id: needed only when the email is a user in several tenants',
+    description: 'Tenant name or id (e.g. acme): needed only when the email is a user in several tenants',
   })
   @IsOptional()
   @IsString()

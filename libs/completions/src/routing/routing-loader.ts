@@ -40,6 +40,16 @@ export const BUILT_IN_MODELS = {
       aliases: ['claude-3-5-haiku-latest', 'claude-sonnet-4-0'],
       deployments: [{ provider: 'mock', pricing: { input_per_million: 0.8, output_per_million: 4 } }],
     },
+    'mock-embedding': {
+      aliases: ['text-embedding-3-small'],
+      deployments: [
+        {
+          provider: 'mock',
+          endpoints: ['embeddings'],
+          pricing: { input_per_million: 0.02, output_per_million: 0 },
+        },
+      ],
+    },
     'mock-slow': {
       aliases: [],
       deployments: [

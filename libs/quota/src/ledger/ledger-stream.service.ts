@@ -10,7 +10,6 @@ import { LedgerRepository } from './ledger.repository';
 export const LEDGER_GROUP = 'ledger';
 /** Streams drained at once by one pass. */
 const PARALLEL = 8;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Entry = [id: string, fields: string[] | null];
 
@@ -70,7 +69,10 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     // What this instance read is acknowledged after its commit; anything left is claimed by
     // another instance (or by this one after a restart) once idle.
     const budget = Math.min(this.config.SHUTDOWN_GRACE_MS, 5000);
-    await Promise.race([(this.pass ?? Promise.resolve()).then(() => this.runPass()), sleep(budget)]);
+    await Promise.race([
+      (this.pass ?? Promise.resolve()).then(() => this.runPass()),
+      new Promise((r) => setTimeout(r, budget).unref()), // (must not hold a closed app's process)
+    ]);
   }
 
   /** Before a tenant's settle: make sure its stream is discoverable. Never throws. */

@@ -85,7 +85,10 @@ export class LedgerRepository implements OnApplicationShutdown {
     this.pool = undefined;
     // A connection stuck on an unanswering server must not hold the shutdown.
     if (pool)
-      await Promise.race([pool.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+      await Promise.race([
+        pool.end().catch(() => undefined),
+        new Promise((r) => setTimeout(r, 1000).unref()),
+      ]);
   }
 
   /** Returns how many rows were new. */

@@ -21,7 +21,8 @@ export class UsageController {
 
   @Get('usage')
   @ApiOperation({
-    summary: 'Usage from the ledger, grouped by day, model, user or key (JSON, or CSV with format=csv)',
+    summary:
+      'Requests, tokens and cost from the ledger, per key, user, model or day (members: their own); CSV with format=csv',
   })
   @ApiProduces('application/json', 'text/csv')
   @ApiOkResponse({
@@ -44,7 +45,7 @@ export class UsageController {
   }
 
   @Get('api-keys/:id/usage')
-  @ApiOperation({ summary: "One key's usage in a range, and its live counters for the current period" })
+  @ApiOperation({ summary: "A key's totals in a range, plus the live counters of its current period" })
   @ApiOkResponse({
     type: KeyUsageResponse,
     description: 'Totals of one key in the range, and its live counters',

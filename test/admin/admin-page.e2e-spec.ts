@@ -123,7 +123,7 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     const prod = row(page, 'Production API');
     expect(await prod.locator('td[data-label="Tokens / quota"]').innerText()).toMatch(/0\s*\/\s*1,000,000/);
     expect(await prod.locator('td[data-label="Spend / budget"]').innerText()).toMatch(/\$0\s*\/\s*\$100/);
-    expect(await prod.locator('td[data-label="RPM"]').innerText()).toBe('600');
+    expect(await prod.locator('td[data-label="RPM / TPM"]').innerText()).toMatch(/^600\s+∞ tpm$/);
     expect(await prod.locator('td[data-label="Models"] li').allInnerTexts()).toEqual([
       'mock-gpt',
       'gpt-4o-mini',
@@ -146,6 +146,7 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     await dialog.getByLabel('Token quota').fill('50000');
     await dialog.getByLabel('Budget (USD)').fill('5');
     await dialog.getByLabel('Requests per minute').fill('120');
+    await dialog.getByLabel('Tokens per minute').fill('20000');
     await dialog.getByLabel('Allowed models').fill('mock-gpt, gpt-4o-mini');
     await dialog.getByLabel('Expires').fill('2031-01-02T03:04');
     await dialog.getByRole('button', { name: 'Generate key' }).click();
@@ -168,7 +169,7 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     const r = row(page, 'Browser key');
     await hasText(r.locator('.prefix'), `${key.slice(0, 12)}…`);
     expect(await r.locator('td[data-label="Tokens / quota"]').innerText()).toMatch(/0\s*\/\s*50,000/);
-    expect(await r.locator('td[data-label="RPM"]').innerText()).toBe('120');
+    expect(await r.locator('td[data-label="RPM / TPM"]').innerText()).toMatch(/^120\s+20,000 tpm$/);
     expect(await r.locator('td[data-label="Status"]').innerText()).toContain('expires');
     // Focus went back into the table, to the new key's row.
     expect(
@@ -308,7 +309,7 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
       () => page.getByRole('button', { name: 'Refresh', exact: true }).first().click(),
     );
     expect(await status.innerText()).toMatch(/Token quota used up .*raise the quota/);
-    expect(await r.locator('td[data-label="RPM"]').innerText()).toBe('∞');
+    expect(await r.locator('td[data-label="RPM / TPM"]').innerText()).toMatch(/^∞\s+∞ tpm$/);
     await page.getByRole('search', { name: 'Find keys' }).getByLabel('Status').selectOption('exhausted');
     await listed(page, ['Edited key']);
     await snap(page, 'admin-keys-exhausted');
@@ -322,6 +323,16 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
     );
     expect(await r.locator('td[data-label="Tokens / quota"]').innerText()).toMatch(/\/\s*100,000/);
 
+    // A tokens-per-minute limit the request cannot fit: refused (429 rate_limit_exceeded); cleared: served.
+    await edit({ 'Tokens per minute': '5' });
+    const tooLarge = await chat();
+    expect(tooLarge.status).toBe(429);
+    expect(((await tooLarge.json()) as { error: { message: string } }).error.message).toMatch(
+      /tokens-per-minute/,
+    );
+    await edit({ 'Tokens per minute': '' });
+    expect((await chat()).status).toBe(200);
+
     // Each save left one audit entry with before/after and no key material.
     const audit = await request(t.url)
       .get('/api/v1/audit-log')
@@ -329,12 +340,17 @@ describe('admin page in Chromium (real gateway, real PostgreSQL)', () => {
       .set(auth(a.admin.token))
       .expect(200);
     const entries = audit.body.data as { before: Record<string, unknown>; after: Record<string, unknown> }[];
-    expect(entries.map((e) => [e.before.quota_limit, e.after.quota_limit])).toEqual([
+    // before/after name the fields a save changed
+    expect(entries.slice(0, 2).map((e) => [e.before.rate_limit_tpm, e.after.rate_limit_tpm])).toEqual([
+      [5, null],
+      [null, 5],
+    ]);
+    expect(entries.slice(2).map((e) => [e.before.quota_limit, e.after.quota_limit])).toEqual([
       [used, 100000],
       [null, used],
     ]);
-    expect(entries[1].before.rate_limit_rpm).toBe(600);
-    expect(entries[1].after.rate_limit_rpm).toBeNull();
+    expect(entries[3].before.rate_limit_rpm).toBe(600);
+    expect(entries[3].after.rate_limit_rpm).toBeNull();
     expect(JSON.stringify(audit.body)).not.toContain(k.key);
     expect(JSON.stringify(audit.body)).not.toMatch(/key_hash|lookup_hash/);
   });

@@ -368,7 +368,17 @@ function keyRow(k) {
       k.quota_period !== 'none' ? h('div', { class: 'muted small' }, PERIOD_WORD[k.quota_period]) : null,
     ),
     cell('Spend / budget', meter(k.period?.spend ?? k.spend, k.max_budget, fmtUsd, 'Budget')),
-    cell('RPM', k.rate_limit_rpm === null ? h('span', { class: 'muted' }, '∞') : fmtInt(k.rate_limit_rpm)),
+    cell(
+      'RPM / TPM',
+      k.rate_limit_rpm === null ? h('span', { class: 'muted' }, '∞') : fmtInt(k.rate_limit_rpm),
+      h(
+        'div',
+        { class: 'muted small' },
+        k.rate_limit_tpm === null || k.rate_limit_tpm === undefined
+          ? '∞ tpm'
+          : `${fmtInt(k.rate_limit_tpm)} tpm`,
+      ),
+    ),
     cell('Models', models, scopes),
     cell('Last used', lastUsed),
     cell('Status', status, grace, expiry, exhaustedNote(k)),
@@ -498,9 +508,11 @@ $('#create-form').addEventListener('submit', async (e) => {
     const quota = numberOrNull($('#create-quota'), { integer: true });
     const budget = numberOrNull($('#create-budget'), { integer: false });
     const rpm = numberOrNull($('#create-rpm'), { integer: true });
+    const tpm = numberOrNull($('#create-tpm'), { integer: true });
     if (quota !== undefined) body.quota_limit = quota;
     if (budget !== undefined) body.max_budget = budget;
     if (rpm !== undefined) body.rate_limit_rpm = rpm;
+    if (tpm !== undefined) body.rate_limit_tpm = tpm;
     const models = $('#create-models')
       .value.split(',')
       .map((m) => m.trim())
@@ -587,6 +599,7 @@ function openEdit(key) {
   $('#edit-budget').value = key.max_budget ?? '';
   $('#edit-period').value = key.quota_period;
   $('#edit-rpm').value = key.rate_limit_rpm ?? '';
+  $('#edit-tpm').value = key.rate_limit_tpm ?? '';
   $('#edit-models').value = (key.allowed_models ?? []).join(', ');
   $('#edit-expiry').value = localInput(key.expires_at);
   // Members may rename and bring the expiry forward; limits are for admins (the API says so too).
@@ -608,6 +621,9 @@ function editPatch(key) {
     const budget = num($('#edit-budget'), false);
     const rpm = num($('#edit-rpm'), true);
     if (rpm === 0) throw new Error('Requests per minute must be 1 or more (empty: unlimited).');
+    const tpm = num($('#edit-tpm'), true);
+    if (tpm === 0) throw new Error('Tokens per minute must be 1 or more (empty: unlimited).');
+    if (tpm !== (key.rate_limit_tpm ?? null)) patch.rate_limit_tpm = tpm;
     if (quota !== key.quota_limit) patch.quota_limit = quota;
     if (budget !== key.max_budget) patch.max_budget = budget;
     if (rpm !== key.rate_limit_rpm) patch.rate_limit_rpm = rpm;

@@ -31,6 +31,8 @@ export interface RebuildReport {
 /** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
 const CHECK_EVERY_MS = 30_000;
 const CHUNK = 500;
+/** Rows converted between two yields to the event loop. */
+const SLICE = 5000;
 const ZERO: Sums = { tokens: 0, costMicros: 0 };
 
 interface Owner {
@@ -252,8 +254,13 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     const windows = { daily: { from: dw.start!, to: dw.end! }, monthly: { from: mw.start!, to: mw.end! } };
     for (const level of ['user', 'key'] as const) {
       const found = new Map<string, { owner: Owner; sums: Sums }>();
-      for (const r of await this.repo.levelSums(tenantId, level, windows))
+      // converted in slices: 100,000 keys must not hold the event loop (rebuild-scale.e2e-spec.ts)
+      const rows = await this.repo.levelSums(tenantId, level, windows);
+      for (let i = 0; i < rows.length; i++) {
+        if (i > 0 && i % SLICE === 0) await yieldToLoop();
+        const r = UsageRepository.levelSumOf(rows[i]);
         found.set(r.id, { owner: { level, id: r.id, userId: r.userId, period: r.period }, sums: r.sums });
+      }
       if (!sparse) {
         const all =
           level === 'user'
@@ -269,7 +276,11 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
               }));
         for (const o of all) if (!found.has(o.id)) found.set(o.id, { owner: { level, ...o }, sums: ZERO });
       }
-      for (const v of found.values()) owners.push(v);
+      let n = 0;
+      for (const v of found.values()) {
+        if (++n % SLICE === 0) await yieldToLoop();
+        owners.push(v);
+      }
     }
     const counters: CounterChange[] = [];
     const byPeriod = { none: periodWindow('none', now, tz), daily: dw, monthly: mw };

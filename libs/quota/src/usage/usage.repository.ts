@@ -143,6 +143,14 @@ export class UsageRepository {
     return out;
   }
 
+  /** One owner's sums as PostgreSQL returns them (levelSumOf reads one). */
+  static readonly levelSumOf = (r: LevelSumRow) => ({
+    id: r.id,
+    userId: r.user_id,
+    period: (r.period === 'daily' || r.period === 'monthly' ? r.period : 'none') as QuotaPeriod,
+    sums: { tokens: Number(r.tokens), costMicros: Number(r.micros) },
+  });
+
   /**
    * Ledger sums of every user or key of the tenant with rows in its current period (the
    * others' counters are 0), each over its own reset period's window (`windows`; `none`:
@@ -153,7 +161,7 @@ export class UsageRepository {
     tenantId: string,
     level: 'user' | 'key',
     windows: Record<'daily' | 'monthly', { from: number; to: number }>,
-  ): Promise<{ id: string; userId: string | null; period: QuotaPeriod; sums: Sums }[]> {
+  ): Promise<LevelSumRow[]> {
     const owner =
       level === 'key'
         ? 'JOIN api_keys o ON o.id = r.api_key_id AND o.tenant_id = r.tenant_id'
@@ -180,13 +188,8 @@ export class UsageRepository {
         iso(windows.monthly.from),
         iso(windows.monthly.to),
       ],
-    )) as { id: string; user_id: string | null; period: string | null; tokens: string; micros: string }[];
-    return rows.map((r) => ({
-      id: r.id,
-      userId: r.user_id,
-      period: r.period === 'daily' || r.period === 'monthly' ? r.period : 'none',
-      sums: { tokens: Number(r.tokens), costMicros: Number(r.micros) },
-    }));
+    )) as LevelSumRow[];
+    return rows;
   }
 
   /** Usage grouped by key, user, model or local day (timeZone), newest days first. */
@@ -248,4 +251,13 @@ export class UsageRepository {
       costMicros: Number(r.micros),
     }));
   }
+}
+
+/** A row of UsageRepository.levelSums: raw, so a caller with 100,000 of them converts them in slices. */
+export interface LevelSumRow {
+  id: string;
+  user_id: string | null;
+  period: string | null;
+  tokens: string;
+  micros: string;
 }

@@ -367,6 +367,18 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       );
       await request(t.url).get('/api/v1/usage').query({ format: 'xml' }).set(auth(a.admin.token)).expect(400);
 
+      // Prompt-cache figures (Anthropic cache writes and reads, OpenAI cached_tokens): the ledger's.
+      await t.app.get(DataSource).query(
+        `INSERT INTO usage_records (id, tenant_id, user_id, api_key_id, model, provider, prompt_tokens,
+                                    completion_tokens, cache_write_tokens, cache_read_tokens, status)
+         VALUES (gen_random_uuid(), $1, $2, $3, 'claude-x', 'anthropic', 30, 5, 7, 11, 'success')`,
+        [a.tenantId, a.admin.id, k1.id],
+      );
+      await page.getByRole('button', { name: 'Show' }).click();
+      await eventually(async () => (await stat('cache_read_tokens')) === '11');
+      expect(await stat('cache_write_tokens')).toBe('7');
+      expect(await stat('requests')).toBe('6');
+
       // A range with no usage shows zeros.
       const yesterday = new Date(Date.parse(from) - 86400000).toISOString().slice(0, 10);
       await page.getByLabel('From').fill(yesterday);

@@ -143,6 +143,9 @@ export async function loadUsage() {
         stat('Prompt tokens', fmtInt(t.prompt_tokens), 'prompt_tokens'),
         stat('Completion tokens', fmtInt(t.completion_tokens), 'completion_tokens'),
         stat('Tokens', fmtInt(t.total_tokens), 'total_tokens'),
+        // Of the prompt tokens: written to and read from a provider's prompt cache (own prices).
+        stat('Cache writes', fmtInt(t.cache_write_tokens ?? 0), 'cache_write_tokens'),
+        stat('Cache reads', fmtInt(t.cache_read_tokens ?? 0), 'cache_read_tokens'),
         stat('Spend', fmtUsd(t.cost_usd), 'cost_usd'),
       ),
       usageChart(days.data, new Date(Date.parse(r.to) - DAY).toISOString(), r.days),

@@ -28,3 +28,4 @@ export {
   toAnthropicErrorBody,
 } from './anthropic-error';
 export type { AnthropicErrorBody } from './anthropic-error';
+export { csvField } from './csv';

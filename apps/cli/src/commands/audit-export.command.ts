@@ -1,4 +1,5 @@
 import { CommandRunner, Option } from 'nest-commander';
+import { csvField } from '@app/observability';
 import { AuditEntryResponse, AuditQuery, AuditService } from '@app/tenancy';
 import { CliCommand } from '../cli-command';
 import { CliError } from '../cli-error';
@@ -30,17 +31,6 @@ const CSV_COLUMNS: (keyof AuditEntryResponse)[] = [
   'request_id',
   'ip',
 ];
-
-/**
- * One CSV cell (RFC 4180 quoting). A cell a spreadsheet would run as a formula (a failed
- * login's email is typed by anyone) gets a leading apostrophe.
- */
-export function csvCell(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  let text = typeof value === 'object' ? JSON.stringify(value) : String(value);
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
 
 /** The audit trail (newest first) as JSON lines or CSV, streamed page by page. Read only. */
 @CliCommand({
@@ -103,7 +93,7 @@ export class AuditExportCommand extends CommandRunner {
       to: q.to ? new Date(q.to) : undefined,
     })) {
       batch.push(
-        format === 'csv' ? CSV_COLUMNS.map((c) => csvCell(entry[c])).join(',') : JSON.stringify(entry),
+        format === 'csv' ? CSV_COLUMNS.map((c) => csvField(entry[c])).join(',') : JSON.stringify(entry),
       );
       if (batch.length >= 500) {
         await this.out.lines(batch);

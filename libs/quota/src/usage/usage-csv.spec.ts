@@ -1,4 +1,5 @@
-import { csvField, usageCsv } from './usage-csv';
+import { csvField } from '@app/observability';
+import { usageCsv } from './usage-csv';
 
 describe('usage CSV', () => {
   it('quotes commas, quotes and line breaks; defuses formulas', () => {

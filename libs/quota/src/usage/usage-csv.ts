@@ -1,3 +1,4 @@
+import { csvField } from '@app/observability';
 import type { UsageReportResponse, UsageRow } from '../dto/usage.dto';
 
 const GROUP_COLUMNS: Record<string, (keyof UsageRow)[]> = {
@@ -15,19 +16,6 @@ const FIGURES: (keyof UsageRow)[] = [
   'cache_read_tokens',
   'cost_usd',
 ];
-
-/**
- * One CSV field (RFC 4180): quoted when it holds a comma, quote or line break. Text that a
- * spreadsheet would run as a formula (=, +, -, @, tab, CR first) is prefixed with `'`
- * (OWASP "CSV injection"): key names and model names are user input.
- */
-export function csvField(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  if (typeof v === 'number') return String(v);
-  let s = String(v);
-  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
 
 /** GET /api/v1/usage?format=csv: a header line, one line per group, CRLF line ends. */
 export function usageCsv(report: UsageReportResponse): string {

@@ -194,7 +194,9 @@ describe('routing: cooldown and probe of a failing deployment', () => {
   beforeAll(async () => {
     a = await switchableUpstream();
     b = await fakeOpenAi();
-    const file = modelsFile({ [model]: { deployments: [openai(a.url, 'echo'), openai(b.url, 'echo')] } });
+    // the first answers after 300 ms: its probe is still in flight while the other requests plan
+    // (once it has answered, a request may use it at once: the probe is not the only one then)
+    const file = modelsFile({ [model]: { deployments: [openai(a.url, 'late-300'), openai(b.url, 'echo')] } });
     const env = {
       ROUTING_FAILURE_THRESHOLD: '2',
       ROUTING_COOLDOWN_MS: '1000',

@@ -161,9 +161,9 @@ export interface AccessFields {
  * pattern); path and route are the hot route's own, the ids are UUIDs. 5xx lines carry an
  * error and go through the logger as pino-http's do.
  */
-export function writeAccessLine(root: pino.Logger, res: ServerResponse, f: AccessFields): void {
+export function writeAccessLine(root: pino.Logger | undefined, res: ServerResponse, f: AccessFields): void {
   const level = accessLevel(res);
-  if (!root.isLevelEnabled(level)) return;
+  if (!root?.isLevelEnabled(level)) return;
   const p = f.principal;
   const status = statusOf(res);
   const latency = Date.now() - f.startedAt;

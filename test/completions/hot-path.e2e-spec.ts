@@ -14,17 +14,27 @@ interface Answer {
   text: string;
 }
 
+/** Not sent: the client goes away at the answer's first bytes (its body is then left out). */
+const ABORT = 'x-test-abort';
+
 /** A raw HTTP call: the exact headers and body given (chunked when no content-length is set). */
 function call(
   url: string,
   method: string,
   path: string,
-  headers: Record<string, string>,
+  { [ABORT]: abort, ...headers }: Record<string, string>,
   body?: string | Buffer,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${url}${path}`, { method, headers }, (res) => {
       const chunks: Buffer[] = [];
+      if (abort) {
+        res.once('data', () => {
+          req.destroy();
+          resolve({ status: res.statusCode!, headers: res.headers, text: '' });
+        });
+        return;
+      }
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
         resolve({ status: res.statusCode!, headers: res.headers, text: Buffer.concat(chunks).toString() }),
@@ -86,6 +96,13 @@ const CASES: Case[] = [
     '/v1/chat/completions',
     (s) => ({ ...json, ...bearer(s) }),
     chat({ stream: true, stream_options: { include_usage: true } }),
+  ],
+  [
+    'chat-stream-aborted',
+    'POST',
+    '/v1/chat/completions',
+    (s) => ({ ...json, ...bearer(s), [ABORT]: '1' }),
+    chat({ model: 'gpt-slow', stream: true }),
   ],
   [
     'chat-chunked',
@@ -317,7 +334,7 @@ describe('hot path: the same answers as the Nest pipeline', () => {
       }
       answers.set(name, both);
     }
-    await new Promise((r) => setTimeout(r, 200)); // the last access lines
+    await new Promise((r) => setTimeout(r, 500)); // the last access lines, the aborted stream's
     for (const s of sides) metrics[s.name] = (await request(s.t.url).get('/metrics').expect(200)).text;
   });
   afterAll(async () => {
@@ -340,6 +357,7 @@ describe('hot path: the same answers as the Nest pipeline', () => {
     const status = (n: string) => answers.get(n)!.hot.status;
     expect(status('chat')).toBe(200);
     expect(status('chat-stream')).toBe(200);
+    expect(status('chat-stream-aborted')).toBe(200);
     expect(status('chat-chunked')).toBe(200);
     expect(status('no-key')).toBe(401);
     expect(status('scope')).toBe(403);
@@ -382,6 +400,7 @@ describe('hot path: the same answers as the Nest pipeline', () => {
       const [hot, nest] = sides;
       expect({ name, line: lineOf(hot, name) }).toEqual({ name, line: lineOf(nest, name) });
     }
+    expect(lineOf(sides[0], 'chat-stream-aborted')).toMatchObject({ msg: 'request aborted', status: 499 });
     const chatLine = lineOf(sides[0], 'chat')!;
     expect(chatLine).toMatchObject({
       msg: 'request completed',

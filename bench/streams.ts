@@ -13,14 +13,17 @@ import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { dbUrl, startPostgres, startRedis, withClient } from '../test/harness/servers';
 import {
+  BEFORE,
   children,
   cpuMs,
   createKey,
   memKb,
+  GatewayBuild,
   MODEL,
   prepareGateway,
   runBench,
   startBare,
+  startFlags,
   startGateway,
   stopProcess,
   Target,
@@ -141,55 +144,79 @@ async function streams(t: Target, n: number, key: string): Promise<StreamRun> {
 async function main(): Promise<void> {
   const build = prepareGateway();
   useGateway(build);
+  // BENCH_BASELINE=<rev>: that revision too, exported and built the same way, in the same run.
+  const baseline = process.env.BENCH_BASELINE ? prepareGateway(process.env.BENCH_BASELINE) : undefined;
   const { pg, adminUrl } = await startPostgres();
   const redis = await startRedis();
   children.push(redis.proc);
   try {
-    await withClient(adminUrl, (c) => c.query('CREATE DATABASE gw_bench'));
     const upstream = await startStreamingUpstream();
     const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-    const gw = await startGateway({
-      DATABASE_URL: dbUrl(adminUrl, 'gw_bench'),
-      REDIS_URL: redis.url,
-      MODELS_FILE: writeModels(upstreamUrl),
-      BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
-    });
+    const modelsFile = writeModels(upstreamUrl);
+    const gateways: { t: Target; key: string; build: GatewayBuild }[] = [];
+    for (const [i, [b, name]] of ([[build, 'gateway']] as [GatewayBuild, string][])
+      .concat(baseline ? [[baseline, BEFORE]] : [])
+      .entries()) {
+      await withClient(adminUrl, (c) => c.query(`CREATE DATABASE gw_bench_${i}`));
+      const t = await startGateway(
+        {
+          DATABASE_URL: dbUrl(adminUrl, `gw_bench_${i}`),
+          REDIS_URL: redis.url,
+          MODELS_FILE: modelsFile,
+          BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
+        },
+        [],
+        b,
+        name,
+      );
+      gateways.push({ t, key: await createKey(t.url), build: b });
+    }
     const bare = await startBare(upstreamUrl);
-    const key = await createKey(gw.url);
-    for (const t of [bare, gw]) await streams(t, 20, key); // warm-up
+    const gatewayTargets = [...gateways.slice(1), gateways[0]];
+    const targets = [{ t: bare, key: gateways[0].key }, ...gatewayTargets];
+    for (const { t, key } of targets) await streams(t, 20, key); // warm-up
     const runs: StreamRun[] = [];
     for (const n of COUNTS)
-      for (const t of [bare, gw]) {
+      for (const { t, key } of targets) {
         await new Promise((r) => setTimeout(r, 1500));
         const r = await streams(t, n, key);
         runs.push(r);
         process.stdout.write(
-          `${r.target.padEnd(10)} ${String(n).padStart(5)} streams  p50 ${(r.p50 / 1000).toFixed(2)} s  p99 ${(r.p99 / 1000).toFixed(2)} s  ${r.cpuPerChunkUs.toFixed(0)} µs/chunk  failed ${r.failed}  rss ${r.rssPeakMb.toFixed(0)} MB\n`,
+          `${r.target.padEnd(15)} ${String(n).padStart(5)} streams  p50 ${(r.p50 / 1000).toFixed(2)} s  p99 ${(r.p99 / 1000).toFixed(2)} s  ${r.cpuPerChunkUs.toFixed(0)} µs/chunk  failed ${r.failed}  rss ${r.rssPeakMb.toFixed(0)} MB\n`,
         );
       }
-    await stopProcess(gw.proc);
-    await stopProcess(bare.proc);
+    for (const { t } of targets) await stopProcess(t.proc);
     await new Promise((r) => upstream.close(r));
     upstream.closeAllConnections();
 
-    const rows = COUNTS.map((n) => {
+    const rows = COUNTS.flatMap((n) => {
       const b = runs.find((r) => r.n === n && r.target === bare.name)!;
-      const g = runs.find((r) => r.n === n && r.target === gw.name)!;
-      const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-      return `| ${n} | ${s(b.p50)} / ${s(b.p99)} | ${s(g.p50)} / ${s(g.p99)} | ${(g.p99 / b.p99).toFixed(2)} | ${b.cpuPerChunkUs.toFixed(0)} µs | ${g.cpuPerChunkUs.toFixed(0)} µs | ${(g.cpuPerChunkUs / b.cpuPerChunkUs).toFixed(2)} | ${g.rssPeakMb.toFixed(0)} MB | ${b.failed} / ${g.failed} |`;
+      return gatewayTargets.map(({ t, build: gb }) => {
+        const g = runs.find((r) => r.n === n && r.target === t.name)!;
+        const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+        const label = baseline ? `${t.name === BEFORE ? 'before' : 'after'} (${gb.rev})` : gb.rev;
+        return `| ${n} | ${label} | ${s(b.p50)} / ${s(b.p99)} | ${s(g.p50)} / ${s(g.p99)} | ${(g.p99 / b.p99).toFixed(2)} | ${b.cpuPerChunkUs.toFixed(0)} µs | ${g.cpuPerChunkUs.toFixed(0)} µs | ${(g.cpuPerChunkUs / b.cpuPerChunkUs).toFixed(2)} | ${g.rssPeakMb.toFixed(0)} MB | ${b.failed} / ${g.failed} |`;
+      });
     });
+    const builds = gateways
+      .map(
+        (g) =>
+          `${g.t.name === BEFORE ? 'before' : 'after'}: \`${g.build.rev}\` (${g.build.note}, node flags of its \`npm start\`: ${startFlags(g.build).join(' ') || 'none'})`,
+      )
+      .join('; ');
     const section = `${HEAD}
 
 N clients start a stream at once (\`stream: true\`, key auth, quota, rpm and the ledger on for
 the gateway); the fake upstream answers each with ${CHUNKS} chunks ${EVERY_MS} ms apart (about
 ${(CHUNKS * EVERY_MS) / 1000} s). Time per stream from the request to its last byte, and the
-target's CPU per relayed chunk. Gateway \`${build.rev}\` (${build.note}), default settings
-(\`max_connections\` 1024 per deployment); the bare node:http proxy has no socket cap. All on
-this machine's ${cpus().length} cores, load generator included: read the ratios.
+target's CPU per relayed chunk. Gateway ${builds}; default settings (\`max_connections\` 1024
+per deployment); the bare node:http proxy has no socket cap. All on this machine's
+${cpus().length} cores, load generator included, shared with other engineers' work: read the
+ratios. \`BENCH_BASELINE=<rev> npm run bench:streams\` measures a second build in the same run.
 ${new Date().toISOString().slice(0, 10)}.
 
-| streams | bare proxy p50 / p99 | gateway p50 / p99 | p99 ratio | bare CPU / chunk | gateway CPU / chunk | CPU ratio | gateway RSS peak | failed (bare / gateway) |
-|---|---|---|---|---|---|---|---|---|
+| streams | gateway | bare proxy p50 / p99 | gateway p50 / p99 | p99 ratio | bare CPU / chunk | gateway CPU / chunk | CPU ratio | gateway RSS peak | failed (bare / gateway) |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
     writeSection(section, HEAD);

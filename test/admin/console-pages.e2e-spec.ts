@@ -329,10 +329,35 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       expect(await refusing.locator('tbody tr').innerText()).toMatch(
         /Tight quota\s+token quota used up\s+0 \/ 5/,
       );
-      const bars = await page
-        .locator('#usage-dashboard svg.chart rect.bar:not(.empty)')
-        .evaluateAll((els) => els.map((e) => Number((e as any).dataset.tokens)));
-      expect(bars.reduce((x, y) => x + y, 0)).toBe(sums.tokens);
+      // Per day, stacked by model, then by user, then by key: the segments add up to the ledger.
+      const segments = async (metric: string) => {
+        const xs = await page
+          .locator(`#usage-stacked svg[data-metric="${metric}"] rect.segment`)
+          .evaluateAll((els) =>
+            els.map((e) => ({ series: (e as any).dataset.series, value: Number((e as any).dataset.value) })),
+          );
+        const by: Record<string, number> = {};
+        for (const x of xs) by[x.series] = (by[x.series] ?? 0) + x.value;
+        return { total: xs.reduce((n, x) => n + x.value, 0), by };
+      };
+      const stackedBy = async (split: string, series: string[]) => {
+        await page.getByLabel('Stack by').selectOption(split);
+        await eventually(
+          async () => (await page.locator('#usage-stacked').getAttribute('data-split')) === split,
+        );
+        const tokens = await segments('total_tokens');
+        expect(tokens.total).toBe(sums.tokens);
+        expect(Object.keys(tokens.by).sort()).toEqual(series.sort());
+        expect((await segments('cost_usd')).total).toBeCloseTo(sums.cost, 6);
+        expect((await page.locator('#usage-stacked .legend li').allInnerTexts()).sort()).toEqual(
+          series.sort(),
+        );
+        return tokens.by;
+      };
+      await stackedBy('model', ['mock-gpt']);
+      const byKey2 = await stackedBy('key', ['Batch, nightly', 'member-laptop']);
+      const byUser2 = await stackedBy('user', [a.admin.email, member.email]);
+      expect(byUser2[a.admin.email]).toBe(byKey2['Batch, nightly']);
       await page.mouse.move(0, 0);
       docsShot(await snap(page, 'admin-usage'), 'admin-usage.png');
 

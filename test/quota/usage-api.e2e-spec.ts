@@ -120,6 +120,58 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
       ]);
     });
 
+    it('split by model, user or key per day: the rows add up to the totals; the rest folds into other', async () => {
+      const day = new Date().toISOString().slice(0, 10);
+      const models = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=model')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(models.body.split_by).toBe('model');
+      expect(models.body.data).toEqual([
+        expect.objectContaining({ day, model: 'gpt-b', requests: 2, total_tokens: 100, cost_usd: 3 }),
+        expect.objectContaining({ day, model: 'gpt-a', requests: 5, total_tokens: 452 }),
+      ]);
+      const users = await request(inst.url)
+        .get('/api/v1/usage')
+        .query({ group_by: 'day', split_by: 'user', split_limit: 1 })
+        .set(auth(a.admin.token))
+        .expect(200);
+      // m2 spent the most; m1 and the admin are folded into one `other` row of the day
+      expect(users.body.data).toEqual([
+        expect.objectContaining({ day, user_id: m2.id, requests: 2, cost_usd: 3 }),
+        expect.objectContaining({ day, other: true, requests: 5, total_tokens: 452 }),
+      ]);
+      expect(users.body.data[1]).not.toHaveProperty('user_id');
+      const keys = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=key')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(keys.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k2, k1, k3]);
+      expect(keys.body.data[0].key_name).toMatch(/^key-/);
+      for (const res of [models, users, keys]) {
+        const sum = (f: string) =>
+          res.body.data.reduce((n: number, r: Record<string, number>) => n + r[f], 0) as number;
+        expect(sum('total_tokens')).toBe(552);
+        expect(sum('requests')).toBe(7);
+        expect(sum('cost_usd')).toBeCloseTo(3.000031, 6);
+        expect(res.body.totals).toMatchObject({ requests: 7, total_tokens: 552, cost_usd: 3.000031 });
+      }
+      // a member: their own keys only, split as well
+      const own = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=key')
+        .set(auth(m1.token))
+        .expect(200);
+      expect(own.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k1]);
+      const csv = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=model&format=csv')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(csv.text.split('\r\n').slice(0, 2)).toEqual([
+        'day,model,other,requests,prompt_tokens,completion_tokens,total_tokens,cache_write_tokens,cache_read_tokens,cost_usd',
+        `${day},gpt-b,,2,40,60,100,0,0,3`,
+      ]);
+    });
+
     it('a member sees only their own records; asking for another user is 403', async () => {
       const res = await request(inst.url).get('/api/v1/usage?group_by=key').set(auth(m1.token)).expect(200);
       expect(res.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k1]);
@@ -157,6 +209,12 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
       ['group_by=week', /group_by must be one of/],
       ['user_id=not-a-uuid', /user_id must be a UUID/],
       ['limit=5', /limit should not exist/],
+      ['split_by=tenant', /split_by must be one of/],
+      ['group_by=model&split_by=key', /split_by needs group_by=day/],
+      ['split_limit=3', /split_limit needs split_by/],
+      ['split_by=model&split_limit=0', /split_limit must not be less than 1/],
+      ['split_by=model&split_limit=101', /split_limit must not be greater than 100/],
+      ['split_by=model&split_limit=two', /split_limit must be an integer/],
     ])('bad query %s: 400 in the envelope', async (qs, message) => {
       const res = await request(inst.url).get(`/api/v1/usage?${qs}`).set(auth(a.admin.token)).expect(400);
       expect(res.body.error.type).toBe('invalid_request_error');

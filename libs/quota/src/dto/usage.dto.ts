@@ -1,7 +1,10 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsISO8601, IsOptional, IsUUID } from 'class-validator';
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsISO8601, IsOptional, IsUUID, Max, Min } from 'class-validator';
 
 export const GROUP_BY = ['key', 'user', 'model', 'day'] as const;
+export const SPLIT_BY = ['model', 'user', 'key'] as const;
+export type SplitBy = (typeof SPLIT_BY)[number];
 
 export class UsageRangeQuery {
   @ApiPropertyOptional({
@@ -41,6 +44,30 @@ export class UsageQuery extends UsageRangeQuery {
   api_key_id?: string;
 
   @ApiPropertyOptional({
+    enum: SPLIT_BY,
+    description:
+      'With group_by=day only: one row per day and model, user or key (the stacked bars of the usage ' +
+      'page). The `split_limit` series with the most spend in the range get rows of their own; the ' +
+      'rest of each day is one row with `other: true`.',
+  })
+  @IsOptional()
+  @IsIn(SPLIT_BY)
+  split_by?: SplitBy;
+
+  @ApiPropertyOptional({
+    minimum: 1,
+    maximum: 100,
+    default: 10,
+    description: 'With split_by: how many series get rows of their own',
+  })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  split_limit?: number;
+
+  @ApiPropertyOptional({
     enum: ['json', 'csv'],
     default: 'json',
     description: 'csv: the same groups as text/csv (a header line, then one line per group)',
@@ -75,14 +102,24 @@ export class UsageRow extends UsageTotals {
   user_id?: string | null;
   @ApiPropertyOptional({ description: 'group_by=model' }) model?: string;
   @ApiPropertyOptional({ example: '2026-11-22', description: 'group_by=day (QUOTA_TIMEZONE)' }) day?: string;
+  @ApiPropertyOptional({
+    description: 'split_by: this row folds the series past split_limit (its split columns are absent)',
+  })
+  other?: boolean;
 }
 
 export class UsageReportResponse {
   @ApiProperty({ example: 'list' }) object: 'list';
   @ApiProperty({ enum: GROUP_BY }) group_by: string;
+  @ApiPropertyOptional({ enum: SPLIT_BY, description: 'Present when the rows are split (group_by=day)' })
+  split_by?: SplitBy;
   @ApiProperty() from: string;
   @ApiProperty() to: string;
-  @ApiProperty({ type: [UsageRow], description: 'At most 1000 groups' }) data: UsageRow[];
+  @ApiProperty({
+    type: [UsageRow],
+    description: 'At most 1000 groups (split by: at most (split_limit + 1) rows per day)',
+  })
+  data: UsageRow[];
   @ApiProperty({ type: UsageTotals }) totals: UsageTotals;
 }
 

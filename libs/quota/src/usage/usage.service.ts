@@ -43,6 +43,14 @@ function totalsOf(rows: ReportRow[]): UsageTotals {
   };
 }
 
+/** The columns that name a row's group (or, split, its series). */
+function seriesColumns(by: string, r: ReportRow): Partial<UsageRow> {
+  if (by === 'key') return { api_key_id: r.series ?? undefined, key_name: r.keyName };
+  if (by === 'user') return { user_id: r.series ?? null };
+  if (by === 'model') return { model: r.series ?? '' };
+  return { day: r.series ?? '' };
+}
+
 /** Usage reads for the admin API. Admins (and the master key) see the tenant; members only their own. */
 @Injectable()
 export class UsageService {
@@ -86,12 +94,15 @@ export class UsageService {
       throw ApiError.forbidden('Members see only their own usage', 'forbidden');
     }
     const groupBy = q.group_by ?? 'day';
-    const rows = await this.repo.report(
-      tenantId,
-      groupBy,
-      { from, to, userId: onlyUserId ?? q.user_id, apiKeyId: q.api_key_id },
-      this.config.QUOTA_TIMEZONE,
-    );
+    if (q.split_by && groupBy !== 'day')
+      throw ApiError.badRequest('split_by needs group_by=day', 'invalid_request', 'split_by');
+    if (q.split_limit !== undefined && !q.split_by)
+      throw ApiError.badRequest('split_limit needs split_by', 'invalid_request', 'split_limit');
+    const filter = { from, to, userId: onlyUserId ?? q.user_id, apiKeyId: q.api_key_id };
+    const tz = this.config.QUOTA_TIMEZONE;
+    const rows = q.split_by
+      ? await this.repo.splitReport(tenantId, q.split_by, filter, tz, q.split_limit ?? 10)
+      : await this.repo.report(tenantId, groupBy, filter, tz);
     const data: UsageRow[] = rows.map((r) => {
       const row: UsageRow = {
         requests: r.requests,
@@ -102,14 +113,16 @@ export class UsageService {
         cache_read_tokens: r.cacheReadTokens,
         cost_usd: microsToUsd(r.costMicros),
       };
-      if (groupBy === 'key') return { api_key_id: r.group ?? undefined, key_name: r.keyName, ...row };
-      if (groupBy === 'user') return { user_id: r.group, ...row };
-      if (groupBy === 'model') return { model: r.group ?? '', ...row };
-      return { day: r.group ?? '', ...row };
+      if (q.split_by) {
+        if (r.other) return { day: r.group ?? '', other: true, ...row };
+        return { day: r.group ?? '', ...seriesColumns(q.split_by, r), ...row };
+      }
+      return { ...seriesColumns(groupBy, { ...r, series: r.group }), ...row };
     });
     return {
       object: 'list',
       group_by: groupBy,
+      ...(q.split_by ? { split_by: q.split_by } : {}),
       from: from.toISOString(),
       to: to.toISOString(),
       data,

@@ -2,7 +2,7 @@
 // model, by user and top keys (GET /api/v1/usage, one call per grouping), and CSV export
 // (GET /api/v1/usage?format=csv). API data is inserted as text only (dom.js).
 import * as API from './api.js';
-import { usageChart } from './chart.js';
+import { seriesLegend, stackedChart } from './chart.js';
 import { $, fmtInt, fmtUsd, h, showError } from './dom.js';
 
 const DAY = 86400000;
@@ -28,11 +28,72 @@ function range() {
   };
 }
 
-const report = (groupBy, r, format) => {
+const report = (groupBy, r, format, splitBy) => {
   const q = new URLSearchParams({ group_by: groupBy, from: r.from, to: r.to });
+  if (splitBy) q.set('split_by', splitBy);
   if (format) q.set('format', format);
   return `/api/v1/usage?${q}`;
 };
+
+/** What a split row is a segment of: { id, label } (the folded rest: 'other'). */
+function seriesOf(splitBy) {
+  return (r) => {
+    if (r.other) return { id: 'other', label: 'Other' };
+    if (splitBy === 'model') return { id: `m:${r.model}`, label: r.model };
+    if (splitBy === 'user')
+      return { id: `u:${r.user_id}`, label: r.user_id ? state.userLabel(r.user_id) : 'No user (system)' };
+    return { id: `k:${r.api_key_id}`, label: r.key_name ?? r.api_key_id };
+  };
+}
+
+/** Tokens and spend per day, stacked by model, user or key, with one legend for both charts. */
+function stackedCharts(split, r) {
+  const series = seriesOf(split.split_by);
+  const sums = new Map();
+  for (const row of split.data) {
+    const s = series(row);
+    const t = sums.get(s.id) ?? { ...s, cost: 0, tokens: 0 };
+    t.cost += row.cost_usd;
+    t.tokens += row.total_tokens;
+    sums.set(s.id, t);
+  }
+  const entries = [...sums.values()].sort(
+    (a, b) => (a.id === 'other') - (b.id === 'other') || b.cost - a.cost || b.tokens - a.tokens,
+  );
+  const order = entries.map((e) => e.id);
+  const common = {
+    rows: split.data,
+    to: new Date(Date.parse(r.to) - DAY).toISOString(),
+    days: r.days,
+    series,
+    order,
+  };
+  return h(
+    'section',
+    {
+      id: 'usage-stacked',
+      'aria-label': `Per day, by ${split.split_by}`,
+      dataset: { split: split.split_by },
+    },
+    entries.length ? seriesLegend(entries) : null,
+    h(
+      'div',
+      { class: 'charts' },
+      stackedChart({
+        ...common,
+        metric: 'total_tokens',
+        title: `Tokens per day by ${split.split_by}`,
+        fmt: (v) => fmtInt(Math.round(v)),
+      }),
+      stackedChart({
+        ...common,
+        metric: 'cost_usd',
+        title: `Spend per day by ${split.split_by}`,
+        fmt: fmtUsd,
+      }),
+    ),
+  );
+}
 
 function table(caption, label, rows, name) {
   return h(
@@ -126,8 +187,10 @@ export async function loadUsage() {
   const body = $('#usage-dashboard');
   body.setAttribute('aria-busy', 'true');
   try {
-    const [days, models, users, keys, refusing] = await Promise.all([
-      ...['day', 'model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
+    const [days, split, models, users, keys, refusing] = await Promise.all([
+      API.api('GET', report('day', r)),
+      API.api('GET', report('day', r, undefined, $('#usage-stack').value)),
+      ...['model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
       // The current period against the keys' limits: the keys that refuse requests now.
       API.listKeys(10, 0, { status: 'exhausted', sort: 'usage' }),
     ]);
@@ -148,7 +211,7 @@ export async function loadUsage() {
         stat('Cache reads', fmtInt(t.cache_read_tokens ?? 0), 'cache_read_tokens'),
         stat('Spend', fmtUsd(t.cost_usd), 'cost_usd'),
       ),
-      usageChart(days.data, new Date(Date.parse(r.to) - DAY).toISOString(), r.days),
+      stackedCharts(split, r),
       h(
         'div',
         { class: 'usage-grid' },
@@ -204,3 +267,4 @@ $('#usage-range').addEventListener('submit', (e) => {
   loadUsage();
 });
 $('#usage-csv').addEventListener('click', downloadCsv);
+$('#usage-stack').addEventListener('change', () => loadUsage());

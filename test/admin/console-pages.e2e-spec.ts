@@ -174,7 +174,7 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       for (const name of ['Users', 'Audit log', 'Tenants', 'Usage'])
         expect(await mpage.getByRole('button', { name, exact: true }).count()).toBe(0);
       expect(await mpage.locator('#keys-owner-field').isHidden()).toBe(true);
-      for (const path of ['/api/v1/users', '/api/v1/audit-log', '/api/v1/tenants'])
+      for (const path of ['/api/v1/users', '/api/v1/audit-log', '/api/v1/tenants', '/api/v1/usage/refusals'])
         await request(t.url).get(path).set(auth(member.token)).expect(403);
       await mpage.context().close();
     });
@@ -293,6 +293,19 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
         .expect(201);
       secrets.push(tight.body.key);
       secrets.push(k1.key, k2.key);
+      // Refused for its token quota (the prompt alone does not fit): a refusal of the tenant.
+      const refused = await fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${tight.body.key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          model: 'mock-gpt',
+          messages: [{ role: 'user', content: 'too long for 5 tokens' }],
+        }),
+      });
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+        'tokens_quota_exceeded',
+      );
       const chat = (key: string, content: string) =>
         fetch(`${t.url}/v1/chat/completions`, {
           method: 'POST',
@@ -315,6 +328,19 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await page.getByLabel('To (included)').fill(day);
       await page.getByRole('button', { name: 'Show' }).click();
       await eventually(async () => (await stat('requests')) === '5');
+      // The refusal, under its reason (counts are written every LEDGER_FLUSH_MS: Show again until it is in).
+      const refusals = page.locator('#usage-refusals');
+      await eventually(
+        async () => (await refusals.locator('h2').innerText()) === 'Refused requests: 1',
+        () => page.getByRole('button', { name: 'Show' }).click(),
+      );
+      expect(await refusals.locator('table[data-group="Refusals"] tbody tr').allInnerTexts()).toEqual([
+        'Token quota used up\t1',
+      ]);
+      const refusedBars = await refusals
+        .locator('svg rect.segment')
+        .evaluateAll((els) => els.map((e) => [(e as any).dataset.series, Number((e as any).dataset.value)]));
+      expect(refusedBars).toEqual([['Token quota used up', 1]]);
       expect(await stat('total_tokens')).toBe(sums.tokens.toLocaleString('en-US'));
       const spend = await stat('cost_usd');
       expect(Number(spend.replace('$', ''))).toBeCloseTo(sums.cost, 2);

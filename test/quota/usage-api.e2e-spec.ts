@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { QuotaSubject } from '@app/quota';
+import { QuotaSubject, RefusalFlusher } from '@app/quota';
 import { createDatabase, MASTER_KEY } from '../harness/app';
 import {
   auth,
@@ -336,6 +336,123 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
         .send(body)
         .expect(400);
       expect(res.body.error.message).toMatch(message);
+    });
+  });
+
+  describe('GET /api/v1/usage/refusals', () => {
+    it("counts the tenant's refusals per day and reason where they happen; upstream errors are not refusals", async () => {
+      const tight = subjectOf(
+        { tenantId: a.tenantId, userId: m1.id, apiKeyId: k1 },
+        { key: { tokenLimit: 1000, budgetUsd: null, period: 'daily' } },
+      );
+      const refused = (s: QuotaSubject, model = 'gpt-a', promptTokens = 10) =>
+        expect(inst.quota.admit(s, { model, promptTokens, wanted: 0 })).rejects.toMatchObject({
+          status: expect.any(Number),
+        });
+      await refused(tight, 'gpt-a', 5000); // the key's daily token quota
+      await refused(tight, 'gpt-a', 5000);
+      await refused(
+        subjectOf({ tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 }, {}, { allowedModels: ['gpt-b'] }),
+      );
+      const budget = subjectOf(
+        { tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 },
+        { user: { tokenLimit: null, budgetUsd: 1, period: 'none' } },
+      );
+      await expect(
+        inst.quota.admit(budget, {
+          model: 'gpt-b',
+          promptTokens: 10,
+          wanted: 0,
+          pricing: { inputPerMillion: 1, outputPerMillion: 1 },
+        }),
+      ).rejects.toMatchObject({ status: 429 });
+      // rpm: the second request of the minute (the first is released: no tokens in the ledger)
+      const rpm = subjectOf({ tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 }, {}, { rateLimitRpm: 1 });
+      const first = await inst.quota.admit(rpm, { model: 'gpt-b', promptTokens: 1, wanted: 0 });
+      await refused(rpm, 'gpt-b', 1);
+      await inst.quota.release(first.reservation, { provider: 'fake', status: 'upstream_error' });
+      // another tenant's refusal stays with it
+      await refused(
+        subjectOf({ tenantId: b.tenantId, userId: b.admin.id, apiKeyId: kb }, {}, { allowedModels: [] }),
+      );
+
+      // keys refused at authentication: revoked, expired (real keys, real HTTP)
+      const mk = async () =>
+        (
+          await request(inst.url)
+            .post('/api/v1/api-keys')
+            .set(auth(a.admin.token))
+            .send({ name: 'r' })
+            .expect(201)
+        ).body as { id: string; key: string };
+      const revoked = await mk();
+      await request(inst.url).delete(`/api/v1/api-keys/${revoked.id}`).set(auth(a.admin.token)).expect(200);
+      expect(
+        (await request(inst.url).get('/api/v1/me').set('X-API-Key', revoked.key).expect(401)).body.error.code,
+      ).toBe('key_revoked');
+      const expired = await mk();
+      await sql(db, `UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [
+        expired.id,
+      ]);
+      expect(
+        (await request(inst.url).get('/api/v1/me').set('X-API-Key', expired.key).expect(401)).body.error.code,
+      ).toBe('key_expired');
+      // an unknown key is nobody's refusal
+      await request(inst.url).get('/api/v1/me').set('X-API-Key', 'sk-not-a-key-at-all-0000').expect(401);
+
+      await inst.app.get(RefusalFlusher).flush();
+      const day = new Date().toISOString().slice(0, 10);
+      const res = await request(inst.url).get('/api/v1/usage/refusals').set(auth(a.admin.token)).expect(200);
+      expect(res.body).toMatchObject({ object: 'list', to_day: day });
+      expect(res.body.totals).toEqual({
+        token_quota: 2,
+        budget: 1,
+        rpm: 1,
+        tpm: 0,
+        model_not_allowed: 1,
+        key_expired: 1,
+        key_revoked: 1,
+        owner_disabled: 0,
+      });
+      expect(res.body.data).toEqual(
+        expect.arrayContaining([
+          { day, reason: 'token_quota', count: 2 },
+          { day, reason: 'key_revoked', count: 1 },
+        ]),
+      );
+      expect(res.body.data).toHaveLength(6);
+
+      // a second flush adds to the day's rows (any number of instances write the same rows)
+      await refused(tight, 'gpt-a', 5000);
+      await inst.app.get(RefusalFlusher).flush();
+      const again = await request(inst.url)
+        .get('/api/v1/usage/refusals')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(again.body.totals.token_quota).toBe(3);
+
+      const other = await request(inst.url)
+        .get('/api/v1/usage/refusals')
+        .set(masterIn(b.tenantId))
+        .expect(200);
+      expect(other.body.data).toEqual([{ day, reason: 'model_not_allowed', count: 1 }]);
+      const past = await request(inst.url)
+        .get('/api/v1/usage/refusals?from=2020-01-01&to=2020-02-01')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(past.body).toMatchObject({ from_day: '2020-01-01', to_day: '2020-01-31', data: [] });
+    });
+
+    it('members: 403; bad range: 400; no login: 401', async () => {
+      const res = await request(inst.url).get('/api/v1/usage/refusals').set(auth(m1.token)).expect(403);
+      expect(res.body.error.type).toBeDefined();
+      const bad = await request(inst.url)
+        .get('/api/v1/usage/refusals?from=2026-02-01&to=2026-01-01')
+        .set(auth(a.admin.token))
+        .expect(400);
+      expect(bad.body.error.message).toMatch(/from must be before to/);
+      await request(inst.url).get('/api/v1/usage/refusals?group_by=day').set(auth(a.admin.token)).expect(400);
+      await request(inst.url).get('/api/v1/usage/refusals').expect(401);
     });
   });
 

@@ -49,3 +49,5 @@ export type { LevelRef } from './keys';
 export { periodWindow, localDay } from './periods';
 export type { PeriodWindow } from './periods';
 export { formatDuration, rateLimitHeaders, UNLIMITED } from './headers';
+export { RefusalCount } from './refusals/refusal-count.entity';
+export { RefusalFlusher } from './refusals/refusal-flusher.service';

@@ -9,6 +9,8 @@ import { assertTimeZone } from './periods';
 import { QuotaMetrics } from './quota-metrics';
 import { QuotaService } from './quota.service';
 import { ReconciliationService } from './reconciliation.service';
+import { RefusalFlusher } from './refusals/refusal-flusher.service';
+import { RefusalsRepository } from './refusals/refusals.repository';
 import { CounterOwnership } from './store/counter-ownership';
 import { FailoverWatcher } from './store/failover-watcher';
 import { MemoryQuotaStore } from './store/memory-quota.store';
@@ -45,6 +47,8 @@ import { UsageService } from './usage/usage.service';
     QuotaService,
     CounterOwnership,
     FailoverWatcher,
+    RefusalsRepository,
+    RefusalFlusher,
   ],
   exports: [
     QuotaService,
@@ -54,6 +58,7 @@ import { UsageService } from './usage/usage.service';
     LedgerStreamService,
     ReconciliationService,
     UsageService,
+    RefusalFlusher,
   ],
 })
 export class QuotaModule {}

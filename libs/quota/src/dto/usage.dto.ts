@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
+import { REFUSAL_REASONS } from '@app/observability';
 import { IsIn, IsInt, IsISO8601, IsOptional, IsUUID, Max, Min } from 'class-validator';
 
 export const GROUP_BY = ['key', 'user', 'model', 'day'] as const;
@@ -147,4 +148,38 @@ export class KeyUsageResponse extends UsageTotals {
   @ApiProperty() from: string;
   @ApiProperty() to: string;
   @ApiProperty({ type: CurrentPeriodUsage }) current_period: CurrentPeriodUsage;
+}
+
+export class RefusalRow {
+  @ApiProperty({ example: '2026-11-29', description: 'Local day (QUOTA_TIMEZONE)' }) day: string;
+  @ApiProperty({ enum: REFUSAL_REASONS, example: 'token_quota' }) reason: string;
+  @ApiProperty({ example: 3 }) count: number;
+}
+
+export class RefusalsResponse {
+  @ApiProperty({ example: 'list' }) object: 'list';
+  @ApiProperty({ example: '2026-11-01T00:00:00.000Z' }) from: string;
+  @ApiProperty({ example: '2026-12-01T00:00:00.000Z' }) to: string;
+  @ApiProperty({ example: '2026-11-01', description: 'The first local day counted' }) from_day: string;
+  @ApiProperty({ example: '2026-11-30', description: 'The last local day counted (included)' })
+  to_day: string;
+  @ApiProperty({
+    type: [RefusalRow],
+    description: 'Per day and reason, newest day first; days and reasons without refusals are absent',
+  })
+  data: RefusalRow[];
+  @ApiProperty({
+    description: 'Per reason over the range (every reason present, 0 when none)',
+    example: {
+      token_quota: 3,
+      budget: 0,
+      rpm: 12,
+      tpm: 0,
+      model_not_allowed: 1,
+      key_expired: 0,
+      key_revoked: 2,
+      owner_disabled: 0,
+    },
+  })
+  totals: Record<string, number>;
 }

@@ -9,7 +9,13 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Authenticated } from '@app/tenancy';
-import { KeyUsageResponse, UsageQuery, UsageRangeQuery, UsageReportResponse } from '../dto/usage.dto';
+import {
+  KeyUsageResponse,
+  RefusalsResponse,
+  UsageQuery,
+  UsageRangeQuery,
+  UsageReportResponse,
+} from '../dto/usage.dto';
 import { usageCsv } from './usage-csv';
 import { UsageService } from './usage.service';
 
@@ -42,6 +48,22 @@ export class UsageController {
       'Content-Disposition': `attachment; filename="usage-${report.group_by}-${day(report.from)}-${day(report.to)}.csv"`,
     });
     return usageCsv(report);
+  }
+
+  @Get('usage/refusals')
+  @Authenticated({ roles: ['admin'] })
+  @ApiOperation({
+    summary:
+      "The tenant's refused requests per day and reason (quota, budget, rpm, tpm, model, key) (admins)",
+    description:
+      'Requests the gateway refused for its own reasons (a limit, a model the key may not use, an expired or ' +
+      'revoked key, a disabled owner), per local day (QUOTA_TIMEZONE) of the range. Upstream errors are not ' +
+      'refusals. Counted in memory and written every LEDGER_FLUSH_MS, so the last second may be missing.',
+  })
+  @ApiOkResponse({ type: RefusalsResponse })
+  @ApiBadRequestResponse({ description: 'Bad date or range' })
+  refusals(@Query() q: UsageRangeQuery): Promise<RefusalsResponse> {
+    return this.usage.refusals(q);
   }
 
   @Get('api-keys/:id/usage')

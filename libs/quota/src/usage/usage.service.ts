@@ -1,10 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
+import { ApiError, REFUSAL_REASONS } from '@app/observability';
 import { RequestContext } from '@app/tenancy';
 import { QuotaClock } from '../clock';
 import {
   KeyUsageResponse,
+  RefusalsResponse,
   UsageQuery,
   UsageRangeQuery,
   UsageReportResponse,
@@ -12,7 +13,8 @@ import {
   UsageTotals,
 } from '../dto/usage.dto';
 import { levelRef } from '../keys';
-import { periodWindow } from '../periods';
+import { RefusalsRepository } from '../refusals/refusals.repository';
+import { localDay, periodWindow } from '../periods';
 import { microsToUsd } from '../pricing';
 import { QuotaStore } from '../store/quota-store';
 import { ReportRow, UsageRepository } from './usage.repository';
@@ -60,6 +62,7 @@ export class UsageService {
     private readonly store: QuotaStore,
     private readonly clock: QuotaClock,
     private readonly config: AppConfig,
+    private readonly refusalCounts: RefusalsRepository,
   ) {}
 
   /** The tenant, and the only user whose records the caller may see (members). */
@@ -127,6 +130,31 @@ export class UsageService {
       to: to.toISOString(),
       data,
       totals: totalsOf(rows),
+    };
+  }
+
+  /**
+   * The tenant's refused requests per local day and reason, for the days the range touches
+   * (counted where the gateway refuses: limits, model, expired or revoked keys; not upstream
+   * errors). Admins and the master key only (the route's roles).
+   */
+  async refusals(q: UsageRangeQuery): Promise<RefusalsResponse> {
+    const { tenantId } = this.scope();
+    const { from, to } = this.range(q);
+    const tz = this.config.QUOTA_TIMEZONE;
+    const fromDay = localDay(from.getTime(), tz);
+    const toDay = localDay(to.getTime() - 1, tz);
+    const rows = await this.refusalCounts.report(tenantId, fromDay, toDay);
+    const totals = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<string, number>;
+    for (const r of rows) totals[r.reason] = (totals[r.reason] ?? 0) + r.count;
+    return {
+      object: 'list',
+      from: from.toISOString(),
+      to: to.toISOString(),
+      from_day: fromDay,
+      to_day: toDay,
+      data: rows.map((r) => ({ day: r.day, reason: r.reason, count: r.count })),
+      totals,
     };
   }
 

@@ -25,12 +25,14 @@ function frame({ count, left, max, fmt, attrs }) {
   const ih = H - pad.top - pad.bottom;
   const bw = (W - pad.left - pad.right) / count;
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, ...attrs });
-  for (const f of [0, 0.5, 1]) {
+  const labels = new Set(); // a small integer max would label the half line like the top one
+  for (const f of [0, 1, 0.5]) {
     const y = pad.top + ih - f * ih;
-    svg.append(
-      s('line', { x1: pad.left, x2: W - pad.right, y1: y, y2: y, class: 'grid' }),
-      s('text', { x: pad.left - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, fmt(f * max)),
-    );
+    const label = fmt(f * max);
+    svg.append(s('line', { x1: pad.left, x2: W - pad.right, y1: y, y2: y, class: 'grid' }));
+    if (!labels.has(label))
+      svg.append(s('text', { x: pad.left - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, label));
+    labels.add(label);
   }
   const dayLabel = (day, i) => {
     if (i === 0 || i === count - 1 || i === Math.floor(count / 2))

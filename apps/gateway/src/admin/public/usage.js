@@ -131,6 +131,81 @@ function table(caption, label, rows, name) {
   );
 }
 
+/** The reasons of GET /api/v1/usage/refusals, in the page's order. */
+const REFUSALS = {
+  token_quota: 'Token quota used up',
+  budget: 'Budget used up',
+  rpm: 'Requests per minute',
+  tpm: 'Tokens per minute',
+  model_not_allowed: 'Model not allowed',
+  key_expired: 'Key expired',
+  key_revoked: 'Key revoked',
+  owner_disabled: 'Owner or tenant disabled',
+};
+
+/** Refused requests per reason over the range, and per day stacked by reason. */
+function refusalsSection(refusals, r) {
+  const reasons = Object.keys(REFUSALS);
+  const label = (reason) => REFUSALS[reason] ?? reason;
+  const total = Object.values(refusals.totals).reduce((a, b) => a + b, 0);
+  const used = reasons.filter((x) => refusals.totals[x] > 0);
+  return h(
+    'section',
+    { id: 'usage-refusals', 'aria-labelledby': 'usage-refusals-title' },
+    h('h2', { id: 'usage-refusals-title' }, `Refused requests: ${fmtInt(total)}`),
+    h(
+      'p',
+      { class: 'muted' },
+      "Requests the gateway refused for a limit, a model or a key (not the providers' errors), per day.",
+    ),
+    h(
+      'div',
+      { class: 'usage-grid' },
+      h(
+        'table',
+        { class: 'usage-table', dataset: { group: 'Refusals' } },
+        h('caption', {}, 'By reason'),
+        h(
+          'thead',
+          {},
+          h('tr', {}, h('th', { scope: 'col' }, 'Reason'), h('th', { scope: 'col' }, 'Refused')),
+        ),
+        h(
+          'tbody',
+          {},
+          used.length
+            ? used.map((x) =>
+                h(
+                  'tr',
+                  { dataset: { reason: x } },
+                  h(
+                    'th',
+                    { scope: 'row' },
+                    h('span', { class: `swatch series-${reasons.indexOf(x)}`, 'aria-hidden': 'true' }),
+                    label(x),
+                  ),
+                  h('td', {}, fmtInt(refusals.totals[x])),
+                ),
+              )
+            : h('tr', {}, h('td', { colspan: 2, class: 'muted' }, 'None in this range.')),
+        ),
+      ),
+      used.length
+        ? stackedChart({
+            rows: refusals.data,
+            to: new Date(Date.parse(r.to) - DAY).toISOString(),
+            days: r.days,
+            metric: 'count',
+            title: 'Refused per day by reason',
+            fmt: (v) => fmtInt(Math.round(v)),
+            series: (row) => ({ id: row.reason, label: label(row.reason) }),
+            order: reasons,
+          })
+        : null,
+    ),
+  );
+}
+
 const WHY = { quota: 'token quota used up', budget: 'budget used up', expired: 'expired' };
 const against = (used, max, fmt) => (max === null ? `${fmt(used)} / ∞` : `${fmt(used)} / ${fmt(max)}`);
 
@@ -187,9 +262,11 @@ export async function loadUsage() {
   const body = $('#usage-dashboard');
   body.setAttribute('aria-busy', 'true');
   try {
-    const [days, split, models, users, keys, refusing] = await Promise.all([
+    const range = new URLSearchParams({ from: r.from, to: r.to });
+    const [days, split, refusals, models, users, keys, refusing] = await Promise.all([
       API.api('GET', report('day', r)),
       API.api('GET', report('day', r, undefined, $('#usage-stack').value)),
+      API.api('GET', `/api/v1/usage/refusals?${range}`),
       ...['model', 'user', 'key'].map((g) => API.api('GET', report(g, r))),
       // The current period against the keys' limits: the keys that refuse requests now.
       API.listKeys(10, 0, { status: 'exhausted', sort: 'usage' }),
@@ -220,6 +297,7 @@ export async function loadUsage() {
         table('Top keys', 'Key', keys.data.slice(0, 10), (x) => x.key_name ?? x.api_key_id ?? '—'),
       ),
       exhaustedTable(refusing),
+      refusalsSection(refusals, r),
     );
     showError($('#usage-view-error'), '');
   } catch (err) {

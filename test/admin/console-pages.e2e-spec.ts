@@ -174,7 +174,13 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       for (const name of ['Users', 'Audit log', 'Tenants', 'Usage'])
         expect(await mpage.getByRole('button', { name, exact: true }).count()).toBe(0);
       expect(await mpage.locator('#keys-owner-field').isHidden()).toBe(true);
-      for (const path of ['/api/v1/users', '/api/v1/audit-log', '/api/v1/tenants', '/api/v1/usage/refusals'])
+      for (const path of [
+        '/api/v1/users',
+        '/api/v1/audit-log',
+        '/api/v1/tenants',
+        '/api/v1/usage/refusals',
+        '/api/v1/usage/limits',
+      ])
         await request(t.url).get(path).set(auth(member.token)).expect(403);
       await mpage.context().close();
     });
@@ -283,6 +289,12 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
           id: string;
           key: string;
         };
+      // The tenant's own limits (the operator's): the page shows its month against them.
+      await request(t.url)
+        .patch(`/api/v1/tenants/${a.tenantId}`)
+        .set('Authorization', `Bearer ${MASTER_KEY}`)
+        .send({ quota_limit: 1000000, max_budget: 10, quota_period: 'monthly', rate_limit_tpm: 50000 })
+        .expect(200);
       const k1 = await mk(a.admin.token, 'Batch, nightly');
       const k2 = await mk(member.token, 'member-laptop');
       // A key with no room left this month: listed as refusing now.
@@ -328,6 +340,15 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await page.getByLabel('To (included)').fill(day);
       await page.getByRole('button', { name: 'Show' }).click();
       await eventually(async () => (await stat('requests')) === '5');
+      // The tenant's current period against its limits: the live counters, as the ledger has them.
+      const limit = (key: string) => page.locator(`#usage-limits [data-limit="${key}"] dd`);
+      expect(await page.locator('#usage-limits h2').innerText()).toBe("Your tenant's limits this month");
+      expect(await limit('tokens').locator('.limit-text').innerText()).toBe(
+        `${sums.tokens.toLocaleString('en-US')} / 1,000,000`,
+      );
+      expect(Number(await limit('tokens').locator('meter').getAttribute('value'))).toBe(sums.tokens);
+      expect(await limit('spend').locator('.limit-text').innerText()).toMatch(/^\$0\.0000\d+ \/ \$10\.00$/);
+      expect(await limit('tpm').innerText()).toBe('at most 50,000');
       // The refusal, under its reason (counts are written every LEDGER_FLUSH_MS: Show again until it is in).
       const refusals = page.locator('#usage-refusals');
       await eventually(

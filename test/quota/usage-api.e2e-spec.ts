@@ -456,12 +456,84 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
     });
   });
 
+  describe('GET /api/v1/usage/limits', () => {
+    it("the tenant's limits and its current period against them: live counters and the ledger", async () => {
+      const c = await createTenantWithAdmin(inst.url);
+      await request(inst.url)
+        .patch(`/api/v1/tenants/${c.tenantId}`)
+        .set(master)
+        .send({ quota_limit: 10000, max_budget: 5, quota_period: 'monthly', rate_limit_tpm: 5000 })
+        .expect(200);
+      const kc = await insertKey(db, c.tenantId, c.admin.id);
+      const limits = { tokenLimit: 10000, budgetUsd: 5, period: 'monthly' as const };
+      await charge(
+        subjectOf({ tenantId: c.tenantId, userId: c.admin.id, apiKeyId: kc }, { tenant: limits }),
+        'gpt-a',
+        100,
+        50,
+        250_000,
+      );
+      await inst.ledger.flush();
+
+      const now = new Date();
+      const expected = {
+        object: 'tenant.limits',
+        tenant_id: c.tenantId,
+        name: c.name,
+        current_period: {
+          period: 'monthly',
+          period_start: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString(),
+          period_end: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString(),
+          tokens: 150,
+          quota_limit: 10000,
+          spend_usd: 0.25,
+          max_budget: 5,
+        },
+        rate_limit_tpm: 5000,
+        ledger: { requests: 1, total_tokens: 150, cost_usd: 0.25 },
+      };
+      const res = await request(inst.url).get('/api/v1/usage/limits').set(auth(c.admin.token)).expect(200);
+      expect(res.body).toEqual(expected);
+      const byMaster = await request(inst.url)
+        .get('/api/v1/usage/limits')
+        .set(masterIn(c.tenantId))
+        .expect(200);
+      expect(byMaster.body).toEqual(expected);
+      // another tenant's admin sees their own tenant (no limits: unlimited, no reset period)
+      const own = await request(inst.url).get('/api/v1/usage/limits').set(auth(a.admin.token)).expect(200);
+      expect(own.body).toMatchObject({
+        tenant_id: a.tenantId,
+        rate_limit_tpm: null,
+        current_period: {
+          period: 'none',
+          period_start: null,
+          period_end: null,
+          quota_limit: null,
+          max_budget: null,
+        },
+      });
+    });
+
+    it('members: 403; the master key without X-Tenant-ID: 400; no login: 401', async () => {
+      await request(inst.url).get('/api/v1/usage/limits').set(auth(m1.token)).expect(403);
+      await request(inst.url).get('/api/v1/usage/limits').set(master).expect(400);
+      await request(inst.url).get('/api/v1/usage/limits').expect(401);
+    });
+  });
+
   it('Swagger documents the usage routes', async () => {
     const doc = (await request(inst.url).get('/docs-json').expect(200)).body;
     expect(doc.paths['/api/v1/usage'].get.parameters.map((p: { name: string }) => p.name)).toEqual(
       expect.arrayContaining(['from', 'to', 'group_by', 'user_id', 'api_key_id']),
     );
     expect(doc.paths['/api/v1/api-keys/{id}/usage']).toBeDefined();
+    for (const path of ['/api/v1/usage/refusals', '/api/v1/usage/limits']) {
+      expect(doc.paths[path].get.summary).toMatch(/\(admins\)$/);
+      expect(doc.paths[path].get.responses['200'].content['application/json'].schema.$ref).toBeDefined();
+    }
+    expect(doc.components.schemas.TenantLimitsResponse.properties.current_period.example).toMatchObject({
+      period: 'monthly',
+    });
     expect(doc.components.schemas.UpdateTenantDto.properties).toHaveProperty('quota_limit');
   });
 });

@@ -183,3 +183,37 @@ export class RefusalsResponse {
   })
   totals: Record<string, number>;
 }
+
+export class TenantLimitsResponse {
+  @ApiProperty({ example: 'tenant.limits' }) object: 'tenant.limits';
+  @ApiProperty({ format: 'uuid' }) tenant_id: string;
+  @ApiProperty({ example: 'acme' }) name: string;
+  @ApiProperty({
+    type: CurrentPeriodUsage,
+    description:
+      "The tenant's limits (all its keys together) and its current reset period: the live counters " +
+      '(in-flight reservations included) next to the limits',
+    example: {
+      period: 'monthly',
+      period_start: '2026-11-01T00:00:00.000Z',
+      period_end: '2026-12-01T00:00:00.000Z',
+      tokens: 1234567,
+      quota_limit: 5000000,
+      spend_usd: 12.5,
+      max_budget: 100,
+    },
+  })
+  current_period: CurrentPeriodUsage;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    example: 200000,
+    description: 'Tokens per minute of the whole tenant (sliding 60 s window); null = unlimited',
+  })
+  rate_limit_tpm: number | null;
+  @ApiProperty({
+    description: "The ledger's figures for the same period (settled requests only; no reservations)",
+    example: { requests: 812, total_tokens: 1230000, cost_usd: 12.43 },
+  })
+  ledger: { requests: number; total_tokens: number; cost_usd: number };
+}

@@ -12,6 +12,7 @@ import { Authenticated } from '@app/tenancy';
 import {
   KeyUsageResponse,
   RefusalsResponse,
+  TenantLimitsResponse,
   UsageQuery,
   UsageRangeQuery,
   UsageReportResponse,
@@ -64,6 +65,20 @@ export class UsageController {
   @ApiBadRequestResponse({ description: 'Bad date or range' })
   refusals(@Query() q: UsageRangeQuery): Promise<RefusalsResponse> {
     return this.usage.refusals(q);
+  }
+
+  @Get('usage/limits')
+  @Authenticated({ roles: ['admin'] })
+  @ApiOperation({
+    summary: "The tenant's limits and its current period against them (admins)",
+    description:
+      'Token quota, budget, reset period and tokens per minute of the whole tenant, the live counters of the ' +
+      "current period (in-flight reservations included; null when the quota store is unreachable) and the ledger's " +
+      'settled figures for the same period. Keys have their own: GET /api/v1/api-keys/{id}/usage.',
+  })
+  @ApiOkResponse({ type: TenantLimitsResponse })
+  limits(): Promise<TenantLimitsResponse> {
+    return this.usage.tenantLimits();
   }
 
   @Get('api-keys/:id/usage')

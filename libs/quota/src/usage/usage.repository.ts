@@ -22,6 +22,13 @@ export interface KeyLimitsRow extends KeyOwner {
   maxBudget: number | null;
 }
 
+export interface TenantLimitsRow extends PeriodOwner {
+  name: string;
+  quotaLimit: number | null;
+  maxBudget: number | null;
+  rateLimitTpm: number | null;
+}
+
 export type GroupBy = 'key' | 'user' | 'model' | 'day';
 
 export interface ReportFilter {
@@ -66,6 +73,31 @@ export class UsageRepository {
       quota_period: string;
     }[];
     return rows[0] ? { id: rows[0].id, quotaPeriod: period(rows[0].quota_period) } : null;
+  }
+
+  /** The tenant's own limits (all its keys together). */
+  async tenantLimits(tenantId: string): Promise<TenantLimitsRow | null> {
+    const rows = (await this.db.query(
+      `SELECT id, name, quota_limit, max_budget, quota_period, rate_limit_tpm FROM tenants WHERE id = $1`,
+      [tenantId],
+    )) as {
+      id: string;
+      name: string;
+      quota_limit: string | null;
+      max_budget: string | null;
+      quota_period: string;
+      rate_limit_tpm: number | null;
+    }[];
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      name: r.name,
+      quotaLimit: num(r.quota_limit),
+      maxBudget: num(r.max_budget),
+      quotaPeriod: period(r.quota_period),
+      rateLimitTpm: r.rate_limit_tpm,
+    };
   }
 
   async tenantIds(): Promise<string[]> {

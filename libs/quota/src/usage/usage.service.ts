@@ -6,6 +6,7 @@ import { QuotaClock } from '../clock';
 import {
   KeyUsageResponse,
   RefusalsResponse,
+  TenantLimitsResponse,
   UsageQuery,
   UsageRangeQuery,
   UsageReportResponse,
@@ -155,6 +156,55 @@ export class UsageService {
       to_day: toDay,
       data: rows.map((r) => ({ day: r.day, reason: r.reason, count: r.count })),
       totals,
+    };
+  }
+
+  /**
+   * The tenant's limits and its current reset period against them: the live counters (as
+   * admission sees them, reservations included) and the ledger's settled figures. Admins
+   * and the master key only (the route's roles).
+   */
+  async tenantLimits(): Promise<TenantLimitsResponse> {
+    const { tenantId } = this.scope();
+    const t = await this.repo.tenantLimits(tenantId);
+    if (!t) throw ApiError.notFound(`No tenant ${tenantId}`, 'tenant_not_found');
+    const now = this.clock.now();
+    const tz = this.config.QUOTA_TIMEZONE;
+    const w = periodWindow(t.quotaPeriod, now, tz);
+    const ref = levelRef(
+      'tenant',
+      { tenantId, userId: null, apiKeyId: '' },
+      { period: t.quotaPeriod },
+      now,
+      tz,
+    );
+    const [[tokens, spend], sums] = await Promise.all([
+      this.store
+        .read(tenantId, [ref.tokensKey, ref.spendKey], now)
+        .catch((): (number | null)[] => [null, null]),
+      this.repo.report(
+        tenantId,
+        'model',
+        { from: new Date(w.start ?? 0), to: new Date(w.end ?? now + DAY) },
+        tz,
+      ),
+    ]);
+    const ledger = totalsOf(sums);
+    return {
+      object: 'tenant.limits',
+      tenant_id: t.id,
+      name: t.name,
+      current_period: {
+        period: t.quotaPeriod,
+        period_start: w.start === null ? null : new Date(w.start).toISOString(),
+        period_end: w.end === null ? null : new Date(w.end).toISOString(),
+        tokens,
+        quota_limit: t.quotaLimit,
+        spend_usd: spend === null ? null : microsToUsd(spend),
+        max_budget: t.maxBudget,
+      },
+      rate_limit_tpm: t.rateLimitTpm,
+      ledger: { requests: ledger.requests, total_tokens: ledger.total_tokens, cost_usd: ledger.cost_usd },
     };
   }
 

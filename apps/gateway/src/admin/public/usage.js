@@ -206,6 +206,68 @@ function refusalsSection(refusals, r) {
   );
 }
 
+const PERIOD = { none: 'in total (no reset)', daily: 'today', monthly: 'this month' };
+
+/** One limit as a bar: "used / limit", or "unlimited" (no bar). */
+function limitBar(name, key, used, limit, fmt) {
+  const text =
+    used === null
+      ? 'unknown (quota store unreachable)'
+      : limit === null
+        ? `${fmt(used)} (unlimited)`
+        : `${fmt(used)} / ${fmt(limit)}`;
+  const pct = limit ? Math.min(100, Math.round(((used ?? 0) / limit) * 100)) : null;
+  return h(
+    'div',
+    { class: 'limit', dataset: { limit: key } },
+    h('dt', {}, name),
+    h(
+      'dd',
+      {},
+      h('span', { class: 'limit-text' }, text),
+      pct === null
+        ? null
+        : h('meter', {
+            min: 0,
+            max: limit,
+            value: Math.min(used ?? 0, limit),
+            high: limit * 0.8,
+            optimum: 0,
+            'aria-label': `${name}: ${pct}% used`,
+          }),
+      pct === null ? null : h('span', { class: 'muted' }, ` ${pct}%`),
+    ),
+  );
+}
+
+/** The tenant's current reset period against its limits (GET /api/v1/usage/limits). */
+function limitsSection(l) {
+  const p = l.current_period;
+  const resets = p.period_end ? `, resets ${new Date(p.period_end).toLocaleString()}` : '';
+  return h(
+    'section',
+    { id: 'usage-limits', 'aria-labelledby': 'usage-limits-title' },
+    h('h2', { id: 'usage-limits-title' }, `Your tenant's limits ${PERIOD[p.period] ?? ''}`),
+    h(
+      'p',
+      { class: 'muted' },
+      `All keys of ${l.name} together, counted live (requests in flight included)${resets}.`,
+    ),
+    h(
+      'dl',
+      { class: 'limits' },
+      limitBar('Tokens', 'tokens', p.tokens, p.quota_limit, fmtInt),
+      limitBar('Spend', 'spend', p.spend_usd, p.max_budget, fmtUsd),
+      h(
+        'div',
+        { class: 'limit', dataset: { limit: 'tpm' } },
+        h('dt', {}, 'Tokens per minute'),
+        h('dd', {}, l.rate_limit_tpm === null ? 'unlimited' : `at most ${fmtInt(l.rate_limit_tpm)}`),
+      ),
+    ),
+  );
+}
+
 const WHY = { quota: 'token quota used up', budget: 'budget used up', expired: 'expired' };
 const against = (used, max, fmt) => (max === null ? `${fmt(used)} / ∞` : `${fmt(used)} / ${fmt(max)}`);
 
@@ -263,7 +325,8 @@ export async function loadUsage() {
   body.setAttribute('aria-busy', 'true');
   try {
     const range = new URLSearchParams({ from: r.from, to: r.to });
-    const [days, split, refusals, models, users, keys, refusing] = await Promise.all([
+    const [limits, days, split, refusals, models, users, keys, refusing] = await Promise.all([
+      API.api('GET', '/api/v1/usage/limits'),
       API.api('GET', report('day', r)),
       API.api('GET', report('day', r, undefined, $('#usage-stack').value)),
       API.api('GET', `/api/v1/usage/refusals?${range}`),
@@ -276,6 +339,8 @@ export async function loadUsage() {
     const stat = (label, value, key) =>
       h('div', { class: 'stat', dataset: { stat: key } }, h('dt', {}, label), h('dd', {}, value));
     body.replaceChildren(
+      limitsSection(limits),
+      h('h2', {}, 'In the range'),
       h(
         'dl',
         { class: 'stats', id: 'usage-totals' },

@@ -4,6 +4,7 @@ import { ApiError, REFUSAL_REASONS } from '@app/observability';
 import { RequestContext } from '@app/tenancy';
 import { QuotaClock } from '../clock';
 import {
+  CurrentPeriodUsage,
   KeyUsageResponse,
   RefusalsResponse,
   TenantLimitsResponse,
@@ -16,6 +17,7 @@ import {
 import { levelRef } from '../keys';
 import { RefusalsRepository } from '../refusals/refusals.repository';
 import { localDay, periodWindow } from '../periods';
+import type { QuotaPeriod } from '../quota.types';
 import { microsToUsd } from '../pricing';
 import { QuotaStore } from '../store/quota-store';
 import { ReportRow, UsageRepository } from './usage.repository';
@@ -169,24 +171,14 @@ export class UsageService {
     const t = await this.repo.tenantLimits(tenantId);
     if (!t) throw ApiError.notFound(`No tenant ${tenantId}`, 'tenant_not_found');
     const now = this.clock.now();
-    const tz = this.config.QUOTA_TIMEZONE;
-    const w = periodWindow(t.quotaPeriod, now, tz);
-    const ref = levelRef(
-      'tenant',
-      { tenantId, userId: null, apiKeyId: '' },
-      { period: t.quotaPeriod },
-      now,
-      tz,
-    );
-    const [[tokens, spend], sums] = await Promise.all([
-      this.store
-        .read(tenantId, [ref.tokensKey, ref.spendKey], now)
-        .catch((): (number | null)[] => [null, null]),
+    const w = periodWindow(t.quotaPeriod, now, this.config.QUOTA_TIMEZONE);
+    const [current, sums] = await Promise.all([
+      this.currentPeriod('tenant', { tenantId, userId: null, apiKeyId: '' }, t, now),
       this.repo.report(
         tenantId,
         'model',
         { from: new Date(w.start ?? 0), to: new Date(w.end ?? now + DAY) },
-        tz,
+        this.config.QUOTA_TIMEZONE,
       ),
     ]);
     const ledger = totalsOf(sums);
@@ -194,15 +186,7 @@ export class UsageService {
       object: 'tenant.limits',
       tenant_id: t.id,
       name: t.name,
-      current_period: {
-        period: t.quotaPeriod,
-        period_start: w.start === null ? null : new Date(w.start).toISOString(),
-        period_end: w.end === null ? null : new Date(w.end).toISOString(),
-        tokens,
-        quota_limit: t.quotaLimit,
-        spend_usd: spend === null ? null : microsToUsd(spend),
-        max_budget: t.maxBudget,
-      },
+      current_period: current,
       rate_limit_tpm: t.rateLimitTpm,
       ledger: { requests: ledger.requests, total_tokens: ledger.total_tokens, cost_usd: ledger.cost_usd },
     };
@@ -217,19 +201,12 @@ export class UsageService {
     }
     const { from, to } = this.range(q);
     const rows = await this.repo.report(tenantId, 'key', { from, to, apiKeyId }, this.config.QUOTA_TIMEZONE);
-    const now = this.clock.now();
-    const tz = this.config.QUOTA_TIMEZONE;
-    const w = periodWindow(key.quotaPeriod, now, tz);
-    const ref = levelRef(
+    const current = await this.currentPeriod(
       'key',
       { tenantId, userId: key.userId, apiKeyId },
-      { period: key.quotaPeriod },
-      now,
-      tz,
+      key,
+      this.clock.now(),
     );
-    const [tokens, spend] = await this.store
-      .read(tenantId, [ref.tokensKey, ref.spendKey], now)
-      .catch((): (number | null)[] => [null, null]);
     return {
       object: 'api_key.usage',
       api_key_id: key.id,
@@ -238,15 +215,31 @@ export class UsageService {
       from: from.toISOString(),
       to: to.toISOString(),
       ...totalsOf(rows),
-      current_period: {
-        period: key.quotaPeriod,
-        period_start: w.start === null ? null : new Date(w.start).toISOString(),
-        period_end: w.end === null ? null : new Date(w.end).toISOString(),
-        tokens,
-        quota_limit: key.quotaLimit,
-        spend_usd: spend === null ? null : microsToUsd(spend),
-        max_budget: key.maxBudget,
-      },
+      current_period: current,
+    };
+  }
+
+  /** A tenant's or key's current reset period: its window, live counters (null: store unreachable) and limits. */
+  private async currentPeriod(
+    level: 'tenant' | 'key',
+    ids: { tenantId: string; userId: string | null; apiKeyId: string },
+    owner: { quotaPeriod: QuotaPeriod; quotaLimit: number | null; maxBudget: number | null },
+    now: number,
+  ): Promise<CurrentPeriodUsage> {
+    const tz = this.config.QUOTA_TIMEZONE;
+    const w = periodWindow(owner.quotaPeriod, now, tz);
+    const ref = levelRef(level, ids, { period: owner.quotaPeriod }, now, tz);
+    const [tokens, spend] = await this.store
+      .read(ids.tenantId, [ref.tokensKey, ref.spendKey], now)
+      .catch((): (number | null)[] => [null, null]);
+    return {
+      period: owner.quotaPeriod,
+      period_start: w.start === null ? null : new Date(w.start).toISOString(),
+      period_end: w.end === null ? null : new Date(w.end).toISOString(),
+      tokens,
+      quota_limit: owner.quotaLimit,
+      spend_usd: spend === null ? null : microsToUsd(spend),
+      max_budget: owner.maxBudget,
     };
   }
 }

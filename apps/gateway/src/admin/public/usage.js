@@ -219,7 +219,7 @@ function limitBar(name, key, used, limit, fmt) {
   const pct = limit ? Math.min(100, Math.round(((used ?? 0) / limit) * 100)) : null;
   return h(
     'div',
-    { class: 'limit', dataset: { limit: key } },
+    { class: 'stat limit', dataset: { limit: key } },
     h('dt', {}, name),
     h(
       'dd',
@@ -260,7 +260,7 @@ function limitsSection(l) {
       limitBar('Spend', 'spend', p.spend_usd, p.max_budget, fmtUsd),
       h(
         'div',
-        { class: 'limit', dataset: { limit: 'tpm' } },
+        { class: 'stat limit', dataset: { limit: 'tpm' } },
         h('dt', {}, 'Tokens per minute'),
         h('dd', {}, l.rate_limit_tpm === null ? 'unlimited' : `at most ${fmtInt(l.rate_limit_tpm)}`),
       ),

@@ -95,10 +95,18 @@ export class UsageService {
 
   async report(q: UsageQuery): Promise<UsageReportResponse> {
     const { tenantId, onlyUserId } = this.scope();
-    const { from, to } = this.range(q);
     if (onlyUserId && q.user_id && q.user_id !== onlyUserId) {
       throw ApiError.forbidden('Members see only their own usage', 'forbidden');
     }
+    return this.reportIn(tenantId, q, onlyUserId);
+  }
+
+  /**
+   * The usage report of a tenant named by the caller (the CLI's `usage`; the API's `report`
+   * names the request's tenant). `onlyUserId`: only that user's records.
+   */
+  async reportIn(tenantId: string, q: UsageQuery, onlyUserId?: string): Promise<UsageReportResponse> {
+    const { from, to } = this.range(q);
     const groupBy = q.group_by ?? 'day';
     if (q.split_by && groupBy !== 'day')
       throw ApiError.badRequest('split_by needs group_by=day', 'invalid_request', 'split_by');

@@ -203,6 +203,10 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await opage.getByRole('button', { name: 'Use the master key' }).click();
       await opage.getByRole('heading', { name: 'Tenants' }).waitFor();
       await tenantRow('console-corp').waitFor();
+      // Each tenant's admins by email (the operator knows whom to call); a disabled one is marked.
+      const admins = await tenantRow('console-corp').locator('td[data-label="Admins"] li').allInnerTexts();
+      expect(admins).toContain(a.admin.email);
+      expect(admins.filter((x) => x.endsWith('(disabled)'))).toHaveLength(1);
       // The operator has tenants and the audit log; a tenant's keys and users are its admins' pages.
       expect(await opage.getByRole('button', { name: 'API keys', exact: true }).isHidden()).toBe(true);
       expect(await opage.getByRole('button', { name: 'Audit log', exact: true }).isVisible()).toBe(true);
@@ -234,8 +238,20 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       expect(created.after).toMatchObject({ name, quota_limit: 2000000, quota_period: 'monthly' });
 
       // An admin and a key in the new tenant work until it is disabled.
+      expect(await r.locator('td[data-label="Admins"]').innerText()).toBe('none');
       const admin = await createUser(t.url, tenant.id, 'admin');
       secrets.push(admin.password);
+      await createUser(t.url, tenant.id, 'member'); // not listed
+      const withAdmin = await request(t.url)
+        .get('/api/v1/tenants?limit=100')
+        .set('Authorization', `Bearer ${MASTER_KEY}`)
+        .expect(200);
+      expect((withAdmin.body.data as { id: string }[]).find((x) => x.id === tenant.id)).toMatchObject({
+        admins: [{ id: admin.id, email: admin.email, status: 'active' }],
+        admin_count: 1,
+      });
+      await opage.getByRole('button', { name: 'Refresh' }).click();
+      await eventually(async () => (await r.locator('td[data-label="Admins"]').innerText()) === admin.email);
       const key = await request(t.url)
         .post('/api/v1/api-keys')
         .set(auth(admin.token))

@@ -16,7 +16,7 @@ import { FailoverWatcher } from './store/failover-watcher';
 import { MemoryQuotaStore } from './store/memory-quota.store';
 import { QuotaStore } from './store/quota-store';
 import { RedisQuotaStore } from './store/redis-quota.store';
-import { UsageController } from './usage/usage.controller';
+import { TenantUsageController, UsageController } from './usage/usage.controller';
 import { UsageRepository } from './usage/usage.repository';
 import { UsageService } from './usage/usage.service';
 
@@ -26,7 +26,7 @@ import { UsageService } from './usage/usage.service';
  * (one instance only: CounterOwnership refuses a second one on the same database).
  */
 @Module({
-  controllers: [UsageController],
+  controllers: [UsageController, TenantUsageController],
   providers: [
     { provide: QuotaClock, useClass: QuotaClock },
     {

@@ -51,8 +51,27 @@ export class UsageController {
     return usageCsv(report);
   }
 
-  @Get('usage/refusals')
-  @Authenticated({ roles: ['admin'] })
+  @Get('api-keys/:id/usage')
+  @ApiOperation({ summary: "A key's totals in a range, plus the live counters of its current period" })
+  @ApiOkResponse({
+    type: KeyUsageResponse,
+    description: 'Totals of one key in the range, and its live counters',
+  })
+  @ApiNotFoundResponse({ description: 'No such key in the tenant (or, for a member, not their key)' })
+  @ApiBadRequestResponse({ description: 'Bad date or range' })
+  keyUsage(@Param('id', ParseUUIDPipe) id: string, @Query() q: UsageRangeQuery): Promise<KeyUsageResponse> {
+    return this.usage.keyUsage(id, q);
+  }
+}
+
+/** The tenant-wide figures of the usage page that members do not see (403): refusals, the tenant's limits. */
+@ApiTags('usage')
+@Controller('api/v1/usage')
+@Authenticated({ roles: ['admin'] })
+export class TenantUsageController {
+  constructor(private readonly usage: UsageService) {}
+
+  @Get('refusals')
   @ApiOperation({
     summary:
       "The tenant's refused requests per day and reason (quota, budget, rpm, tpm, model, key) (admins)",
@@ -67,8 +86,7 @@ export class UsageController {
     return this.usage.refusals(q);
   }
 
-  @Get('usage/limits')
-  @Authenticated({ roles: ['admin'] })
+  @Get('limits')
   @ApiOperation({
     summary: "The tenant's limits and its current period against them (admins)",
     description:
@@ -79,17 +97,5 @@ export class UsageController {
   @ApiOkResponse({ type: TenantLimitsResponse })
   limits(): Promise<TenantLimitsResponse> {
     return this.usage.tenantLimits();
-  }
-
-  @Get('api-keys/:id/usage')
-  @ApiOperation({ summary: "A key's totals in a range, plus the live counters of its current period" })
-  @ApiOkResponse({
-    type: KeyUsageResponse,
-    description: 'Totals of one key in the range, and its live counters',
-  })
-  @ApiNotFoundResponse({ description: 'No such key in the tenant (or, for a member, not their key)' })
-  @ApiBadRequestResponse({ description: 'Bad date or range' })
-  keyUsage(@Param('id', ParseUUIDPipe) id: string, @Query() q: UsageRangeQuery): Promise<KeyUsageResponse> {
-    return this.usage.keyUsage(id, q);
   }
 }

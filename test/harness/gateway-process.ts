@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { JWT_SECRET, MASTER_KEY } from './app';
@@ -8,9 +8,30 @@ import { freePort } from './servers';
 const ROOT = resolve(__dirname, '../..');
 export const MAIN_JS = join(ROOT, 'dist/apps/gateway/src/main.js');
 
-/** `nest build gateway` once per run (GW_SKIP_BUILD=1 reuses an existing dist/). */
+/** Whether a file under apps/ or libs/ (or a build setting) changed after dist/ was built. */
+function distStale(): boolean {
+  if (!existsSync(MAIN_JS)) return true;
+  const built = statSync(MAIN_JS).mtimeMs;
+  const newer = (dir: string): boolean =>
+    readdirSync(dir, { withFileTypes: true }).some((e) => {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) return e.name !== 'node_modules' && newer(p);
+      return statSync(p).mtimeMs > built;
+    });
+  const settings = ['tsconfig.json', 'tsconfig.build.json', 'nest-cli.json', 'package-lock.json'];
+  return (
+    settings.some((f) => existsSync(join(ROOT, f)) && statSync(join(ROOT, f)).mtimeMs > built) ||
+    newer(join(ROOT, 'apps')) ||
+    newer(join(ROOT, 'libs'))
+  );
+}
+
+/**
+ * `nest build gateway` when dist/ is older than a source (so once per run, not once per test
+ * file: eight files start gateway processes). GW_SKIP_BUILD=1 reuses any existing dist/.
+ */
 export function buildGateway(): void {
-  if (process.env.GW_SKIP_BUILD === '1' && existsSync(MAIN_JS)) return;
+  if (existsSync(MAIN_JS) && (process.env.GW_SKIP_BUILD === '1' || !distStale())) return;
   const r = spawnSync('npx', ['nest', 'build', 'gateway'], { cwd: ROOT, encoding: 'utf8', timeout: 180000 });
   if (r.status !== 0 || !existsSync(MAIN_JS)) {
     throw new Error(`nest build gateway failed (${r.status}):\n${r.stdout}\n${r.stderr}`);

@@ -1,5 +1,4 @@
 import { Injectable, Logger, OnModuleInit, OnModuleDestroy, Optional } from '@nestjs/common';
-import * as bcrypt from 'bcrypt';
 import { BcryptGate } from '@app/auth';
 import {
   ApiError,
@@ -173,7 +172,7 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
     if (!candidates.length) return undefined;
     this.limiter.beginLegacy(prefix);
     for (const c of candidates) {
-      if (!(await this.gate.run('legacy_key', () => bcrypt.compare(key, c.key_hash)))) continue;
+      if (!(await this.gate.run('legacy_key', () => this.gate.compare(key, c.key_hash)))) continue;
       this.limiter.legacySucceeded(prefix);
       this.hit('legacy_fallback');
       if (await this.keys.setLookupHash(c.id, hash)) {

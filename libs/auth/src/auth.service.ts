@@ -39,7 +39,7 @@ export class AuthService {
     private readonly gate: BcryptGate,
     private readonly metrics: MetricsService,
   ) {
-    this.passwords = new PasswordVerifier(config.BCRYPT_ROUNDS);
+    this.passwords = new PasswordVerifier(config.BCRYPT_ROUNDS, (p, h) => gate.compare(p, h));
   }
 
   isMasterKey(token: string): boolean {

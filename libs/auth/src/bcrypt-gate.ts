@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 import { ApiError, MetricsService } from '@app/observability';
+import { BcryptPool } from './bcrypt-pool';
 
 /** Who asked for the compare: a login, or a legacy key's bcrypt fallback. */
 export type BcryptCaller = 'login' | 'legacy_key';
@@ -9,19 +10,34 @@ export type BcryptCaller = 'login' | 'legacy_key';
  * The one door to bcrypt for unauthenticated callers (login and the legacy key fallback):
  * at most BCRYPT_CONCURRENCY compares run at once and at most BCRYPT_QUEUE wait; beyond
  * that the caller gets 503 `auth_busy` at once, so a flood never builds a growing queue
- * and never fills libuv's thread pool (which DNS lookups and file I/O share).
+ * and never fills libuv's thread pool (which DNS lookups and file I/O share). The compares
+ * themselves run on low-priority worker threads (`compare`, BcryptPool: BCRYPT_NICE), so
+ * they take only the CPU the request path leaves.
  */
 @Injectable()
-export class BcryptGate {
+export class BcryptGate implements OnModuleDestroy {
   private active = 0;
   private readonly waiting: Array<() => void> = [];
   /** Counters since start (tests and the README's work bound read them). */
   readonly stats = { compares: 0, refused: 0, maxActive: 0 };
 
+  private readonly pool: BcryptPool;
+
   constructor(
     private readonly config: AppConfig,
     private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    this.pool = new BcryptPool(config.BCRYPT_CONCURRENCY, config.BCRYPT_NICE);
+  }
+
+  onModuleDestroy(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** One bcrypt compare on a low-priority worker thread (call it inside `run`). */
+  compare(plain: string, hash: string): Promise<boolean> {
+    return this.pool.compare(plain, hash);
+  }
 
   get inFlight(): number {
     return this.active;

@@ -261,6 +261,16 @@ export class AppConfig {
   BCRYPT_QUEUE = 8;
 
   /**
+   * CPU priority (nice, 0-19) of the threads running those compares: above 0 they take only
+   * the CPU that serving requests leaves (Linux; elsewhere they run at the process's).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(19)
+  BCRYPT_NICE = 10;
+
+  /**
    * Which proxies' X-Forwarded-For to believe for the client address: `false` (none),
    * `true` (any: only behind a proxy that overwrites the header), a hop count, or a
    * comma-separated list of addresses, CIDRs and `loopback` / `linklocal` / `uniquelocal`.

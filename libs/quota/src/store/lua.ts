@@ -351,10 +351,14 @@ for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
     pend[r.s[i]] = (pend[r.s[i]] or 0) + tonumber(r.c)
   end
 end
-for j = 4, #KEYS do
+-- ARGV[4]: "value expireAt value expireAt ..." for KEYS[4..] (one argument instead of two per
+-- counter: a 1,000-counter call spends less in the client encoding its arguments)
+local j = 4
+for v, x in string.gmatch(ARGV[4], '(%S+) (%S+)') do
   local key = KEYS[j]
-  local after = tonumber(ARGV[2 * (j - 3) + 2]) + (pend[key] or 0)
-  local x = tonumber(ARGV[2 * (j - 3) + 3])
+  j = j + 1
+  local after = tonumber(v) + (pend[key] or 0)
+  x = tonumber(x)
   -- one command per counter: the new value, its expiry, and the old value back (Redis >= 6.2)
   local old
   if x > 0 then old = redis.call('SET', key, int(after), 'PXAT', int(x), 'GET')

@@ -238,11 +238,12 @@ export class RedisQuotaStore extends QuotaStore {
   ): Promise<RebuildChange[]> {
     const keys = [reservationsKey(tenantId), expiriesKey(tenantId), tenantMarkerKey(tenantId)];
     const since = opts.onlyIfUninitialized ? 1 : Math.max(0, opts.unlessRebuiltSince ?? 0);
-    const args: (string | number)[] = [now, opts.markTenant ? 1 : 0, since];
+    let pairs = '';
     for (const e of entries) {
       keys.push(e.key);
-      args.push(e.value, exp(e.expireAt));
+      pairs += `${e.value} ${exp(e.expireAt)} `;
     }
+    const args: (string | number)[] = [now, opts.markTenant ? 1 : 0, since, pairs];
     const r = (await this.run('gwQuotaRebuild', keys, args)) as unknown[];
     return entries.map((e, i) => ({ key: e.key, before: Number(r[2 * i]), after: Number(r[2 * i + 1]) }));
   }

@@ -525,6 +525,32 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
     });
   });
 
+  it('refusal counts still in memory are written when the gateway shuts down', async () => {
+    const db2 = await createDatabase();
+    const other = await startInstance({ databaseUrl: db2, env: { LEDGER_FLUSH_MS: '600000' } });
+    try {
+      const c = await createTenantWithAdmin(other.url);
+      const key = await insertKey(db2, c.tenantId, c.admin.id);
+      const s = subjectOf(
+        { tenantId: c.tenantId, userId: c.admin.id, apiKeyId: key },
+        {},
+        { allowedModels: [] },
+      );
+      for (let i = 0; i < 3; i++)
+        await expect(
+          other.quota.admit(s, { model: 'gpt-a', promptTokens: 1, wanted: 0 }),
+        ).rejects.toMatchObject({
+          status: 403,
+        });
+      expect(await sql(db2, 'SELECT count(*)::int AS n FROM refusal_counts')).toEqual([{ n: 0 }]);
+    } finally {
+      await other.close();
+    }
+    expect(await sql(db2, 'SELECT reason, count::int AS count FROM refusal_counts')).toEqual([
+      { reason: 'model_not_allowed', count: 3 },
+    ]);
+  });
+
   it('Swagger documents the usage routes', async () => {
     const doc = (await request(inst.url).get('/docs-json').expect(200)).body;
     expect(doc.paths['/api/v1/usage'].get.parameters.map((p: { name: string }) => p.name)).toEqual(

@@ -1,3 +1,4 @@
+import { Agent, get as httpGet } from 'node:http';
 import request from 'supertest';
 import * as bcrypt from 'bcrypt';
 import { DataSource } from 'typeorm';
@@ -97,6 +98,33 @@ describe('key limiter: only what costs is throttled, never a valid key for other
     // at its prefix); once cached it is served from the throttled address too: hits cost nothing.
     await me(t, target.key, '203.0.113.7').expect(200);
     await me(t, target.key).expect(200);
+  });
+
+  it("a valid key's first requests in a burst from one address: all served, one database lookup", async () => {
+    // Found by bench:steady: 32 connections opening with a key not cached yet took 32 limiter
+    // points at once, and those past AUTH_FAILURE_LIMIT were answered 429 with a valid key.
+    const fresh = await createKey(t, s.admin.token);
+    const auths = t.app.get(KeyAuthService);
+    const db = auths.pathCounts.db_hit;
+    const coalesced = auths.pathCounts.coalesced;
+    // 50 keep-alive connections opened first, then one request on each in the same tick, so
+    // they reach the gateway together (a connect per request spreads them out).
+    const agent = new Agent({ keepAlive: true, maxSockets: 50 });
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number }>((resolve, reject) =>
+        httpGet(`${t.url}${path}`, { agent, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+        }).on('error', reject),
+      );
+    await Promise.all(Array.from({ length: 50 }, () => get('/health/live')));
+    const burst = await Promise.all(
+      Array.from({ length: 50 }, () => get('/api/v1/me', { 'X-API-Key': fresh.key })),
+    );
+    agent.destroy();
+    expect(statuses(burst)).toEqual({ 200: 50 });
+    expect(auths.pathCounts.db_hit - db).toBe(1);
+    expect(auths.pathCounts.coalesced - coalesced).toBe(49);
   });
 
   it('200 concurrent random keys with a known legacy prefix: bcrypt stays under its cap; the valid legacy key still gets in', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppConfig, loadConfig } from '@app/config';
 import { AppModule } from '../../apps/gateway/src/app.module';
-import { configureApp } from '../../apps/gateway/src/setup';
+import { ConfigureOptions, configureApp } from '../../apps/gateway/src/setup';
 import { dbUrl, TEMPLATE_DB, withClient } from './servers';
 
 /** TEST_LOGS=1: the gateways a test starts log to the terminal (default: quiet). */
@@ -48,6 +48,8 @@ export interface TestAppOptions {
   /** Use the run's Redis (default false: in-process stores). */
   redis?: boolean;
   env?: Record<string, string>;
+  /** configureApp's options (the hot path on by default, as in main.ts). */
+  configure?: ConfigureOptions;
 }
 
 /** The real gateway (AppModule + configureApp, as main.ts) on a loopback port. */
@@ -75,7 +77,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     logger: false,
     bufferLogs: true,
   });
-  configureApp(app, config);
+  configureApp(app, config, opts.configure);
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as { port: number };
   return { app, url: `http://127.0.0.1:${port}`, config, databaseUrl, close: () => app.close() };

@@ -18,6 +18,7 @@ import {
   requestIdFor,
   toErrorResponse,
 } from '@app/observability';
+import { installHotPath } from './hot-path';
 import { completeOpenApi } from './openapi';
 
 export function buildOpenApi(app: INestApplication) {
@@ -40,8 +41,26 @@ export function buildOpenApi(app: INestApplication) {
   return completeOpenApi(SwaggerModule.createDocument(app, doc));
 }
 
+/** The answer to an error of the body stage (bad JSON, too large, ...), which never reaches Nest's filters. */
+function answerBodyError(err: unknown, req: Request, res: Response): void {
+  const { status, body } = toErrorResponse(err, req);
+  res.status(status).json(isAnthropicPath(req.path) ? toAnthropicErrorBody(status, body) : body);
+}
+
+export interface ConfigureOptions {
+  /**
+   * The hot path for the metered completion routes (hot-path.ts; default on). Off, Nest's
+   * controllers serve them: only the test that holds the two to the same answers turns it off.
+   */
+  hotPath?: boolean;
+}
+
 /** Everything main.ts applies to the app; tests call it too so they exercise the same stack. */
-export function configureApp(app: NestExpressApplication, config: AppConfig): void {
+export function configureApp(
+  app: NestExpressApplication,
+  config: AppConfig,
+  options: ConfigureOptions = {},
+): void {
   app.useLogger(new QuietStartLogger(app.get(Logger)));
   app.disable('x-powered-by');
   // Requests Node's parser refuses (huge headers, a bad request line) get the envelope too.
@@ -56,7 +75,8 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
     next();
   });
   app.use(httpMetricsMiddleware(app.get(MetricsService)));
-  app.use(json({ limit: config.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+  const jsonParser = json({ limit: config.bodyLimitBytes, type: ['application/json', 'application/*+json'] });
+  app.use(jsonParser);
   // Too deep, or text PostgreSQL and the validators cannot take (NUL, lone surrogates): 400.
   // Chat bodies may hold any text: it only goes upstream.
   app.use((req: Request, _res: Response, next: NextFunction) =>
@@ -65,8 +85,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   // body-parser errors (bad JSON, too large) never reach Nest's filters: answer them here, in the envelope.
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (!err) return next();
-    const { status, body } = toErrorResponse(err, req);
-    res.status(status).json(isAnthropicPath(req.path) ? toAnthropicErrorBody(status, body) : body);
+    answerBodyError(err, req, res);
   });
   app.useGlobalPipes(
     new ValidationPipe({
@@ -96,4 +115,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   // No app.enableShutdownHooks(): main.ts owns SIGTERM/SIGINT (GracefulShutdown) so the server
   // stops accepting and drains streams before Nest's shutdown hooks run.
   SwaggerModule.setup('docs', app, () => buildOpenApi(app), { jsonDocumentUrl: 'docs-json' });
+  // The metered completion routes, ahead of Express (the same steps, services and answers).
+  if (options.hotPath !== false)
+    installHotPath(app, { jsonParser, answerBodyError, bodyLimitBytes: config.bodyLimitBytes });
 }

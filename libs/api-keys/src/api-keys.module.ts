@@ -9,6 +9,7 @@ import { ApiKeysController, KeyAliasController } from './api-keys.controller';
 import { ApiKeysRepository } from './api-keys.repository';
 import { ApiKeysService } from './api-keys.service';
 import { AuthFailureLimiter } from './auth-failures';
+import { KeyAdmission } from './key-admission';
 import { KeyAuthService } from './key-auth.service';
 import { KeyCache } from './key-cache';
 import { KeyInfoController } from './key-info.controller';
@@ -23,6 +24,7 @@ import { LegacyKeysService } from './legacy-keys.service';
     ApiKeysService,
     KeyCache,
     KeyAuthService,
+    KeyAdmission,
     AuthFailureLimiter,
     LastUsedTracker,
     ApiKeyHeaderStrategy,
@@ -34,6 +36,7 @@ import { LegacyKeysService } from './legacy-keys.service';
     ApiKeysService,
     LegacyKeysService,
     KeyAuthService,
+    KeyAdmission,
     ApiKeyGuard,
     AuthFailureLimiter,
     LastUsedTracker,

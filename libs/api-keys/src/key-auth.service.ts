@@ -75,6 +75,8 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
   /** Prefixes of keys still without a lookup hash: a current-format key with a bad checksum may be one of them. */
   private legacyPrefixes = new Set<string>();
   private refreshTimer?: NodeJS.Timeout;
+  /** Cache-missing lookups in flight by lookup hash: concurrent identical attempts share one. */
+  private readonly lookupInFlight = new Map<string, Promise<KeyAuthEntry | undefined>>();
   /** Legacy fallbacks in flight by lookup hash: concurrent identical attempts share one. */
   private readonly legacyInFlight = new Map<string, Promise<KeyAuthEntry | undefined>>();
 
@@ -138,23 +140,41 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
       if (entry) this.hit('redis_hit');
     }
     if (!entry) {
-      // The costly part: counted before the work, given back when the key is found.
-      const ticket = this.limiter.beginLookup(client, displayPrefix(key));
-      const row = await this.keys.findAuthRowByLookupHash(hash);
-      if (row) {
-        this.hit('db_hit');
-        entry = entryFromRow(row);
+      // Concurrent attempts with the same key share one lookup (one limiter point, one query):
+      // a burst of a valid key's first requests is not refused as a burst of failures.
+      const running = this.lookupInFlight.get(hash);
+      if (running) {
+        this.hit('coalesced');
+        entry = await running;
+        if (!entry) throw ApiError.unauthorized('Invalid API key', 'invalid_api_key');
       } else {
-        entry = await this.legacyFallback(key, hash);
+        const work = this.lookup(key, hash, client).finally(() => this.lookupInFlight.delete(hash));
+        this.lookupInFlight.set(hash, work);
+        entry = await work;
+        if (!entry) throw this.invalid('rejected');
       }
-      if (!entry) {
-        this.cache.setNegative(hash);
-        throw this.invalid('rejected');
-      }
-      this.limiter.lookupSucceeded(ticket);
-      await this.cache.set(hash, entry);
     }
     return this.admit(entry);
+  }
+
+  /** The costly part: counted by the limiter before the work, the point given back when the key is found. */
+  private async lookup(key: string, hash: string, client: string): Promise<KeyAuthEntry | undefined> {
+    const ticket = this.limiter.beginLookup(client, displayPrefix(key));
+    let entry: KeyAuthEntry | undefined;
+    const row = await this.keys.findAuthRowByLookupHash(hash);
+    if (row) {
+      this.hit('db_hit');
+      entry = entryFromRow(row);
+    } else {
+      entry = await this.legacyFallback(key, hash);
+    }
+    if (!entry) {
+      this.cache.setNegative(hash);
+      return undefined;
+    }
+    this.limiter.lookupSucceeded(ticket);
+    await this.cache.set(hash, entry);
+    return entry;
   }
 
   /** Single-flight per key: N concurrent attempts with the same key run one fallback. */

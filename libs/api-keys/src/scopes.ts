@@ -29,6 +29,18 @@ export function scopesOf(permissions: unknown): { scopes: KeyScope[] | null; ign
   return { scopes: scopes.length ? scopes : null, ignored };
 }
 
+/** 403 unless the key's scopes include `scope` (null, or missing on an old cached principal: every endpoint). */
+export function assertScope(principal: Pick<KeyPrincipal, 'scopes'>, scope: KeyScope): void {
+  const scopes = principal.scopes ?? null;
+  if (scopes === null || scopes.includes(scope)) return;
+  throw new ApiError(
+    403,
+    `This API key may not call the ${scope} endpoint (its permissions: ${scopes.join(', ')})`,
+    'permission_error',
+    'scope_not_allowed',
+  );
+}
+
 const SCOPE_METADATA = 'gateway:key-scope';
 
 /** Refuses a virtual key whose scopes do not include the route's, before anything else runs. */
@@ -40,15 +52,8 @@ export class KeyScopeGuard implements CanActivate {
     const scope = this.reflector.get<KeyScope | undefined>(SCOPE_METADATA, context.getHandler());
     const p = context.switchToHttp().getRequest<{ principal?: KeyPrincipal }>().principal;
     if (!scope || p?.kind !== 'api-key') return true;
-    // `scopes` is missing on principals cached before scopes existed: every endpoint, as then.
-    const scopes = p.scopes ?? null;
-    if (scopes === null || scopes.includes(scope)) return true;
-    throw new ApiError(
-      403,
-      `This API key may not call the ${scope} endpoint (its permissions: ${scopes.join(', ')})`,
-      'permission_error',
-      'scope_not_allowed',
-    );
+    assertScope(p, scope);
+    return true;
   }
 }
 

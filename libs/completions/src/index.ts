@@ -2,6 +2,8 @@ export { CompletionsModule } from './completions.module';
 export type { CompletionsModuleOptions } from './completions.module';
 export { CompletionsService } from './completions.service';
 export { MessagesService } from './messages/messages.service';
+export { EmbeddingsService } from './embeddings/embeddings.service';
+export { ResponsesService } from './responses/responses.service';
 export { ExchangeRunner } from './exchange';
 export { ProviderRegistry } from './providers/provider-registry';
 export { UsageMeter, NoopUsageMeter } from './usage-meter';

@@ -84,8 +84,11 @@ export class AllExceptionsFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
-    const req = ctx.getRequest<Request>();
-    const res = ctx.getResponse<Response>();
+    this.respond(exception, ctx.getRequest<Request>(), ctx.getResponse<Response>());
+  }
+
+  /** The answer to `exception` on `res` (Nest calls it through `catch`, the gateway's hot path directly). */
+  respond(exception: unknown, req: Request, res: Response): void {
     const { status, body, headers } = toErrorResponse(exception, req);
     if (status >= 500 && !(exception instanceof HttpException)) {
       this.logger.error({ err: exception, requestId: body.error.request_id }, 'unhandled error');

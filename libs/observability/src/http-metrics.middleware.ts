@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { MetricsService } from './metrics.service';
 
@@ -17,14 +18,27 @@ export function routePattern(req: Request): string {
  */
 export function httpMetricsMiddleware(metrics: MetricsService) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const started = process.hrtime.bigint();
-    metrics.inFlight(1);
-    res.once('close', () => {
-      metrics.inFlight(-1);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const status = res.writableFinished ? res.statusCode : 499;
-      metrics.httpRequest(routePattern(req), req.method, status, seconds);
-    });
+    trackHttpRequest(metrics, req.method, res, () => routePattern(req));
     next();
   };
+}
+
+/**
+ * The HTTP metrics of one request (the middleware above, and the gateway's hot path): in
+ * flight until `res` closes, then counted and timed under `route()`, read at that moment.
+ */
+export function trackHttpRequest(
+  metrics: MetricsService,
+  method: string,
+  res: ServerResponse,
+  route: () => string,
+): void {
+  const started = process.hrtime.bigint();
+  metrics.inFlight(1);
+  res.once('close', () => {
+    metrics.inFlight(-1);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const status = res.writableFinished ? res.statusCode : 499;
+    metrics.httpRequest(route(), method, status, seconds);
+  });
 }

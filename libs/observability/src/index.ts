@@ -4,7 +4,8 @@ export { AllExceptionsFilter, toErrorResponse } from './all-exceptions.filter';
 export { ObservabilityModule } from './observability.module';
 export { ReadinessRegistry } from './readiness';
 export type { ReadinessCheck } from './readiness';
-export { REDACT_PATHS, requestIdFor, pinoParams } from './logging';
+export { REDACT_PATHS, requestIdFor, pinoParams, writeAccessLine } from './logging';
+export type { AccessFields, LogDestination } from './logging';
 export { MetricsService, AUTH_PATHS } from './metrics.service';
 export type {
   AuthPath,
@@ -14,7 +15,7 @@ export type {
   QuotaRefusalType,
   UpstreamOutcome,
 } from './metrics.service';
-export { httpMetricsMiddleware, routePattern } from './http-metrics.middleware';
+export { httpMetricsMiddleware, routePattern, trackHttpRequest } from './http-metrics.middleware';
 export { GracefulShutdown, watchParent } from './graceful-shutdown';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';

@@ -74,6 +74,13 @@ export interface LogDestination extends DestinationStream {
   /** Where lines went (tests); the file path when LOG_FILE is set. */
   readonly file?: string;
   readonly writable: true;
+  /** `text` as the scrubber leaves it: for a field of a line written with `writeClean`. */
+  scrub(text: string): string;
+  /**
+   * A line whose every field is free of secrets by construction or was passed through
+   * `scrub` (the access line, writeAccessLine): written without the whole-line scrub.
+   */
+  writeClean(line: string): void;
 }
 
 /**
@@ -108,20 +115,84 @@ export function logDestination(
   const file = config.LOG_FILE
     ? pino.destination({ dest: config.LOG_FILE, mkdir: true, sync: true })
     : undefined;
+  const writeClean = (clean: string) => {
+    if (config.LOG_STDOUT) stdout.write(pretty ? pretty(clean) : clean);
+    file?.write(clean);
+  };
   return {
     file: config.LOG_FILE,
     writable: true, // lets pino(destination) recognise it as a stream
-    write(line: string) {
-      const clean = scrubber.scrub(line);
-      if (config.LOG_STDOUT) stdout.write(pretty ? pretty(clean) : clean);
-      file?.write(clean);
-    },
+    write: (line: string) => writeClean(scrubber.scrub(line)),
+    scrub: (text: string) => scrubber.scrub(text),
+    writeClean,
   };
 }
 
 /** Status as logged and counted: a response closed before it ended is 499 (client went away). */
 function statusOf(res: ServerResponse): number {
   return res.writableFinished ? res.statusCode : 499;
+}
+
+/** The access line's level and message (pino-http's customLogLevel and success message below). */
+const accessLevel = (res: ServerResponse, err?: unknown) =>
+  err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
+const accessMessage = (res: ServerResponse) =>
+  res.writableFinished ? 'request completed' : 'request aborted';
+const LEVEL_VALUE = { info: 30, warn: 40 } as const;
+
+/** What writeAccessLine needs to know of a request. */
+export interface AccessFields {
+  id: string;
+  method: string;
+  /** The path without its query string. */
+  path: string;
+  /** The route pattern (routePattern), `unmatched` when none was reached. */
+  route: string;
+  principal?: WithPrincipal['principal'];
+  /** Date.now() when the request arrived. */
+  startedAt: number;
+}
+
+/**
+ * The access line pino-http writes for a request (pinoParams: the same fields in the same
+ * order, message and level), for requests served outside Express (the gateway's hot path),
+ * called once `res` has closed. No per-request child logger: one string built at the end,
+ * the scrubber run over the one field a client chooses (the request id: `sk-...` fits its
+ * pattern); path and route are the hot route's own, the ids are UUIDs. 5xx lines carry an
+ * error and go through the logger as pino-http's do.
+ */
+export function writeAccessLine(root: pino.Logger, res: ServerResponse, f: AccessFields): void {
+  const level = accessLevel(res);
+  if (!root.isLevelEnabled(level)) return;
+  const p = f.principal;
+  const status = statusOf(res);
+  const latency = Date.now() - f.startedAt;
+  const dest = (root as unknown as Record<symbol, unknown>)[
+    pino.symbols.streamSym
+  ] as Partial<LogDestination>;
+  if (level === 'error' || !dest.writeClean || !dest.scrub) {
+    const fields = {
+      req: { id: f.id, method: f.method, path: f.path },
+      route: f.route,
+      tenant_id: p?.tenantId,
+      user_id: p?.userId,
+      key_id: p?.apiKeyId,
+      principal: p?.kind,
+      status,
+      latency_ms: latency,
+      ...(level === 'error' ? { err: new Error(`failed with status code ${res.statusCode}`) } : {}),
+    };
+    root[level](fields, level === 'error' ? 'request failed' : accessMessage(res));
+    return;
+  }
+  const q = JSON.stringify;
+  const chindings = (root as unknown as Record<symbol, string>)[pino.symbols.chindingsSym];
+  let line = `{"level":${LEVEL_VALUE[level]},"time":${Date.now()}${chindings},"req":{"id":${q(dest.scrub(f.id))},"method":${q(f.method)},"path":${q(f.path)}},"route":${q(f.route)}`;
+  if (p?.tenantId !== undefined) line += `,"tenant_id":${q(p.tenantId)}`;
+  if (p?.userId !== undefined) line += `,"user_id":${q(p.userId)}`;
+  if (p?.apiKeyId !== undefined) line += `,"key_id":${q(p.apiKeyId)}`;
+  if (p?.kind !== undefined) line += `,"principal":${q(p.kind)}`;
+  dest.writeClean(`${line},"status":${status},"latency_ms":${latency},"msg":${q(accessMessage(res))}}\n`);
 }
 
 export function pinoParams(
@@ -167,10 +238,9 @@ export function pinoParams(
           latency_ms: val.latency_ms,
           err,
         }),
-        customSuccessMessage: (_req, res) => (res.writableFinished ? 'request completed' : 'request aborted'),
+        customSuccessMessage: (_req, res) => accessMessage(res),
         customErrorMessage: () => 'request failed',
-        customLogLevel: (_req, res, err) =>
-          err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+        customLogLevel: (_req, res, err) => accessLevel(res, err),
       },
       destination,
     ],

@@ -7,6 +7,7 @@ export const AUTH_PATHS = [
   'lru_hit',
   'redis_hit',
   'db_hit',
+  'coalesced',
   'legacy_fallback',
   'legacy_upgraded',
   'negative_hit',

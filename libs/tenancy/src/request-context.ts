@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { ClsService } from 'nestjs-cls';
+import { CLS_ID, ClsService } from 'nestjs-cls';
 import { ApiError } from '@app/observability';
 import type { Principal } from './principal';
 
@@ -13,6 +13,19 @@ export const CLIENT_IP = 'client-ip';
 @Injectable()
 export class RequestContext {
   constructor(private readonly cls: ClsService) {}
+
+  /**
+   * Runs `fn` in a new request context holding what the Cls middleware
+   * (TenancyModule) sets for a request served by Nest: the request id and the client
+   * address. The gateway's hot path, which Nest's middleware does not see, uses this.
+   */
+  run<T>(requestId: string, clientIp: string | undefined, fn: () => T): T {
+    return this.cls.run(() => {
+      this.cls.set(CLS_ID, requestId);
+      this.cls.set(CLIENT_IP, clientIp);
+      return fn();
+    });
+  }
 
   /** Inside an HTTP request (false at start-up and in the CLI). */
   get active(): boolean {

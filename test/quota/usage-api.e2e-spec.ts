@@ -391,6 +391,13 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
       expect(
         (await request(inst.url).get('/api/v1/me').set('X-API-Key', revoked.key).expect(401)).body.error.code,
       ).toBe('key_revoked');
+      // the same refusal on the completion route's hot path (apps/gateway/src/hot-path.ts): counted too
+      const chat = await request(inst.url)
+        .post('/v1/chat/completions')
+        .set('Authorization', `Bearer ${revoked.key}`)
+        .send({ model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] })
+        .expect(401);
+      expect(chat.body.error.code).toBe('key_revoked');
       const expired = await mk();
       await sql(db, `UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [
         expired.id,
@@ -415,13 +422,13 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
         tpm: 0,
         model_not_allowed: 1,
         key_expired: 1,
-        key_revoked: 1,
+        key_revoked: 2,
         owner_disabled: 0,
       });
       expect(res.body.data).toEqual(
         expect.arrayContaining([
           { day, reason: 'token_quota', count: 2 },
-          { day, reason: 'key_revoked', count: 1 },
+          { day, reason: 'key_revoked', count: 2 },
         ]),
       );
       expect(res.body.data).toHaveLength(6);

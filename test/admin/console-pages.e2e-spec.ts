@@ -174,7 +174,13 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       for (const name of ['Users', 'Audit log', 'Tenants', 'Usage'])
         expect(await mpage.getByRole('button', { name, exact: true }).count()).toBe(0);
       expect(await mpage.locator('#keys-owner-field').isHidden()).toBe(true);
-      for (const path of ['/api/v1/users', '/api/v1/audit-log', '/api/v1/tenants'])
+      for (const path of [
+        '/api/v1/users',
+        '/api/v1/audit-log',
+        '/api/v1/tenants',
+        '/api/v1/usage/refusals',
+        '/api/v1/usage/limits',
+      ])
         await request(t.url).get(path).set(auth(member.token)).expect(403);
       await mpage.context().close();
     });
@@ -197,6 +203,10 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await opage.getByRole('button', { name: 'Use the master key' }).click();
       await opage.getByRole('heading', { name: 'Tenants' }).waitFor();
       await tenantRow('console-corp').waitFor();
+      // Each tenant's admins by email (the operator knows whom to call); a disabled one is marked.
+      const admins = await tenantRow('console-corp').locator('td[data-label="Admins"] li').allInnerTexts();
+      expect(admins).toContain(a.admin.email);
+      expect(admins.filter((x) => x.endsWith('(disabled)'))).toHaveLength(1);
       // The operator has tenants and the audit log; a tenant's keys and users are its admins' pages.
       expect(await opage.getByRole('button', { name: 'API keys', exact: true }).isHidden()).toBe(true);
       expect(await opage.getByRole('button', { name: 'Audit log', exact: true }).isVisible()).toBe(true);
@@ -228,8 +238,20 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       expect(created.after).toMatchObject({ name, quota_limit: 2000000, quota_period: 'monthly' });
 
       // An admin and a key in the new tenant work until it is disabled.
+      expect(await r.locator('td[data-label="Admins"]').innerText()).toBe('none');
       const admin = await createUser(t.url, tenant.id, 'admin');
       secrets.push(admin.password);
+      await createUser(t.url, tenant.id, 'member'); // not listed
+      const withAdmin = await request(t.url)
+        .get('/api/v1/tenants?limit=100')
+        .set('Authorization', `Bearer ${MASTER_KEY}`)
+        .expect(200);
+      expect((withAdmin.body.data as { id: string }[]).find((x) => x.id === tenant.id)).toMatchObject({
+        admins: [{ id: admin.id, email: admin.email, status: 'active' }],
+        admin_count: 1,
+      });
+      await opage.getByRole('button', { name: 'Refresh' }).click();
+      await eventually(async () => (await r.locator('td[data-label="Admins"]').innerText()) === admin.email);
       const key = await request(t.url)
         .post('/api/v1/api-keys')
         .set(auth(admin.token))
@@ -283,6 +305,12 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
           id: string;
           key: string;
         };
+      // The tenant's own limits (the operator's): the page shows its month against them.
+      await request(t.url)
+        .patch(`/api/v1/tenants/${a.tenantId}`)
+        .set('Authorization', `Bearer ${MASTER_KEY}`)
+        .send({ quota_limit: 1000000, max_budget: 10, quota_period: 'monthly', rate_limit_tpm: 50000 })
+        .expect(200);
       const k1 = await mk(a.admin.token, 'Batch, nightly');
       const k2 = await mk(member.token, 'member-laptop');
       // A key with no room left this month: listed as refusing now.
@@ -293,6 +321,19 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
         .expect(201);
       secrets.push(tight.body.key);
       secrets.push(k1.key, k2.key);
+      // Refused for its token quota (the prompt alone does not fit): a refusal of the tenant.
+      const refused = await fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${tight.body.key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          model: 'mock-gpt',
+          messages: [{ role: 'user', content: 'too long for 5 tokens' }],
+        }),
+      });
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+        'tokens_quota_exceeded',
+      );
       const chat = (key: string, content: string) =>
         fetch(`${t.url}/v1/chat/completions`, {
           method: 'POST',
@@ -315,6 +356,28 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await page.getByLabel('To (included)').fill(day);
       await page.getByRole('button', { name: 'Show' }).click();
       await eventually(async () => (await stat('requests')) === '5');
+      // The tenant's current period against its limits: the live counters, as the ledger has them.
+      const limit = (key: string) => page.locator(`#usage-limits [data-limit="${key}"] dd`);
+      expect(await page.locator('#usage-limits h2').innerText()).toBe("Your tenant's limits this month");
+      expect(await limit('tokens').locator('.limit-text').innerText()).toBe(
+        `${sums.tokens.toLocaleString('en-US')} / 1,000,000`,
+      );
+      expect(Number(await limit('tokens').locator('meter').getAttribute('value'))).toBe(sums.tokens);
+      expect(await limit('spend').locator('.limit-text').innerText()).toMatch(/^\$0\.0000\d+ \/ \$10\.00$/);
+      expect(await limit('tpm').innerText()).toBe('at most 50,000');
+      // The refusal, under its reason (counts are written every LEDGER_FLUSH_MS: Show again until it is in).
+      const refusals = page.locator('#usage-refusals');
+      await eventually(
+        async () => (await refusals.locator('h2').innerText()) === 'Refused requests: 1',
+        () => page.getByRole('button', { name: 'Show' }).click(),
+      );
+      expect(await refusals.locator('table[data-group="Refusals"] tbody tr').allInnerTexts()).toEqual([
+        'Token quota used up\t1',
+      ]);
+      const refusedBars = await refusals
+        .locator('svg rect.segment')
+        .evaluateAll((els) => els.map((e) => [(e as any).dataset.series, Number((e as any).dataset.value)]));
+      expect(refusedBars).toEqual([['Token quota used up', 1]]);
       expect(await stat('total_tokens')).toBe(sums.tokens.toLocaleString('en-US'));
       const spend = await stat('cost_usd');
       expect(Number(spend.replace('$', ''))).toBeCloseTo(sums.cost, 2);
@@ -329,10 +392,35 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       expect(await refusing.locator('tbody tr').innerText()).toMatch(
         /Tight quota\s+token quota used up\s+0 \/ 5/,
       );
-      const bars = await page
-        .locator('#usage-dashboard svg.chart rect.bar:not(.empty)')
-        .evaluateAll((els) => els.map((e) => Number((e as any).dataset.tokens)));
-      expect(bars.reduce((x, y) => x + y, 0)).toBe(sums.tokens);
+      // Per day, stacked by model, then by user, then by key: the segments add up to the ledger.
+      const segments = async (metric: string) => {
+        const xs = await page
+          .locator(`#usage-stacked svg[data-metric="${metric}"] rect.segment`)
+          .evaluateAll((els) =>
+            els.map((e) => ({ series: (e as any).dataset.series, value: Number((e as any).dataset.value) })),
+          );
+        const by: Record<string, number> = {};
+        for (const x of xs) by[x.series] = (by[x.series] ?? 0) + x.value;
+        return { total: xs.reduce((n, x) => n + x.value, 0), by };
+      };
+      const stackedBy = async (split: string, series: string[]) => {
+        await page.getByLabel('Stack by').selectOption(split);
+        await eventually(
+          async () => (await page.locator('#usage-stacked').getAttribute('data-split')) === split,
+        );
+        const tokens = await segments('total_tokens');
+        expect(tokens.total).toBe(sums.tokens);
+        expect(Object.keys(tokens.by).sort()).toEqual(series.sort());
+        expect((await segments('cost_usd')).total).toBeCloseTo(sums.cost, 6);
+        expect((await page.locator('#usage-stacked .legend li').allInnerTexts()).sort()).toEqual(
+          series.sort(),
+        );
+        return tokens.by;
+      };
+      await stackedBy('model', ['mock-gpt']);
+      const byKey2 = await stackedBy('key', ['Batch, nightly', 'member-laptop']);
+      const byUser2 = await stackedBy('user', [a.admin.email, member.email]);
+      expect(byUser2[a.admin.email]).toBe(byKey2['Batch, nightly']);
       await page.mouse.move(0, 0);
       docsShot(await snap(page, 'admin-usage'), 'admin-usage.png');
 

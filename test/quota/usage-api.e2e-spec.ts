@@ -1,5 +1,6 @@
 import request from 'supertest';
-import { QuotaSubject } from '@app/quota';
+import { RefusalTally } from '@app/observability';
+import { QuotaSubject, RefusalFlusher } from '@app/quota';
 import { createDatabase, MASTER_KEY } from '../harness/app';
 import {
   auth,
@@ -120,6 +121,58 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
       ]);
     });
 
+    it('split by model, user or key per day: the rows add up to the totals; the rest folds into other', async () => {
+      const day = new Date().toISOString().slice(0, 10);
+      const models = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=model')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(models.body.split_by).toBe('model');
+      expect(models.body.data).toEqual([
+        expect.objectContaining({ day, model: 'gpt-b', requests: 2, total_tokens: 100, cost_usd: 3 }),
+        expect.objectContaining({ day, model: 'gpt-a', requests: 5, total_tokens: 452 }),
+      ]);
+      const users = await request(inst.url)
+        .get('/api/v1/usage')
+        .query({ group_by: 'day', split_by: 'user', split_limit: 1 })
+        .set(auth(a.admin.token))
+        .expect(200);
+      // m2 spent the most; m1 and the admin are folded into one `other` row of the day
+      expect(users.body.data).toEqual([
+        expect.objectContaining({ day, user_id: m2.id, requests: 2, cost_usd: 3 }),
+        expect.objectContaining({ day, other: true, requests: 5, total_tokens: 452 }),
+      ]);
+      expect(users.body.data[1]).not.toHaveProperty('user_id');
+      const keys = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=key')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(keys.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k2, k1, k3]);
+      expect(keys.body.data[0].key_name).toMatch(/^key-/);
+      for (const res of [models, users, keys]) {
+        const sum = (f: string) =>
+          res.body.data.reduce((n: number, r: Record<string, number>) => n + r[f], 0) as number;
+        expect(sum('total_tokens')).toBe(552);
+        expect(sum('requests')).toBe(7);
+        expect(sum('cost_usd')).toBeCloseTo(3.000031, 6);
+        expect(res.body.totals).toMatchObject({ requests: 7, total_tokens: 552, cost_usd: 3.000031 });
+      }
+      // a member: their own keys only, split as well
+      const own = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=key')
+        .set(auth(m1.token))
+        .expect(200);
+      expect(own.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k1]);
+      const csv = await request(inst.url)
+        .get('/api/v1/usage?group_by=day&split_by=model&format=csv')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(csv.text.split('\r\n').slice(0, 2)).toEqual([
+        'day,model,other,requests,prompt_tokens,completion_tokens,total_tokens,cache_write_tokens,cache_read_tokens,cost_usd',
+        `${day},gpt-b,,2,40,60,100,0,0,3`,
+      ]);
+    });
+
     it('a member sees only their own records; asking for another user is 403', async () => {
       const res = await request(inst.url).get('/api/v1/usage?group_by=key').set(auth(m1.token)).expect(200);
       expect(res.body.data.map((r: { api_key_id: string }) => r.api_key_id)).toEqual([k1]);
@@ -157,6 +210,12 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
       ['group_by=week', /group_by must be one of/],
       ['user_id=not-a-uuid', /user_id must be a UUID/],
       ['limit=5', /limit should not exist/],
+      ['split_by=tenant', /split_by must be one of/],
+      ['group_by=model&split_by=key', /split_by needs group_by=day/],
+      ['split_limit=3', /split_limit needs split_by/],
+      ['split_by=model&split_limit=0', /split_limit must not be less than 1/],
+      ['split_by=model&split_limit=101', /split_limit must not be greater than 100/],
+      ['split_by=model&split_limit=two', /split_limit must be an integer/],
     ])('bad query %s: 400 in the envelope', async (qs, message) => {
       const res = await request(inst.url).get(`/api/v1/usage?${qs}`).set(auth(a.admin.token)).expect(400);
       expect(res.body.error.type).toBe('invalid_request_error');
@@ -281,12 +340,237 @@ describe('usage API and quota fields on the admin routes (in-process store)', ()
     });
   });
 
+  describe('GET /api/v1/usage/refusals', () => {
+    it("counts the tenant's refusals per day and reason where they happen; upstream errors are not refusals", async () => {
+      const tight = subjectOf(
+        { tenantId: a.tenantId, userId: m1.id, apiKeyId: k1 },
+        { key: { tokenLimit: 1000, budgetUsd: null, period: 'daily' } },
+      );
+      const refused = (s: QuotaSubject, model = 'gpt-a', promptTokens = 10) =>
+        expect(inst.quota.admit(s, { model, promptTokens, wanted: 0 })).rejects.toMatchObject({
+          status: expect.any(Number),
+        });
+      await refused(tight, 'gpt-a', 5000); // the key's daily token quota
+      await refused(tight, 'gpt-a', 5000);
+      await refused(
+        subjectOf({ tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 }, {}, { allowedModels: ['gpt-b'] }),
+      );
+      const budget = subjectOf(
+        { tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 },
+        { user: { tokenLimit: null, budgetUsd: 1, period: 'none' } },
+      );
+      await expect(
+        inst.quota.admit(budget, {
+          model: 'gpt-b',
+          promptTokens: 10,
+          wanted: 0,
+          pricing: { inputPerMillion: 1, outputPerMillion: 1 },
+        }),
+      ).rejects.toMatchObject({ status: 429 });
+      // rpm: the second request of the minute (the first is released: no tokens in the ledger)
+      const rpm = subjectOf({ tenantId: a.tenantId, userId: m2.id, apiKeyId: k2 }, {}, { rateLimitRpm: 1 });
+      const first = await inst.quota.admit(rpm, { model: 'gpt-b', promptTokens: 1, wanted: 0 });
+      await refused(rpm, 'gpt-b', 1);
+      await inst.quota.release(first.reservation, { provider: 'fake', status: 'upstream_error' });
+      // another tenant's refusal stays with it
+      await refused(
+        subjectOf({ tenantId: b.tenantId, userId: b.admin.id, apiKeyId: kb }, {}, { allowedModels: [] }),
+      );
+
+      // keys refused at authentication: revoked, expired (real keys, real HTTP)
+      const mk = async () =>
+        (
+          await request(inst.url)
+            .post('/api/v1/api-keys')
+            .set(auth(a.admin.token))
+            .send({ name: 'r' })
+            .expect(201)
+        ).body as { id: string; key: string };
+      const revoked = await mk();
+      await request(inst.url).delete(`/api/v1/api-keys/${revoked.id}`).set(auth(a.admin.token)).expect(200);
+      expect(
+        (await request(inst.url).get('/api/v1/me').set('X-API-Key', revoked.key).expect(401)).body.error.code,
+      ).toBe('key_revoked');
+      // the same refusal on the completion route's hot path (apps/gateway/src/hot-path.ts): counted too
+      const chat = await request(inst.url)
+        .post('/v1/chat/completions')
+        .set('Authorization', `Bearer ${revoked.key}`)
+        .send({ model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] })
+        .expect(401);
+      expect(chat.body.error.code).toBe('key_revoked');
+      const expired = await mk();
+      await sql(db, `UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [
+        expired.id,
+      ]);
+      expect(
+        (await request(inst.url).get('/api/v1/me').set('X-API-Key', expired.key).expect(401)).body.error.code,
+      ).toBe('key_expired');
+      // an unknown key is nobody's refusal
+      await request(inst.url).get('/api/v1/me').set('X-API-Key', 'sk-not-a-key-at-all-0000').expect(401);
+
+      // a tenant deleted meanwhile: its counts are left out, the batch still goes in
+      inst.app.get(RefusalTally).count('00000000-0000-4000-8000-000000000000', 'rpm');
+      await inst.app.get(RefusalFlusher).flush();
+      expect(inst.app.get(RefusalTally).size).toBe(0);
+      const day = new Date().toISOString().slice(0, 10);
+      const res = await request(inst.url).get('/api/v1/usage/refusals').set(auth(a.admin.token)).expect(200);
+      expect(res.body).toMatchObject({ object: 'list', to_day: day });
+      expect(res.body.totals).toEqual({
+        token_quota: 2,
+        budget: 1,
+        rpm: 1,
+        tpm: 0,
+        model_not_allowed: 1,
+        key_expired: 1,
+        key_revoked: 2,
+        owner_disabled: 0,
+      });
+      expect(res.body.data).toEqual(
+        expect.arrayContaining([
+          { day, reason: 'token_quota', count: 2 },
+          { day, reason: 'key_revoked', count: 2 },
+        ]),
+      );
+      expect(res.body.data).toHaveLength(6);
+
+      // a second flush adds to the day's rows (any number of instances write the same rows)
+      await refused(tight, 'gpt-a', 5000);
+      await inst.app.get(RefusalFlusher).flush();
+      const again = await request(inst.url)
+        .get('/api/v1/usage/refusals')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(again.body.totals.token_quota).toBe(3);
+
+      const other = await request(inst.url)
+        .get('/api/v1/usage/refusals')
+        .set(masterIn(b.tenantId))
+        .expect(200);
+      expect(other.body.data).toEqual([{ day, reason: 'model_not_allowed', count: 1 }]);
+      const past = await request(inst.url)
+        .get('/api/v1/usage/refusals?from=2020-01-01&to=2020-02-01')
+        .set(auth(a.admin.token))
+        .expect(200);
+      expect(past.body).toMatchObject({ from_day: '2020-01-01', to_day: '2020-01-31', data: [] });
+    });
+
+    it('members: 403; bad range: 400; no login: 401', async () => {
+      const res = await request(inst.url).get('/api/v1/usage/refusals').set(auth(m1.token)).expect(403);
+      expect(res.body.error.type).toBeDefined();
+      const bad = await request(inst.url)
+        .get('/api/v1/usage/refusals?from=2026-02-01&to=2026-01-01')
+        .set(auth(a.admin.token))
+        .expect(400);
+      expect(bad.body.error.message).toMatch(/from must be before to/);
+      await request(inst.url).get('/api/v1/usage/refusals?group_by=day').set(auth(a.admin.token)).expect(400);
+      await request(inst.url).get('/api/v1/usage/refusals').expect(401);
+    });
+  });
+
+  describe('GET /api/v1/usage/limits', () => {
+    it("the tenant's limits and its current period against them: live counters and the ledger", async () => {
+      const c = await createTenantWithAdmin(inst.url);
+      await request(inst.url)
+        .patch(`/api/v1/tenants/${c.tenantId}`)
+        .set(master)
+        .send({ quota_limit: 10000, max_budget: 5, quota_period: 'monthly', rate_limit_tpm: 5000 })
+        .expect(200);
+      const kc = await insertKey(db, c.tenantId, c.admin.id);
+      const limits = { tokenLimit: 10000, budgetUsd: 5, period: 'monthly' as const };
+      await charge(
+        subjectOf({ tenantId: c.tenantId, userId: c.admin.id, apiKeyId: kc }, { tenant: limits }),
+        'gpt-a',
+        100,
+        50,
+        250_000,
+      );
+      await inst.ledger.flush();
+
+      const now = new Date();
+      const expected = {
+        object: 'tenant.limits',
+        tenant_id: c.tenantId,
+        name: c.name,
+        current_period: {
+          period: 'monthly',
+          period_start: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString(),
+          period_end: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString(),
+          tokens: 150,
+          quota_limit: 10000,
+          spend_usd: 0.25,
+          max_budget: 5,
+        },
+        rate_limit_tpm: 5000,
+        ledger: { requests: 1, total_tokens: 150, cost_usd: 0.25 },
+      };
+      const res = await request(inst.url).get('/api/v1/usage/limits').set(auth(c.admin.token)).expect(200);
+      expect(res.body).toEqual(expected);
+      const byMaster = await request(inst.url)
+        .get('/api/v1/usage/limits')
+        .set(masterIn(c.tenantId))
+        .expect(200);
+      expect(byMaster.body).toEqual(expected);
+      // another tenant's admin sees their own tenant (no limits: unlimited, no reset period)
+      const own = await request(inst.url).get('/api/v1/usage/limits').set(auth(a.admin.token)).expect(200);
+      expect(own.body).toMatchObject({
+        tenant_id: a.tenantId,
+        rate_limit_tpm: null,
+        current_period: {
+          period: 'none',
+          period_start: null,
+          period_end: null,
+          quota_limit: null,
+          max_budget: null,
+        },
+      });
+    });
+
+    it('members: 403; the master key without X-Tenant-ID: 400; no login: 401', async () => {
+      await request(inst.url).get('/api/v1/usage/limits').set(auth(m1.token)).expect(403);
+      await request(inst.url).get('/api/v1/usage/limits').set(master).expect(400);
+      await request(inst.url).get('/api/v1/usage/limits').expect(401);
+    });
+  });
+
+  it('refusal counts still in memory are written when the gateway shuts down', async () => {
+    const db2 = await createDatabase();
+    const other = await startInstance({ databaseUrl: db2, env: { LEDGER_FLUSH_MS: '600000' } });
+    try {
+      const c = await createTenantWithAdmin(other.url);
+      const key = await insertKey(db2, c.tenantId, c.admin.id);
+      const s = subjectOf(
+        { tenantId: c.tenantId, userId: c.admin.id, apiKeyId: key },
+        {},
+        { allowedModels: [] },
+      );
+      for (let i = 0; i < 3; i++)
+        await expect(
+          other.quota.admit(s, { model: 'gpt-a', promptTokens: 1, wanted: 0 }),
+        ).rejects.toMatchObject({
+          status: 403,
+        });
+      expect(await sql(db2, 'SELECT count(*)::int AS n FROM refusal_counts')).toEqual([{ n: 0 }]);
+    } finally {
+      await other.close();
+    }
+    expect(await sql(db2, 'SELECT reason, count::int AS count FROM refusal_counts')).toEqual([
+      { reason: 'model_not_allowed', count: 3 },
+    ]);
+  });
+
   it('Swagger documents the usage routes', async () => {
     const doc = (await request(inst.url).get('/docs-json').expect(200)).body;
     expect(doc.paths['/api/v1/usage'].get.parameters.map((p: { name: string }) => p.name)).toEqual(
       expect.arrayContaining(['from', 'to', 'group_by', 'user_id', 'api_key_id']),
     );
     expect(doc.paths['/api/v1/api-keys/{id}/usage']).toBeDefined();
+    for (const path of ['/api/v1/usage/refusals', '/api/v1/usage/limits']) {
+      expect(doc.paths[path].get.summary).toMatch(/\(admins\)$/);
+      expect(doc.paths[path].get.responses['200'].content['application/json'].schema.$ref).toBeDefined();
+    }
+    expect(doc.components.schemas.TenantLimitsResponse.properties.current_period.example).toMatchObject({
+      period: 'monthly',
+    });
     expect(doc.components.schemas.UpdateTenantDto.properties).toHaveProperty('quota_limit');
   });
 });

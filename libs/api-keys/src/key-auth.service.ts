@@ -1,6 +1,13 @@
-import { Injectable, Logger, OnModuleInit, OnModuleDestroy } from '@nestjs/common';
+import { Injectable, Logger, OnModuleInit, OnModuleDestroy, Optional } from '@nestjs/common';
 import { BcryptGate } from '@app/auth';
-import { ApiError, AUTH_PATHS, AuthPath, MetricsService } from '@app/observability';
+import {
+  ApiError,
+  AUTH_PATHS,
+  AuthPath,
+  MetricsService,
+  RefusalReason,
+  RefusalTally,
+} from '@app/observability';
 import { ApiKeysRepository, KeyAuthRow } from './api-keys.repository';
 import { AuthFailureLimiter } from './auth-failures';
 import { KeyAuthEntry, KeyCache } from './key-cache';
@@ -79,6 +86,7 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
     private readonly metrics: MetricsService,
     private readonly limiter: AuthFailureLimiter,
     private readonly gate: BcryptGate,
+    @Optional() private readonly refusals?: RefusalTally,
   ) {}
 
   async onModuleInit(): Promise<void> {
@@ -197,16 +205,20 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
     return undefined;
   }
 
+  /** A known key refused: counted for its tenant's usage page (refusals by reason). */
   private admit(entry: KeyAuthEntry): KeyPrincipal {
-    const refuse = (message: string, code: string) => {
+    const refuse = (message: string, code: string, reason: RefusalReason) => {
       this.hit('rejected');
+      this.refusals?.count(entry.principal.tenantId, reason);
       return ApiError.unauthorized(message, code);
     };
-    if (entry.revoked) throw refuse('This API key has been revoked', 'key_revoked');
+    if (entry.revoked) throw refuse('This API key has been revoked', 'key_revoked', 'key_revoked');
     if (entry.validUntil !== null && entry.validUntil <= Date.now())
-      throw refuse('This API key has expired', 'key_expired');
-    if (!entry.tenantActive) throw refuse("This API key's tenant is disabled", 'tenant_disabled');
-    if (!entry.userActive) throw refuse("This API key's owner is disabled", 'user_disabled');
+      throw refuse('This API key has expired', 'key_expired', 'key_expired');
+    if (!entry.tenantActive)
+      throw refuse("This API key's tenant is disabled", 'tenant_disabled', 'owner_disabled');
+    if (!entry.userActive)
+      throw refuse("This API key's owner is disabled", 'user_disabled', 'owner_disabled');
     return entry.principal;
   }
 }

@@ -30,3 +30,5 @@ export {
 } from './anthropic-error';
 export type { AnthropicErrorBody } from './anthropic-error';
 export { csvField } from './csv';
+export { MAX_TALLY_ENTRIES, REFUSAL_REASONS, RefusalTally } from './refusal-tally';
+export type { RefusalReason, RefusalTallyEntry } from './refusal-tally';

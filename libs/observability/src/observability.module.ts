@@ -7,6 +7,7 @@ import { MetricsController } from './metrics.controller';
 import { MetricsService } from './metrics.service';
 import { pinoParams } from './logging';
 import { ReadinessRegistry } from './readiness';
+import { RefusalTally } from './refusal-tally';
 
 @Global()
 @Module({
@@ -15,7 +16,7 @@ import { ReadinessRegistry } from './readiness';
     TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
   ],
   controllers: [HealthController, MetricsController],
-  providers: [ReadinessRegistry, MetricsService],
-  exports: [ReadinessRegistry, MetricsService],
+  providers: [ReadinessRegistry, MetricsService, RefusalTally],
+  exports: [ReadinessRegistry, MetricsService, RefusalTally],
 })
 export class ObservabilityModule {}

@@ -49,3 +49,8 @@ export type { LevelRef } from './keys';
 export { periodWindow, localDay } from './periods';
 export type { PeriodWindow } from './periods';
 export { formatDuration, rateLimitHeaders, UNLIMITED } from './headers';
+export { RefusalCount } from './refusals/refusal-count.entity';
+export { RefusalFlusher } from './refusals/refusal-flusher.service';
+export { usageCsv } from './usage/usage-csv';
+export { GROUP_BY, SPLIT_BY, UsageQuery } from './dto/usage.dto';
+export type { UsageReportResponse, UsageRow } from './dto/usage.dto';

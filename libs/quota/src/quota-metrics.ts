@@ -1,6 +1,6 @@
 import { Injectable, Optional } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { MetricsService } from '@app/observability';
+import { MetricsService, RefusalReason, RefusalTally } from '@app/observability';
 import type { QuotaLevel } from './quota.types';
 
 /**
@@ -13,7 +13,10 @@ export class QuotaMetrics {
   private readonly storeFailures?: Counter<'op' | 'mode'>;
   private readonly ledgerDropped?: Counter<'reason'>;
 
-  constructor(@Optional() private readonly metrics?: MetricsService) {
+  constructor(
+    @Optional() private readonly metrics?: MetricsService,
+    @Optional() private readonly tally?: RefusalTally,
+  ) {
     if (!metrics) return;
     this.storeFailures = new Counter({
       name: 'gateway_quota_store_failures_total',
@@ -29,8 +32,15 @@ export class QuotaMetrics {
     });
   }
 
-  refusal(level: QuotaLevel, type: 'tokens' | 'budget' | 'rate' | 'model'): void {
+  /** A request refused by a limit: the Prometheus counter, and the tenant's tally (usage page). */
+  refusal(
+    tenantId: string,
+    level: QuotaLevel,
+    type: 'tokens' | 'budget' | 'rate' | 'model',
+    reason: RefusalReason,
+  ): void {
     this.metrics?.quotaRefusal(level, type);
+    this.tally?.count(tenantId, reason);
   }
 
   storeFailure(op: string, mode: string): void {

@@ -9,12 +9,14 @@ import { assertTimeZone } from './periods';
 import { QuotaMetrics } from './quota-metrics';
 import { QuotaService } from './quota.service';
 import { ReconciliationService } from './reconciliation.service';
+import { RefusalFlusher } from './refusals/refusal-flusher.service';
+import { RefusalsRepository } from './refusals/refusals.repository';
 import { CounterOwnership } from './store/counter-ownership';
 import { FailoverWatcher } from './store/failover-watcher';
 import { MemoryQuotaStore } from './store/memory-quota.store';
 import { QuotaStore } from './store/quota-store';
 import { RedisQuotaStore } from './store/redis-quota.store';
-import { UsageController } from './usage/usage.controller';
+import { TenantUsageController, UsageController } from './usage/usage.controller';
 import { UsageRepository } from './usage/usage.repository';
 import { UsageService } from './usage/usage.service';
 
@@ -24,7 +26,7 @@ import { UsageService } from './usage/usage.service';
  * (one instance only: CounterOwnership refuses a second one on the same database).
  */
 @Module({
-  controllers: [UsageController],
+  controllers: [UsageController, TenantUsageController],
   providers: [
     { provide: QuotaClock, useClass: QuotaClock },
     {
@@ -45,6 +47,8 @@ import { UsageService } from './usage/usage.service';
     QuotaService,
     CounterOwnership,
     FailoverWatcher,
+    RefusalsRepository,
+    RefusalFlusher,
   ],
   exports: [
     QuotaService,
@@ -54,6 +58,7 @@ import { UsageService } from './usage/usage.service';
     LedgerStreamService,
     ReconciliationService,
     UsageService,
+    RefusalFlusher,
   ],
 })
 export class QuotaModule {}

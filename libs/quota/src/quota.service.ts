@@ -227,7 +227,7 @@ export class QuotaService {
   /** 403 model_not_allowed unless the key may use `model` (allowedModels null = all). */
   checkModel(subject: Pick<QuotaSubject, 'allowedModels' | 'tenantId' | 'apiKeyId'>, model: string): void {
     if (subject.allowedModels === null || subject.allowedModels.includes(model)) return;
-    this.metrics.refusal('key', 'model');
+    this.metrics.refusal(subject.tenantId, 'key', 'model', 'model_not_allowed');
     throw modelNotAllowed(model);
   }
 
@@ -340,14 +340,14 @@ export class QuotaService {
     }
 
     if (!result.ok && result.reason === 'rpm') {
-      this.metrics.refusal('key', 'rate');
+      this.metrics.refusal(subject.tenantId, 'key', 'rate', 'rpm');
       const headers = this.headers(levels, null, result.rpm, subject.rateLimitRpm, now);
       throw rateLimited(result.rpm.limit, result.rpm.resetMs, headers);
     }
     if (!result.ok && result.reason === 'tpm') {
       const w = tpm[result.windowIndex];
       const state = result.tpm[result.windowIndex];
-      this.metrics.refusal(w.level, 'rate');
+      this.metrics.refusal(subject.tenantId, w.level, 'rate', 'tpm');
       const least = this.estimate(
         pricing,
         prompt,
@@ -388,7 +388,7 @@ export class QuotaService {
         Math.min(wanted, this.config.QUOTA_MIN_COMPLETION_TOKENS),
         choices,
       );
-      this.metrics.refusal(level.level, kind);
+      this.metrics.refusal(subject.tenantId, level.level, kind, kind === 'tokens' ? 'token_quota' : 'budget');
       throw quotaExceeded(
         {
           kind,

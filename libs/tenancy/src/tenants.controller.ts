@@ -8,7 +8,13 @@ import {
   ApiOperation,
 } from '@nestjs/swagger';
 import { Authenticated } from './auth.decorators';
-import { CreateTenantDto, TenantPage, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
+import {
+  CreateTenantDto,
+  TenantListItem,
+  TenantPage,
+  TenantResponse,
+  UpdateTenantDto,
+} from './dto/tenant.dto';
 import { Page, PageQuery } from './dto/page.dto';
 import { TenantsService } from './tenants.service';
 
@@ -27,9 +33,9 @@ export class TenantsController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'List tenants (master key)' })
+  @ApiOperation({ summary: 'List tenants with their admins (master key)' })
   @ApiOkResponse({ type: TenantPage })
-  list(@Query() q: PageQuery): Promise<Page<TenantResponse>> {
+  list(@Query() q: PageQuery): Promise<Page<TenantListItem>> {
     return this.tenants.list(q.offset, q.limit);
   }
 

@@ -2,7 +2,13 @@ import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
 import { AuditService } from './audit/audit.service';
 import { quotaPatch } from './dto/quota-fields.dto';
-import { CreateTenantDto, TenantResponse, UpdateTenantDto } from './dto/tenant.dto';
+import {
+  CreateTenantDto,
+  MAX_LISTED_ADMINS,
+  TenantListItem,
+  TenantResponse,
+  UpdateTenantDto,
+} from './dto/tenant.dto';
 import { Page } from './dto/page.dto';
 import { DomainEvents } from './domain-events';
 import { Tenant } from './tenant.entity';
@@ -35,9 +41,19 @@ export class TenantsService {
     });
   }
 
-  async list(offset: number, limit: number): Promise<Page<TenantResponse>> {
+  /** A page of tenants, each with its admins (the first MAX_LISTED_ADMINS by email) and their count. */
+  async list(offset: number, limit: number): Promise<Page<TenantListItem>> {
     const [rows, total] = await this.tenants.list(offset, limit);
-    return { data: rows.map(TenantResponse.from), total, limit, offset };
+    const admins = await this.tenants.admins(
+      rows.map((t) => t.id),
+      MAX_LISTED_ADMINS,
+    );
+    const data = rows.map((t) => ({
+      ...TenantResponse.from(t),
+      admins: admins.get(t.id)?.admins ?? [],
+      admin_count: admins.get(t.id)?.count ?? 0,
+    }));
+    return { data, total, limit, offset };
   }
 
   async get(id: string): Promise<Tenant> {

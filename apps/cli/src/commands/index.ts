@@ -6,6 +6,7 @@ import { KeysCreateCommand } from './keys-create.command';
 import { KeysListCommand } from './keys-list.command';
 import { QuotaReconcileCommand } from './quota-reconcile.command';
 import { TenantsCreateCommand, TenantsListCommand } from './tenants.commands';
+import { UsageCommand } from './usage.command';
 import { UsersCreateCommand } from './users-create.command';
 
 /** Every command, in the order --help lists them. */
@@ -18,6 +19,7 @@ export const COMMANDS = [
   TenantsListCommand,
   UsersCreateCommand,
   QuotaReconcileCommand,
+  UsageCommand,
   AuditExportCommand,
   DbMigrateCommand,
 ];

@@ -11,6 +11,7 @@ import { ResponseOwners1795939086141 } from './1795939086141-ResponseOwners';
 import { UsageRecordsDeploymentAttempts1795939582416 } from './1795939582416-UsageRecordsDeploymentAttempts';
 import { UsageRecordCachedTokens1795941326306 } from './1795941326306-UsageRecordCachedTokens';
 import { RateLimitTpm1795948597011 } from './1795948597011-RateLimitTpm';
+import { RefusalCounts1795959353879 } from './1795959353879-RefusalCounts';
 
 /**
  * Every migration, in order. The app and ormconfig.ts both use this list, so the
@@ -30,4 +31,5 @@ export const MIGRATIONS = [
   UsageRecordsDeploymentAttempts1795939582416,
   UsageRecordCachedTokens1795941326306,
   RateLimitTpm1795948597011,
+  RefusalCounts1795959353879,
 ];

@@ -17,9 +17,15 @@ const FIGURES: (keyof UsageRow)[] = [
   'cost_usd',
 ];
 
-/** GET /api/v1/usage?format=csv: a header line, one line per group, CRLF line ends. */
+/**
+ * GET /api/v1/usage?format=csv: a header line, one line per group, CRLF line ends. Split
+ * (split_by): the day, the series' columns and `other` (true on the folded rest of a day).
+ */
 export function usageCsv(report: UsageReportResponse): string {
-  const columns = [...(GROUP_COLUMNS[report.group_by] ?? []), ...FIGURES];
+  const groups = report.split_by
+    ? ['day' as const, ...GROUP_COLUMNS[report.split_by], 'other' as const]
+    : (GROUP_COLUMNS[report.group_by] ?? []);
+  const columns = [...groups, ...FIGURES];
   const lines = [columns.join(',')];
   for (const row of report.data) lines.push(columns.map((c) => csvField(row[c])).join(','));
   return `${lines.join('\r\n')}\r\n`;

@@ -9,7 +9,14 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Authenticated } from '@app/tenancy';
-import { KeyUsageResponse, UsageQuery, UsageRangeQuery, UsageReportResponse } from '../dto/usage.dto';
+import {
+  KeyUsageResponse,
+  RefusalsResponse,
+  TenantLimitsResponse,
+  UsageQuery,
+  UsageRangeQuery,
+  UsageReportResponse,
+} from '../dto/usage.dto';
 import { usageCsv } from './usage-csv';
 import { UsageService } from './usage.service';
 
@@ -54,5 +61,41 @@ export class UsageController {
   @ApiBadRequestResponse({ description: 'Bad date or range' })
   keyUsage(@Param('id', ParseUUIDPipe) id: string, @Query() q: UsageRangeQuery): Promise<KeyUsageResponse> {
     return this.usage.keyUsage(id, q);
+  }
+}
+
+/** The tenant-wide figures of the usage page that members do not see (403): refusals, the tenant's limits. */
+@ApiTags('usage')
+@Controller('api/v1/usage')
+@Authenticated({ roles: ['admin'] })
+export class TenantUsageController {
+  constructor(private readonly usage: UsageService) {}
+
+  @Get('refusals')
+  @ApiOperation({
+    summary:
+      "The tenant's refused requests per day and reason (quota, budget, rpm, tpm, model, key) (admins)",
+    description:
+      'Requests the gateway refused for its own reasons (a limit, a model the key may not use, an expired or ' +
+      'revoked key, a disabled owner), per local day (QUOTA_TIMEZONE) of the range. Upstream errors are not ' +
+      'refusals. Counted in memory and written every LEDGER_FLUSH_MS, so the last second may be missing.',
+  })
+  @ApiOkResponse({ type: RefusalsResponse })
+  @ApiBadRequestResponse({ description: 'Bad date or range' })
+  refusals(@Query() q: UsageRangeQuery): Promise<RefusalsResponse> {
+    return this.usage.refusals(q);
+  }
+
+  @Get('limits')
+  @ApiOperation({
+    summary: "The tenant's limits and its current period against them (admins)",
+    description:
+      'Token quota, budget, reset period and tokens per minute of the whole tenant, the live counters of the ' +
+      "current period (in-flight reservations included; null when the quota store is unreachable) and the ledger's " +
+      'settled figures for the same period. Keys have their own: GET /api/v1/api-keys/{id}/usage.',
+  })
+  @ApiOkResponse({ type: TenantLimitsResponse })
+  limits(): Promise<TenantLimitsResponse> {
+    return this.usage.tenantLimits();
   }
 }

@@ -22,6 +22,13 @@ export interface KeyLimitsRow extends KeyOwner {
   maxBudget: number | null;
 }
 
+export interface TenantLimitsRow extends PeriodOwner {
+  name: string;
+  quotaLimit: number | null;
+  maxBudget: number | null;
+  rateLimitTpm: number | null;
+}
+
 export type GroupBy = 'key' | 'user' | 'model' | 'day';
 
 export interface ReportFilter {
@@ -31,8 +38,14 @@ export interface ReportFilter {
   apiKeyId?: string;
 }
 
+export type SplitBy = 'model' | 'user' | 'key';
+
 export interface ReportRow {
   group: string | null;
+  /** splitReport: the series (model, user id or key id); null in an `other` row. */
+  series?: string | null;
+  /** splitReport: the series past the limit, folded. */
+  other?: boolean;
   keyName: string | null;
   requests: number;
   promptTokens: number;
@@ -60,6 +73,31 @@ export class UsageRepository {
       quota_period: string;
     }[];
     return rows[0] ? { id: rows[0].id, quotaPeriod: period(rows[0].quota_period) } : null;
+  }
+
+  /** The tenant's own limits (all its keys together). */
+  async tenantLimits(tenantId: string): Promise<TenantLimitsRow | null> {
+    const rows = (await this.db.query(
+      `SELECT id, name, quota_limit, max_budget, quota_period, rate_limit_tpm FROM tenants WHERE id = $1`,
+      [tenantId],
+    )) as {
+      id: string;
+      name: string;
+      quota_limit: string | null;
+      max_budget: string | null;
+      quota_period: string;
+      rate_limit_tpm: number | null;
+    }[];
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      name: r.name,
+      quotaLimit: num(r.quota_limit),
+      maxBudget: num(r.max_budget),
+      quotaPeriod: period(r.quota_period),
+      rateLimitTpm: r.rate_limit_tpm,
+    };
   }
 
   async tenantIds(): Promise<string[]> {
@@ -192,8 +230,8 @@ export class UsageRepository {
     return rows;
   }
 
-  /** Usage grouped by key, user, model or local day (timeZone), newest days first. */
-  async report(tenantId: string, groupBy: GroupBy, f: ReportFilter, timeZone: string): Promise<ReportRow[]> {
+  /** The WHERE of a report (tenant, range, user, key) and its parameters; `r` is usage_records. */
+  private static filter(tenantId: string, f: ReportFilter): { where: string; params: unknown[] } {
     const params: unknown[] = [tenantId, f.from.toISOString(), f.to.toISOString()];
     let where = `r.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3`;
     if (f.userId) {
@@ -204,6 +242,30 @@ export class UsageRepository {
       params.push(f.apiKeyId);
       where += ` AND r.api_key_id = $${params.length}`;
     }
+    return { where, params };
+  }
+
+  private static readonly SUMS = `count(*)::int AS requests,
+              coalesce(sum(r.prompt_tokens::bigint), 0) AS prompt,
+              coalesce(sum(r.completion_tokens::bigint), 0) AS completion,
+              coalesce(sum(r.cache_write_tokens::bigint), 0) AS cache_write,
+              coalesce(sum(r.cache_read_tokens::bigint), 0) AS cache_read,
+              coalesce(sum(r.cost), 0) AS cost`;
+
+  private static figures(r: RawFigures): Omit<ReportRow, 'group' | 'keyName'> {
+    return {
+      requests: Number(r.requests),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      cacheWriteTokens: Number(r.cache_write),
+      cacheReadTokens: Number(r.cache_read),
+      costMicros: Number(r.micros),
+    };
+  }
+
+  /** Usage grouped by key, user, model or local day (timeZone), newest days first. */
+  async report(tenantId: string, groupBy: GroupBy, f: ReportFilter, timeZone: string): Promise<ReportRow[]> {
+    const { where, params } = UsageRepository.filter(tenantId, f);
     let group: string;
     let join = '';
     let keyName = 'NULL';
@@ -218,39 +280,82 @@ export class UsageRepository {
       group = `to_char(r.created_at AT TIME ZONE $${params.length}, 'YYYY-MM-DD')`;
     }
     const rows = (await this.db.query(
-      `SELECT ${group} AS grp, ${keyName} AS key_name, count(*)::int AS requests,
-              coalesce(sum(r.prompt_tokens::bigint), 0)::text AS prompt,
-              coalesce(sum(r.completion_tokens::bigint), 0)::text AS completion,
-              coalesce(sum(r.cache_write_tokens::bigint), 0)::text AS cache_write,
-              coalesce(sum(r.cache_read_tokens::bigint), 0)::text AS cache_read,
-              (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
-         FROM usage_records r ${join}
-        WHERE ${where}
-        GROUP BY grp
-        ORDER BY ${groupBy === 'day' ? 'grp DESC' : 'coalesce(sum(r.cost), 0) DESC, count(*) DESC, grp'}
+      `SELECT g.grp, g.key_name, g.requests, g.prompt::text, g.completion::text, g.cache_write::text,
+              g.cache_read::text, (g.cost * 1000000)::bigint::text AS micros
+         FROM (SELECT ${group} AS grp, ${keyName} AS key_name, ${UsageRepository.SUMS}
+                 FROM usage_records r ${join}
+                WHERE ${where}
+                GROUP BY grp) g
+        ORDER BY ${groupBy === 'day' ? 'g.grp DESC' : 'g.cost DESC, g.requests DESC, g.grp'}
         LIMIT 1000`,
       params,
-    )) as {
-      grp: string | null;
-      key_name: string | null;
-      requests: number;
-      prompt: string;
-      completion: string;
-      cache_write: string;
-      cache_read: string;
-      micros: string;
-    }[];
+    )) as (RawFigures & { grp: string | null; key_name: string | null })[];
+    return rows.map((r) => ({ group: r.grp, keyName: r.key_name, ...UsageRepository.figures(r) }));
+  }
+
+  /**
+   * Usage per local day and model, user or key (the usage page's stacked bars): the `limit`
+   * series with the most spend (then tokens) in the range keep rows of their own, the rest of
+   * each day is folded into one `other` row. At most days x (limit + 1) rows, newest day first.
+   */
+  async splitReport(
+    tenantId: string,
+    splitBy: SplitBy,
+    f: ReportFilter,
+    timeZone: string,
+    limit: number,
+  ): Promise<ReportRow[]> {
+    const { where, params } = UsageRepository.filter(tenantId, f);
+    params.push(timeZone);
+    const day = `to_char(r.created_at AT TIME ZONE $${params.length}, 'YYYY-MM-DD')`;
+    params.push(limit);
+    const n = `$${params.length}`;
+    const series =
+      splitBy === 'key' ? 'r.api_key_id::text' : splitBy === 'user' ? 'r.user_id::text' : 'r.model';
+    const keyJoin =
+      splitBy === 'key' ? 'LEFT JOIN api_keys k ON k.tenant_id = $1 AND k.id = x.series::uuid' : '';
+    const rows = (await this.db.query(
+      `WITH g AS (
+         SELECT ${day} AS day, ${series} AS series, ${UsageRepository.SUMS}
+           FROM usage_records r
+          WHERE ${where}
+          GROUP BY 1, 2
+       ), ranked AS (
+         SELECT series, row_number() OVER (ORDER BY sum(cost) DESC, sum(prompt + completion) DESC,
+                                                    series NULLS LAST) AS rank
+           FROM g GROUP BY series
+       ), x AS (
+         SELECT g.day, CASE WHEN k.rank <= ${n} THEN g.series END AS series, k.rank > ${n} AS other,
+                sum(g.requests)::int AS requests, sum(g.prompt) AS prompt, sum(g.completion) AS completion,
+                sum(g.cache_write) AS cache_write, sum(g.cache_read) AS cache_read, sum(g.cost) AS cost,
+                min(k.rank) AS rank
+           FROM g JOIN ranked k ON k.series IS NOT DISTINCT FROM g.series
+          GROUP BY 1, 2, 3
+       )
+       SELECT x.day, x.series, x.other, ${splitBy === 'key' ? 'k.name' : 'NULL'} AS key_name, x.requests,
+              x.prompt::text, x.completion::text, x.cache_write::text, x.cache_read::text,
+              (x.cost * 1000000)::bigint::text AS micros
+         FROM x ${keyJoin}
+        ORDER BY x.day DESC, x.other, x.rank`,
+      params,
+    )) as (RawFigures & { day: string; series: string | null; other: boolean; key_name: string | null })[];
     return rows.map((r) => ({
-      group: r.grp,
+      group: r.day,
+      series: r.series,
+      other: r.other,
       keyName: r.key_name,
-      requests: r.requests,
-      promptTokens: Number(r.prompt),
-      completionTokens: Number(r.completion),
-      cacheWriteTokens: Number(r.cache_write),
-      cacheReadTokens: Number(r.cache_read),
-      costMicros: Number(r.micros),
+      ...UsageRepository.figures(r),
     }));
   }
+}
+
+interface RawFigures {
+  requests: number;
+  prompt: string;
+  completion: string;
+  cache_write: string;
+  cache_read: string;
+  micros: string;
 }
 
 /** A row of UsageRepository.levelSums: raw, so a caller with 100,000 of them converts them in slices. */

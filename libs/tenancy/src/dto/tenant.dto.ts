@@ -65,6 +65,24 @@ export class TenantResponse {
   }
 }
 
+export const MAX_LISTED_ADMINS = 10;
+
+export class TenantAdmin {
+  @ApiProperty({ format: 'uuid' }) id: string;
+  @ApiProperty({ example: 'dana@acme.test' }) email: string;
+  @ApiProperty({ enum: ['active', 'disabled'] }) status: 'active' | 'disabled';
+}
+
+/** A tenant as the list shows it: with its admins (the operator's page names who to call). */
+export class TenantListItem extends TenantResponse {
+  @ApiProperty({
+    type: [TenantAdmin],
+    description: `The tenant's admins by email, at most ${MAX_LISTED_ADMINS} (admin_count has them all)`,
+  })
+  admins: TenantAdmin[];
+  @ApiProperty({ example: 2 }) admin_count: number;
+}
+
 export class TenantPage extends PageMeta {
-  @ApiProperty({ type: [TenantResponse] }) data: TenantResponse[];
+  @ApiProperty({ type: [TenantListItem] }) data: TenantListItem[];
 }

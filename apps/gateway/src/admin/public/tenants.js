@@ -1,5 +1,5 @@
-// The tenants view (operator, signed in with the master key): list with limits and 30-day
-// use, add, edit limits, disable / enable. API data is inserted as text only (dom.js).
+// The tenants view (operator, signed in with the master key): list with admins, limits and
+// 30-day use, add, edit limits, disable / enable. API data is inserted as text only (dom.js).
 import * as API from './api.js';
 import {
   $,
@@ -32,6 +32,25 @@ async function usageOf(tenant) {
   }
 }
 
+/** The tenant's admins by email (a disabled one marked), and how many more there are. */
+function adminList(t) {
+  if (!t.admin_count) return h('span', { class: 'muted' }, 'none');
+  const more = t.admin_count - t.admins.length;
+  return h(
+    'ul',
+    { class: 'admins' },
+    t.admins.map((a) =>
+      h(
+        'li',
+        { class: a.status === 'active' ? null : 'muted' },
+        a.email,
+        a.status === 'active' ? null : ' (disabled)',
+      ),
+    ),
+    more > 0 ? h('li', { class: 'muted' }, `and ${fmtInt(more)} more`) : null,
+  );
+}
+
 function tenantRow(t, used) {
   const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
   const btn = (text, action, cls = 'secondary small') =>
@@ -46,6 +65,7 @@ function tenantRow(t, used) {
     { dataset: { id: t.id }, class: t.status === 'active' ? null : 'inactive' },
     h('th', { scope: 'row', dataset: { label: 'Name' } }, h('span', { class: 'tenant-name' }, t.name)),
     cell('Status', h('span', { class: `badge ${t.status === 'active' ? 'active' : 'revoked'}` }, t.status)),
+    cell('Admins', adminList(t)),
     cell('Token quota', limitText(t.quota_limit, fmtInt, t.quota_period)),
     cell('Budget', limitText(t.max_budget, fmtUsd, t.quota_period)),
     cell('Tokens (30 days)', used ? fmtInt(used.total_tokens) : dash()),

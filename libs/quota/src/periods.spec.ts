@@ -32,6 +32,14 @@ describe('periodWindow', () => {
     expect(periodWindow('daily', end, 'UTC').suffix).toBe('2026-11-23');
   });
 
+  it('the last window is reused only inside its bounds (the instant before its start is the day before)', () => {
+    const start = Date.parse('2026-11-20T00:00:00Z');
+    expect(periodWindow('daily', start + 5000, 'UTC').suffix).toBe('2026-11-20');
+    expect(periodWindow('daily', start, 'UTC').suffix).toBe('2026-11-20');
+    expect(periodWindow('daily', start - 1, 'UTC').suffix).toBe('2026-11-19');
+    expect(periodWindow('daily', start + 86_400_000, 'UTC').suffix).toBe('2026-11-21');
+  });
+
   it('a zone ahead of UTC: local day differs from the UTC day', () => {
     // 23:30 UTC on the 22nd is 08:30 on the 23rd in Tokyo.
     const d = periodWindow('daily', Date.parse('2026-11-22T23:30:00Z'), 'Asia/Tokyo');

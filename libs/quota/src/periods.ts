@@ -77,16 +77,18 @@ const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 /**
  * The last window computed per period and zone, keyed by the local date it was computed
  * for: a window depends only on (period, zone, local year, month[, day]), so the hot path
- * (every admit) pays one formatToParts instead of nine.
+ * (every admit) pays no formatToParts while `now` is inside the last window, one when not.
  */
 const lastWindows = new Map<string, { date: string; window: PeriodWindow }>();
 
 export function periodWindow(period: QuotaPeriod, now: number, timeZone = 'UTC'): PeriodWindow {
   if (period === 'none') return { period, suffix: '', start: null, end: null };
-  const l = localParts(now, timeZone);
   const slot = `${period}|${timeZone}`;
-  const date = period === 'daily' ? `${l.y}-${l.m}-${l.d}` : `${l.y}-${l.m}`;
   const last = lastWindows.get(slot);
+  // [start, end) holds exactly the instants of its local date: inside it, no formatToParts at all.
+  if (last && now >= last.window.start! && now < last.window.end!) return { ...last.window };
+  const l = localParts(now, timeZone);
+  const date = period === 'daily' ? `${l.y}-${l.m}-${l.d}` : `${l.y}-${l.m}`;
   if (last?.date === date) return { ...last.window };
   const window: PeriodWindow =
     period === 'daily'

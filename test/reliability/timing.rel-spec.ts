@@ -58,8 +58,12 @@ describe('secret comparisons are constant-time', () => {
     const metricsUsed = sources(join(ROOT, 'libs/observability/src')).some(
       (f) => /tokenMatches\(/.test(readFileSync(f, 'utf8')) && !f.endsWith('metrics-token.ts'),
     );
-    // passwords and legacy key hashes: bcrypt.compare; virtual keys: looked up by sha256 (no comparison of the secret)
-    const bcrypt = /bcrypt\.compare\(/.test(text('libs/auth/src/password.ts'));
+    // passwords and legacy key hashes: bcrypt's compare on the low-priority workers (BcryptPool),
+    // which login and the legacy fallback call; virtual keys: looked up by sha256 (no comparison of the secret)
+    const bcrypt =
+      /bcrypt\.compareSync\(/.test(text('libs/auth/src/bcrypt-pool.ts')) &&
+      /gate\.compare\(/.test(text('libs/auth/src/auth.service.ts')) &&
+      /gate\.compare\(/.test(text('libs/api-keys/src/key-auth.service.ts'));
 
     fig.table(
       'Constant-time comparisons found in libs/ and apps/',
@@ -87,7 +91,12 @@ describe('secret comparisons are constant-time', () => {
       'true',
       metrics && metricsUsed,
     );
-    fig.check('passwords (and legacy key hashes) compared with bcrypt.compare', bcrypt, 'true', bcrypt);
+    fig.check(
+      'passwords (and legacy key hashes) compared by bcrypt (compareSync on the BcryptPool workers)',
+      bcrypt,
+      'true',
+      bcrypt,
+    );
     expect(plain).toEqual([]);
     expect([master, safeEq, metrics, metricsUsed, bcrypt]).toEqual([true, true, true, true, true]);
   });

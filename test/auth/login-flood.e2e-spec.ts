@@ -99,7 +99,10 @@ describeWithRedis(
         });
       const started = Date.now();
       for (let round = 0; round < 5; round++) {
-        for (let i = 0; i < 40; i++) unloaded.push(await completion(i % 2 ? A : B));
+        // as long as a flood stretch (200 attempts at 100/s): both series get as many samples,
+        // so their p99s are estimated alike (40 samples a round made the unloaded p99 a 2nd-highest)
+        const quietUntil = performance.now() + 2000;
+        for (let i = 0; performance.now() < quietUntil; i++) unloaded.push(await completion(i % 2 ? A : B));
         let done = false;
         const stretch = floodStretch(200).then(() => (done = true));
         for (let i = 0; !done; i++) loaded.push(await completion(i % 2 ? A : B));
@@ -145,16 +148,17 @@ describeWithRedis(
       const ratio = p99(loaded) / p99(unloaded);
       process.stdout.write(
         `login flood: ${seconds.toFixed(1)} s, ${JSON.stringify(counts)}, bcrypt compares ${ran}; ` +
-          `completion p99 unloaded ${p99(unloaded).toFixed(1)} ms, during the flood ${p99(loaded).toFixed(1)} ms (x${ratio.toFixed(2)}, ${loaded.length} samples)` +
+          `completion p99 unloaded ${p99(unloaded).toFixed(1)} ms, during the flood ${p99(loaded).toFixed(1)} ms (x${ratio.toFixed(2)}, ${unloaded.length} / ${loaded.length} samples)` +
           (p99(unloaded) < QUIET_P99_MS ? '\n' : ': machine saturated, ratio not judged\n'),
       );
       // Judged only when the unloaded run shows a machine with cores to spare: with other jobs
       // saturating the cores (load average far above 2), the gateways cannot keep up with 100
       // logins a second and the ratio measures the machine, not the gateway (figure printed).
-      // Not asserted: issue 14's 1.5x target is not met yet (measured x1.77 at load 17, x5.62
-      // at load 4). The flood and the completion client share this test's event loop, and both
-      // gateway processes share the machine's 2 cores with it; where the time goes is not
-      // known yet. Figure printed; the target stays open.
+      // Not asserted: issue 14's 1.5x target is not met reliably. On the quiet 2-core dev box,
+      // with the flood in its own thread, bcrypt at nice 10 and as many unloaded samples as
+      // loaded ones: x1.39, x1.61, x2.05 (three runs). The two gateways, PostgreSQL, Redis, the
+      // flood and this client share 2 cores, and 100 refused logins a second cost the gateways
+      // ~0.2 core of request handling. Figure printed; the target stays open.
       expect(ratio).toBeGreaterThan(0);
     }, 120_000);
   },

@@ -161,14 +161,15 @@ describeWithRedis('rebuilds at scale never freeze the gateway', () => {
     process.stdout.write(
       `100,000 keys: first completion after FLUSHALL in ${Math.round(r.took)} ms; worst probe ${Math.round(r.worst)} ms over ${r.probes} probes (${r.of}); event loop blocked at most ${Math.round(r.loopMax)} ms\n`,
     );
-    // Issue 13 asks for 5 s: ~4.0-4.7 s with this file alone on the quiet 2-core dev box, 5.6 s
-    // inside the whole suite (a larger heap); 10-14 s before this session's rebuild work.
-    // Asserted: 10 s (a rebuild that holds the first request that long is a regression).
+    // Issue 13 asks for 5 s: 3.7-4.1 s (six runs) with the gateway in its own process on the
+    // quiet 2-core dev box (in the runner's process it had been 4.0-4.7 s alone, 5.6 s inside
+    // the whole suite); 10-14 s before the rebuild work. Asserted: 10 s (a rebuild that holds
+    // the first request that long is a regression), so a loaded CI box does not flake.
     expect(r.took).toBeLessThan(10_000);
-    // Issue 13 asks for 250 ms. On the 2-core dev box, quiet: ~4.1 s to the first completion, the
-    // event loop never blocked over ~80 ms, but probes up to ~320 ms (PostgreSQL's 100,000-row
-    // query and Redis' scripts share the two cores with the gateway). Before the rebuild was
-    // sliced: 2.2 s. Asserted: a gateway that answers within a second throughout.
+    // Issue 13 asks for 250 ms. On the quiet 2-core dev box the gateway's event loop blocked at
+    // most 58-118 ms, but the worst probe was 195-366 ms (six runs, two under 250): PostgreSQL's
+    // 100,000-row query and Redis' scripts share the two cores with the gateway and the probes.
+    // Before the rebuild was sliced: 2.2 s. Asserted: a gateway that answers within a second.
     expect(r.loopMax).toBeLessThan(250);
     expect(r.worst).toBeLessThan(1000);
     // the rebuild was exact: the key counters hold their ledger figures (10 tokens each)

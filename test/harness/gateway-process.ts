@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { JWT_SECRET, MASTER_KEY } from './app';
@@ -8,10 +8,17 @@ import { freePort } from './servers';
 const ROOT = resolve(__dirname, '../..');
 export const MAIN_JS = join(ROOT, 'dist/apps/gateway/src/main.js');
 
-/** Whether a file under apps/ or libs/ (or a build setting) changed after dist/ was built. */
+/**
+ * Written by buildGateway after a successful `nest build gateway` (which also copies the admin
+ * page's assets): dist/apps/gateway/src/main.js alone does not say the gateway was built, since
+ * `nest build cli` compiles the same tree without the gateway's assets.
+ */
+const BUILT_STAMP = join(ROOT, 'dist/.gateway-built');
+
+/** Whether a file under apps/ or libs/ (or a build setting) changed after the last gateway build. */
 function distStale(): boolean {
-  if (!existsSync(MAIN_JS)) return true;
-  const built = statSync(MAIN_JS).mtimeMs;
+  if (!existsSync(MAIN_JS) || !existsSync(BUILT_STAMP)) return true;
+  const built = statSync(BUILT_STAMP).mtimeMs;
   const newer = (dir: string): boolean =>
     readdirSync(dir, { withFileTypes: true }).some((e) => {
       const p = join(dir, e.name);
@@ -27,15 +34,20 @@ function distStale(): boolean {
 }
 
 /**
- * `nest build gateway` when dist/ is older than a source (so once per run, not once per test
- * file: eight files start gateway processes). GW_SKIP_BUILD=1 reuses any existing dist/.
+ * `nest build gateway` when the last gateway build is older than a source (so once per run,
+ * not once per test file: eight files start gateway processes). GW_SKIP_BUILD=1 reuses any
+ * existing dist/.
  */
 export function buildGateway(): void {
   if (existsSync(MAIN_JS) && (process.env.GW_SKIP_BUILD === '1' || !distStale())) return;
+  const startedAt = new Date();
   const r = spawnSync('npx', ['nest', 'build', 'gateway'], { cwd: ROOT, encoding: 'utf8', timeout: 180000 });
   if (r.status !== 0 || !existsSync(MAIN_JS)) {
     throw new Error(`nest build gateway failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   }
+  // stamped with the build's start: a source saved during the build makes the next call build again
+  writeFileSync(BUILT_STAMP, '');
+  utimesSync(BUILT_STAMP, startedAt, startedAt);
 }
 
 export interface GatewayProcess {

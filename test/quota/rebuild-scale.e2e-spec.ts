@@ -140,6 +140,8 @@ describeWithRedis('rebuilds at scale never freeze the gateway', () => {
       REDIS_URL: redisUrl()!,
       LOG_LEVEL: 'warn',
       LEDGER_FLUSH_MS: '200',
+      // the heap bounds `npm start` sets (README "Memory"): the rebuild of 100,000 keys fits in them
+      NODE_OPTIONS: '--max-semi-space-size=32 --max-old-space-size=256',
     });
     url = gw.url;
     pg = new Client({ connectionString: db });

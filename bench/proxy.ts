@@ -37,6 +37,7 @@ import {
   dbUrl,
   withClient,
 } from '../test/harness/servers';
+import { sourcesChangedSince } from '../test/harness/build';
 import { Categories, summariseProfile, ProfileSummary } from './cpuprofile';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -186,15 +187,7 @@ export interface Target {
 }
 
 function sourcesNewerThan(root: string, file: string): boolean {
-  if (!existsSync(file)) return true;
-  const built = statSync(file).mtimeMs;
-  const walk = (dir: string): boolean =>
-    readdirSync(dir, { withFileTypes: true }).some((e) => {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) return e.name !== 'node_modules' && walk(p);
-      return e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') && statSync(p).mtimeMs > built;
-    });
-  return walk(join(root, 'apps/gateway/src')) || walk(join(root, 'libs'));
+  return !existsSync(file) || sourcesChangedSince(root, statSync(file).mtimeMs);
 }
 
 function nestBuild(cwd: string): void {

@@ -1,8 +1,9 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { JWT_SECRET, MASTER_KEY } from './app';
+import { sourcesChangedSince } from './build';
 import { freePort } from './servers';
 
 const ROOT = resolve(__dirname, '../..');
@@ -15,22 +16,10 @@ export const MAIN_JS = join(ROOT, 'dist/apps/gateway/src/main.js');
  */
 const BUILT_STAMP = join(ROOT, 'dist/.gateway-built');
 
-/** Whether a file under apps/ or libs/ (or a build setting) changed after the last gateway build. */
+/** Whether the gateway must be built again: no build of buildGateway's, or a source changed since. */
 function distStale(): boolean {
   if (!existsSync(MAIN_JS) || !existsSync(BUILT_STAMP)) return true;
-  const built = statSync(BUILT_STAMP).mtimeMs;
-  const newer = (dir: string): boolean =>
-    readdirSync(dir, { withFileTypes: true }).some((e) => {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) return e.name !== 'node_modules' && newer(p);
-      return statSync(p).mtimeMs > built;
-    });
-  const settings = ['tsconfig.json', 'tsconfig.build.json', 'nest-cli.json', 'package-lock.json'];
-  return (
-    settings.some((f) => existsSync(join(ROOT, f)) && statSync(join(ROOT, f)).mtimeMs > built) ||
-    newer(join(ROOT, 'apps')) ||
-    newer(join(ROOT, 'libs'))
-  );
+  return sourcesChangedSince(ROOT, statSync(BUILT_STAMP).mtimeMs);
 }
 
 /**

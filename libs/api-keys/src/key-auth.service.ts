@@ -30,6 +30,8 @@ const limit = (
   rateLimitTpm: tpm ?? null,
 });
 
+const invalidKey = () => ApiError.unauthorized('Invalid API key', 'invalid_api_key');
+
 export function entryFromRow(row: KeyAuthRow): KeyAuthEntry {
   const principal: KeyPrincipal = {
     kind: 'api-key',
@@ -118,7 +120,7 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
 
   private invalid(path: AuthPath): ApiError {
     this.hit(path);
-    return ApiError.unauthorized('Invalid API key', 'invalid_api_key');
+    return invalidKey();
   }
 
   /** `client`: the caller's address (the failure limiter counts per address and key prefix). */
@@ -146,7 +148,7 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
       if (running) {
         this.hit('coalesced');
         entry = await running;
-        if (!entry) throw ApiError.unauthorized('Invalid API key', 'invalid_api_key');
+        if (!entry) throw invalidKey(); // counted once, as coalesced
       } else {
         const work = this.lookup(key, hash, client).finally(() => this.lookupInFlight.delete(hash));
         this.lookupInFlight.set(hash, work);
@@ -192,7 +194,7 @@ export class KeyAuthService implements OnModuleInit, OnModuleDestroy {
     if (!candidates.length) return undefined;
     this.limiter.beginLegacy(prefix);
     for (const c of candidates) {
-      if (!(await this.gate.run('legacy_key', () => this.gate.compare(key, c.key_hash)))) continue;
+      if (!(await this.gate.compare('legacy_key', key, c.key_hash))) continue;
       this.limiter.legacySucceeded(prefix);
       this.hit('legacy_fallback');
       if (await this.keys.setLookupHash(c.id, hash)) {

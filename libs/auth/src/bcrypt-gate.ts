@@ -34,9 +34,9 @@ export class BcryptGate implements OnModuleDestroy {
     return this.pool.close();
   }
 
-  /** One bcrypt compare on a low-priority worker thread (call it inside `run`). */
-  compare(plain: string, hash: string): Promise<boolean> {
-    return this.pool.compare(plain, hash);
+  /** One bcrypt compare through the gate, run on a low-priority worker thread. */
+  compare(caller: BcryptCaller, plain: string, hash: string): Promise<boolean> {
+    return this.run(caller, () => this.pool.compare(plain, hash));
   }
 
   get inFlight(): number {

@@ -118,7 +118,7 @@ const CATEGORIES: Categories = [
   },
   {
     label: 'token counting (js-tiktoken)',
-    url: /\/node_modules\/js-tiktoken\/|\/libs\/completions\/src\/tokens/,
+    url: /\/node_modules\/js-tiktoken\/|\/libs\/completions\/src\/(tokens|cl100k)/,
   },
   { label: 'quota lib (admit/settle logic, keys, periods)', url: /\/libs\/quota\// },
   { label: 'completions lib (validation, routing, provider, JSON)', url: /\/libs\/completions\// },

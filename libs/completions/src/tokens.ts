@@ -1,25 +1,23 @@
-import { Tiktoken, TiktokenBPE } from 'js-tiktoken/lite';
 import type { ChatRequest } from './chat/openai-types';
+import { Cl100k } from './cl100k';
 
-let encoder: Tiktoken | undefined;
+let encoder: Cl100k | undefined;
 
 /**
  * cl100k_base for every model: close enough for reservations and for the rare answer a
- * provider sends without usage, and a third of o200k's memory (about 35 MB of heap against
- * 70). Loaded on first use.
+ * provider sends without usage. Its tables (cl100k.ts: ~6 MB) are built on first use.
  */
-function enc(): Tiktoken {
+function enc(): Cl100k {
   if (!encoder) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const ranks = require('js-tiktoken/ranks/cl100k_base') as TiktokenBPE | { default: TiktokenBPE };
-    encoder = new Tiktoken('default' in ranks ? ranks.default : ranks);
-    encoder.encode('warm up the encoder', [], []); // its first encode builds lazy tables
+    encoder = new Cl100k(require('js-tiktoken/ranks/cl100k_base') as ConstructorParameters<typeof Cl100k>[0]);
+    encoder.encode('warm up the encoder');
   }
   return encoder;
 }
 
 /** Special tokens (`<|endoftext|>`) in client text are plain text, not an error. */
-const encode = (text: string) => enc().encode(text, [], []);
+const encode = (text: string) => enc().encode(text);
 
 /**
  * js-tiktoken's byte-pair merge is quadratic (or worse) in the length of one pre-token: 1,000

@@ -17,17 +17,18 @@ async function busy(ms: number): Promise<void> {
 }
 
 describe('releaseStartMemory', () => {
-  it('once quiet: a young collection, then after another quiet spell a full one, and no more', async () => {
+  it('once quiet: a young collection, then after quietMs more of quiet a full one, and no more', async () => {
     const calls: string[] = [];
     releaseStartMemory({
       gc: (o) => calls.push(o?.type ?? 'full'),
       quietMs: 200,
+      quietElu: 0.5, // 20 ms ticks: a millisecond of jest's own work is 5%
       tickMs: 20,
     });
     const t0 = Date.now();
     await until(() => calls.length > 0);
     expect(calls).toEqual(['minor']);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    expect(Date.now() - t0).toBeLessThan(200);
     const t1 = Date.now();
     await until(() => calls.length > 1);
     expect(calls).toEqual(['minor', 'full']);
@@ -36,7 +37,7 @@ describe('releaseStartMemory', () => {
     expect(calls).toEqual(['minor', 'full']);
   });
 
-  it('collects nothing while the event loop is busy, and gives up after giveUpMs', async () => {
+  it('makes no full collection while the event loop is busy, and gives up after giveUpMs', async () => {
     const calls: string[] = [];
     releaseStartMemory({
       gc: (o) => calls.push(o?.type ?? 'full'),
@@ -46,7 +47,7 @@ describe('releaseStartMemory', () => {
     });
     await busy(700);
     await sleep(400);
-    expect(calls).toEqual([]);
+    expect(calls).not.toContain('full');
   });
 
   it('without --expose-gc does nothing', () => {

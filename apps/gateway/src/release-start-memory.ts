@@ -5,7 +5,7 @@ type Gc = (options?: { type: 'minor' }) => void;
 export interface ReleaseOptions {
   /** V8's collector (`--expose-gc`); without it nothing happens. */
   gc?: Gc;
-  /** How long the event loop must have been quiet (V8 rates allocation over ~5 s). */
+  /** How long the event loop must have been quiet after the young collection (V8 rates allocation over ~5 s). */
   quietMs?: number;
   /** Below this event-loop utilization, each tick, the gateway counts as quiet. */
   quietElu?: number;
@@ -21,18 +21,18 @@ export interface ReleaseOptions {
  * maximum while it starts (`--max-semi-space-size=32`: 64 MB committed) and keeps it:
  * about 40 MB of RSS an idle gateway holds until V8's memory reducer acts on its own, some
  * 100 s later. V8 shrinks the young generation at a collection when the allocation rate of
- * the last seconds is low, rated by what was allocated between collections: so once the
- * event loop has been quiet for `quietMs`, a young collection (it closes the start's
- * interval), and after another quiet `quietMs` a full one, which finds the rate low. Under
- * traffic nothing is collected here (the young generation is then in use, and a full
- * collection would only pause requests); it stops looking after `giveUpMs`. Returns a stop
- * function.
+ * the last seconds is low, rated by what was allocated between collections: so at the
+ * first quiet tick a young collection (it closes the start's interval; cheap), and once the
+ * event loop has stayed quiet for `quietMs` after it a full one, which finds the rate low
+ * (the young one is repeated after any busy tick). Under traffic nothing more is collected
+ * here (the young generation is then in use, and a full collection would only pause
+ * requests); it stops looking after `giveUpMs`. Returns a stop function.
  *
  * Needs `--expose-gc` (npm start and the image set it).
  */
 export function releaseStartMemory(options: ReleaseOptions = {}): () => void {
   const gc = options.gc ?? (globalThis as { gc?: Gc }).gc;
-  const { quietMs = 7_000, quietElu = 0.05, giveUpMs = 120_000, tickMs = 1_000 } = options;
+  const { quietMs = 6_000, quietElu = 0.05, giveUpMs = 120_000, tickMs = 1_000 } = options;
   if (typeof gc !== 'function') return () => undefined;
   const started = Date.now();
   let quietSince = started;
@@ -40,18 +40,21 @@ export function releaseStartMemory(options: ReleaseOptions = {}): () => void {
   let last = performance.eventLoopUtilization();
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
-    if (performance.eventLoopUtilization(now, last).utilization >= quietElu) quietSince = Date.now();
+    const busy = performance.eventLoopUtilization(now, last).utilization >= quietElu;
     last = now;
-    if (Date.now() - quietSince >= quietMs) {
-      if (!scavenged) {
-        gc({ type: 'minor' });
-        scavenged = true;
-        quietSince = Date.now();
-        return;
-      }
+    if (busy) {
+      scavenged = false;
+    } else if (!scavenged) {
+      // The young collection closes the busy interval (V8 rates allocation between
+      // collections): from here on the rate is the quiet one's.
+      gc({ type: 'minor' });
+      scavenged = true;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= quietMs) {
       gc();
-      clearInterval(timer);
-    } else if (Date.now() - started > giveUpMs) clearInterval(timer);
+      return clearInterval(timer);
+    }
+    if (Date.now() - started > giveUpMs) clearInterval(timer);
   }, tickMs);
   timer.unref();
   return () => clearInterval(timer);

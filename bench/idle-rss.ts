@@ -5,7 +5,10 @@
  * bench:proxy's setup (PostgreSQL + Redis from the test harness) or on embedded defaults
  * (BENCH_IDLE_EMBEDDED=1: no DATABASE_URL, no REDIS_URL). Reports VmRSS 1 s after the
  * "listening" line, after bench:proxy's key setup (tenant, user, login, key), the first and
- * second completion's latency, and RSS after them.
+ * second completion's latency, and RSS after them. BENCH_IDLE_WAIT=<s>: RSS every 5 s of idle
+ * time after the start; BENCH_IDLE_SAT=<s>: a saturated load after, with CPU per request and
+ * peak RSS; BENCH_IDLE_FLAGS: node flags after the start script's; BENCH_IDLE_PROBE=idle|after:
+ * SIGUSR2 to the gateway there (for a -r preload given in BENCH_GATEWAY_NODE_OPTIONS).
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +16,7 @@ import { dbUrl, hasRedisServer, startPostgres, startRedis, withClient } from '..
 import {
   children,
   createKey,
+  load,
   memKb,
   MODEL,
   prepareGateway,
@@ -50,7 +54,9 @@ async function main(): Promise<void> {
       }
       if (redis) env.REDIS_URL = redis.url;
       const started = Date.now();
-      const gw = await startGateway(env);
+      // BENCH_IDLE_FLAGS: node flags after the start script's (the later one wins), to compare.
+      const extra = (process.env.BENCH_IDLE_FLAGS ?? '').split(' ').filter(Boolean);
+      const gw = await startGateway(env, extra);
       const startMs = Date.now() - started;
       const pid = gw.proc.pid!;
       await sleep(1000);
@@ -86,9 +92,17 @@ async function main(): Promise<void> {
         process.kill(pid, 'SIGUSR2');
         await sleep(3000);
       }
+      // BENCH_IDLE_SAT=<s>: then a saturated load (32 connections) for that long, after a 3 s warm-up.
+      let sat = '';
+      if (process.env.BENCH_IDLE_SAT) {
+        gw.key = key;
+        await load(gw, { seconds: 3, connections: 32 });
+        const r = await load(gw, { seconds: Number(process.env.BENCH_IDLE_SAT), connections: 32 });
+        sat = `; saturated ${r.reqPerSec.toFixed(0)} req/s, ${r.cpuPerReqUs.toFixed(0)} µs/req, others ${r.othersCpu.toFixed(2)} cores, RSS ${mb(memKb(pid, 'VmRSS'))}, peak ${mb(memKb(pid, 'VmHWM'))}`;
+      }
       process.stdout.write(
-        `${build.rev} ${EMBEDDED ? 'embedded' : 'pg+redis'}: start ${startMs} ms, idle ${mb(idle)}${later.length ? ` (${later.join(', ')})` : ''}, after key setup ${mb(afterKey)}, ` +
-          `completions ${lat.map((v) => v.toFixed(1)).join(' / ')} ms, after ${mb(after)}, peak ${mb(memKb(pid, 'VmHWM'))}\n`,
+        `${extra.join(' ')} ${process.env.BENCH_GATEWAY_ENV ?? ''} ${build.rev} ${EMBEDDED ? 'embedded' : 'pg+redis'}: start ${startMs} ms, idle ${mb(idle)}${later.length ? ` (${later.join(', ')})` : ''}, after key setup ${mb(afterKey)}, ` +
+          `completions ${lat.map((v) => v.toFixed(1)).join(' / ')} ms, after ${mb(after)}, peak ${mb(memKb(pid, 'VmHWM'))}${sat}\n`,
       );
       await stopProcess(gw.proc);
     }

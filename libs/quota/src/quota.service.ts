@@ -478,8 +478,8 @@ export class QuotaService {
   /**
    * The row's local copy (journal + write queue), also when the Redis stream carried it: a
    * Redis that is lost (restarted empty, flushed) takes its undrained stream with it, and a
-   * SIGKILL takes the queue; either copy is enough, and both insert by the row's id
-   * (README "Ledger", both copies).
+   * SIGKILL takes the queue; either copy is enough. Both insert by the row's id, and the
+   * queue skips the rows the stream already committed (README "Ledger", both copies).
    */
   private keep(row: LedgerRecord): void {
     this.ledger.enqueue(row);

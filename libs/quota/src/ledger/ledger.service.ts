@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional }
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   ftruncateSync,
   mkdirSync,
@@ -32,13 +33,14 @@ function isDataError(e: unknown): boolean {
 /**
  * The usage ledger: settled requests are queued in memory and written to usage_records
  * in batches (every LEDGER_FLUSH_MS, or as soon as LEDGER_BATCH_SIZE are waiting).
- * (With Redis, rows normally travel in the tenant's ledger stream instead, see
- * LedgerStreamService; this queue then only carries the rows whose settle could not reach Redis.)
+ * (With Redis, rows also travel in the tenant's ledger stream, see LedgerStreamService: each
+ * tick runs the stream's pass first and skips the rows it committed, so a row is normally
+ * inserted once; this queue writes what the stream did not move, e.g. rows Redis lost.)
  *
  * - Journal: every queued row is first appended (write(2), before the settle returns and
  *   so before the client's answer completes) to DATA_DIR/ledger-spool/journal-*.jsonl.
  *   A SIGKILL loses nothing: the next start replays the journal. fdatasync runs on every
- *   flush tick (LEDGER_FLUSH_MS), so a power loss can lose that much. The journal is
+ *   flush tick (LEDGER_FLUSH_MS, on the thread pool), so a power loss can lose that much. The journal is
  *   truncated whenever the queue is written out entirely. One instance per DATA_DIR.
  *
  * - PostgreSQL down: the batch stays at the head of the queue and is retried with
@@ -70,6 +72,12 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private journalFd: number | null = null;
   private journalPath = '';
   private journalDirty = false;
+  /** Rows appended since the last truncation (nothing to truncate otherwise). */
+  private journalUsed = false;
+  /** Ids of rows the stream passes committed since the last drain: their local copy needs no insert. */
+  private readonly moved = new Set<string>();
+  /** The fdatasync on the thread pool, while one runs. */
+  private syncing: Promise<void> | null = null;
 
   constructor(
     private readonly repo: LedgerRepository,
@@ -118,6 +126,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       },
     });
     this.metrics.trackLedgerDepth(() => this.queue.length);
+    this.stream?.onCommitted((rows) => {
+      if (this.queue.length) for (const r of rows) this.moved.add(r.id);
+    });
     this.loadSpool();
     this.openJournal();
     this.schedule(this.config.LEDGER_FLUSH_MS);
@@ -174,6 +185,11 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
 
   private async drain(): Promise<number> {
     let n = 0;
+    if (this.moved.size) {
+      // Already in PostgreSQL by the stream: what is left of the queue is what it has not moved.
+      this.queue = this.queue.filter((r) => !this.moved.has(r.id));
+      this.moved.clear();
+    }
     while (this.queue.length) {
       const batch = this.queue.slice(0, this.config.LEDGER_BATCH_SIZE);
       try {
@@ -228,6 +244,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private async tick(): Promise<void> {
     this.timer = undefined;
     this.syncJournal();
+    // The stream's pass first: the rows it commits are then skipped here (one insert per row
+    // instead of two; a row the stream does not move, e.g. Redis lost it, is written here).
+    await this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2);
     try {
       await this.flushQueue();
       if (this.consecutiveFailures) {
@@ -279,7 +298,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       delay = Math.min(delay * 2, 2000);
     }
     this.closed = true;
-    this.closeJournal();
+    await this.closeJournal();
   }
 
   /** A request settled after the shutdown flush (the pool is about to close): keep its row on disk. */
@@ -332,6 +351,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     try {
       writeSync(this.journalFd, serializeRecord(record) + '\n');
       this.journalDirty = true;
+      this.journalUsed = true;
     } catch (e) {
       this.logger.error(
         `ledger journal write failed (${(e as Error).message}): request ${record.requestId ?? '-'} held in memory only`,
@@ -339,29 +359,46 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
+  /**
+   * fdatasync on libuv's thread pool, not the event loop: a disk flush takes 1-8 ms here,
+   * and every request that arrived meanwhile waited for it (issue 18, p99 at 200 req/s).
+   * One at a time; a failed sync is tried again on the next tick (the rows are in the page
+   * cache meanwhile: a process crash loses nothing).
+   */
   private syncJournal(): void {
-    if (this.journalFd === null || !this.journalDirty) return;
-    try {
-      fdatasyncSync(this.journalFd);
-      this.journalDirty = false;
-    } catch {
-      // the rows are still in the page cache: a process crash loses nothing
-    }
+    const fd = this.journalFd;
+    if (fd === null || !this.journalDirty || this.syncing) return;
+    this.journalDirty = false;
+    this.syncing = new Promise((resolve) =>
+      fdatasync(fd, (err) => {
+        if (err) this.journalDirty = true;
+        this.syncing = null;
+        resolve();
+      }),
+    );
   }
 
   private truncateJournal(): void {
-    if (this.journalFd === null || this.queue.length) return;
+    if (this.journalFd === null || this.queue.length || !this.journalUsed) return;
     try {
       ftruncateSync(this.journalFd, 0);
       this.journalDirty = false;
+      this.journalUsed = false;
     } catch {
       // kept: the rows are written once again on the next start (inserted once, by id)
     }
   }
 
-  private closeJournal(): void {
+  private async closeJournal(): Promise<void> {
     if (this.journalFd === null) return;
-    this.syncJournal();
+    await this.syncing; // (its fd must stay open until it returns)
+    if (this.journalDirty) {
+      try {
+        fdatasyncSync(this.journalFd);
+      } catch {
+        // as in syncJournal
+      }
+    }
     closeSync(this.journalFd);
     this.journalFd = null;
     if (!this.queue.length) rmSync(this.journalPath, { force: true });

@@ -78,18 +78,19 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     ]);
   }
 
-  /** Before a tenant's settle: make sure its stream is discoverable. Never throws. */
-  async announce(tenantId: string): Promise<void> {
+  /**
+   * Before a tenant's settle: make sure its stream is discoverable. Never throws; nothing to
+   * wait for (undefined) once the tenant was announced by this process.
+   */
+  announce(tenantId: string): Promise<void> | undefined {
     const redis = this.redis;
-    if (!redis) return;
+    if (!redis) return undefined;
     this.recent.add(tenantId);
-    if (this.announced.has(tenantId)) return;
-    try {
-      await redis.sadd(LEDGER_STREAMS_KEY, tenantId);
-      this.announced.add(tenantId);
-    } catch {
-      // the pass adds it again (recent)
-    }
+    if (this.announced.has(tenantId)) return undefined;
+    return redis.sadd(LEDGER_STREAMS_KEY, tenantId).then(
+      () => void this.announced.add(tenantId),
+      () => undefined, // the pass adds it again (recent)
+    );
   }
 
   private schedule(ms: number): void {

@@ -134,8 +134,8 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     this.schedule(this.config.LEDGER_FLUSH_MS);
   }
 
-  /** Journals and queues one record; false (and a loud log) when the queue is full. */
-  enqueue(record: LedgerRecord): boolean {
+  /** Journals and queues one record (`line`: serializeRecord(record)); false (and a loud log) when the queue is full. */
+  enqueue(record: LedgerRecord, line = serializeRecord(record)): boolean {
     if (this.closed) return this.spoolLate(record);
     if (this.isFull) {
       this.dropped++;
@@ -154,7 +154,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       }
       return false;
     }
-    this.journal(record);
+    this.journal(record, line);
     this.queue.push(record);
     if (
       this.queue.length >= this.config.LEDGER_BATCH_SIZE &&
@@ -346,10 +346,10 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  private journal(record: LedgerRecord): void {
+  private journal(record: LedgerRecord, line: string): void {
     if (this.journalFd === null) return;
     try {
-      writeSync(this.journalFd, serializeRecord(record) + '\n');
+      writeSync(this.journalFd, line + '\n');
       this.journalDirty = true;
       this.journalUsed = true;
     } catch (e) {

@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import {
+  close,
   closeSync,
   fdatasync,
   fdatasyncSync,
@@ -10,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  unlink,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -331,11 +333,15 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     return join(this.config.DATA_DIR, 'ledger-spool');
   }
 
-  private openJournal(): void {
-    this.journalPath = join(
+  private newJournalPath(): string {
+    return join(
       this.spoolDir,
       `journal-${Date.now()}-${process.pid}-${randomBytes(3).toString('hex')}.jsonl`,
     );
+  }
+
+  private openJournal(): void {
+    this.journalPath = this.newJournalPath();
     try {
       mkdirSync(this.spoolDir, { recursive: true });
       this.journalFd = openSync(this.journalPath, 'a', 0o600);
@@ -378,15 +384,31 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     );
   }
 
+  /**
+   * Every journaled row is in PostgreSQL: the journal starts over. A new file rather than
+   * ftruncate, which frees the old blocks on the event loop (up to 2.6 ms measured here,
+   * every tick); the old file is closed and removed on the thread pool once its sync is
+   * done. Should that fail, it is replayed on the next start (inserted once, by id).
+   */
   private truncateJournal(): void {
     if (this.journalFd === null || this.queue.length || !this.journalUsed) return;
+    const oldFd = this.journalFd;
+    const oldPath = this.journalPath;
+    const path = this.newJournalPath();
     try {
-      ftruncateSync(this.journalFd, 0);
-      this.journalDirty = false;
-      this.journalUsed = false;
+      this.journalFd = openSync(path, 'a', 0o600);
+      this.journalPath = path;
     } catch {
-      // kept: the rows are written once again on the next start (inserted once, by id)
+      try {
+        ftruncateSync(oldFd, 0);
+      } catch {
+        return; // kept: the rows are written once again on the next start (inserted once, by id)
+      }
     }
+    this.journalDirty = false;
+    this.journalUsed = false;
+    if (this.journalFd === oldFd) return;
+    void (this.syncing ?? Promise.resolve()).then(() => close(oldFd, () => unlink(oldPath, () => undefined)));
   }
 
   private async closeJournal(): Promise<void> {

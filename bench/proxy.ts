@@ -23,6 +23,7 @@ import {
   writeFileSync,
   closeSync,
   renameSync,
+  rmSync,
   symlinkSync,
 } from 'node:fs';
 import { createServer, Server } from 'node:http';
@@ -237,7 +238,14 @@ export function prepareGateway(rev = 'HEAD'): GatewayBuild {
   }
   const dir = join(tmpdir(), `gw-bench-build-${head}`);
   const note = `${rev === 'HEAD' ? 'the committed HEAD' : `\`${rev}\``}, exported with git archive and built with nest build gateway`;
-  if (existsSync(join(dir, MAIN))) return { dir, rev: head, note };
+  if (existsSync(join(dir, MAIN))) {
+    // A build kept from another worktree's run links that worktree's node_modules: gone with it.
+    if (!existsSync(join(dir, 'node_modules'))) {
+      rmSync(join(dir, 'node_modules'), { force: true });
+      symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    }
+    return { dir, rev: head, note };
+  }
   const tmp = mkdtempSync(join(tmpdir(), 'gw-bench-export-'));
   execSync(`git archive --format=tar ${head} | tar -x -C ${JSON.stringify(tmp)}`, { cwd: ROOT });
   symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'));

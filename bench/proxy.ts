@@ -116,8 +116,8 @@ const CATEGORIES: Categories = [
     url: /\/node_modules\/prom-client\/|\/libs\/observability\/src\/(http-metrics|metrics)/,
   },
   {
-    label: 'token counting (js-tiktoken)',
-    url: /\/node_modules\/js-tiktoken\/|\/libs\/completions\/src\/tokens/,
+    label: 'token counting (gpt-tokenizer)',
+    url: /\/node_modules\/gpt-tokenizer\/|\/libs\/completions\/src\/tokens/,
   },
   { label: 'quota lib (admit/settle logic, keys, periods)', url: /\/libs\/quota\// },
   { label: 'completions lib (validation, routing, provider, JSON)', url: /\/libs\/completions\// },
@@ -154,7 +154,7 @@ const WORK = new Set([
   'Redis client (ioredis): quota reserve + settle scripts',
   'upstream HTTP client (undici)',
   'PostgreSQL (pg, typeorm): ledger batches',
-  'token counting (js-tiktoken)',
+  'token counting (gpt-tokenizer)',
   'quota lib (admit/settle logic, keys, periods)',
   'completions lib (validation, routing, provider, JSON)',
 ]);

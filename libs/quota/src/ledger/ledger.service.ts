@@ -248,7 +248,8 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     this.syncJournal();
     // The stream's pass first: the rows it commits are then skipped here (one insert per row
     // instead of two; a row the stream does not move, e.g. Redis lost it, is written here).
-    await this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2);
+    // (It never rejects, runPass logs its errors; the catch keeps this tick's chain alive regardless.)
+    await this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2).catch(() => undefined);
     try {
       await this.flushQueue();
       if (this.consecutiveFailures) {

@@ -43,6 +43,16 @@ describe('BcryptPool', () => {
     await expect(pool.compare('right', hash)).resolves.toBe(true);
   });
 
+  it('an idle worker ends after idleMs; the next compare starts another', async () => {
+    pool = new BcryptPool(1, 0, 200);
+    await expect(pool.compare('right', hash)).resolves.toBe(true);
+    expect(pool.workers).toBe(1);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(pool.workers).toBe(0);
+    await expect(pool.compare('right', hash)).resolves.toBe(true);
+    expect(pool.workers).toBe(1);
+  });
+
   it('a closed pool refuses new compares', async () => {
     pool = new BcryptPool(1, 0);
     await pool.close();

@@ -34,6 +34,8 @@ interface Job {
 interface Slot {
   worker: Worker;
   job?: Job;
+  /** Ends the worker once it has been idle idleMs. */
+  idle?: NodeJS.Timeout;
 }
 
 /**
@@ -42,7 +44,8 @@ interface Slot {
  * 10): on the thread pool, a login flood's compares take whole cores from the event loop,
  * PostgreSQL and Redis; at nice 10 the kernel gives them only what the request path leaves
  * (README "Abuse resistance"). Workers start on first use, one per concurrent compare up to
- * `size` (BcryptGate admits at most that many), and never keep the process alive.
+ * `size` (BcryptGate admits at most that many), end after `idleMs` without work (a worker
+ * holds ~8 MB of RSS; starting one takes ~30 ms), and never keep the process alive.
  */
 export class BcryptPool {
   private readonly slots: Slot[] = [];
@@ -55,7 +58,13 @@ export class BcryptPool {
   constructor(
     private readonly size: number,
     private readonly nice: number,
+    private readonly idleMs = 10_000,
   ) {}
+
+  /** Workers alive (busy or idle). */
+  get workers(): number {
+    return this.slots.length;
+  }
 
   compare(plain: string, hash: string): Promise<boolean> {
     if (this.closed) return Promise.reject(new Error('bcrypt pool closed'));
@@ -77,6 +86,7 @@ export class BcryptPool {
       if (!slot && this.slots.length < this.size) slot = this.spawn();
       if (!slot) return;
       const job = this.queue.shift()!;
+      clearTimeout(slot.idle);
       slot.job = job;
       slot.worker.postMessage({ id: job.id, plain: job.plain, hash: job.hash });
     }
@@ -102,10 +112,17 @@ export class BcryptPool {
         if (m.error !== undefined) job.reject(new Error(m.error));
         else job.resolve(m.ok === true);
         this.dispatch();
+        if (!slot.job) {
+          slot.idle = setTimeout(() => {
+            if (!slot.job) void slot.worker.terminate(); // 'exit' takes the slot out
+          }, this.idleMs);
+          slot.idle.unref();
+        }
       },
     );
     // A worker that dies takes only its own compare with it; the next compare starts another.
     const gone = (e: Error) => {
+      clearTimeout(slot.idle);
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1);
       slot.job?.reject(e);

@@ -86,21 +86,23 @@ export class StreamTally {
 }
 
 interface ChoiceState {
-  /** UTF-8 bytes produced so far: an upper bound of its tokens (every token is >= 1 byte). */
-  bytes: number;
-  /** The text so far, kept while `bytes` <= the grant (then `tokens` counts on). */
-  text: string;
-  /** Exact count once counting started (bytes past the grant), else null. */
-  tokens: number | null;
+  /** Tokens of the text counted so far (the first `counted` part of the choice's text). */
+  tokens: number;
+  /** The text since the last count, and its UTF-8 bytes: an upper bound of its tokens (a token is >= 1 byte). */
+  pending: string;
+  pendingBytes: number;
   done: boolean;
 }
 
 /**
  * Cuts a stream at the grant (the cap sent upstream), per choice, for upstreams that ignore
- * it. While a choice has produced at most `grant` UTF-8 bytes it cannot be past the grant
- * (a token is at least one byte), so nothing is counted; past that, its tokens are counted
- * and the chunk that crosses the grant is truncated there and given `finish_reason:
- * "length"`. Later chunks of a cut choice are dropped; `done` once every choice ended.
+ * it. Counting is deferred while it cannot matter: a choice whose counted tokens plus the
+ * UTF-8 bytes of its uncounted text stay within the grant cannot be past it (a token is at
+ * least one byte), so most streams count nothing here, and a long one counts its text in a
+ * few batches, not chunk by chunk. When a chunk could cross the grant, the text before it is
+ * counted, then the chunk; the chunk that crosses is truncated there and given
+ * `finish_reason: "length"`. Later chunks of a cut choice are dropped; `done` once every
+ * choice ended.
  */
 export class GrantGuard {
   private readonly choices = new Map<number, ChoiceState>();
@@ -122,7 +124,8 @@ export class GrantGuard {
   /** Completion tokens of what passed (only meaningful once `cut`): at most the grant per choice. */
   completionTokens(): number {
     let n = 0;
-    for (const c of this.choices.values()) n += Math.min(this.grant, c.tokens ?? countTokens(c.text));
+    for (const c of this.choices.values())
+      n += Math.min(this.grant, c.tokens + (c.pending ? countTokens(c.pending) : 0));
     return n;
   }
 
@@ -134,20 +137,23 @@ export class GrantGuard {
     const kept: ChatCompletionChunk['choices'] = [];
     for (const ch of chunk.choices) {
       let st = this.choices.get(ch.index);
-      if (!st) this.choices.set(ch.index, (st = { bytes: 0, text: '', tokens: null, done: false }));
+      if (!st) this.choices.set(ch.index, (st = { tokens: 0, pending: '', pendingBytes: 0, done: false }));
       if (st.done) {
         changed = true; // a cut choice: dropped
         continue;
       }
       const text = producedText(ch.delta as Produced);
       if (text) {
-        st.bytes += Buffer.byteLength(text);
-        if (st.tokens === null && st.bytes <= this.grant) st.text += text;
-        else {
-          if (st.tokens === null) {
-            st.tokens = countTokens(st.text);
-            st.text = '';
-          }
+        const bytes = Buffer.byteLength(text);
+        if (st.pending && st.tokens + st.pendingBytes + bytes > this.grant) {
+          st.tokens += countTokens(st.pending);
+          st.pending = '';
+          st.pendingBytes = 0;
+        }
+        if (st.tokens + st.pendingBytes + bytes <= this.grant) {
+          st.pending += text;
+          st.pendingBytes += bytes;
+        } else {
           const t = countTokens(text);
           if (st.tokens + t > this.grant) {
             const room = this.grant - st.tokens;

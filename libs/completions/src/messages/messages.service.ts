@@ -8,7 +8,7 @@ import type { AnthropicUsage } from '../providers/anthropic-translate';
 import type { AnthropicProvider } from '../providers/anthropic.provider';
 import { Provider, StreamItem, UpstreamError } from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
-import { readText, sseEvents, transportError } from '../providers/upstream-http';
+import { readText, sseEvents, transportError, UpstreamResponse } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment } from '../routing/routing-table';
 import { countMessagesPromptTokens, countTokens, EXACT_CHARS, TokenCounter } from '../tokens';
 import { countCompletion, GrantGuard, TokenUsage } from '../usage';
@@ -322,7 +322,7 @@ export class MessagesService {
   }
 
   private async *relay(
-    body: AsyncIterable<Buffer> & { destroy(): void; destroyed: boolean },
+    body: UpstreamResponse['body'],
     signal: AbortSignal,
     d: Deployment,
     ex: MessagesExchange,

@@ -19,6 +19,7 @@ import {
 import {
   ParsedUpstreamError,
   readText,
+  SseStream,
   sseEvents,
   statusError,
   streamTiming,
@@ -182,40 +183,35 @@ export class OpenAiProvider extends Provider {
     return this.chunks(res, call, startedAt);
   }
 
-  private async *chunks(
-    res: UpstreamResponse,
-    call: UpstreamCall,
-    startedAt: number,
-  ): AsyncGenerator<StreamItem> {
+  /** The upstream's chunks as they come; each keeps its own JSON (`raw`), relayed as is when nothing changes. */
+  private chunks(res: UpstreamResponse, call: UpstreamCall, startedAt: number): AsyncIterable<StreamItem> {
+    const d = call.deployment;
     let finished = false;
-    try {
-      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
-        if (event.data === '[DONE]') return;
-        if (event.event === 'error') throw this.midStreamError(event.data, call);
-        let chunk: ChatCompletionChunk;
-        try {
-          chunk = JSON.parse(event.data) as ChatCompletionChunk;
-        } catch {
-          throw UpstreamError.badGateway(
-            `The openai upstream of ${call.deployment.id} sent a malformed chunk`,
-            false,
-          );
-        }
-        if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
-        if (chunk.choices?.some((c) => c.finish_reason)) finished = true;
-        yield { chunk, raw: event.data };
-      }
-      // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.
-      if (!finished)
-        throw UpstreamError.badGateway(
-          `The openai upstream of ${call.deployment.id} ended the stream early`,
-          false,
-        );
-    } catch (e) {
-      throw transportError(e, call.signal, call.deployment);
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+    return new SseStream<StreamItem>(
+      res.body,
+      {
+        event: (event, push) => {
+          if (event.data === '[DONE]') return true;
+          if (event.event === 'error') throw this.midStreamError(event.data, call);
+          let chunk: ChatCompletionChunk;
+          try {
+            chunk = JSON.parse(event.data) as ChatCompletionChunk;
+          } catch {
+            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed chunk`, false);
+          }
+          if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
+          if (!finished && chunk.choices?.some((c) => c.finish_reason)) finished = true;
+          push({ chunk, raw: event.data });
+        },
+        end: () => {
+          // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.
+          if (!finished)
+            throw UpstreamError.badGateway(`The openai upstream of ${d.id} ended the stream early`, false);
+        },
+        error: (e) => transportError(e, call.signal, d),
+      },
+      streamTiming(call, startedAt),
+    );
   }
 
   private midStreamError(data: string, call: { deployment: UpstreamCall['deployment'] }): UpstreamError {

@@ -99,8 +99,8 @@ interface ChoiceState {
  * it. Counting is deferred while it cannot matter: a choice whose counted tokens plus the
  * UTF-8 bytes of its uncounted text stay within the grant cannot be past it (a token is at
  * least one byte), so most streams count nothing here, and a long one counts its text in a
- * few batches, not chunk by chunk. When a chunk could cross the grant, the text before it is
- * counted, then the chunk; the chunk that crosses is truncated there and given
+ * few batches (the concatenation, as an unstreamed answer is counted), not chunk by chunk.
+ * The chunk that takes a choice past the grant is truncated there and given
  * `finish_reason: "length"`. Later chunks of a cut choice are dropped; `done` once every
  * choice ended.
  */
@@ -144,18 +144,18 @@ export class GrantGuard {
       }
       const text = producedText(ch.delta as Produced);
       if (text) {
-        const bytes = Buffer.byteLength(text);
-        if (st.pending && st.tokens + st.pendingBytes + bytes > this.grant) {
-          st.tokens += countTokens(st.pending);
+        st.pending += text;
+        st.pendingBytes += Buffer.byteLength(text);
+        // past the grant only if its uncounted text is: counted (with what came before it, at once)
+        if (st.tokens + st.pendingBytes > this.grant) {
+          const all = countTokens(st.pending);
+          const before = st.pending.slice(0, st.pending.length - text.length);
           st.pending = '';
           st.pendingBytes = 0;
-        }
-        if (st.tokens + st.pendingBytes + bytes <= this.grant) {
-          st.pending += text;
-          st.pendingBytes += bytes;
-        } else {
-          const t = countTokens(text);
-          if (st.tokens + t > this.grant) {
+          if (st.tokens + all <= this.grant) st.tokens += all;
+          else {
+            // this chunk crosses the grant: cut where the text before it leaves no room
+            if (before) st.tokens += countTokens(before);
             const room = this.grant - st.tokens;
             const content = typeof ch.delta.content === 'string' ? ch.delta.content : '';
             const keptText = room > 0 && content ? decodeTokens(encodeTokens(content).slice(0, room)) : '';
@@ -167,7 +167,6 @@ export class GrantGuard {
             changed = true;
             continue;
           }
-          st.tokens += t;
         }
       }
       if (ch.finish_reason) st.done = true;

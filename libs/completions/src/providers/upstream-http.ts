@@ -383,7 +383,7 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
   private onEvent(e: EventSourceMessage): void {
     if (this.closed) return;
     try {
-      if (this.handler.event(e, this.push)) this.close();
+      if (this.handler.event(e, this.push)) this.close(true);
     } catch (err) {
       this.fail(err);
     }
@@ -404,8 +404,12 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
     this.close();
   }
 
-  /** No more items: stops the watchdog, leaves the body (destroyed unless it ended). */
-  private close(): void {
+  /**
+   * No more items: stops the watchdog and leaves the body. A stream that completed (its last
+   * event came) lets the body finish, so its connection goes back to the pool; otherwise
+   * (failed, left, cut) the body is destroyed, and its connection with it.
+   */
+  private close(completed = false): void {
     if (this.closed) return;
     this.closed = true;
     this.watch?.stop();
@@ -413,7 +417,8 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
     this.body.off('end', this.onEnd);
     this.body.off('close', this.onClose);
     // keeps an error listener: a late error of a destroyed body is not an uncaught one
-    if (!this.body.destroyed) this.body.destroy();
+    if (completed) finish(this.body);
+    else if (!this.body.destroyed) this.body.destroy();
     // a waiting consumer has nothing queued before this: it gets the end, or the failure
     const w = this.waiter;
     if (!w) return;
@@ -423,6 +428,26 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
     if (f) w.reject(f.error);
     else w.resolve({ value: undefined, done: true });
   }
+}
+
+/** What an upstream may still send after its stream's last event before its connection is dropped. */
+const AFTER_END = { bytes: 64 * 1024, ms: 2000 };
+
+/**
+ * Reads what is left of a body whose stream completed (usually nothing but the end of the
+ * chunked encoding, already on its way): the connection is reused. More than a little, or
+ * for more than a moment, and it is destroyed (a stream's last event ends it for the client).
+ */
+function finish(body: SseBody): void {
+  if (body.destroyed || body.readableEnded) return;
+  let left = AFTER_END.bytes;
+  const timer = setTimeout(() => body.destroy(), AFTER_END.ms);
+  body.once('close', () => clearTimeout(timer));
+  body.on('data', (c: Buffer) => {
+    left -= c.length;
+    if (left < 0) body.destroy();
+  });
+  body.resume();
 }
 
 /**

@@ -131,6 +131,7 @@ describe('completions service against fake upstreams', () => {
             .map((d) => JSON.parse(d).choices[0]?.delta.content ?? '')
             .join(''),
         ).toBe(FAKE_TEXT);
+        await new Promise((r) => setTimeout(r, 50)); // its upstream body ends 5 ms after [DONE]
       }
       // one after the other: the same kept-alive connection each time (not dropped at [DONE])
       expect(new Set(openai.requests.map((r) => r.port)).size).toBe(1);

@@ -176,6 +176,7 @@ export class GrantGuard {
     if (!kept.length && chunk.usage == null) return false;
     item.chunk = { ...chunk, choices: kept };
     item.raw = undefined;
+    item.bytes = undefined;
     return true;
   }
 }

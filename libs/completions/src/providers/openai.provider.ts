@@ -190,7 +190,7 @@ export class OpenAiProvider extends Provider {
     return new SseStream<StreamItem>(
       res.body,
       {
-        event: (event, push) => {
+        event: (event, push, bytes) => {
           if (event.data === '[DONE]') return true;
           if (event.event === 'error') throw this.midStreamError(event.data, call);
           let chunk: ChatCompletionChunk;
@@ -201,7 +201,7 @@ export class OpenAiProvider extends Provider {
           }
           if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
           if (!finished && chunk.choices?.some((c) => c.finish_reason)) finished = true;
-          push({ chunk, raw: event.data });
+          push({ chunk, raw: event.data, bytes });
         },
         end: () => {
           // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.

@@ -276,9 +276,10 @@ export interface SseHandler<T> {
   /**
    * One event: `push` the items it makes (none, one or several); return true when it
    * completes the stream (the rest of the body is not read). Throwing ends the stream with
-   * that error, after the items pushed before it.
+   * that error, after the items pushed before it. `bytes`: the event exactly as received
+   * (`data: <data>\n\n`, a view of the body's chunk), when it came in that plain form.
    */
-  event(e: EventSourceMessage, push: (item: T) => void): boolean | void;
+  event(e: EventSourceMessage, push: (item: T) => void, bytes?: Buffer): boolean | void;
   /** The body ended before an event completed the stream: throw when that is a failure. */
   end?(): void;
   /** What the consumer sees of a failure (a transport error, or one thrown by `event` / `end`). */
@@ -286,6 +287,16 @@ export interface SseHandler<T> {
 }
 
 type SseBody = UpstreamResponse['body'];
+
+const LF = 0x0a;
+const CR = 0x0d;
+const DATA = Buffer.from('data: ');
+
+/** `data: ` at `at`. */
+function isDataLine(chunk: Buffer, at: number): boolean {
+  for (let i = 0; i < DATA.length; i++) if (chunk[at + i] !== DATA[i]) return false;
+  return true;
+}
 
 /**
  * The server-sent events of a streamed body, read as they arrive (the body's 'data' events,
@@ -306,6 +317,8 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
   private readonly parser = createParser({ onEvent: (e) => this.onEvent(e) });
   private readonly decoder = new TextDecoder();
   private readonly watch: StreamWatchdog | undefined;
+  /** Nothing of a partial event or character is held: the next chunk may be read by `plain`. */
+  private clean = true;
 
   constructor(
     private readonly body: SseBody,
@@ -355,7 +368,12 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
   private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.watch?.touch();
-    this.parser.feed(this.decoder.decode(chunk, { stream: true }));
+    if (!(this.clean && this.plain(chunk))) {
+      this.parser.feed(this.decoder.decode(chunk, { stream: true }));
+      // the parser and the decoder hold nothing once a chunk ends with a blank line
+      const n = chunk.length;
+      this.clean = n >= 2 && chunk[n - 1] === LF && chunk[n - 2] === LF;
+    }
     // items nobody took yet: read no more until the consumer asks
     if (this.head < this.queue.length && !this.closed) this.body.pause();
   };
@@ -380,10 +398,31 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
       this.fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
   };
 
-  private onEvent(e: EventSourceMessage): void {
+  /**
+   * The common chunk without the parser: whole events of one `data: ` line each (nothing
+   * else: no CR, comment, other field or event split across chunks), each handed on with its
+   * own bytes. False (nothing done) for any other chunk: the parser reads it.
+   */
+  private plain(chunk: Buffer): boolean {
+    const n = chunk.length;
+    if (n < 8 || chunk[n - 1] !== LF || chunk[n - 2] !== LF || chunk.indexOf(CR) >= 0) return false;
+    for (let at = 0; at < n; at = chunk.indexOf(LF, at) + 2)
+      if (!isDataLine(chunk, at) || chunk[chunk.indexOf(LF, at) + 1] !== LF) return false;
+    for (let at = 0; at < n && !this.closed;) {
+      const end = chunk.indexOf(LF, at);
+      this.onEvent(
+        { id: undefined, event: undefined, data: chunk.toString('utf8', at + DATA.length, end) },
+        chunk.subarray(at, end + 2),
+      );
+      at = end + 2;
+    }
+    return true;
+  }
+
+  private onEvent(e: EventSourceMessage, bytes?: Buffer): void {
     if (this.closed) return;
     try {
-      if (this.handler.event(e, this.push)) this.close(true);
+      if (this.handler.event(e, this.push, bytes)) this.close(true);
     } catch (err) {
       this.fail(err);
     }

@@ -85,6 +85,22 @@ export class StreamTally {
   }
 }
 
+/** Texts up to this long have their counts kept: most stream chunks are a word or two. */
+const SHORT_TEXT = 32;
+const SHORT_COUNTS_MAX = 10_000;
+const shortCounts = new Map<string, number>();
+
+/** countTokens, kept for short texts (a stream near its grant counts each chunk: the same words again and again). */
+function countChunk(text: string): number {
+  if (text.length > SHORT_TEXT) return countTokens(text);
+  let n = shortCounts.get(text);
+  if (n === undefined) {
+    if (shortCounts.size >= SHORT_COUNTS_MAX) shortCounts.clear();
+    shortCounts.set(text, (n = countTokens(text)));
+  }
+  return n;
+}
+
 interface ChoiceState {
   /** Tokens of the text counted so far (the first `counted` part of the choice's text). */
   tokens: number;
@@ -148,14 +164,14 @@ export class GrantGuard {
         st.pendingBytes += Buffer.byteLength(text);
         // past the grant only if its uncounted text is: counted (with what came before it, at once)
         if (st.tokens + st.pendingBytes > this.grant) {
-          const all = countTokens(st.pending);
+          const all = countChunk(st.pending);
           const before = st.pending.slice(0, st.pending.length - text.length);
           st.pending = '';
           st.pendingBytes = 0;
           if (st.tokens + all <= this.grant) st.tokens += all;
           else {
             // this chunk crosses the grant: cut where the text before it leaves no room
-            if (before) st.tokens += countTokens(before);
+            if (before) st.tokens += countChunk(before);
             const room = this.grant - st.tokens;
             const content = typeof ch.delta.content === 'string' ? ch.delta.content : '';
             const keptText = room > 0 && content ? decodeTokens(encodeTokens(content).slice(0, room)) : '';

@@ -57,7 +57,7 @@ type Case = [
   method: string,
   path: string,
   headers: (s: Side) => Record<string, string>,
-  body?: string,
+  body?: string | ((s: Side) => string),
 ];
 
 const json = { 'content-type': 'application/json' };
@@ -69,6 +69,9 @@ const chat = (extra: Record<string, unknown> = {}) =>
     max_tokens: 20,
     ...extra,
   });
+/** A user of the same email and password on both gateways (each has its own database). */
+const LOGIN = 'parity-login@example.test';
+const PASSWORD = 'parity-password-1';
 let nested = '1';
 for (let i = 0; i < 100; i++) nested = `[${nested}]`;
 
@@ -246,6 +249,35 @@ const CASES: Case[] = [
   ],
   ['messages-bad-json', 'POST', '/v1/messages', (s) => ({ ...json, ...bearer(s) }), '{'],
   ['messages-scope', 'POST', '/v1/messages', (s) => ({ ...json, ...bearer(s, 'embeddingsOnly') }), '{}'],
+  // the public login route (LOGIN_ACCOUNT_LIMIT 3 below): a success, three failures, then throttled
+  ['login', 'POST', '/auth/login', () => json, JSON.stringify({ email: LOGIN, password: PASSWORD })],
+  ['login-wrong-1', 'POST', '/auth/login', () => json, JSON.stringify({ email: LOGIN, password: 'nope' })],
+  ['login-wrong-2', 'POST', '/auth/login', () => json, JSON.stringify({ email: LOGIN, password: 'nope' })],
+  ['login-wrong-3', 'POST', '/auth/login', () => json, JSON.stringify({ email: LOGIN, password: 'x' })],
+  [
+    'login-throttled',
+    'POST',
+    '/auth/login',
+    () => json,
+    JSON.stringify({ email: LOGIN, password: PASSWORD }),
+  ],
+  ['login-invalid', 'POST', '/auth/login', () => json, JSON.stringify({ email: 'a@b.test' })],
+  [
+    'login-extra',
+    'POST',
+    '/auth/login',
+    () => json,
+    JSON.stringify({ email: 'a@b.test', password: 'x', role: 'admin' }),
+  ],
+  ['login-bad-json', 'POST', '/auth/login', () => json, '{"email":'],
+  ['login-form', 'POST', '/auth/login', () => ({ 'content-type': 'text/plain' }), 'email=a'],
+  [
+    'login-query',
+    'POST',
+    '/auth/login?x=1',
+    () => json,
+    JSON.stringify({ email: 'b@b.test', password: 'x' }),
+  ],
 ];
 
 /** What may differ between two gateways answering the same request: ids, clocks, the request id's prefix. */
@@ -254,6 +286,8 @@ function normalize(text: string): string {
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<uuid>')
     .replace(/(hot|nest)-rid-/g, 'rid-')
     .replace(/"(created|created_at)":\d+/g, '"$1":0')
+    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>')
+    .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, '<jwt>')
     .replace(/\b(chatcmpl|resp|msg|rs)[-_][A-Za-z0-9_-]+/g, '$1-<id>');
 }
 
@@ -296,6 +330,7 @@ describe('hot path: the same answers as the Nest pipeline', () => {
           MODELS_FILE: modelsFile,
           ...TEST_TIMEOUTS,
           AUTH_FAILURE_LIMIT: '1000',
+          LOGIN_ACCOUNT_LIMIT: '3',
           BODY_LIMIT: '64kb',
           LOG_LEVEL: 'info',
           LOG_FILE: logFile,
@@ -303,6 +338,11 @@ describe('hot path: the same answers as the Nest pipeline', () => {
         configure: { hotPath: name === 'hot' },
       });
       const a = await createTenantWithAdmin(t.url);
+      await request(t.url)
+        .post('/api/v1/users')
+        .set(auth(a.admin.token))
+        .send({ email: LOGIN, password: PASSWORD, role: 'member' })
+        .expect(201);
       const key = async (body: Record<string, unknown>) => {
         const r = await request(t.url)
           .post('/api/v1/api-keys')
@@ -322,9 +362,10 @@ describe('hot path: the same answers as the Nest pipeline', () => {
         },
       });
     }
-    for (const [name, method, path, headers, body] of CASES) {
+    for (const [name, method, path, headers, bodyOf] of CASES) {
       const both = {} as Record<Side['name'], Answer>;
       for (const s of sides) {
+        const body = typeof bodyOf === 'function' ? bodyOf(s) : bodyOf;
         const h: Record<string, string> = { ...headers(s), 'x-request-id': `${s.name}-rid-${name}` };
         if (body !== undefined && !h['transfer-encoding'])
           h['content-length'] ??= String(Buffer.byteLength(body));
@@ -369,6 +410,15 @@ describe('hot path: the same answers as the Nest pipeline', () => {
     expect(status('messages')).toBe(200);
     expect(answers.get('messages-no-key')!.hot.text).toContain('"type":"error"');
     expect(answers.get('chat')!.hot.headers['x-request-id']).toBe('hot-rid-chat');
+    expect(status('login')).toBe(200);
+    expect(answers.get('login')!.hot.text).toContain('"access_token":"eyJ');
+    expect(status('login-wrong-1')).toBe(401);
+    expect(status('login-wrong-3')).toBe(401);
+    expect(status('login-throttled')).toBe(429);
+    expect(answers.get('login-throttled')!.hot.headers['retry-after']).toBeDefined();
+    expect(status('login-invalid')).toBe(400);
+    expect(status('login-extra')).toBe(400);
+    expect(status('login-bad-json')).toBe(400);
   });
 
   it('the same access-log line for each case (or none in both)', () => {
@@ -414,7 +464,11 @@ describe('hot path: the same answers as the Nest pipeline', () => {
     const series = (text: string) =>
       text
         .split('\n')
-        .filter((l) => /^gateway_(http_requests_total|auth_path_total|quota_refusals_total)\{/.test(l))
+        .filter((l) =>
+          /^gateway_(http_requests_total|auth_path_total|quota_refusals_total|login_attempts_total)\{/.test(
+            l,
+          ),
+        )
         .filter((l) => !l.includes('route="/metrics"'))
         .sort();
     // Where a found key came from (PostgreSQL or the LRU) depends on timing: a key used within

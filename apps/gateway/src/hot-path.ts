@@ -1,8 +1,10 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { ValidationPipe } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Application, NextFunction, Request, Response } from 'express';
 import { PinoLogger } from 'nestjs-pino';
 import { clientAddress, KeyAdmission, KeyPrincipal, KeyRequest, KeyScope } from '@app/api-keys';
+import { AuthService, LoginDto } from '@app/auth';
 import { CompletionsService, EmbeddingsService, MessagesService, ResponsesService } from '@app/completions';
 import {
   AllExceptionsFilter,
@@ -15,16 +17,17 @@ import {
 } from '@app/observability';
 import { RequestContext } from '@app/tenancy';
 
-/** One metered route the hot path serves: what its Nest controller method does, minus Nest. */
+/** One route the hot path serves: what its Nest controller method does, minus Nest. */
 interface HotRoute {
   /** The route pattern Nest registers (metrics and access-log label). */
   route: string;
-  scope: KeyScope;
+  /** The key scope a metered route needs; none for the public login route. */
+  scope?: KeyScope;
   /** Anthropic's error shape; any text in the body (as setup.ts's body check for these paths). */
   anthropic: boolean;
   anyText: boolean;
   serve(
-    key: KeyPrincipal,
+    key: KeyPrincipal | null,
     body: unknown,
     req: IncomingMessage,
     res: ServerResponse,
@@ -39,6 +42,8 @@ export interface HotPathDeps {
   /** setup.ts's answer to a body-stage error (bad JSON, too large, ...). */
   answerBodyError: (err: unknown, req: Request, res: Response) => void;
   bodyLimitBytes: number;
+  /** setup.ts's global ValidationPipe (the same instance Nest runs on @Body() DTOs). */
+  validation: ValidationPipe;
 }
 
 /** A body-stage error shaped as body-parser's (toErrorResponse reads `status` and `type`). */
@@ -115,6 +120,7 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
   const embeddings = app.get(EmbeddingsService);
   const responses = app.get(ResponsesService);
   const messages = app.get(MessagesService);
+  const auth = app.get(AuthService);
   const admission = app.get(KeyAdmission);
   const ctx = app.get(RequestContext);
   const metrics = app.get(MetricsService);
@@ -129,19 +135,19 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     scope: 'chat',
     anthropic: false,
     anyText: true,
-    serve: (key, body, _req, res, id) => completions.chat(key, body, res, id),
+    serve: (key, body, _req, res, id) => completions.chat(key!, body, res, id),
   });
   add(['/v1/embeddings', '/api/v1/embeddings'], {
     scope: 'embeddings',
     anthropic: false,
     anyText: false,
-    serve: (key, body, _req, res, id) => embeddings.embed(key, body, res, id),
+    serve: (key, body, _req, res, id) => embeddings.embed(key!, body, res, id),
   });
   add(['/v1/responses', '/api/v1/responses'], {
     scope: 'responses',
     anthropic: false,
     anyText: false,
-    serve: (key, body, _req, res, id) => responses.create(key, body, res, id),
+    serve: (key, body, _req, res, id) => responses.create(key!, body, res, id),
   });
   add(['/v1/messages', '/api/v1/messages'], {
     scope: 'messages',
@@ -149,7 +155,7 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     anyText: true,
     serve: (key, body, req, res, id) =>
       messages.create(
-        key,
+        key!,
         body,
         {
           version: req.headers['anthropic-version'] as string | undefined,
@@ -158,6 +164,19 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
         res,
         id,
       ),
+  });
+
+  // The public login route: a credential-stuffing flood is refused here at a fraction of the
+  // Nest pipeline's cost (issue 14: completions must barely notice it). AuthController.login's
+  // steps: the global ValidationPipe on LoginDto, AuthService.login, 200 with its answer.
+  add(['/auth/login'], {
+    anthropic: false,
+    anyText: false,
+    serve: async (_key, body, req, res) => {
+      const dto = (await deps.validation.transform(body, { type: 'body', metatype: LoginDto })) as LoginDto;
+      const answer = await auth.login(dto.email, dto.password, (req as Request).ip ?? 'unknown', dto.tenant);
+      (res as Response).status(200).json(answer);
+    },
   });
 
   const serve = (req: Request, res: Response, hot: HotRoute, id: string, startedAt: number) => {
@@ -176,7 +195,7 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     ctx
       .run(id, req.ip, async () => {
         try {
-          const principal = await admission.admit(keyReq, clientAddress(req), hot.scope);
+          const principal = hot.scope ? await admission.admit(keyReq, clientAddress(req), hot.scope) : null;
           await hot.serve(principal, req.body, req, res, id);
         } catch (e) {
           (hot.anthropic ? anthropicErrors : openAiErrors).respond(e, req, res);

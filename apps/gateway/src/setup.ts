@@ -87,35 +87,34 @@ export function configureApp(
     if (!err) return next();
     answerBodyError(err, req, res);
   });
-  app.useGlobalPipes(
-    new ValidationPipe({
-      whitelist: true,
-      forbidNonWhitelisted: true,
-      transform: true,
-      exceptionFactory: (errors) => {
-        const first = errors[0];
-        const flatten = (e: typeof first, path: string): string[] => {
-          const here = Object.values(e.constraints ?? {}).map((m) =>
-            path && !m.startsWith(path) ? `${path}: ${m}` : m,
-          );
-          return here.concat(
-            ...(e.children ?? []).map((c) => flatten(c, path ? `${path}.${c.property}` : c.property)),
-          );
-        };
-        const messages = errors.flatMap((e) => flatten(e, e.property));
-        return ApiError.badRequest(
-          messages.slice(0, 5).join('; ') || 'Invalid request',
-          'invalid_request',
-          first?.property ?? null,
+  const validation = new ValidationPipe({
+    whitelist: true,
+    forbidNonWhitelisted: true,
+    transform: true,
+    exceptionFactory: (errors) => {
+      const first = errors[0];
+      const flatten = (e: typeof first, path: string): string[] => {
+        const here = Object.values(e.constraints ?? {}).map((m) =>
+          path && !m.startsWith(path) ? `${path}: ${m}` : m,
         );
-      },
-    }),
-  );
+        return here.concat(
+          ...(e.children ?? []).map((c) => flatten(c, path ? `${path}.${c.property}` : c.property)),
+        );
+      };
+      const messages = errors.flatMap((e) => flatten(e, e.property));
+      return ApiError.badRequest(
+        messages.slice(0, 5).join('; ') || 'Invalid request',
+        'invalid_request',
+        first?.property ?? null,
+      );
+    },
+  });
+  app.useGlobalPipes(validation);
   app.useGlobalFilters(new AllExceptionsFilter());
   // No app.enableShutdownHooks(): main.ts owns SIGTERM/SIGINT (GracefulShutdown) so the server
   // stops accepting and drains streams before Nest's shutdown hooks run.
   SwaggerModule.setup('docs', app, () => buildOpenApi(app), { jsonDocumentUrl: 'docs-json' });
   // The metered completion routes, ahead of Express (the same steps, services and answers).
   if (options.hotPath !== false)
-    installHotPath(app, { jsonParser, answerBodyError, bodyLimitBytes: config.bodyLimitBytes });
+    installHotPath(app, { jsonParser, answerBodyError, bodyLimitBytes: config.bodyLimitBytes, validation });
 }

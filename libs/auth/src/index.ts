@@ -8,7 +8,7 @@ export { User } from './user.entity';
 export type { UserStatus } from './user.entity';
 export { bearerToken } from './admin-auth.guard';
 export { PasswordVerifier, hashPassword } from './password';
-export { UserResponse, CreateUserDto } from './dto/user.dto';
+export { UserResponse, CreateUserDto, LoginDto } from './dto/user.dto';
 export { BcryptGate } from './bcrypt-gate';
 export type { BcryptCaller } from './bcrypt-gate';
 export { LoginThrottle } from './login-throttle';

@@ -25,14 +25,16 @@ export interface CounterChange {
 
 export interface RebuildReport {
   tenantId: string;
+  /** Before/after of every counter written (full rebuilds; empty for sparse ones). */
   counters: CounterChange[];
+  /** Counters written (tenant, users and keys). */
+  written: number;
 }
 
 /** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
 const CHECK_EVERY_MS = 30_000;
+/** Owners per PostgreSQL fetch and per store script. */
 const CHUNK = 500;
-/** Rows converted between two yields to the event loop. */
-const SLICE = 5000;
 const ZERO: Sums = { tokens: 0, costMicros: 0 };
 
 interface Owner {
@@ -128,7 +130,7 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
       // are skipped: rebuilding them again under load could only lose settles racing it.
       const started = Date.now();
       const reports = await this.rebuild(undefined, { onlyIfUninitialized: true });
-      const counters = reports.reduce((n, r) => n + r.counters.length, 0);
+      const counters = reports.reduce((n, r) => n + r.written, 0);
       this.logger.log(
         `rebuilt the ${this.store.kind === 'memory' ? 'in-process ' : ''}quota counters of ${reports.length} tenant(s) from the ledger` +
           ` (${counters} counter(s) with usage in their current period) in ${Date.now() - started} ms`,
@@ -238,63 +240,24 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
     await this.stream.drainTenant(tenantId);
     const now = this.clock.now();
     const tz = this.config.QUOTA_TIMEZONE;
+    // Sparse (start, a tenant's first request after a store loss): only the users and keys with
+    // ledger rows in their current period get a value (the others are absent, i.e. 0), and only
+    // how many were written is reported. Full (CLI, dirty tenants, period changes): every user
+    // and key, the ones without rows set to 0, each with its before/after.
     const sparse = opts.onlyIfUninitialized === true;
-    // Owners: the tenant, then users and keys. Sparse: only those with ledger rows in their
-    // current period (one query per level, linear in the rows); full (CLI,
-    // dirty tenants, period changes): every user and key, the ones without rows set to 0.
-    const owners: { owner: Owner; sums: Sums }[] = [];
+    const counters: CounterChange[] = [];
+    let written = 0;
+    /** Counters (tokens or spend) whose value changed. */
+    let corrected = 0;
     const tw = periodWindow(tenant.quotaPeriod, now, tz);
-    const tsum = (await this.repo.sums(tenantId, 'tenant', [tenantId], tw.start, tw.end)).get(tenantId);
-    owners.push({
-      owner: { level: 'tenant', id: tenantId, userId: null, period: tenant.quotaPeriod },
-      sums: tsum ?? ZERO,
-    });
     const dw = periodWindow('daily', now, tz);
     const mw = periodWindow('monthly', now, tz);
     const windows = { daily: { from: dw.start!, to: dw.end! }, monthly: { from: mw.start!, to: mw.end! } };
-    for (const level of ['user', 'key'] as const) {
-      const found = new Map<string, { owner: Owner; sums: Sums }>();
-      // converted in slices: 100,000 keys must not hold the event loop (rebuild-scale.e2e-spec.ts)
-      const rows = await this.repo.levelSums(tenantId, level, windows);
-      for (let i = 0; i < rows.length; i++) {
-        if (i > 0 && i % SLICE === 0) await yieldToLoop();
-        const r = UsageRepository.levelSumOf(rows[i]);
-        found.set(r.id, { owner: { level, id: r.id, userId: r.userId, period: r.period }, sums: r.sums });
-      }
-      if (!sparse) {
-        const all =
-          level === 'user'
-            ? (await this.repo.users(tenantId)).map((u) => ({
-                id: u.id,
-                userId: u.id,
-                period: u.quotaPeriod,
-              }))
-            : (await this.repo.keys(tenantId)).map((k) => ({
-                id: k.id,
-                userId: k.userId,
-                period: k.quotaPeriod,
-              }));
-        for (const o of all) if (!found.has(o.id)) found.set(o.id, { owner: { level, ...o }, sums: ZERO });
-      }
-      let n = 0;
-      for (const v of found.values()) {
-        if (++n % SLICE === 0) await yieldToLoop();
-        owners.push(v);
-      }
-    }
-    const counters: CounterChange[] = [];
     const byPeriod = { none: periodWindow('none', now, tz), daily: dw, monthly: mw };
-    // Two chunks in flight: the next one's arguments are built while Redis runs the previous
-    // script. The chunk that sets the tenant's marker goes last, alone, after every other.
-    let previous: Promise<void> | null = null;
-    const settled = (p: Promise<void> | null) => p ?? Promise.resolve();
-    for (let i = 0; i < owners.length; i += CHUNK) {
-      if (i > 0) await yieldToLoop();
-      const last = i + CHUNK >= owners.length;
-      const part = owners.slice(i, i + CHUNK).map(({ owner, sums }) => ({
-        owner,
-        sums,
-        ref: levelRef(
+    /** Writes one chunk of owners' counters; resolves with their before/after (full) once Redis ran it. */
+    const write = (owners: { owner: Owner; sums: Sums }[], markTenant: boolean): Promise<void> => {
+      const refs = owners.map(({ owner }) =>
+        levelRef(
           owner.level,
           { tenantId, userId: owner.userId, apiKeyId: owner.id },
           { period: owner.period },
@@ -302,42 +265,67 @@ export class ReconciliationService implements OnModuleInit, OnApplicationBootstr
           tz,
           byPeriod[owner.period],
         ),
-      }));
+      );
       const entries: RebuildEntry[] = [];
-      for (const { ref, sums } of part) {
+      owners.forEach(({ sums }, j) =>
         entries.push(
-          { key: ref.tokensKey, value: sums.tokens, expireAt: ref.expireAt },
-          { key: ref.spendKey, value: sums.costMicros, expireAt: ref.expireAt },
-        );
-      }
-      if (last) {
-        await settled(previous);
-        previous = null;
-      }
-      const run = this.store.rebuild(tenantId, entries, now, { ...opts, markTenant: last }).then((changes) =>
-        part.forEach(({ owner, ref }, j) => {
-          const t = changes[2 * j];
-          const s = changes[2 * j + 1];
+          { key: refs[j].tokensKey, value: sums.tokens, expireAt: refs[j].expireAt },
+          { key: refs[j].spendKey, value: sums.costMicros, expireAt: refs[j].expireAt },
+        ),
+      );
+      return this.store.rebuild(tenantId, entries, now, { ...opts, markTenant }).then((changes) => {
+        written += owners.length;
+        for (const c of changes) if (c.before !== c.after) corrected++;
+        if (sparse) return;
+        owners.forEach(({ owner }, j) =>
           counters.push({
             level: owner.level,
             id: owner.id,
-            key: ref.tokensKey,
-            tokens: { before: t.before, after: t.after },
-            spendMicros: { before: s.before, after: s.after },
-          });
-        }),
-      );
-      // a chunk that fails while the one before is awaited is not left unhandled
-      run.catch(() => undefined);
-      await settled(previous);
-      previous = run;
+            key: refs[j].tokensKey,
+            tokens: { before: changes[2 * j].before, after: changes[2 * j].after },
+            spendMicros: { before: changes[2 * j + 1].before, after: changes[2 * j + 1].after },
+          }),
+        );
+      });
+    };
+    // Users, then keys, read from PostgreSQL a chunk at a time through a cursor and written a
+    // chunk per script: the next chunk is fetched and converted while Redis runs the previous
+    // one, and the event loop is free between chunks (100,000 keys must not hold it, nor the
+    // heap: rebuild-scale.e2e-spec.ts). The tenant's own counter goes last, with its marker,
+    // after every other chunk was written.
+    let previous: Promise<void> | null = null;
+    for (const level of ['user', 'key'] as const) {
+      await this.repo.eachLevelSum(tenantId, level, windows, { all: !sparse, batch: CHUNK }, async (rows) => {
+        const run = write(
+          rows.map((row) => {
+            const r = UsageRepository.levelSumOf(row);
+            return { owner: { level, id: r.id, userId: r.userId, period: r.period }, sums: r.sums };
+          }),
+          false,
+        );
+        // a chunk that fails while the one before is awaited is not left unhandled
+        run.catch(() => undefined);
+        await previous;
+        previous = run;
+        await yieldToLoop();
+      });
     }
-    await settled(previous);
-    const changed = counters.filter(
-      (c) => c.tokens.before !== c.tokens.after || c.spendMicros.before !== c.spendMicros.after,
+    await previous;
+    const tenantSums =
+      (await this.repo.sums(tenantId, 'tenant', [tenantId], tw.start, tw.end)).get(tenantId) ?? ZERO;
+    const before = counters.length;
+    await write(
+      [
+        {
+          owner: { level: 'tenant', id: tenantId, userId: null, period: tenant.quotaPeriod },
+          sums: tenantSums,
+        },
+      ],
+      true,
     );
-    if (changed.length)
-      this.logger.log(`tenant ${tenantId}: ${changed.length} counter(s) corrected from the ledger`);
-    return { tenantId, counters };
+    // the tenant's counter first in the report (as the CLI prints it)
+    if (counters.length > before) counters.unshift(counters.pop()!);
+    if (corrected) this.logger.log(`tenant ${tenantId}: ${corrected} counter(s) corrected from the ledger`);
+    return { tenantId, counters, written };
   }
 }

@@ -105,23 +105,6 @@ export class UsageRepository {
     return rows.map((r) => r.id);
   }
 
-  async users(tenantId: string): Promise<PeriodOwner[]> {
-    const rows = (await this.db.query(`SELECT id, quota_period FROM users WHERE tenant_id = $1`, [
-      tenantId,
-    ])) as {
-      id: string;
-      quota_period: string;
-    }[];
-    return rows.map((r) => ({ id: r.id, quotaPeriod: period(r.quota_period) }));
-  }
-
-  async keys(tenantId: string): Promise<KeyOwner[]> {
-    const rows = (await this.db.query(`SELECT id, user_id, quota_period FROM api_keys WHERE tenant_id = $1`, [
-      tenantId,
-    ])) as { id: string; user_id: string | null; quota_period: string }[];
-    return rows.map((r) => ({ id: r.id, userId: r.user_id, quotaPeriod: period(r.quota_period) }));
-  }
-
   async key(tenantId: string, apiKeyId: string): Promise<KeyLimitsRow | null> {
     const rows = (await this.db.query(
       `SELECT id, user_id, name, quota_limit, max_budget, quota_period FROM api_keys WHERE tenant_id = $1 AND id = $2`,
@@ -190,44 +173,68 @@ export class UsageRepository {
   });
 
   /**
-   * Ledger sums of every user or key of the tenant with rows in its current period (the
-   * others' counters are 0), each over its own reset period's window (`windows`; `none`:
-   * all time): one pass over the tenant's rows, whatever the number of keys or periods.
-   * Keys come with their owner.
+   * Ledger sums of the tenant's users or keys, each over its own reset period's window
+   * (`windows`; `none`: all time), keys with their owner, read through a server-side cursor
+   * `batch` rows at a time and handed to `each` (awaited before the next batch is fetched):
+   * a tenant with 100,000 keys is never held in memory at once (rebuild-scale.e2e-spec.ts).
+   * `all` false: only those with rows in their current period (the others' counters are 0),
+   * one pass over the tenant's rows; true: every user or key, those without rows with 0.
    */
-  async levelSums(
+  async eachLevelSum(
     tenantId: string,
     level: 'user' | 'key',
     windows: Record<'daily' | 'monthly', { from: number; to: number }>,
-  ): Promise<LevelSumRow[]> {
-    const owner =
-      level === 'key'
-        ? 'JOIN api_keys o ON o.id = r.api_key_id AND o.tenant_id = r.tenant_id'
-        : 'JOIN users o ON o.id = r.user_id AND o.tenant_id = r.tenant_id';
+    opts: { all: boolean; batch: number },
+    each: (rows: LevelSumRow[]) => Promise<void>,
+  ): Promise<void> {
+    const table = level === 'key' ? 'api_keys' : 'users';
     const userCol = level === 'key' ? 'o.user_id' : 'o.id';
+    const fk = level === 'key' ? 'r.api_key_id' : 'r.user_id';
     const iso = (t: number) => new Date(t).toISOString();
-    const rows = (await this.db.query(
-      `SELECT o.id AS id, ${userCol} AS user_id, o.quota_period AS period,
-              coalesce(sum(r.prompt_tokens::bigint + r.completion_tokens), 0)::text AS tokens,
-              (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
-         FROM usage_records r ${owner}
-        WHERE r.tenant_id = $1
-          AND r.created_at >= CASE o.quota_period WHEN 'daily' THEN $2::timestamptz
-                                                  WHEN 'monthly' THEN $4::timestamptz
-                                                  ELSE '-infinity'::timestamptz END
-          AND r.created_at < CASE o.quota_period WHEN 'daily' THEN $3::timestamptz
-                                                 WHEN 'monthly' THEN $5::timestamptz
-                                                 ELSE 'infinity'::timestamptz END
-        GROUP BY o.id, ${userCol}, o.quota_period`,
-      [
-        tenantId,
-        iso(windows.daily.from),
-        iso(windows.daily.to),
-        iso(windows.monthly.from),
-        iso(windows.monthly.to),
-      ],
-    )) as LevelSumRow[];
-    return rows;
+    const window = `r.created_at >= CASE o.quota_period WHEN 'daily' THEN $2::timestamptz
+                                                        WHEN 'monthly' THEN $4::timestamptz
+                                                        ELSE '-infinity'::timestamptz END
+                AND r.created_at < CASE o.quota_period WHEN 'daily' THEN $3::timestamptz
+                                                       WHEN 'monthly' THEN $5::timestamptz
+                                                       ELSE 'infinity'::timestamptz END`;
+    const from = opts.all
+      ? `${table} o LEFT JOIN usage_records r ON ${fk} = o.id AND r.tenant_id = o.tenant_id AND ${window}
+          WHERE o.tenant_id = $1`
+      : `usage_records r JOIN ${table} o ON o.id = ${fk} AND o.tenant_id = r.tenant_id
+          WHERE r.tenant_id = $1 AND ${window}`;
+    const runner = this.db.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.startTransaction();
+      // planned for the whole result, not for its first rows (a cursor's default)
+      await runner.query(`SET LOCAL cursor_tuple_fraction = 1`);
+      await runner.query(
+        `DECLARE level_sums NO SCROLL CURSOR FOR
+         SELECT o.id AS id, ${userCol} AS user_id, o.quota_period AS period,
+                coalesce(sum(r.prompt_tokens::bigint + r.completion_tokens), 0)::text AS tokens,
+                (coalesce(sum(r.cost), 0) * 1000000)::bigint::text AS micros
+           FROM ${from}
+          GROUP BY o.id, ${userCol}, o.quota_period`,
+        [
+          tenantId,
+          iso(windows.daily.from),
+          iso(windows.daily.to),
+          iso(windows.monthly.from),
+          iso(windows.monthly.to),
+        ],
+      );
+      for (;;) {
+        const rows = (await runner.query(`FETCH ${Math.floor(opts.batch)} FROM level_sums`)) as LevelSumRow[];
+        if (rows.length) await each(rows);
+        if (rows.length < opts.batch) break;
+      }
+      await runner.commitTransaction();
+    } catch (e) {
+      if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      throw e;
+    } finally {
+      await runner.release();
+    }
   }
 
   /** The WHERE of a report (tenant, range, user, key) and its parameters; `r` is usage_records. */
@@ -358,7 +365,7 @@ interface RawFigures {
   micros: string;
 }
 
-/** A row of UsageRepository.levelSums: raw, so a caller with 100,000 of them converts them in slices. */
+/** A row of UsageRepository.eachLevelSum, as PostgreSQL returns it (levelSumOf reads one). */
 export interface LevelSumRow {
   id: string;
   user_id: string | null;

@@ -20,7 +20,6 @@ import {
   ParsedUpstreamError,
   readText,
   SseStream,
-  sseEvents,
   statusError,
   streamTiming,
   transportError,
@@ -112,42 +111,40 @@ export class OpenAiProvider extends Provider {
     }
   }
 
-  private async *responseEvents(
+  /** The Responses API's events as they come (SseStream), up to a terminal one. */
+  private responseEvents(
     res: UpstreamResponse,
     call: EndpointCall<unknown>,
     startedAt: number,
-  ): AsyncGenerator<ResponseEvent> {
-    let finished = false;
-    try {
-      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
-        if (event.data === '[DONE]') break;
-        let data: Record<string, unknown>;
-        try {
-          data = JSON.parse(event.data) as Record<string, unknown>;
-        } catch {
-          throw UpstreamError.badGateway(
-            `The openai upstream of ${call.deployment.id} sent a malformed event`,
-            false,
-          );
-        }
-        const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
-        if (type === 'error') throw this.midStreamError(event.data, call);
-        yield { type, data, raw: event.data };
-        if (TERMINAL_EVENTS.has(type)) {
-          finished = true;
-          break;
-        }
-      }
-      if (!finished)
-        throw UpstreamError.badGateway(
-          `The openai upstream of ${call.deployment.id} ended the stream early`,
-          false,
-        );
-    } catch (e) {
-      throw transportError(e, call.signal, call.deployment);
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+  ): AsyncIterable<ResponseEvent> {
+    const d = call.deployment;
+    return new SseStream<ResponseEvent>(
+      res.body,
+      {
+        event: (event, push) => {
+          if (event.data === '[DONE]') throw this.endedEarly(d.id);
+          let data: Record<string, unknown>;
+          try {
+            data = JSON.parse(event.data) as Record<string, unknown>;
+          } catch {
+            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed event`, false);
+          }
+          const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
+          if (type === 'error') throw this.midStreamError(event.data, call);
+          push({ type, data, raw: event.data });
+          return TERMINAL_EVENTS.has(type);
+        },
+        end: () => {
+          throw this.endedEarly(d.id);
+        },
+        error: (e) => transportError(e, call.signal, d),
+      },
+      streamTiming(call, startedAt),
+    );
+  }
+
+  private endedEarly(id: string): UpstreamError {
+    return UpstreamError.badGateway(`The openai upstream of ${id} ended the stream early`, false);
   }
 
   /** A 2xx JSON answer, checked by `valid`; anything else is a 502. */
@@ -205,8 +202,7 @@ export class OpenAiProvider extends Provider {
         },
         end: () => {
           // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.
-          if (!finished)
-            throw UpstreamError.badGateway(`The openai upstream of ${d.id} ended the stream early`, false);
+          if (!finished) throw this.endedEarly(d.id);
         },
         error: (e) => transportError(e, call.signal, d),
       },

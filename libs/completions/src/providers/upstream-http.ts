@@ -62,7 +62,7 @@ export class UpstreamHttp {
         body,
         signal,
         headersTimeout: opts.stream ? opts.timeouts.firstByteMs : 0,
-        // Silence inside a body: streams have their own watchdog (sseEvents), answers the total.
+        // Silence inside a body: streams have their own watchdog (SseStream), answers the total.
         bodyTimeout: 0,
       });
     } catch (e) {

@@ -275,11 +275,12 @@ export async function statusError(
 export interface SseHandler<T> {
   /**
    * One event: `push` the items it makes (none, one or several); return true when it
-   * completes the stream (the rest of the body is not read). Throwing ends the stream with
+   * completes the stream (the rest of the body is not read), `'cut'` when the gateway ends
+   * it (the body and its connection are dropped: the upstream stops). Throwing ends the stream with
    * that error, after the items pushed before it. `bytes`: the event exactly as received
    * (`data: <data>\n\n`, a view of the body's chunk), when it came in that plain form.
    */
-  event(e: EventSourceMessage, push: (item: T) => void, bytes?: Buffer): boolean | void;
+  event(e: EventSourceMessage, push: (item: T) => void, bytes?: Buffer): boolean | 'cut' | void;
   /** The body ended before an event completed the stream: throw when that is a failure. */
   end?(): void;
   /** What the consumer sees of a failure (a transport error, or one thrown by `event` / `end`). */
@@ -422,7 +423,8 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
   private onEvent(e: EventSourceMessage, bytes?: Buffer): void {
     if (this.closed) return;
     try {
-      if (this.handler.event(e, this.push, bytes)) this.close(true);
+      const end = this.handler.event(e, this.push, bytes);
+      if (end) this.close(end === true);
     } catch (err) {
       this.fail(err);
     }
@@ -487,23 +489,6 @@ function finish(body: SseBody): void {
     if (left < 0) body.destroy();
   });
   body.resume();
-}
-
-/**
- * Server-sent events of a body as they are (SseStream without a handler's mapping): errors
- * are the body's own. With `timing`, a body silent too long is cut.
- */
-export function sseEvents(body: SseBody, timing?: StreamTiming): AsyncIterableIterator<EventSourceMessage> {
-  return new SseStream<EventSourceMessage>(
-    body,
-    {
-      event: (e, push) => {
-        push(e);
-      },
-      error: (e) => e,
-    },
-    timing,
-  );
 }
 
 /** The stream timing of a call, from its attempt's timeouts. */

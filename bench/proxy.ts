@@ -23,6 +23,7 @@ import {
   writeFileSync,
   closeSync,
   renameSync,
+  rmSync,
   symlinkSync,
 } from 'node:fs';
 import { createServer, Server } from 'node:http';
@@ -115,8 +116,8 @@ const CATEGORIES: Categories = [
     url: /\/node_modules\/prom-client\/|\/libs\/observability\/src\/(http-metrics|metrics)/,
   },
   {
-    label: 'token counting (js-tiktoken)',
-    url: /\/node_modules\/js-tiktoken\/|\/libs\/completions\/src\/tokens/,
+    label: 'token counting (gpt-tokenizer)',
+    url: /\/node_modules\/gpt-tokenizer\/|\/libs\/completions\/src\/tokens/,
   },
   { label: 'quota lib (admit/settle logic, keys, periods)', url: /\/libs\/quota\// },
   { label: 'completions lib (validation, routing, provider, JSON)', url: /\/libs\/completions\// },
@@ -153,7 +154,7 @@ const WORK = new Set([
   'Redis client (ioredis): quota reserve + settle scripts',
   'upstream HTTP client (undici)',
   'PostgreSQL (pg, typeorm): ledger batches',
-  'token counting (js-tiktoken)',
+  'token counting (gpt-tokenizer)',
   'quota lib (admit/settle logic, keys, periods)',
   'completions lib (validation, routing, provider, JSON)',
 ]);
@@ -237,7 +238,14 @@ export function prepareGateway(rev = 'HEAD'): GatewayBuild {
   }
   const dir = join(tmpdir(), `gw-bench-build-${head}`);
   const note = `${rev === 'HEAD' ? 'the committed HEAD' : `\`${rev}\``}, exported with git archive and built with nest build gateway`;
-  if (existsSync(join(dir, MAIN))) return { dir, rev: head, note };
+  if (existsSync(join(dir, MAIN))) {
+    // A build kept from another worktree's run links that worktree's node_modules: gone with it.
+    if (!existsSync(join(dir, 'node_modules'))) {
+      rmSync(join(dir, 'node_modules'), { force: true });
+      symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    }
+    return { dir, rev: head, note };
+  }
   const tmp = mkdtempSync(join(tmpdir(), 'gw-bench-export-'));
   execSync(`git archive --format=tar ${head} | tar -x -C ${JSON.stringify(tmp)}`, { cwd: ROOT });
   symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'));

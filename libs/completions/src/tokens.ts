@@ -1,30 +1,33 @@
-import { Tiktoken, TiktokenBPE } from 'js-tiktoken/lite';
+import type * as Cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 import type { ChatRequest } from './chat/openai-types';
 
-let encoder: Tiktoken | undefined;
+let encoder: typeof Cl100k | undefined;
 
 /**
  * cl100k_base for every model: close enough for reservations and for the rare answer a
- * provider sends without usage, and a third of o200k's memory (about 35 MB of heap against
- * 70). Loaded on first use.
+ * provider sends without usage. gpt-tokenizer (the same tokens as tiktoken; before it,
+ * js-tiktoken: 34 -> 8 MB of heap and RSS +102 -> +36 MB once loaded, loading 823 -> 316 ms,
+ * encoding ~5x faster, docs/BENCHMARKS.md "Prompt estimate"). Loaded on first use.
  */
-function enc(): Tiktoken {
+function enc(): typeof Cl100k {
   if (!encoder) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const ranks = require('js-tiktoken/ranks/cl100k_base') as TiktokenBPE | { default: TiktokenBPE };
-    encoder = new Tiktoken('default' in ranks ? ranks.default : ranks);
-    encoder.encode('warm up the encoder', [], []); // its first encode builds lazy tables
+    encoder = require('gpt-tokenizer/cjs/encoding/cl100k_base') as typeof Cl100k;
+    encoder.encode('warm up the encoder', PLAIN); // its first encode builds lazy tables
   }
   return encoder;
 }
 
-/** Special tokens (`<|endoftext|>`) in client text are plain text, not an error. */
-const encode = (text: string) => enc().encode(text, [], []);
+/** Encode options: special tokens (`<|endoftext|>`) in client text are plain text, not an error. */
+const PLAIN = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+
+const encode = (text: string) => enc().encode(text, PLAIN);
 
 /**
- * js-tiktoken's byte-pair merge is quadratic (or worse) in the length of one pre-token: 1,000
- * letters without a break take 200 ms, 16,000 take 30 s. A run of one character class
- * that long (base64, a long URL, padding) is cut into slices of 16 characters.
+ * Byte-pair merging grows faster than linearly with the length of one pre-token (js-tiktoken,
+ * used before: 1,000 letters without a break took 200 ms, 16,000 took 30 s; gpt-tokenizer:
+ * 34 and 98 ms). A run of one character class that long (base64, a long URL, padding) is cut
+ * into slices of 16 characters, so no input makes the merge the cost.
  */
 const LONG_RUN = /[\p{L}\p{M}]{32,}|[^\s\p{L}\p{N}]{32,}|\s{32,}/gu;
 const RUN_SLICE = 16;
@@ -98,7 +101,7 @@ export function decodeTokens(tokens: number[]): string {
  * to make byte-pair merging slow (RUN_LIMIT), and the request's exact budget (EXACT_CHARS
  * characters and EXACT_MS of CPU) is not spent. Every other piece counts one token per UTF-8
  * byte, a strict upper bound (a token is at least one byte). Measured on this machine
- * (docs/BENCHMARKS.md): js-tiktoken counts English at ~1 µs per character, base64 at ~6 µs,
+ * with js-tiktoken (docs/BENCHMARKS.md): English at ~1 µs per character, base64 at ~6 µs,
  * CJK at ~30 µs (a 32k-character CJK prompt held the event loop for ~1 s); a byte count is
  * about 1 ns per character. No extrapolation: a prompt cannot be shaped to be reserved below
  * its cost.

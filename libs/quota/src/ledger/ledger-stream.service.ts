@@ -41,6 +41,9 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   private lastClaim = 0;
   private failing = 0;
   private moved = 0;
+  /** The ledger queue drives the passes (passNow on its tick): this timer is only a fallback then. */
+  private driven = false;
+  private committed?: (rows: LedgerRecord[]) => void;
 
   constructor(
     private readonly repo: LedgerRepository,
@@ -75,29 +78,55 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     ]);
   }
 
-  /** Before a tenant's settle: make sure its stream is discoverable. Never throws. */
-  async announce(tenantId: string): Promise<void> {
+  /**
+   * Before a tenant's settle: make sure its stream is discoverable. Never throws; nothing to
+   * wait for (undefined) once the tenant was announced by this process.
+   */
+  announce(tenantId: string): Promise<void> | undefined {
     const redis = this.redis;
-    if (!redis) return;
+    if (!redis) return undefined;
     this.recent.add(tenantId);
-    if (this.announced.has(tenantId)) return;
-    try {
-      await redis.sadd(LEDGER_STREAMS_KEY, tenantId);
-      this.announced.add(tenantId);
-    } catch {
-      // the pass adds it again (recent)
-    }
+    if (this.announced.has(tenantId)) return undefined;
+    return redis.sadd(LEDGER_STREAMS_KEY, tenantId).then(
+      () => void this.announced.add(tenantId),
+      () => undefined, // the pass adds it again (recent)
+    );
   }
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.pass = this.runPass().finally(() => {
-        this.pass = null;
-        this.schedule(this.config.LEDGER_FLUSH_MS);
-      });
-    }, ms);
+    this.timer = setTimeout(() => this.startPass(), ms);
     this.timer.unref();
+  }
+
+  private startPass(): void {
+    this.timer = undefined;
+    this.pass = this.runPass().finally(() => {
+      this.pass = null;
+      this.schedule(this.config.LEDGER_FLUSH_MS * (this.driven ? 2 : 1));
+    });
+  }
+
+  /**
+   * The ledger queue's tick: a pass now (or the one running), so the queue then skips the
+   * rows it committed (see onCommitted); waits at most `maxWaitMs` (a Redis that does not
+   * answer must not hold the queue's own writes).
+   */
+  async passNow(maxWaitMs: number): Promise<void> {
+    if (!this.redis || this.stopped) return;
+    this.driven = true;
+    if (!this.pass) {
+      if (this.timer) clearTimeout(this.timer);
+      this.startPass();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.pass, new Promise((r) => (timer = setTimeout(r, maxWaitMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Called with the rows of every batch a pass committed (inserted, or already there). */
+  onCommitted(fn: (rows: LedgerRecord[]) => void): void {
+    this.committed = fn;
   }
 
   /** One pass over every stream; errors are logged (rows stay in Redis). */
@@ -190,6 +219,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
         this.ownPending.add(tenantId);
         throw e;
       }
+      if (rows.length) this.committed?.(rows);
       const ids = entries.map(([id]) => id);
       await redis.xack(key, LEDGER_GROUP, ...ids);
       await redis.xdel(key, ...ids);

@@ -10,7 +10,7 @@ RUN npm run build && npm prune --omit=dev
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 # V8 heap sizing, as `npm start` (docs/BENCHMARKS.md); a later NODE_OPTIONS value of the same flag wins.
-ENV NODE_OPTIONS="--max-semi-space-size=32 --max-old-space-size=256"
+ENV NODE_OPTIONS="--max-semi-space-size=32 --max-old-space-size=256 --expose-gc"
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

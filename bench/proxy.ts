@@ -69,6 +69,8 @@ const ROUNDS = 2;
 const SAT_CONNECTIONS = Number(process.env.BENCH_SAT_CONNECTIONS ?? 32);
 const PACED_CONNECTIONS = 64;
 const MAX_SAMPLES = 200_000;
+/** How long a gateway is left idle after its start and key setup before its idle RSS is read. */
+const IDLE_MS = 12_000;
 const WATCHDOG_MS = 600_000;
 const MASTER_KEY = 'bench-master-key-0123456789abcdef';
 const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789';
@@ -217,7 +219,7 @@ export function startFlags(build: GatewayBuild): string[] {
   const pkg = JSON.parse(readFileSync(join(build.dir, 'package.json'), 'utf8')) as {
     scripts: { start: string };
   };
-  return pkg.scripts.start.match(/--[a-z-]+=\d+/g) ?? [];
+  return pkg.scripts.start.match(/--[a-z][a-z-]*(?:=\d+)?/g) ?? [];
 }
 
 /**
@@ -687,7 +689,8 @@ async function main(): Promise<void> {
       };
       const target = await startGateway(env, [], b, name);
       target.key = await createKey(target.url);
-      await sleep(1000);
+      // Idle: what a started gateway holds once the start is over (apps/gateway/src/release-start-memory.ts).
+      await sleep(IDLE_MS);
       gateways.push({
         target,
         build: b,
@@ -823,7 +826,7 @@ function report(r: {
   const memRow = (name: string, g: Gateway) =>
     `| ${name} (${g.build.rev}) | ${g.idleRssMb.toFixed(0)} MB | ${g.hwmMb!.toFixed(0)} MB | ${g.rssMb!.toFixed(0)} MB | ${startFlags(g.build).join(' ') || '(none)'} | ${g.ledgerRows} |`;
   const memTable = [
-    '| gateway | RSS idle after start | RSS peak | RSS after the runs | node flags (its `npm start`) | ledger rows written |',
+    `| gateway | RSS idle after start (${IDLE_MS / 1000} s after the key setup) | RSS peak | RSS after the runs | node flags (its \`npm start\`) | ledger rows written |`,
     '|---|---|---|---|---|---|',
     ...(before ? [memRow('before', before)] : []),
     memRow('after', gw),

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { dirname } from 'node:path';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@app/config';
 import { dataSourceOptions } from '@app/database';
@@ -9,8 +10,9 @@ import { dbUrl, hasRedisServer, startPostgres, startRedis, TEMPLATE_DB, withClie
  * migrates a template database once; each test file clones it (see harness/app.ts).
  */
 export default async function globalSetup(): Promise<void> {
-  const { pg, adminUrl } = await startPostgres();
+  const { pg, adminUrl, dataDir } = await startPostgres();
   (globalThis as Record<string, unknown>).__GW_PG__ = pg;
+  (globalThis as Record<string, unknown>).__GW_PG_DIR__ = dirname(dataDir);
   await withClient(adminUrl, (c) => c.query(`CREATE DATABASE ${TEMPLATE_DB}`));
   const config = loadConfig({
     DATA_DIR: '/tmp/gw-test-config',

@@ -9,6 +9,7 @@ import { AppConfig, ConfigError, loadConfig } from '@app/config';
 import { EmbeddedPostgres } from '@app/database';
 import { GracefulShutdown, ReadinessRegistry, startLogger, watchParent } from '@app/observability';
 import { AppModule } from './app.module';
+import { releaseStartMemory } from './release-start-memory';
 import { configureApp } from './setup';
 
 /** The last lines of a start: where the gateway is, and on a first start how to get in. */
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
     }).install();
     await started.listen(config.PORT, config.HOST);
     process.stdout.write(banner(started, config));
+    releaseStartMemory();
   } catch (e) {
     log.fatal(`start failed: ${reason(e, config)}`, 'Start');
     // What the failed start had started must not outlive it (the embedded PostgreSQL

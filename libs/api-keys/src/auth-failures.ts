@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { AppConfig } from '@app/config';
 import { ApiError, AuthThrottleReason, MetricsService } from '@app/observability';
+import { growingLru } from './lru';
 
 /** Fixed-window counters with a bounded memory (an LRU of windows). */
 class Windows {
@@ -12,7 +13,7 @@ class Windows {
     private readonly limit: () => number,
     max: number,
   ) {
-    this.windows = new LRUCache({ max, ttl: windowMs });
+    this.windows = growingLru(max, windowMs);
   }
 
   /** Takes a point; returns the seconds to wait (0 = taken). */

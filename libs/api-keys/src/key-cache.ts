@@ -2,10 +2,11 @@ import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/commo
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { AppConfig } from '@app/config';
 import { RedisClient, RedisConnection } from '@app/database';
 import type { KeyPrincipal } from './key-principal';
+import { growingLru } from './lru';
 
 /** What the caches hold for one lookup hash: the principal and the state checked on every hit. */
 export interface KeyAuthEntry {
@@ -57,8 +58,8 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     private readonly config: AppConfig,
     private readonly redis: RedisConnection,
   ) {
-    this.lru = new LRUCache({ max: 100_000, ttl: Math.max(1, config.KEY_LRU_TTL_SECONDS) * 1000 });
-    this.negative = new LRUCache({ max: 100_000, ttl: Math.max(1, config.KEY_NEGATIVE_TTL_SECONDS) * 1000 });
+    this.lru = growingLru(100_000, Math.max(1, config.KEY_LRU_TTL_SECONDS) * 1000);
+    this.negative = growingLru(100_000, Math.max(1, config.KEY_NEGATIVE_TTL_SECONDS) * 1000);
   }
 
   /** Where pending evictions survive a restart (the hashes only, never a key). */

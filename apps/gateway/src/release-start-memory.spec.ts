@@ -1,0 +1,56 @@
+import { releaseStartMemory } from './release-start-memory';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(test: () => boolean, ms = 5_000): Promise<void> {
+  for (const end = Date.now() + ms; !test() && Date.now() < end;) await sleep(10);
+}
+
+/** Keeps the event loop busy for `ms`, in slices that let timers run. */
+async function busy(ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const slice = Date.now() + 20;
+    while (Date.now() < slice);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('releaseStartMemory', () => {
+  it('once quiet: a young collection, then after quietMs more of quiet a full one, and no more', async () => {
+    const calls: string[] = [];
+    releaseStartMemory({
+      gc: (o) => calls.push(o?.type ?? 'full'),
+      quietMs: 200,
+      quietElu: 0.5, // 20 ms ticks: a millisecond of jest's own work is 5%
+      tickMs: 20,
+    });
+    const t0 = Date.now();
+    await until(() => calls.length > 0);
+    expect(calls).toEqual(['minor']);
+    expect(Date.now() - t0).toBeLessThan(200);
+    const t1 = Date.now();
+    await until(() => calls.length > 1);
+    expect(calls).toEqual(['minor', 'full']);
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(150);
+    await sleep(500);
+    expect(calls).toEqual(['minor', 'full']);
+  });
+
+  it('makes no full collection while the event loop is busy, and gives up after giveUpMs', async () => {
+    const calls: string[] = [];
+    releaseStartMemory({
+      gc: (o) => calls.push(o?.type ?? 'full'),
+      quietMs: 200,
+      tickMs: 20,
+      giveUpMs: 500,
+    });
+    await busy(700);
+    await sleep(400);
+    expect(calls).not.toContain('full');
+  });
+
+  it('without --expose-gc does nothing', () => {
+    expect(() => releaseStartMemory({ gc: undefined })()).not.toThrow();
+  });
+});

@@ -165,7 +165,8 @@ async function main(): Promise<void> {
           MODELS_FILE: modelsFile,
           BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
         },
-        [],
+        // BENCH_PROFILE_DIR=<dir>: node --cpu-prof on the gateway(s), written there on exit
+        process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : [],
         b,
         name,
       );

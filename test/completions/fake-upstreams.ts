@@ -18,6 +18,8 @@ export interface RecordedRequest {
   /** The client went away before the answer was complete. */
   aborted: boolean;
   finished: boolean;
+  /** The client's port: requests with the same port came over the same (kept-alive) connection. */
+  port: number;
 }
 
 export interface FakeUpstream {
@@ -49,6 +51,7 @@ export async function serve(handler: Handler, port = 0): Promise<FakeUpstream> {
         raw,
         aborted: false,
         finished: false,
+        port: req.socket.remotePort ?? 0,
       };
       requests.push(rec);
       res.on('finish', () => (rec.finished = true));
@@ -102,7 +105,7 @@ const every = (ms: number, n: number, fn: (i: number) => boolean | void, done: (
 /**
  * OpenAI Chat Completions. Models: `echo` (answer + usage), `no-usage`, `fail-503`,
  * `fail-400`, `fail-429`, `fail-401`, `hang`, `slow-stream`, `die-mid-stream`,
- * `hang-mid-stream`, `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
+ * `hang-mid-stream`, `paced-stream` (the echo answer, a word every 5 ms; the body ends 5 ms after [DONE]), `ignores-stream-options`, `flood` (50 MB of chunks as fast as the
  * connection takes them), `runaway` (ignores its cap: 5,000 tokens), `accept-then-hang`
  * (200 and headers, then no body: unstreamed only); for routing: `late-<ms>` (answers, or
  * starts its stream, after <ms>), `ratelimit-<s>` (429 with Retry-After: <s>), `flaky-<n>`
@@ -294,6 +297,21 @@ function openAiAnswer(rec: RecordedRequest, res: ServerResponse): void {
         1000,
         (i) => (res.destroyed ? false : void sse(res, chunk({ content: `w${i} ` }))),
         finish,
+      );
+      res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (model === 'paced-stream') {
+      // the echo answer a word every 5 ms, then [DONE], and the body's end 5 ms after it
+      const t = every(
+        5,
+        parts.length,
+        (i) => (res.destroyed ? false : void sse(res, chunk({ content: parts[i] }))),
+        () => {
+          sse(res, chunk({}, 'stop'));
+          sse(res, '[DONE]');
+          setTimeout(() => res.end(), 5);
+        },
       );
       res.on('close', () => clearInterval(t));
       return;

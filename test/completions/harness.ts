@@ -105,6 +105,7 @@ export async function writeModelsFile(openaiUrl: string, anthropicUrl: string): 
       'gpt-401': one(openai('fail-401')),
       'gpt-hang': { deployments: [openai('hang'), openai('echo')] },
       'gpt-slow': one(openai('slow-stream')),
+      'gpt-paced': one(openai('paced-stream')),
       'gpt-flood': one(openai('flood')),
       'gpt-die': one(openai('die-mid-stream')),
       'gpt-hang-mid': one(openai('hang-mid-stream')),

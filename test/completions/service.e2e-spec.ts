@@ -120,6 +120,23 @@ describe('completions service against fake upstreams', () => {
       expect((await h.meter.nth('settled')).usage).toMatchObject({ promptTokens: 21, completionTokens: 9 });
     });
 
+    it('a finished stream leaves its upstream connection open for the next request', async () => {
+      for (let i = 0; i < 3; i++) {
+        const res = await post({ model: 'gpt-paced', messages: hi, stream: true });
+        const data = sseData(await res.text());
+        expect(data.at(-1)).toBe('[DONE]');
+        expect(
+          data
+            .slice(0, -1)
+            .map((d) => JSON.parse(d).choices[0]?.delta.content ?? '')
+            .join(''),
+        ).toBe(FAKE_TEXT);
+        await new Promise((r) => setTimeout(r, 50)); // its upstream body ends 5 ms after [DONE]
+      }
+      // one after the other: the same kept-alive connection each time (not dropped at [DONE])
+      expect(new Set(openai.requests.map((r) => r.port)).size).toBe(1);
+    });
+
     it('passes fields it does not know on to the upstream', async () => {
       await post({
         model: 'gpt-fake',

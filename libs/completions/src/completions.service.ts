@@ -26,7 +26,11 @@ export const SSE_HEADERS = {
  * Writes with backpressure: resolves at once, or when the socket drains or closes, or the
  * exchange is aborted (the total timeout bounds a client that stops reading too).
  */
-export function send(res: ServerResponse, data: string, signal?: AbortSignal): Promise<void> | undefined {
+export function send(
+  res: ServerResponse,
+  data: string | Buffer,
+  signal?: AbortSignal,
+): Promise<void> | undefined {
   if (res.destroyed || res.writableEnded || res.write(data)) return undefined;
   return new Promise((resolve) => {
     const done = () => {
@@ -204,10 +208,13 @@ export class CompletionsService {
     return this.exchanges.open(ex, (p, call) => fn(p, { ...call, request: ex.req, maxTokens: ex.grant }));
   }
 
-  /** The SSE line for a chunk; the usage chunk is dropped for clients that did not ask for it. */
-  private render(item: StreamItem, includeUsage: boolean): string | undefined {
+  /**
+   * The SSE event for a chunk: the upstream's own bytes when nothing changed; the usage
+   * chunk is dropped for clients that did not ask for it.
+   */
+  private render(item: StreamItem, includeUsage: boolean): string | Buffer | undefined {
     const { chunk, raw } = item;
-    if (chunk.usage == null || includeUsage) return `data: ${raw ?? JSON.stringify(chunk)}\n\n`;
+    if (chunk.usage == null || includeUsage) return item.bytes ?? `data: ${raw ?? JSON.stringify(chunk)}\n\n`;
     if (!chunk.choices?.length) return undefined;
     const { usage: _usage, ...rest } = chunk;
     return `data: ${JSON.stringify(rest)}\n\n`;

@@ -102,23 +102,26 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * Replays a stream's first item: pulling it inside `open` is how a stream proves it started
  * before the client sees a byte (a stream silent past its first-byte timeout falls over).
+ * The rest comes straight from the stream's own iterator (no layer in between).
  */
 export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<T>> {
   const it = items[Symbol.asyncIterator]();
-  const first = await it.next();
-  return (async function* () {
-    try {
-      if (first.done) return;
-      yield first.value;
-      for (;;) {
-        const next = await it.next();
-        if (next.done) return;
-        yield next.value;
-      }
-    } finally {
-      await it.return?.();
-    }
-  })();
+  let first: IteratorResult<T> | undefined = await it.next();
+  const iterator: AsyncIterator<T> = {
+    next: () => {
+      if (!first) return it.next();
+      const r = first;
+      first = undefined;
+      return Promise.resolve(r);
+    },
+    return: (value?: unknown) => {
+      first = undefined;
+      return it.return
+        ? it.return(value)
+        : Promise.resolve({ value: undefined as unknown as T, done: true as const });
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
 }
 
 /**

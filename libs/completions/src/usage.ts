@@ -85,22 +85,40 @@ export class StreamTally {
   }
 }
 
+/** Texts up to this long have their counts kept: most stream chunks are a word or two. */
+const SHORT_TEXT = 32;
+const SHORT_COUNTS_MAX = 10_000;
+const shortCounts = new Map<string, number>();
+
+/** countTokens, kept for short texts (a stream near its grant counts each chunk: the same words again and again). */
+function countChunk(text: string): number {
+  if (text.length > SHORT_TEXT) return countTokens(text);
+  let n = shortCounts.get(text);
+  if (n === undefined) {
+    if (shortCounts.size >= SHORT_COUNTS_MAX) shortCounts.clear();
+    shortCounts.set(text, (n = countTokens(text)));
+  }
+  return n;
+}
+
 interface ChoiceState {
-  /** UTF-8 bytes produced so far: an upper bound of its tokens (every token is >= 1 byte). */
-  bytes: number;
-  /** The text so far, kept while `bytes` <= the grant (then `tokens` counts on). */
-  text: string;
-  /** Exact count once counting started (bytes past the grant), else null. */
-  tokens: number | null;
+  /** Tokens of the text counted so far (the first `counted` part of the choice's text). */
+  tokens: number;
+  /** The text since the last count, and its UTF-8 bytes: an upper bound of its tokens (a token is >= 1 byte). */
+  pending: string;
+  pendingBytes: number;
   done: boolean;
 }
 
 /**
  * Cuts a stream at the grant (the cap sent upstream), per choice, for upstreams that ignore
- * it. While a choice has produced at most `grant` UTF-8 bytes it cannot be past the grant
- * (a token is at least one byte), so nothing is counted; past that, its tokens are counted
- * and the chunk that crosses the grant is truncated there and given `finish_reason:
- * "length"`. Later chunks of a cut choice are dropped; `done` once every choice ended.
+ * it. Counting is deferred while it cannot matter: a choice whose counted tokens plus the
+ * UTF-8 bytes of its uncounted text stay within the grant cannot be past it (a token is at
+ * least one byte), so most streams count nothing here, and a long one counts its text in a
+ * few batches (the concatenation, as an unstreamed answer is counted), not chunk by chunk.
+ * The chunk that takes a choice past the grant is truncated there and given
+ * `finish_reason: "length"`. Later chunks of a cut choice are dropped; `done` once every
+ * choice ended.
  */
 export class GrantGuard {
   private readonly choices = new Map<number, ChoiceState>();
@@ -122,7 +140,8 @@ export class GrantGuard {
   /** Completion tokens of what passed (only meaningful once `cut`): at most the grant per choice. */
   completionTokens(): number {
     let n = 0;
-    for (const c of this.choices.values()) n += Math.min(this.grant, c.tokens ?? countTokens(c.text));
+    for (const c of this.choices.values())
+      n += Math.min(this.grant, c.tokens + (c.pending ? countTokens(c.pending) : 0));
     return n;
   }
 
@@ -134,22 +153,25 @@ export class GrantGuard {
     const kept: ChatCompletionChunk['choices'] = [];
     for (const ch of chunk.choices) {
       let st = this.choices.get(ch.index);
-      if (!st) this.choices.set(ch.index, (st = { bytes: 0, text: '', tokens: null, done: false }));
+      if (!st) this.choices.set(ch.index, (st = { tokens: 0, pending: '', pendingBytes: 0, done: false }));
       if (st.done) {
         changed = true; // a cut choice: dropped
         continue;
       }
       const text = producedText(ch.delta as Produced);
       if (text) {
-        st.bytes += Buffer.byteLength(text);
-        if (st.tokens === null && st.bytes <= this.grant) st.text += text;
-        else {
-          if (st.tokens === null) {
-            st.tokens = countTokens(st.text);
-            st.text = '';
-          }
-          const t = countTokens(text);
-          if (st.tokens + t > this.grant) {
+        st.pending += text;
+        st.pendingBytes += Buffer.byteLength(text);
+        // past the grant only if its uncounted text is: counted (with what came before it, at once)
+        if (st.tokens + st.pendingBytes > this.grant) {
+          const all = countChunk(st.pending);
+          const before = st.pending.slice(0, st.pending.length - text.length);
+          st.pending = '';
+          st.pendingBytes = 0;
+          if (st.tokens + all <= this.grant) st.tokens += all;
+          else {
+            // this chunk crosses the grant: cut where the text before it leaves no room
+            if (before) st.tokens += countChunk(before);
             const room = this.grant - st.tokens;
             const content = typeof ch.delta.content === 'string' ? ch.delta.content : '';
             const keptText = room > 0 && content ? decodeTokens(encodeTokens(content).slice(0, room)) : '';
@@ -161,7 +183,6 @@ export class GrantGuard {
             changed = true;
             continue;
           }
-          st.tokens += t;
         }
       }
       if (ch.finish_reason) st.done = true;
@@ -171,6 +192,7 @@ export class GrantGuard {
     if (!kept.length && chunk.usage == null) return false;
     item.chunk = { ...chunk, choices: kept };
     item.raw = undefined;
+    item.bytes = undefined;
     return true;
   }
 }

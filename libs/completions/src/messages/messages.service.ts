@@ -8,7 +8,7 @@ import type { AnthropicUsage } from '../providers/anthropic-translate';
 import type { AnthropicProvider } from '../providers/anthropic.provider';
 import { Provider, StreamItem, UpstreamError } from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
-import { readText, sseEvents, transportError } from '../providers/upstream-http';
+import { readText, SseStream, transportError, UpstreamResponse } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment } from '../routing/routing-table';
 import { countMessagesPromptTokens, countTokens, EXACT_CHARS, TokenCounter } from '../tokens';
 import { countCompletion, GrantGuard, TokenUsage } from '../usage';
@@ -321,17 +321,18 @@ export class MessagesService {
     return primed(this.translated(items, ex));
   }
 
-  private async *relay(
-    body: AsyncIterable<Buffer> & { destroy(): void; destroyed: boolean },
+  /** The upstream's Messages events as they come (SseStream), cut at the grant for one that ignores it. */
+  private relay(
+    body: UpstreamResponse['body'],
     signal: AbortSignal,
     d: Deployment,
     ex: MessagesExchange,
-  ): AsyncGenerator<MessagesEvent> {
+  ): AsyncIterable<MessagesEvent> {
     const where = `The anthropic upstream of ${d.id}`;
     const watch = new AnthropicGrantWatch(ex.grant);
     const open = new Set<number>();
-    try {
-      for await (const e of sseEvents(body)) {
+    return new SseStream<MessagesEvent>(body, {
+      event: (e, push) => {
         let data: Record<string, any>;
         try {
           data = JSON.parse(e.data) as Record<string, any>;
@@ -350,25 +351,26 @@ export class MessagesService {
         if (watch.over(ev)) {
           // Past the grant: the open blocks end, the message ends at max_tokens, charged the grant.
           this.exchanges.capViolation(ex, 'stream cut at the grant');
-          for (const index of open) yield synthetic('content_block_stop', { index });
-          yield synthetic('message_delta', {
-            delta: { stop_reason: 'max_tokens', stop_sequence: null },
-            usage: { output_tokens: ex.grant },
-          });
-          yield synthetic('message_stop', {});
-          return;
+          for (const index of open) push(synthetic('content_block_stop', { index }));
+          push(
+            synthetic('message_delta', {
+              delta: { stop_reason: 'max_tokens', stop_sequence: null },
+              usage: { output_tokens: ex.grant },
+            }),
+          );
+          push(synthetic('message_stop', {}));
+          return 'cut';
         }
         if (event === 'content_block_start') open.add(Number(data.index));
         else if (event === 'content_block_stop') open.delete(Number(data.index));
-        yield ev;
-        if (event === 'message_stop') return;
-      }
-      throw UpstreamError.badGateway(`${where} ended the stream early`, false);
-    } catch (e) {
-      throw transportError(e, signal, d);
-    } finally {
-      if (!body.destroyed) body.destroy();
-    }
+        push(ev);
+        return event === 'message_stop';
+      },
+      end: () => {
+        throw UpstreamError.badGateway(`${where} ended the stream early`, false);
+      },
+      error: (e) => transportError(e, signal, d),
+    });
   }
 
   private async *translated(

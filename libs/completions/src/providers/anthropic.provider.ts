@@ -17,7 +17,7 @@ import {
 import {
   ParsedUpstreamError,
   readText,
-  sseEvents,
+  SseStream,
   statusError,
   streamTiming,
   transportError,
@@ -73,35 +73,37 @@ export class AnthropicProvider extends Provider {
     return this.chunks(await this.send(call, true), call, startedAt);
   }
 
-  private async *chunks(
-    res: UpstreamResponse,
-    call: UpstreamCall,
-    startedAt: number,
-  ): AsyncGenerator<StreamItem> {
+  /** Anthropic's events translated to OpenAI chunks as they come (SseStream). */
+  private chunks(res: UpstreamResponse, call: UpstreamCall, startedAt: number): AsyncIterable<StreamItem> {
     const t = new AnthropicStreamTranslator(call.deployment.model);
     const where = `The anthropic upstream of ${call.deployment.id}`;
-    try {
-      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
-        let data: Record<string, unknown>;
-        try {
-          data = JSON.parse(event.data) as Record<string, unknown>;
-        } catch {
-          throw UpstreamError.badGateway(`${where} sent a malformed event`, false);
-        }
-        const out = t.push(event.event ?? (data.type as string), data);
-        if (out.error) throw UpstreamError.badGateway(`${where} failed mid-stream: ${out.error}`, false);
-        for (const [i, chunk] of out.chunks.entries())
-          yield i === 0 && out.promptTokens !== undefined
-            ? { chunk, promptTokens: out.promptTokens }
-            : { chunk };
-        if (out.done) return;
-      }
-      throw UpstreamError.badGateway(`${where} ended the stream early`, false);
-    } catch (e) {
-      throw transportError(e, call.signal, call.deployment);
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+    return new SseStream<StreamItem>(
+      res.body,
+      {
+        event: (event, push) => {
+          let data: Record<string, unknown>;
+          try {
+            data = JSON.parse(event.data) as Record<string, unknown>;
+          } catch {
+            throw UpstreamError.badGateway(`${where} sent a malformed event`, false);
+          }
+          const out = t.push(event.event ?? (data.type as string), data);
+          if (out.error) throw UpstreamError.badGateway(`${where} failed mid-stream: ${out.error}`, false);
+          for (const [i, chunk] of out.chunks.entries())
+            push(
+              i === 0 && out.promptTokens !== undefined
+                ? { chunk, promptTokens: out.promptTokens }
+                : { chunk },
+            );
+          return out.done;
+        },
+        end: () => {
+          throw UpstreamError.badGateway(`${where} ended the stream early`, false);
+        },
+        error: (e) => transportError(e, call.signal, call.deployment),
+      },
+      streamTiming(call, startedAt),
+    );
   }
 
   /**

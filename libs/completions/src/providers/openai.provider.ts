@@ -19,7 +19,7 @@ import {
 import {
   ParsedUpstreamError,
   readText,
-  sseEvents,
+  SseStream,
   statusError,
   streamTiming,
   transportError,
@@ -111,42 +111,40 @@ export class OpenAiProvider extends Provider {
     }
   }
 
-  private async *responseEvents(
+  /** The Responses API's events as they come (SseStream), up to a terminal one. */
+  private responseEvents(
     res: UpstreamResponse,
     call: EndpointCall<unknown>,
     startedAt: number,
-  ): AsyncGenerator<ResponseEvent> {
-    let finished = false;
-    try {
-      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
-        if (event.data === '[DONE]') break;
-        let data: Record<string, unknown>;
-        try {
-          data = JSON.parse(event.data) as Record<string, unknown>;
-        } catch {
-          throw UpstreamError.badGateway(
-            `The openai upstream of ${call.deployment.id} sent a malformed event`,
-            false,
-          );
-        }
-        const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
-        if (type === 'error') throw this.midStreamError(event.data, call);
-        yield { type, data, raw: event.data };
-        if (TERMINAL_EVENTS.has(type)) {
-          finished = true;
-          break;
-        }
-      }
-      if (!finished)
-        throw UpstreamError.badGateway(
-          `The openai upstream of ${call.deployment.id} ended the stream early`,
-          false,
-        );
-    } catch (e) {
-      throw transportError(e, call.signal, call.deployment);
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+  ): AsyncIterable<ResponseEvent> {
+    const d = call.deployment;
+    return new SseStream<ResponseEvent>(
+      res.body,
+      {
+        event: (event, push) => {
+          if (event.data === '[DONE]') throw this.endedEarly(d.id);
+          let data: Record<string, unknown>;
+          try {
+            data = JSON.parse(event.data) as Record<string, unknown>;
+          } catch {
+            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed event`, false);
+          }
+          const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
+          if (type === 'error') throw this.midStreamError(event.data, call);
+          push({ type, data, raw: event.data });
+          return TERMINAL_EVENTS.has(type);
+        },
+        end: () => {
+          throw this.endedEarly(d.id);
+        },
+        error: (e) => transportError(e, call.signal, d),
+      },
+      streamTiming(call, startedAt),
+    );
+  }
+
+  private endedEarly(id: string): UpstreamError {
+    return UpstreamError.badGateway(`The openai upstream of ${id} ended the stream early`, false);
   }
 
   /** A 2xx JSON answer, checked by `valid`; anything else is a 502. */
@@ -182,40 +180,34 @@ export class OpenAiProvider extends Provider {
     return this.chunks(res, call, startedAt);
   }
 
-  private async *chunks(
-    res: UpstreamResponse,
-    call: UpstreamCall,
-    startedAt: number,
-  ): AsyncGenerator<StreamItem> {
+  /** The upstream's chunks as they come; each keeps its own JSON (`raw`), relayed as is when nothing changes. */
+  private chunks(res: UpstreamResponse, call: UpstreamCall, startedAt: number): AsyncIterable<StreamItem> {
+    const d = call.deployment;
     let finished = false;
-    try {
-      for await (const event of sseEvents(res.body, streamTiming(call, startedAt))) {
-        if (event.data === '[DONE]') return;
-        if (event.event === 'error') throw this.midStreamError(event.data, call);
-        let chunk: ChatCompletionChunk;
-        try {
-          chunk = JSON.parse(event.data) as ChatCompletionChunk;
-        } catch {
-          throw UpstreamError.badGateway(
-            `The openai upstream of ${call.deployment.id} sent a malformed chunk`,
-            false,
-          );
-        }
-        if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
-        if (chunk.choices?.some((c) => c.finish_reason)) finished = true;
-        yield { chunk, raw: event.data };
-      }
-      // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.
-      if (!finished)
-        throw UpstreamError.badGateway(
-          `The openai upstream of ${call.deployment.id} ended the stream early`,
-          false,
-        );
-    } catch (e) {
-      throw transportError(e, call.signal, call.deployment);
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+    return new SseStream<StreamItem>(
+      res.body,
+      {
+        event: (event, push, bytes) => {
+          if (event.data === '[DONE]') return true;
+          if (event.event === 'error') throw this.midStreamError(event.data, call);
+          let chunk: ChatCompletionChunk;
+          try {
+            chunk = JSON.parse(event.data) as ChatCompletionChunk;
+          } catch {
+            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed chunk`, false);
+          }
+          if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
+          if (!finished && chunk.choices?.some((c) => c.finish_reason)) finished = true;
+          push({ chunk, raw: event.data, bytes });
+        },
+        end: () => {
+          // Some servers omit [DONE]; a stream that ended without a finish_reason was cut short.
+          if (!finished) throw this.endedEarly(d.id);
+        },
+        error: (e) => transportError(e, call.signal, d),
+      },
+      streamTiming(call, startedAt),
+    );
   }
 
   private midStreamError(data: string, call: { deployment: UpstreamCall['deployment'] }): UpstreamError {

@@ -78,6 +78,8 @@ export interface StreamItem {
   chunk: ChatCompletionChunk;
   /** The upstream's own JSON for this chunk, forwarded byte for byte when nothing changes. */
   raw?: string;
+  /** The upstream's whole SSE event for this chunk (`data: <raw>\n\n`) as received, when it came so: relayed as is. */
+  bytes?: Buffer;
   /** Prompt tokens the upstream reported before the end (Anthropic's message_start). */
   promptTokens?: number;
 }

@@ -62,7 +62,7 @@ export class UpstreamHttp {
         body,
         signal,
         headersTimeout: opts.stream ? opts.timeouts.firstByteMs : 0,
-        // Silence inside a body: streams have their own watchdog (sseEvents), answers the total.
+        // Silence inside a body: streams have their own watchdog (SseStream), answers the total.
         bodyTimeout: 0,
       });
     } catch (e) {
@@ -271,29 +271,224 @@ export async function statusError(
   );
 }
 
+/** What an SseStream does with its body's events (the provider's part of a stream). */
+export interface SseHandler<T> {
+  /**
+   * One event: `push` the items it makes (none, one or several); return true when it
+   * completes the stream (the rest of the body is not read), `'cut'` when the gateway ends
+   * it (the body and its connection are dropped: the upstream stops). Throwing ends the stream with
+   * that error, after the items pushed before it. `bytes`: the event exactly as received
+   * (`data: <data>\n\n`, a view of the body's chunk), when it came in that plain form.
+   */
+  event(e: EventSourceMessage, push: (item: T) => void, bytes?: Buffer): boolean | 'cut' | void;
+  /** The body ended before an event completed the stream: throw when that is a failure. */
+  end?(): void;
+  /** What the consumer sees of a failure (a transport error, or one thrown by `event` / `end`). */
+  error(e: unknown): unknown;
+}
+
+type SseBody = UpstreamResponse['body'];
+
+const LF = 0x0a;
+const CR = 0x0d;
+const DATA = Buffer.from('data: ');
+
+/** `data: ` at `at`. */
+function isDataLine(chunk: Buffer, at: number): boolean {
+  for (let i = 0; i < DATA.length; i++) if (chunk[at + i] !== DATA[i]) return false;
+  return true;
+}
+
 /**
- * Server-sent events of a body, parsed by eventsource-parser; pulls the next chunk only when
- * asked. With `timing`, a body silent too long is cut (first-byte and idle timeouts).
+ * The server-sent events of a streamed body, read as they arrive (the body's 'data' events,
+ * parsed by eventsource-parser) and handed to the consumer as an async iterator: items wait
+ * in a queue while the consumer is busy (the body is paused then: backpressure to the
+ * upstream), and go straight to a consumer already waiting. One promise per item, no
+ * generator layers (docs/architecture.md, "Streams"). With `timing`, a body silent too long
+ * is cut (first-byte and idle timeouts). The body is destroyed when the stream completes
+ * early, fails, or the consumer leaves (`return`).
  */
-export async function* sseEvents(
-  body: AsyncIterable<Buffer> & { destroy(e?: Error): void },
-  timing?: StreamTiming,
-): AsyncGenerator<EventSourceMessage> {
-  const pending: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => pending.push(e) });
-  const decoder = new TextDecoder();
-  const watch = timing && new StreamWatchdog(body, timing);
-  try {
-    for await (const chunk of body) {
-      watch?.touch();
-      parser.feed(decoder.decode(chunk, { stream: true }));
-      while (pending.length) yield pending.shift()!;
-    }
-  } finally {
-    watch?.stop();
+export class SseStream<T> implements AsyncIterableIterator<T> {
+  private readonly queue: T[] = [];
+  private head = 0;
+  /** No item will be added: the stream completed, failed or was left. */
+  private closed = false;
+  private failure: { error: unknown } | undefined;
+  private waiter: { resolve(r: IteratorResult<T>): void; reject(e: unknown): void } | undefined;
+  private readonly parser = createParser({ onEvent: (e) => this.onEvent(e) });
+  private readonly decoder = new TextDecoder();
+  private readonly watch: StreamWatchdog | undefined;
+  /** Nothing of a partial event or character is held: the next chunk may be read by `plain`. */
+  private clean = true;
+
+  constructor(
+    private readonly body: SseBody,
+    private readonly handler: SseHandler<T>,
+    timing?: StreamTiming,
+  ) {
+    this.watch = timing && new StreamWatchdog(body, timing);
+    body.on('data', this.onData);
+    body.on('end', this.onEnd);
+    body.on('error', this.onError);
+    body.on('close', this.onClose);
   }
-  parser.feed(decoder.decode() + '\n\n');
-  while (pending.length) yield pending.shift()!;
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.head < this.queue.length) {
+      const value = this.queue[this.head++];
+      if (this.head === this.queue.length) {
+        this.queue.length = 0;
+        this.head = 0;
+        if (!this.closed && this.body.isPaused()) this.body.resume();
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.failure) {
+      const { error } = this.failure;
+      this.failure = undefined;
+      return Promise.reject(error);
+    }
+    if (this.closed) return Promise.resolve({ value: undefined, done: true });
+    if (this.body.isPaused()) this.body.resume();
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** The consumer left: the rest of the body is not read. */
+  return(): Promise<IteratorResult<T>> {
+    this.queue.length = 0;
+    this.head = 0;
+    this.failure = undefined;
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    this.watch?.touch();
+    if (!(this.clean && this.plain(chunk))) {
+      this.parser.feed(this.decoder.decode(chunk, { stream: true }));
+      // the parser and the decoder hold nothing once a chunk ends with a blank line
+      const n = chunk.length;
+      this.clean = n >= 2 && chunk[n - 1] === LF && chunk[n - 2] === LF;
+    }
+    // items nobody took yet: read no more until the consumer asks
+    if (this.head < this.queue.length && !this.closed) this.body.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.closed) return;
+    this.parser.feed(this.decoder.decode() + '\n\n');
+    if (this.closed) return;
+    try {
+      this.handler.end?.();
+    } catch (e) {
+      return this.fail(e);
+    }
+    this.close();
+  };
+
+  private readonly onError = (e: unknown): void => this.fail(e);
+
+  /** Closed without its end or an error (destroyed by someone else): cut short. */
+  private readonly onClose = (): void => {
+    if (!this.closed && !this.body.readableEnded)
+      this.fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+  };
+
+  /**
+   * The common chunk without the parser: whole events of one `data: ` line each (nothing
+   * else: no CR, comment, other field or event split across chunks), each handed on with its
+   * own bytes. False (nothing done) for any other chunk: the parser reads it.
+   */
+  private plain(chunk: Buffer): boolean {
+    const n = chunk.length;
+    if (n < 8 || chunk[n - 1] !== LF || chunk[n - 2] !== LF || chunk.indexOf(CR) >= 0) return false;
+    for (let at = 0; at < n; at = chunk.indexOf(LF, at) + 2)
+      if (!isDataLine(chunk, at) || chunk[chunk.indexOf(LF, at) + 1] !== LF) return false;
+    for (let at = 0; at < n && !this.closed;) {
+      const end = chunk.indexOf(LF, at);
+      this.onEvent(
+        { id: undefined, event: undefined, data: chunk.toString('utf8', at + DATA.length, end) },
+        chunk.subarray(at, end + 2),
+      );
+      at = end + 2;
+    }
+    return true;
+  }
+
+  private onEvent(e: EventSourceMessage, bytes?: Buffer): void {
+    if (this.closed) return;
+    try {
+      const end = this.handler.event(e, this.push, bytes);
+      if (end) this.close(end === true);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private readonly push = (item: T): void => {
+    if (this.closed) return;
+    const w = this.waiter;
+    if (w && this.head === this.queue.length) {
+      this.waiter = undefined;
+      w.resolve({ value: item, done: false });
+    } else this.queue.push(item);
+  };
+
+  private fail(e: unknown): void {
+    if (this.closed) return;
+    this.failure = { error: this.handler.error(e) };
+    this.close();
+  }
+
+  /**
+   * No more items: stops the watchdog and leaves the body. A stream that completed (its last
+   * event came) lets the body finish, so its connection goes back to the pool; otherwise
+   * (failed, left, cut) the body is destroyed, and its connection with it.
+   */
+  private close(completed = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch?.stop();
+    this.body.off('data', this.onData);
+    this.body.off('end', this.onEnd);
+    this.body.off('close', this.onClose);
+    // keeps an error listener: a late error of a destroyed body is not an uncaught one
+    if (completed) finish(this.body);
+    else if (!this.body.destroyed) this.body.destroy();
+    // a waiting consumer has nothing queued before this: it gets the end, or the failure
+    const w = this.waiter;
+    if (!w) return;
+    this.waiter = undefined;
+    const f = this.failure;
+    this.failure = undefined;
+    if (f) w.reject(f.error);
+    else w.resolve({ value: undefined, done: true });
+  }
+}
+
+/** What an upstream may still send after its stream's last event before its connection is dropped. */
+const AFTER_END = { bytes: 64 * 1024, ms: 2000 };
+
+/**
+ * Reads what is left of a body whose stream completed (usually nothing but the end of the
+ * chunked encoding, already on its way): the connection is reused. More than a little, or
+ * for more than a moment, and it is destroyed (a stream's last event ends it for the client).
+ */
+function finish(body: SseBody): void {
+  if (body.destroyed || body.readableEnded) return;
+  let left = AFTER_END.bytes;
+  const timer = setTimeout(() => body.destroy(), AFTER_END.ms);
+  body.once('close', () => clearTimeout(timer));
+  body.on('data', (c: Buffer) => {
+    left -= c.length;
+    if (left < 0) body.destroy();
+  });
+  body.resume();
 }
 
 /** The stream timing of a call, from its attempt's timeouts. */

@@ -33,8 +33,12 @@ export interface RebuildReport {
 
 /** How often a running instance checks that the counters were not lost (Redis restarted / flushed). */
 const CHECK_EVERY_MS = 30_000;
-/** Owners per PostgreSQL fetch and per store script. */
-const CHUNK = 500;
+/**
+ * Owners per PostgreSQL fetch and per store script. What two chunks in flight hold survives
+ * young collections: at 500 the scavenges during a 100,000-key rebuild paused the loop for
+ * 25-56 ms, at 200 for 15-30 ms (worst probe 160-400 -> 90-175 ms on the busy 2-core box).
+ */
+const CHUNK = 200;
 const ZERO: Sums = { tokens: 0, costMicros: 0 };
 
 interface Owner {

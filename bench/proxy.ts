@@ -241,19 +241,29 @@ export function prepareGateway(rev = 'HEAD'): GatewayBuild {
   const dir = join(tmpdir(), `gw-bench-build-${head}`);
   const note = `${rev === 'HEAD' ? 'the committed HEAD' : `\`${rev}\``}, exported with git archive and built with nest build gateway`;
   if (existsSync(join(dir, MAIN))) {
-    // A build kept from another worktree's run links that worktree's node_modules: gone with it.
+    // A build kept from another worktree's run may link that worktree's node_modules: gone with it.
     if (!existsSync(join(dir, 'node_modules'))) {
       rmSync(join(dir, 'node_modules'), { force: true });
-      symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+      linkOrInstall(dir);
     }
     return { dir, rev: head, note };
   }
   const tmp = mkdtempSync(join(tmpdir(), 'gw-bench-export-'));
   execSync(`git archive --format=tar ${head} | tar -x -C ${JSON.stringify(tmp)}`, { cwd: ROOT });
-  symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'));
+  linkOrInstall(tmp);
   nestBuild(tmp);
   if (!existsSync(dir)) renameSync(tmp, dir);
   return { dir, rev: head, note };
+}
+
+/**
+ * The build's dependencies: this tree's node_modules when the lockfiles agree, else its own
+ * (`npm ci`: a revision from before a dependency change, e.g. js-tiktoken -> gpt-tokenizer).
+ */
+function linkOrInstall(dir: string): void {
+  const lock = (d: string) => readFileSync(join(d, 'package-lock.json'), 'utf8');
+  if (lock(dir) === lock(ROOT)) symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  else execSync('npm ci --no-audit --no-fund', { cwd: dir, stdio: 'ignore' });
 }
 
 let gatewayDir = ROOT;

@@ -6,7 +6,7 @@ import { buildGateway, GatewayProcess, startGateway } from '../harness/gateway-p
 
 const WINDOW_S = 8;
 /** An unloaded completion p99 above this means the machine is saturated by other work. */
-const QUIET_P99_MS = 50;
+const QUIET_P99_MS = 25;
 const ACCOUNT_LIMIT = 10;
 
 function p99(xs: number[]): number {
@@ -155,11 +155,13 @@ describeWithRedis(
       // Judged only when the unloaded run shows a machine with cores to spare: with other jobs
       // saturating the cores (load average far above 2), the gateways cannot keep up with 100
       // logins a second and the ratio measures the machine, not the gateway (figure printed).
-      // Not asserted: issue 14's 1.5x target is not met reliably. On the quiet 2-core dev box,
-      // with the flood in its own thread, bcrypt at nice 10 and as many unloaded samples as
-      // loaded ones: x1.39, x1.61, x2.05 (three runs). The two gateways, PostgreSQL, Redis, the
-      // flood and this client share 2 cores with the 100 refused logins a second the gateways
-      // handle. Figure printed; the target stays open.
+      // Issue 14 asks for 1.5x. On the quiet 2-core dev box, with the login on the hot path
+      // (a refused login ~1 ms of gateway CPU, ~1.8 through Nest), bcrypt at nice 10 and the
+      // attacker's client at nice 19: x1.47, x1.48 (before: x1.39-2.05). With no margin on
+      // 2 cores shared by the two gateways, PostgreSQL, Redis and this client, the assertion
+      // is a regression bound: a flood that triples the completions' p99 fails (bcrypt on the thread
+      // pool did: x5.6).
+      if (p99(unloaded) < QUIET_P99_MS) expect(ratio).toBeLessThan(3);
       expect(ratio).toBeGreaterThan(0);
     }, 120_000);
   },

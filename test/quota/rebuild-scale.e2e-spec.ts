@@ -163,17 +163,18 @@ describeWithRedis('rebuilds at scale never freeze the gateway', () => {
     process.stdout.write(
       `100,000 keys: first completion after FLUSHALL in ${Math.round(r.took)} ms; worst probe ${Math.round(r.worst)} ms over ${r.probes} probes (${r.of}); event loop blocked at most ${Math.round(r.loopMax)} ms\n`,
     );
-    // Issue 13 asks for 5 s: 3.7-4.1 s (six runs) with the gateway in its own process on the
-    // quiet 2-core dev box (in the runner's process it had been 4.0-4.7 s alone, 5.6 s inside
-    // the whole suite); 10-14 s before the rebuild work. Asserted: 10 s (a rebuild that holds
-    // the first request that long is a regression), so a loaded CI box does not flake.
+    // Issue 13 asks for 5 s: 3.9 s on the quiet 2-core dev box (200-owner chunks read through a
+    // cursor), 5.0-6.4 s with other jobs on the cores; 10-14 s before the rebuild work. Asserted:
+    // 10 s (a rebuild that holds the first request that long is a regression), so a loaded CI
+    // box does not flake.
     expect(r.took).toBeLessThan(10_000);
-    // Issue 13 asks for 250 ms. On the quiet 2-core dev box the gateway's event loop blocked at
-    // most 58-118 ms, but the worst probe was 195-366 ms (six runs, three under 250): PostgreSQL's
-    // 100,000-row query and Redis' scripts share the two cores with the gateway and the probes.
-    // Before the rebuild was sliced: 2.2 s. Asserted: a gateway that answers within a second.
+    // Issue 13 asks for a worst latency under 250 ms. Quiet box: worst probe 135 ms, the
+    // gateway's event loop blocked at most 36 ms; busy box: 90-175 ms and 41-58 ms. Before the
+    // cursor (the whole result, owner list and report in the heap: scavenges of 25-113 ms)
+    // 195-400 ms and up to 300 ms; before the rebuild was sliced, 2.2 s. Asserted: the gateway's
+    // own loop within 250 ms, and probes (whose time includes this runner's) within 500 ms.
     expect(r.loopMax).toBeLessThan(250);
-    expect(r.worst).toBeLessThan(1000);
+    expect(r.worst).toBeLessThan(500);
     // the rebuild was exact: the key counters hold their ledger figures (10 tokens each)
     const [one] = (
       await pg.query<{ id: string }>(`SELECT id FROM api_keys WHERE tenant_id = $1 AND name = 'bulk-77777'`, [
@@ -204,7 +205,8 @@ describeWithRedis('rebuilds at scale never freeze the gateway', () => {
     process.stdout.write(
       `50 x 2,000 keys: full rebuild in ${Math.round(r.took)} ms; worst probe ${Math.round(r.worst)} ms over ${r.probes} probes (${r.of}); event loop blocked at most ${Math.round(r.loopMax)} ms\n`,
     );
-    // measured 66-128 ms alone, 203 ms inside the whole suite (asked: 250); asserted with room for CI
+    // measured 85 ms on the quiet box, 192-200 ms with other jobs on the cores (asked: 250);
+    // asserted with room for CI
     expect(r.worst).toBeLessThan(500);
     // each of the 50 tenants now admits again, at its ledger figure
     const t = tenants[17];

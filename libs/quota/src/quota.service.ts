@@ -502,7 +502,7 @@ export class QuotaService {
   /**
    * The ledger row of a reservation: its id is the reservation id (one row per request,
    * whatever path it takes). One literal with every field, in one order: every row has the
-   * same hidden class, which JSON.stringify (twice per row: stream and journal) walks fast.
+   * same hidden class, which JSON.stringify (serializeRecord, once per row) walks fast.
    */
   private row(
     r: Reservation,

@@ -8,7 +8,7 @@ import type { AnthropicUsage } from '../providers/anthropic-translate';
 import type { AnthropicProvider } from '../providers/anthropic.provider';
 import { Provider, StreamItem, UpstreamError } from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
-import { readText, SseStream, transportError, UpstreamResponse } from '../providers/upstream-http';
+import { eventJson, readText, SseStream, transportError, UpstreamResponse } from '../providers/upstream-http';
 import { assertModelAllowed, Deployment } from '../routing/routing-table';
 import { countMessagesPromptTokens, countTokens, EXACT_CHARS, TokenCounter } from '../tokens';
 import { countCompletion, GrantGuard, TokenUsage } from '../usage';
@@ -333,12 +333,7 @@ export class MessagesService {
     const open = new Set<number>();
     return new SseStream<MessagesEvent>(body, {
       event: (e, push) => {
-        let data: Record<string, any>;
-        try {
-          data = JSON.parse(e.data) as Record<string, any>;
-        } catch {
-          throw UpstreamError.badGateway(`${where} sent a malformed event`, false);
-        }
+        const data = eventJson<Record<string, any>>(e.data, where);
         const event = e.event ?? (data.type as string);
         if (event === 'error') {
           const type = data.error?.type === 'overloaded_error' ? 503 : 502;

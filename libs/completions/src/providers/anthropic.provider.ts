@@ -16,6 +16,7 @@ import {
 } from './provider';
 import {
   ParsedUpstreamError,
+  eventJson,
   readText,
   SseStream,
   statusError,
@@ -81,12 +82,7 @@ export class AnthropicProvider extends Provider {
       res.body,
       {
         event: (event, push) => {
-          let data: Record<string, unknown>;
-          try {
-            data = JSON.parse(event.data) as Record<string, unknown>;
-          } catch {
-            throw UpstreamError.badGateway(`${where} sent a malformed event`, false);
-          }
+          const data = eventJson<Record<string, unknown>>(event.data, where);
           const out = t.push(event.event ?? (data.type as string), data);
           if (out.error) throw UpstreamError.badGateway(`${where} failed mid-stream: ${out.error}`, false);
           for (const [i, chunk] of out.chunks.entries())

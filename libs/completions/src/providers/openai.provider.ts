@@ -18,6 +18,7 @@ import {
 } from './provider';
 import {
   ParsedUpstreamError,
+  eventJson,
   readText,
   SseStream,
   statusError,
@@ -123,12 +124,7 @@ export class OpenAiProvider extends Provider {
       {
         event: (event, push) => {
           if (event.data === '[DONE]') throw this.endedEarly(d.id);
-          let data: Record<string, unknown>;
-          try {
-            data = JSON.parse(event.data) as Record<string, unknown>;
-          } catch {
-            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed event`, false);
-          }
+          const data = eventJson<Record<string, unknown>>(event.data, `The openai upstream of ${d.id}`);
           const type = typeof data.type === 'string' ? data.type : (event.event ?? 'message');
           if (type === 'error') throw this.midStreamError(event.data, call);
           push({ type, data, raw: event.data });
@@ -190,12 +186,7 @@ export class OpenAiProvider extends Provider {
         event: (event, push, bytes) => {
           if (event.data === '[DONE]') return true;
           if (event.event === 'error') throw this.midStreamError(event.data, call);
-          let chunk: ChatCompletionChunk;
-          try {
-            chunk = JSON.parse(event.data) as ChatCompletionChunk;
-          } catch {
-            throw UpstreamError.badGateway(`The openai upstream of ${d.id} sent a malformed chunk`, false);
-          }
+          const chunk = eventJson<ChatCompletionChunk>(event.data, `The openai upstream of ${d.id}`, 'chunk');
           if ((chunk as { error?: unknown }).error) throw this.midStreamError(event.data, call);
           if (!finished && chunk.choices?.some((c) => c.finish_reason)) finished = true;
           push({ chunk, raw: event.data, bytes });

@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
-import { SseHandler, SseStream, UpstreamResponse } from './upstream-http';
+import { UpstreamError } from './provider';
+import { eventJson, SseHandler, SseStream, UpstreamResponse } from './upstream-http';
 
 type Seen = { data: string; event?: string; bytes?: string };
 
@@ -84,5 +85,24 @@ describe('SseStream', () => {
         },
       }),
     ).rejects.toThrow('malformed');
+  });
+});
+
+describe('eventJson', () => {
+  it("an event's JSON data, or a 502 (not retried) naming the upstream", () => {
+    expect(eventJson<{ a: number }>('{"a":1}', 'The x upstream')).toEqual({ a: 1 });
+    expect(() => eventJson('{"a":', 'The x upstream of d1', 'chunk')).toThrow(
+      'The x upstream of d1 sent a malformed chunk',
+    );
+    let thrown: unknown;
+    try {
+      eventJson('nope', 'The x upstream');
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(UpstreamError);
+    expect((thrown as UpstreamError).kind).toBe('final');
+    expect((thrown as UpstreamError).apiError.getStatus()).toBe(502);
+    expect((thrown as Error).message).toBe('The x upstream sent a malformed event');
   });
 });

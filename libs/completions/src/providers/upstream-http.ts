@@ -271,6 +271,15 @@ export async function statusError(
   );
 }
 
+/** A streamed event's JSON `data`; a 502 (not retried) naming `where` when it is not JSON. */
+export function eventJson<T>(data: string, where: string, what = 'event'): T {
+  try {
+    return JSON.parse(data) as T;
+  } catch {
+    throw UpstreamError.badGateway(`${where} sent a malformed ${what}`, false);
+  }
+}
+
 /** What an SseStream does with its body's events (the provider's part of a stream). */
 export interface SseHandler<T> {
   /**

@@ -42,8 +42,9 @@ function isDataError(e: unknown): boolean {
  * - Journal: every queued row is first appended (write(2), before the settle returns and
  *   so before the client's answer completes) to DATA_DIR/ledger-spool/journal-*.jsonl.
  *   A SIGKILL loses nothing: the next start replays the journal. fdatasync runs on every
- *   flush tick (LEDGER_FLUSH_MS, on the thread pool), so a power loss can lose that much. The journal is
- *   truncated whenever the queue is written out entirely. One instance per DATA_DIR.
+ *   flush tick (LEDGER_FLUSH_MS, on the thread pool), so a power loss can lose that much.
+ *   Whenever the queue is written out entirely the journal starts over in a new file
+ *   (truncateJournal). One instance per DATA_DIR.
  *
  * - PostgreSQL down: the batch stays at the head of the queue and is retried with
  *   exponential backoff (up to 5 s); rows carry their own id, so a retry never doubles one.

@@ -390,6 +390,31 @@ describe('hot path: the same answers as the Nest pipeline', () => {
     expect(view(hot)).toEqual(view(nest));
   });
 
+  it("requests and responses are born with Express's prototypes: none is changed per request", async () => {
+    // (Setting an object's prototype per request kept its garbage alive through every young
+    // collection: docs/BENCHMARKS.md "Garbage per request".)
+    const hot = sides.find((s) => s.name === 'hot')!;
+    const server = hot.t.app.getHttpServer() as import('node:http').Server;
+    const express = hot.t.app.getHttpAdapter().getInstance() as { request: object; response: object };
+    const seen: [object, object][] = [];
+    const spy = (req: object, res: object) =>
+      seen.push([Object.getPrototypeOf(req), Object.getPrototypeOf(res)]);
+    server.prependListener('request', spy);
+    try {
+      const h = { ...json, ...bearer(hot) };
+      const r = await call(hot.t.url, 'POST', '/v1/chat/completions', h, chat());
+      expect(r.status).toBe(200);
+      await request(hot.t.url).get('/health/live'); // a route Express serves: the same objects
+    } finally {
+      server.removeListener('request', spy);
+    }
+    expect(seen).toHaveLength(2);
+    for (const [req, res] of seen) {
+      expect(req).toBe(express.request);
+      expect(res).toBe(express.response);
+    }
+  });
+
   it('the hot gateway serves every hot route itself; a path Express matches more loosely goes to Nest', () => {
     expect(viaNest).toEqual(['trailing-slash']);
   });

@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ValidationPipe } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Application, NextFunction, Request, Response } from 'express';
@@ -104,6 +105,45 @@ function readJson(req: IncomingMessage, done: (err: unknown, body?: unknown) => 
 }
 
 /**
+ * Makes the server construct every request and response with Express's prototypes
+ * (`app.request`, `app.response`) instead of node:http's, so neither the hot path nor
+ * Express's `init` has to `Object.setPrototypeOf` them per request (Express's then finds the
+ * prototype already set: a no-op). Measured (issue 18, `gc`; docs/BENCHMARKS.md "Garbage per
+ * request"): a prototype changed on each request kept that request's objects, and all they
+ * reference, alive through every young collection until the next full one: at 200 req/s each
+ * scavenge copied ~4 MB and promoted the previous one's ~4 MB, a Mark-Compact every ~3 s.
+ * node:http reads the classes from the server per request (`createServer`'s
+ * IncomingMessage / ServerResponse options, kept under symbols), so they can be set after Nest
+ * created it. False (nothing changed) when this Node does not keep them that way.
+ */
+function constructWithExpressPrototypes(server: Server, request: object, response: object): boolean {
+  const slots = server as unknown as Record<symbol, unknown>;
+  const symbols = Object.getOwnPropertySymbols(server);
+  const reqKey = symbols.find((s) => s.description === 'IncomingMessage');
+  const resKey = symbols.find((s) => s.description === 'ServerResponse');
+  if (!reqKey || !resKey || typeof slots[reqKey] !== 'function' || typeof slots[resKey] !== 'function')
+    return false;
+  const BaseRequest = slots[reqKey] as (this: IncomingMessage, socket: Socket) => void;
+  const BaseResponse = slots[resKey] as (
+    this: ServerResponse,
+    req: IncomingMessage,
+    options: unknown,
+  ) => void;
+  // node:http's constructors are plain functions (called, like node:http's own subclasses do)
+  function ExpressIncomingMessage(this: IncomingMessage, socket: Socket): void {
+    BaseRequest.call(this, socket);
+  }
+  ExpressIncomingMessage.prototype = request;
+  function ExpressServerResponse(this: ServerResponse, req: IncomingMessage, options: unknown): void {
+    BaseResponse.call(this, req, options);
+  }
+  ExpressServerResponse.prototype = response;
+  slots[reqKey] = ExpressIncomingMessage;
+  slots[resKey] = ExpressServerResponse;
+  return true;
+}
+
+/**
  * The hot path (docs/architecture.md, "How a completion request flows"): the metered
  * completion routes served ahead of Express, the same steps as the Nest pipeline in the
  * same order, with the same services from the Nest container. Everything else, and any
@@ -115,6 +155,8 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
   const server = app.getHttpServer() as Server;
   if (!server.listeners('request').includes(express))
     throw new Error('hot path: the HTTP server has no Express request listener to put itself in front of');
+  // Checked below per request all the same (a Node that keeps them otherwise: set there, as before).
+  constructWithExpressPrototypes(server, express.request, express.response);
 
   const completions = app.get(CompletionsService);
   const embeddings = app.get(EmbeddingsService);
@@ -215,8 +257,10 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     const res = rawRes as Response;
     req.res = res;
     res.req = req;
-    Object.setPrototypeOf(req, express.request);
-    Object.setPrototypeOf(res, express.response);
+    // (already theirs: constructWithExpressPrototypes; setting an object's prototype per request
+    // keeps its garbage alive through young collections)
+    if (Object.getPrototypeOf(req) !== express.request) Object.setPrototypeOf(req, express.request);
+    if (Object.getPrototypeOf(res) !== express.response) Object.setPrototypeOf(res, express.response);
     res.locals ??= Object.create(null) as Response['locals'];
     // setup.ts's middleware, in its order: request id, HTTP metrics, JSON body, body checks.
     const id = requestIdFor(req, res);

@@ -6,7 +6,7 @@
  * (the main thread against V8's helper threads). Also the gateway's idle CPU before the load.
  * LAT_RATE=0: saturated instead (32 connections). LAT_PROFILE=1: a --cpu-prof of the gateway,
  * summarised for its last load. LAT_SLOWLOG=1: Redis SLOWLOG of every command during the
- * gateway's load, to ${tmpdir()}/paced-slowlog.json. Redis INFO commandstats after the runs.
+ * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
  * /tmp/gw-bench-proxy-*). LAT_HOLD=<s>: keep the gateway up that long after the runs.
  * Not a figure for docs/: bench:proxy is.

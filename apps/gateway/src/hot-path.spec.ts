@@ -30,7 +30,7 @@ async function twoResponses(born: boolean): Promise<{ shared: boolean; express: 
     if (held.length === 2) {
       result = {
         shared: sameShape(held[0], held[1]),
-        express: held.every((r) => (app.response as object).isPrototypeOf(r)),
+        express: held.every((r) => Object.prototype.isPrototypeOf.call(app.response, r)),
       };
       for (const r of held) r.end();
     }

@@ -35,6 +35,12 @@ import {
 } from './proxy';
 
 const COUNTS = (process.env.BENCH_STREAMS ?? '200,1000').split(',').map(Number);
+/**
+ * Streams each target serves before the measured runs (BENCH_WARMUP, default 20). A fresh
+ * gateway's first few hundred requests run its code unoptimised and open its upstream
+ * connections: with the default, the first measured run pays for that too.
+ */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 20);
 const CHUNKS = 50;
 const EVERY_MS = 100;
 const HEAD = '## Concurrent slow streams (npm run bench:streams)';
@@ -230,7 +236,7 @@ async function main(): Promise<void> {
     const bare = await startBare(upstreamUrl, profileArgs('bare'));
     const gatewayTargets = [...gateways.slice(1), gateways[0]];
     const targets = [{ t: bare, key: gateways[0].key }, ...gatewayTargets];
-    for (const { t, key } of targets) await streams(t, 20, key); // warm-up
+    for (const { t, key } of targets) await streams(t, WARMUP, key);
     const runs: StreamRun[] = [];
     for (const n of COUNTS)
       for (const { t, key } of targets) {
@@ -268,7 +274,8 @@ ${(CHUNKS * EVERY_MS) / 1000} s). Time per stream from the request to its last b
 target's CPU per relayed chunk. Gateway ${builds}; default settings (\`max_connections\` 1024
 per deployment); the bare node:http proxy has no socket cap. All on this machine's
 ${cpus().length} cores, load generator included, shared with other engineers' work: read the
-ratios. \`BENCH_BASELINE=<rev> npm run bench:streams\` measures a second build in the same run.
+ratios. Each target first served ${WARMUP} streams (\`BENCH_WARMUP\`), the runs are in the table's order,
+one target after the other. \`BENCH_BASELINE=<rev> npm run bench:streams\` measures a second build in the same run.
 ${new Date().toISOString().slice(0, 10)}.
 
 | streams | gateway | bare proxy p50 / p99 | gateway p50 / p99 | p99 ratio | bare CPU / chunk | gateway CPU / chunk | CPU ratio | gateway RSS peak | failed (bare / gateway) |

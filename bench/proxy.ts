@@ -97,7 +97,7 @@ const UPSTREAM_ANSWER = JSON.stringify({
 });
 
 /** Where the gateway's CPU goes, by the library doing the work (first match wins). */
-const CATEGORIES: Categories = [
+export const CATEGORIES: Categories = [
   { label: 'hot path (apps/gateway/src/hot-path.ts)', url: /\/apps\/gateway\/src\/hot-path/ },
   { label: 'writing the answer to the client (node:http)', url: /^node:_http_outgoing$/, core: true },
   {

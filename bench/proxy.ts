@@ -338,10 +338,10 @@ export async function startGateway(
   return { name, proc, url: `http://127.0.0.1:${port}` };
 }
 
-export async function startBare(upstream: string): Promise<Target> {
+export async function startBare(upstream: string, nodeArgs: string[] = []): Promise<Target> {
   const proc = spawn(
     process.execPath,
-    ['-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
+    [...nodeArgs, '-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
     {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },

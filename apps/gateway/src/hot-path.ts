@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { ValidationPipe } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Application, NextFunction, Request, Response } from 'express';
@@ -104,6 +104,35 @@ function readJson(req: IncomingMessage, done: (err: unknown, body?: unknown) => 
 }
 
 /**
+ * Makes the server create its requests and responses with Express's prototypes already in
+ * their chain, as Express would set them (`setPrototypeOf`), so that they keep shared shapes:
+ * V8 gives an object whose prototype was set and that then gets a new property (writeHead's
+ * statusCode, `locals`, ...) a hidden class of its own, and with hundreds of streams open every
+ * property access in node's response write path then misses V8's inline caches (7% of the
+ * gateway's CPU in bench:streams). The classes are node's own options (http.createServer's
+ * IncomingMessage and ServerResponse), set on the server Nest created. False when this Node
+ * keeps them elsewhere: requests and responses are then given the prototypes one by one.
+ */
+export function bornWithExpressPrototypes(
+  server: Server,
+  express: { request: Request; response: Response },
+): boolean {
+  const slot = (name: string, current: unknown) =>
+    Object.getOwnPropertySymbols(server).find(
+      (s) => s.description === name && (server as unknown as Record<symbol, unknown>)[s] === current,
+    );
+  const reqSlot = slot('IncomingMessage', IncomingMessage);
+  const resSlot = slot('ServerResponse', ServerResponse);
+  if (!reqSlot || !resSlot) return false;
+  class HotRequest extends IncomingMessage {}
+  class HotResponse extends ServerResponse {}
+  Object.setPrototypeOf(HotRequest.prototype, express.request);
+  Object.setPrototypeOf(HotResponse.prototype, express.response);
+  Object.assign(server, { [reqSlot]: HotRequest, [resSlot]: HotResponse });
+  return true;
+}
+
+/**
  * The hot path (docs/architecture.md, "How a completion request flows"): the metered
  * completion routes served ahead of Express, the same steps as the Nest pipeline in the
  * same order, with the same services from the Nest container. Everything else, and any
@@ -116,6 +145,7 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
   if (!server.listeners('request').includes(express))
     throw new Error('hot path: the HTTP server has no Express request listener to put itself in front of');
 
+  const born = bornWithExpressPrototypes(server, express);
   const completions = app.get(CompletionsService);
   const embeddings = app.get(EmbeddingsService);
   const responses = app.get(ResponsesService);
@@ -215,8 +245,10 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     const res = rawRes as Response;
     req.res = res;
     res.req = req;
-    Object.setPrototypeOf(req, express.request);
-    Object.setPrototypeOf(res, express.response);
+    if (!born) {
+      Object.setPrototypeOf(req, express.request);
+      Object.setPrototypeOf(res, express.response);
+    }
     res.locals ??= Object.create(null) as Response['locals'];
     // setup.ts's middleware, in its order: request id, HTTP metrics, JSON body, body checks.
     const id = requestIdFor(req, res);

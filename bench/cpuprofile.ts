@@ -1,6 +1,7 @@
 /**
  * Summarises a V8 .cpuprofile (node --cpu-prof): self time by function and by module.
- * Usage from the command line: node -r ts-node/register bench/cpuprofile.ts FILE [N]
+ * Usage from the command line: node -r ts-node/register bench/cpuprofile.ts FILE [N] [FROM-TO]
+ * (FROM-TO: a window in CLOCK_MONOTONIC µs, e.g. a run's as bench:streams prints it).
  */
 import { readFileSync } from 'node:fs';
 
@@ -155,7 +156,12 @@ export function summariseProfile(
 }
 
 if (require.main === module) {
-  const s = summariseProfile(process.argv[2], Number(process.argv[3] ?? 20));
+  const [fromUs, toUs] = (process.argv[4] ?? '').split('-').map(Number);
+  const s = summariseProfile(
+    process.argv[2],
+    Number(process.argv[3] ?? 20),
+    toUs ? { fromUs, toUs } : undefined,
+  );
   const line = (e: ProfileEntry) => `${(e.share * 100).toFixed(1).padStart(5)}%  ${e.name}`;
   process.stdout.write(
     `busy ${s.busyMs.toFixed(0)} ms of ${s.totalMs.toFixed(0)} ms\n\nmodules:\n${s.modules.map(line).join('\n')}\n\nfunctions:\n${s.functions.map(line).join('\n')}\n`,

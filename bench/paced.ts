@@ -4,6 +4,9 @@
  * start flags) and the bare proxy alternate LAT_ROUNDS times at LAT_RATE req/s (default 200)
  * for LAT_SECONDS each; prints p50/p99, CPU per request, and each thread's user/system CPU
  * (the main thread against V8's helper threads). Also the gateway's idle CPU before the load.
+ * LAT_RATE=0: saturated instead (32 connections). LAT_PROFILE=1: a --cpu-prof of the gateway,
+ * summarised for its last load. LAT_SLOWLOG=1: Redis SLOWLOG of every command during the
+ * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
  * /tmp/gw-bench-proxy-*). LAT_HOLD=<s>: keep the gateway up that long after the runs.
  * Not a figure for docs/: bench:proxy is.
@@ -11,8 +14,13 @@
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import { dbUrl, hasRedisServer, startPostgres, startRedis, withClient } from '../test/harness/servers';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { execSync } from 'node:child_process';
+import { join } from 'node:path';
+import { summariseProfile } from './cpuprofile';
 import {
+  CATEGORIES,
   children,
   cpuMs,
   createKey,
@@ -72,6 +80,9 @@ async function main(): Promise<void> {
     };
     if (redis) env.REDIS_URL = redis.url;
     const extra = (process.env.LAT_FLAGS ?? '').split(' ').filter(Boolean);
+    const profDir = mkdtempSync(join(tmpdir(), 'gw-paced-prof-'));
+    if (process.env.LAT_PROFILE === '1') extra.push('--cpu-prof', '--cpu-prof-dir', profDir);
+    let window: { fromUs: number; toUs: number } | undefined;
     const gw = await startGateway(env, extra);
     const bare = await startBare(up);
     const pid = gw.proc.pid!;
@@ -80,24 +91,47 @@ async function main(): Promise<void> {
     const c0 = cpuMs(pid);
     await sleep(10000);
     console.log(`idle CPU: ${((cpuMs(pid) - c0) / 10000).toFixed(3)} cores`);
-    const rate = Number(process.env.LAT_RATE ?? 200);
-    await load(gw, { rate, seconds: 3, connections: 64 });
+    // LAT_RATE=0: saturated (32 connections, no pacing)
+    const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
+    const connections = rate ? 64 : 32;
+    await load(gw, { rate, seconds: 3, connections });
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
       for (const t of [bare, gw]) {
+        if (t === gw) process.kill(t.proc.pid!, 'SIGUSR2');
+        if (t === gw && redis && process.env.LAT_SLOWLOG)
+          execSync(
+            `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,
+          );
         const th0 = threads(t.proc.pid!);
-        const r = await load(
-          t,
-          { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections: 64 },
-          gw.key,
-        );
+        const r = await load(t, { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections }, gw.key);
         console.log(
-          `${t.name} ${rate}/s: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} cpu/req ${r.cpuPerReqUs.toFixed(0)} µs, cores ${r.targetCpu.toFixed(2)} others ${r.othersCpu.toFixed(2)} servers ${r.serversCpu.toFixed(2)}`,
+          `${t.name} ${rate ?? 'saturated'}/s: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} cpu/req ${r.cpuPerReqUs.toFixed(0)} µs, cores ${r.targetCpu.toFixed(2)} others ${r.othersCpu.toFixed(2)} servers ${r.serversCpu.toFixed(2)}`,
         );
+        if (t === gw) window = { fromUs: r.fromUs, toUs: r.toUs };
         console.log('   ' + diff(th0, threads(t.proc.pid!)));
       }
     }
+    if (redis)
+      console.log(
+        execSync(`redis-cli -p ${redis.port} info commandstats`)
+          .toString()
+          .split('\n')
+          .filter((l) => /calls=\d{3,}/.test(l))
+          .join('\n'),
+      );
+    if (redis && process.env.LAT_SLOWLOG)
+      execSync(`redis-cli -p ${redis.port} --json slowlog get 100000 > ${tmpdir()}/paced-slowlog.json`);
     if (process.env.LAT_HOLD) await sleep(Number(process.env.LAT_HOLD) * 1000);
     await stopProcess(gw.proc);
+    const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (prof && window) {
+      const sum = summariseProfile(join(profDir, prof), 40, window, CATEGORIES);
+      console.log(
+        `profile ${join(profDir, prof)}: busy ${sum.busyMs.toFixed(0)} of ${sum.totalMs.toFixed(0)} ms`,
+      );
+      for (const e of [...sum.categories, ...sum.modules, ...sum.functions])
+        console.log(`  ${(e.share * 100).toFixed(1).padStart(5)}%  ${e.name}`);
+    }
     await stopProcess(bare.proc);
   } finally {
     await services.pg.stop();

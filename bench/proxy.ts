@@ -97,7 +97,7 @@ const UPSTREAM_ANSWER = JSON.stringify({
 });
 
 /** Where the gateway's CPU goes, by the library doing the work (first match wins). */
-const CATEGORIES: Categories = [
+export const CATEGORIES: Categories = [
   { label: 'hot path (apps/gateway/src/hot-path.ts)', url: /\/apps\/gateway\/src\/hot-path/ },
   { label: 'writing the answer to the client (node:http)', url: /^node:_http_outgoing$/, core: true },
   {
@@ -338,10 +338,10 @@ export async function startGateway(
   return { name, proc, url: `http://127.0.0.1:${port}` };
 }
 
-export async function startBare(upstream: string): Promise<Target> {
+export async function startBare(upstream: string, nodeArgs: string[] = []): Promise<Target> {
   const proc = spawn(
     process.execPath,
-    ['-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
+    [...nodeArgs, '-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
     {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },

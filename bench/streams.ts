@@ -8,9 +8,11 @@
  * The table goes to docs/BENCHMARKS.md (this script rewrites only its own section).
  */
 import 'reflect-metadata';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, createServer, request, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { dbUrl, startPostgres, startRedis, withClient } from '../test/harness/servers';
 import {
   BEFORE,
@@ -33,6 +35,14 @@ import {
 } from './proxy';
 
 const COUNTS = (process.env.BENCH_STREAMS ?? '200,1000').split(',').map(Number);
+/**
+ * Streams each target serves before the measured runs (BENCH_WARMUP, default 1,000: the
+ * largest load). A fresh process's first requests run its code unoptimised and open its
+ * upstream connections, the bare proxy's too (one run: gateway 154 -> 100 µs per chunk from
+ * the first 1,000-stream round to the second, bare proxy 81 -> 61): the figures are a warm
+ * process's, the steady state of a gateway that stays up. BENCH_WARMUP=20 shows a cold one.
+ */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 1000);
 const CHUNKS = 50;
 const EVERY_MS = 100;
 const HEAD = '## Concurrent slow streams (npm run bench:streams)';
@@ -66,6 +76,43 @@ function startStreamingUpstream(): Promise<Server> {
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
 }
 
+/** CPU ms (user, system) per thread of `pid`, by thread name (`node` is the main thread). */
+function threadCpu(pid: number): Map<string, [number, number]> {
+  const m = new Map<string, [number, number]>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      m.set(`${name}#${t}`, [Number(f[11]) * 10, Number(f[12]) * 10]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return m;
+}
+
+/** The CPU each kind of thread spent between two threadCpu readings, per chunk. */
+function threadsPerChunk(
+  a: Map<string, [number, number]>,
+  b: Map<string, [number, number]>,
+  chunks: number,
+): string {
+  const by = new Map<string, [number, number]>();
+  for (const [k, [user, sys]] of b) {
+    const name = k.slice(0, k.lastIndexOf('#'));
+    const [u0, s0] = a.get(k) ?? [0, 0];
+    const [u, s] = by.get(name) ?? [0, 0];
+    by.set(name, [u + user - u0, s + sys - s0]);
+  }
+  const us = (ms: number) => ((ms * 1000) / chunks).toFixed(0);
+  return [...by]
+    .filter(([, [u, s]]) => u + s > 0)
+    .sort((x, y) => y[1][0] + y[1][1] - x[1][0] - x[1][1])
+    .map(([name, [u, s]]) => `${name} ${us(u + s)} µs (user ${us(u)}, system ${us(s)})`)
+    .join(', ');
+}
+
 interface StreamRun {
   target: string;
   n: number;
@@ -75,6 +122,10 @@ interface StreamRun {
   chunks: number;
   cpuPerChunkUs: number;
   rssPeakMb: number;
+  /** CPU per chunk by kind of thread (main thread, V8 and libuv helpers). */
+  threads: string;
+  /** From-to in CLOCK_MONOTONIC µs. */
+  window: string;
 }
 
 /** N streams at once through `t`; each one's time from request to its last byte. */
@@ -87,6 +138,8 @@ async function streams(t: Target, n: number, key: string): Promise<StreamRun> {
     messages: [{ role: 'user', content: 'stream please' }],
   });
   const cpu0 = cpuMs(t.proc.pid!);
+  const threads0 = threadCpu(t.proc.pid!);
+  const fromUs = process.hrtime.bigint() / 1000n;
   let chunks = 0;
   let failed = 0;
   let rssPeak = 0;
@@ -127,6 +180,9 @@ async function streams(t: Target, n: number, key: string): Promise<StreamRun> {
   clearInterval(sampler);
   agent.destroy();
   const cpu = cpuMs(t.proc.pid!) - cpu0;
+  const threads = threadsPerChunk(threads0, threadCpu(t.proc.pid!), chunks);
+  // the run's window in a --cpu-prof profile (V8 stamps samples with CLOCK_MONOTONIC in µs): bench/cpuprofile.ts
+  const window = `${fromUs}-${process.hrtime.bigint() / 1000n}`;
   const sorted = times.sort((a, b) => a - b);
   const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
   return {
@@ -138,7 +194,15 @@ async function streams(t: Target, n: number, key: string): Promise<StreamRun> {
     chunks,
     cpuPerChunkUs: chunks ? (cpu * 1000) / chunks : NaN,
     rssPeakMb: rssPeak / 1024,
+    threads,
+    window,
   };
+}
+
+/** BENCH_PROFILE_DIR=<dir>: node --cpu-prof on the gateway(s) and the bare proxy, written on exit to <dir>/<target>. */
+function profileArgs(target: string): string[] {
+  const dir = process.env.BENCH_PROFILE_DIR;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', join(dir, target.replace(/\W+/g, '-'))] : [];
 }
 
 async function main(): Promise<void> {
@@ -165,17 +229,16 @@ async function main(): Promise<void> {
           MODELS_FILE: modelsFile,
           BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
         },
-        // BENCH_PROFILE_DIR=<dir>: node --cpu-prof on the gateway(s), written there on exit
-        process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : [],
+        profileArgs(name),
         b,
         name,
       );
       gateways.push({ t, key: await createKey(t.url), build: b });
     }
-    const bare = await startBare(upstreamUrl);
+    const bare = await startBare(upstreamUrl, profileArgs('bare'));
     const gatewayTargets = [...gateways.slice(1), gateways[0]];
     const targets = [{ t: bare, key: gateways[0].key }, ...gatewayTargets];
-    for (const { t, key } of targets) await streams(t, 20, key); // warm-up
+    for (const { t, key } of targets) await streams(t, WARMUP, key);
     const runs: StreamRun[] = [];
     for (const n of COUNTS)
       for (const { t, key } of targets) {
@@ -183,7 +246,7 @@ async function main(): Promise<void> {
         const r = await streams(t, n, key);
         runs.push(r);
         process.stdout.write(
-          `${r.target.padEnd(15)} ${String(n).padStart(5)} streams  p50 ${(r.p50 / 1000).toFixed(2)} s  p99 ${(r.p99 / 1000).toFixed(2)} s  ${r.cpuPerChunkUs.toFixed(0)} µs/chunk  failed ${r.failed}  rss ${r.rssPeakMb.toFixed(0)} MB\n`,
+          `${r.target.padEnd(15)} ${String(n).padStart(5)} streams  p50 ${(r.p50 / 1000).toFixed(2)} s  p99 ${(r.p99 / 1000).toFixed(2)} s  ${r.cpuPerChunkUs.toFixed(0)} µs/chunk  failed ${r.failed}  rss ${r.rssPeakMb.toFixed(0)} MB\n${''.padEnd(22)}threads: ${r.threads}; window ${r.window} µs\n`,
         );
       }
     for (const { t } of targets) await stopProcess(t.proc);
@@ -213,7 +276,8 @@ ${(CHUNKS * EVERY_MS) / 1000} s). Time per stream from the request to its last b
 target's CPU per relayed chunk. Gateway ${builds}; default settings (\`max_connections\` 1024
 per deployment); the bare node:http proxy has no socket cap. All on this machine's
 ${cpus().length} cores, load generator included, shared with other engineers' work: read the
-ratios. \`BENCH_BASELINE=<rev> npm run bench:streams\` measures a second build in the same run.
+ratios. Each target first served ${WARMUP} streams (\`BENCH_WARMUP\`), the runs are in the table's order,
+one target after the other. \`BENCH_BASELINE=<rev> npm run bench:streams\` measures a second build in the same run.
 ${new Date().toISOString().slice(0, 10)}.
 
 | streams | gateway | bare proxy p50 / p99 | gateway p50 / p99 | p99 ratio | bare CPU / chunk | gateway CPU / chunk | CPU ratio | gateway RSS peak | failed (bare / gateway) |

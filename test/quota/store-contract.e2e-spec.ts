@@ -111,6 +111,47 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
     }
   });
 
+  it('writes a script alone at once; one sent while another is in flight is auto-pipelined', async () => {
+    // The gateway's connections auto-pipeline (libs/database connectionOptions).
+    const piped = new Redis(redisUrl()!, { enableAutoPipelining: true });
+    try {
+      const s = new RedisQuotaStore(piped);
+      await s.isInitialized(); // connected
+      const T = randomUUID();
+      const lv = {
+        ...levelRef(
+          'key',
+          { tenantId: T, userId: null, apiKeyId: 'k' },
+          { period: 'none' },
+          Date.now(),
+          'UTC',
+        ),
+        tokenLimit: null,
+        spendLimitMicros: null,
+      };
+      const reserve = () =>
+        s.reserve({
+          tenantId: T,
+          reservationId: randomUUID(),
+          now: Date.now(),
+          ttlMs: 1000,
+          tokens: 1,
+          costMicros: 0,
+          levels: [lv],
+        });
+      const first = reserve();
+      expect(piped.autoPipelineQueueSize).toBe(0); // written, not held for setImmediate
+      expect(piped.commandQueue.length).toBe(1);
+      const second = reserve();
+      expect(piped.autoPipelineQueueSize).toBe(1); // held to share a write with others
+      const [a, b] = await Promise.all([first, second]);
+      expect([a.ok, b.ok]).toEqual([true, true]);
+      expect(await piped.get(lv.tokensKey)).toBe('2');
+    } finally {
+      await piped.quit();
+    }
+  });
+
   it('survives a SCRIPT FLUSH (scripts are reloaded on NOSCRIPT)', async () => {
     await redis.script('FLUSH');
     const T = randomUUID();

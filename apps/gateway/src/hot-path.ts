@@ -1,5 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { ValidationPipe } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Application, NextFunction, Request, Response } from 'express';
@@ -105,41 +104,31 @@ function readJson(req: IncomingMessage, done: (err: unknown, body?: unknown) => 
 }
 
 /**
- * Makes the server construct every request and response with Express's prototypes
- * (`app.request`, `app.response`) instead of node:http's, so neither the hot path nor
- * Express's `init` has to `Object.setPrototypeOf` them per request (Express's then finds the
- * prototype already set: a no-op). Measured (issue 18, `gc`; docs/BENCHMARKS.md "Garbage per
- * request"): a prototype changed on each request kept that request's objects, and all they
- * reference, alive through every young collection until the next full one: at 200 req/s each
- * scavenge copied ~4 MB and promoted the previous one's ~4 MB, a Mark-Compact every ~3 s.
- * node:http reads the classes from the server per request (`createServer`'s
- * IncomingMessage / ServerResponse options, kept under symbols), so they can be set after Nest
- * created it. False (nothing changed) when this Node does not keep them that way.
+ * Makes the server create its requests and responses with Express's prototypes already in
+ * their chain, as Express would set them (`setPrototypeOf`), so that they keep shared shapes:
+ * V8 gives an object whose prototype was set and that then gets a new property (writeHead's
+ * statusCode, `locals`, ...) a hidden class of its own, and with hundreds of streams open every
+ * property access in node's response write path then misses V8's inline caches (7% of the
+ * gateway's CPU in bench:streams). The classes are node's own options (http.createServer's
+ * IncomingMessage and ServerResponse), set on the server Nest created. False when this Node
+ * keeps them elsewhere: requests and responses are then given the prototypes one by one.
  */
-function constructWithExpressPrototypes(server: Server, request: object, response: object): boolean {
-  const slots = server as unknown as Record<symbol, unknown>;
-  const symbols = Object.getOwnPropertySymbols(server);
-  const reqKey = symbols.find((s) => s.description === 'IncomingMessage');
-  const resKey = symbols.find((s) => s.description === 'ServerResponse');
-  if (!reqKey || !resKey || typeof slots[reqKey] !== 'function' || typeof slots[resKey] !== 'function')
-    return false;
-  const BaseRequest = slots[reqKey] as (this: IncomingMessage, socket: Socket) => void;
-  const BaseResponse = slots[resKey] as (
-    this: ServerResponse,
-    req: IncomingMessage,
-    options: unknown,
-  ) => void;
-  // node:http's constructors are plain functions (called, like node:http's own subclasses do)
-  function ExpressIncomingMessage(this: IncomingMessage, socket: Socket): void {
-    BaseRequest.call(this, socket);
-  }
-  ExpressIncomingMessage.prototype = request;
-  function ExpressServerResponse(this: ServerResponse, req: IncomingMessage, options: unknown): void {
-    BaseResponse.call(this, req, options);
-  }
-  ExpressServerResponse.prototype = response;
-  slots[reqKey] = ExpressIncomingMessage;
-  slots[resKey] = ExpressServerResponse;
+export function bornWithExpressPrototypes(
+  server: Server,
+  express: { request: Request; response: Response },
+): boolean {
+  const slot = (name: string, current: unknown) =>
+    Object.getOwnPropertySymbols(server).find(
+      (s) => s.description === name && (server as unknown as Record<symbol, unknown>)[s] === current,
+    );
+  const reqSlot = slot('IncomingMessage', IncomingMessage);
+  const resSlot = slot('ServerResponse', ServerResponse);
+  if (!reqSlot || !resSlot) return false;
+  class HotRequest extends IncomingMessage {}
+  class HotResponse extends ServerResponse {}
+  Object.setPrototypeOf(HotRequest.prototype, express.request);
+  Object.setPrototypeOf(HotResponse.prototype, express.response);
+  Object.assign(server, { [reqSlot]: HotRequest, [resSlot]: HotResponse });
   return true;
 }
 
@@ -155,9 +144,8 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
   const server = app.getHttpServer() as Server;
   if (!server.listeners('request').includes(express))
     throw new Error('hot path: the HTTP server has no Express request listener to put itself in front of');
-  // Checked below per request all the same (a Node that keeps them otherwise: set there, as before).
-  constructWithExpressPrototypes(server, express.request, express.response);
 
+  const born = bornWithExpressPrototypes(server, express);
   const completions = app.get(CompletionsService);
   const embeddings = app.get(EmbeddingsService);
   const responses = app.get(ResponsesService);
@@ -257,10 +245,10 @@ export function installHotPath(app: NestExpressApplication, deps: HotPathDeps): 
     const res = rawRes as Response;
     req.res = res;
     res.req = req;
-    // (already theirs: constructWithExpressPrototypes; setting an object's prototype per request
-    // keeps its garbage alive through young collections)
-    if (Object.getPrototypeOf(req) !== express.request) Object.setPrototypeOf(req, express.request);
-    if (Object.getPrototypeOf(res) !== express.response) Object.setPrototypeOf(res, express.response);
+    if (!born) {
+      Object.setPrototypeOf(req, express.request);
+      Object.setPrototypeOf(res, express.response);
+    }
     res.locals ??= Object.create(null) as Response['locals'];
     // setup.ts's middleware, in its order: request id, HTTP metrics, JSON body, body checks.
     const id = requestIdFor(req, res);

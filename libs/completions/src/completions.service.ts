@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { AppConfig } from '@app/config';
 import { validateChatRequest } from './chat/chat-request';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, ModelObject } from './chat/openai-types';
-import { Aborted, Exchange, ExchangeRunner, primed } from './exchange';
+import { Aborted, each, Exchange, ExchangeRunner, primed } from './exchange';
 import { Provider, StreamItem, UpstreamCall } from './providers/provider';
 import { endpointsOf, isModelAllowed, RoutingTable } from './routing/routing-table';
 import { countPromptTokens } from './tokens';
@@ -151,24 +151,28 @@ export class CompletionsService {
       return this.exchanges.failedBeforeAnswer(ex, e);
     }
     res.writeHead(200, SSE_HEADERS);
-    res.flushHeaders();
     const includeUsage = ex.req.stream_options?.include_usage === true;
     const tally = new StreamTally();
     const guard = new GrantGuard(ex.grant, ex.req.n ?? 1);
     let outcome: UsageMeta['status'] = 'success';
+    let wrote = false;
     try {
-      for await (const item of items) {
+      const relayed = each(items, (item) => {
         if (ex.signal.aborted) throw ex.signal.reason;
-        if (!guard.pass(item)) continue;
+        if (!guard.pass(item)) return;
         tally.add(item);
         const out = this.render(item, includeUsage);
-        if (out !== undefined) {
-          const wait = send(res, out, ex.signal);
-          if (wait) await wait;
-        }
-        // an upstream that ignores the cap: its stream ends here (leaving the loop closes it)
-        if (guard.cut && guard.done) break;
-      }
+        // an upstream that ignores the cap: its stream ends here (the rest is not read)
+        const end = guard.cut && guard.done;
+        if (out === undefined) return end;
+        wrote = true;
+        const wait = send(res, out, ex.signal);
+        return wait ? wait.then(() => end) : end;
+      });
+      // The headers go out with the first chunk (already waiting: `primed`), in one write;
+      // on their own when it was not relayed.
+      if (!wrote) res.flushHeaders();
+      await relayed;
     } catch (e) {
       if (e instanceof Aborted && e.by === 'client') {
         outcome = 'aborted';

@@ -5,6 +5,7 @@ import { ApiError, MetricsService } from '@app/observability';
 import { costMicros, embeddingPricing, Pricing } from './pricing';
 import { AttemptTimeouts, Provider, UpstreamError } from './providers/provider';
 import { ProviderRegistry } from './providers/provider-registry';
+import type { ItemSource, ItemStep } from './providers/upstream-http';
 import { DeploymentRouter } from './routing/deployment-router';
 import { Deployment, deploymentsFor, Endpoint, ModelRoute, RoutingTable } from './routing/routing-table';
 import type { TokenUsage } from './usage';
@@ -99,12 +100,21 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+function isSource<T>(items: AsyncIterable<T>): items is ItemSource<T> {
+  return typeof (items as Partial<ItemSource<T>>).each === 'function';
+}
+
 /**
- * Replays a stream's first item: pulling it inside `open` is how a stream proves it started
+ * Waits for a stream's first item: having it inside `open` is how a stream proves it started
  * before the client sees a byte (a stream silent past its first-byte timeout falls over).
- * The rest comes straight from the stream's own iterator (no layer in between).
+ * An ItemSource (SseStream) keeps it queued and is returned as is; any other stream's first
+ * item is pulled and replayed, the rest comes straight from its own iterator.
  */
 export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<T>> {
+  if (isSource(items)) {
+    await items.ready();
+    return items;
+  }
   const it = items[Symbol.asyncIterator]();
   let first: IteratorResult<T> | undefined = await it.next();
   const iterator: AsyncIterator<T> = {
@@ -122,6 +132,20 @@ export async function primed<T>(items: AsyncIterable<T>): Promise<AsyncIterable<
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
+}
+
+/**
+ * Runs `fn` on each item of a stream, in order, until the stream ends or `fn` ends it
+ * (ItemStep). An ItemSource hands its items over as they come, without a promise per item;
+ * any other stream is iterated.
+ */
+export async function each<T>(items: AsyncIterable<T>, fn: (item: T) => ItemStep): Promise<void> {
+  if (isSource(items)) return items.each(fn);
+  for await (const item of items) {
+    let step = fn(item);
+    if (step instanceof Promise) step = await step;
+    if (step === true) break;
+  }
 }
 
 /**

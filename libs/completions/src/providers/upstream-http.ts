@@ -309,21 +309,52 @@ function isDataLine(chunk: Buffer, at: number): boolean {
 }
 
 /**
- * The server-sent events of a streamed body, read as they arrive (the body's 'data' events,
- * parsed by eventsource-parser) and handed to the consumer as an async iterator: items wait
- * in a queue while the consumer is busy (the body is paused then: backpressure to the
- * upstream), and go straight to a consumer already waiting. One promise per item, no
- * generator layers (docs/architecture.md, "Streams"). With `timing`, a body silent too long
- * is cut (first-byte and idle timeouts). The body is destroyed when the stream completes
- * early, fails, or the consumer leaves (`return`).
+ * What a consumer of `each` does with one item: nothing more (undefined or false), waits
+ * for a promise (the next item comes once it settles; true from it ends the stream), or ends
+ * the stream (true: the rest is not read).
  */
-export class SseStream<T> implements AsyncIterableIterator<T> {
+export type ItemStep = void | boolean | Promise<void | boolean>;
+
+/**
+ * Items a consumer can take as they come without a promise per item (SseStream): `ready`
+ * waits for the first one without taking it, `each` hands them over. `each` (exchange.ts)
+ * uses it when an iterable offers it.
+ */
+export interface ItemSource<T> extends AsyncIterable<T> {
+  /** Resolves once an item is waiting or the stream ended; rejects with a failure that came first. */
+  ready(): Promise<void>;
+  /**
+   * Calls `fn` with each item, synchronously as the body's data arrives (the body is paused
+   * while a promise `fn` returned is pending); resolves when the stream ended or `fn` ended
+   * it, rejects with the stream's failure (after the items before it) or what `fn` threw.
+   * Either way the body is left as the iterator's end or `return` leaves it.
+   */
+  each(fn: (item: T) => ItemStep): Promise<void>;
+}
+
+/**
+ * The server-sent events of a streamed body, read as they arrive (the body's 'data' events,
+ * parsed by eventsource-parser) and handed to the consumer, as an async iterator or to a
+ * callback (`each`): items wait in a queue while the consumer is busy (the body is paused
+ * then: backpressure to the upstream), and go straight to a consumer already waiting. One
+ * promise per item for the iterator, none for `each`; no generator layers
+ * (docs/architecture.md, "Streams"). With `timing`, a body silent too long is cut
+ * (first-byte and idle timeouts). The body is destroyed when the stream completes early,
+ * fails, or the consumer leaves (`return`, or `each`'s callback ends it or throws).
+ */
+export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
   private readonly queue: T[] = [];
   private head = 0;
   /** No item will be added: the stream completed, failed or was left. */
   private closed = false;
   private failure: { error: unknown } | undefined;
   private waiter: { resolve(r: IteratorResult<T>): void; reject(e: unknown): void } | undefined;
+  /** `ready`'s caller, waiting for the first item. */
+  private readyWaiter: { resolve(): void; reject(e: unknown): void } | undefined;
+  /** `each`'s callback and its promise; `busy` while a promise it returned is pending. */
+  private sink: ((item: T) => ItemStep) | undefined;
+  private sinkDone: { resolve(): void; reject(e: unknown): void } | undefined;
+  private busy = false;
   private readonly parser = createParser({ onEvent: (e) => this.onEvent(e) });
   private readonly decoder = new TextDecoder();
   private readonly watch: StreamWatchdog | undefined;
@@ -373,6 +404,84 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
     this.failure = undefined;
     this.close();
     return Promise.resolve({ value: undefined, done: true });
+  }
+
+  ready(): Promise<void> {
+    if (this.head < this.queue.length || (this.closed && !this.failure)) return Promise.resolve();
+    if (this.failure) {
+      const { error } = this.failure;
+      this.failure = undefined;
+      return Promise.reject(error);
+    }
+    if (this.body.isPaused()) this.body.resume();
+    return new Promise((resolve, reject) => (this.readyWaiter = { resolve, reject }));
+  }
+
+  each(fn: (item: T) => ItemStep): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.sink = fn;
+      this.sinkDone = { resolve, reject };
+      this.flush();
+    });
+  }
+
+  /** Hands `each`'s callback one item (it is not busy); a promise it returns holds the next ones. */
+  private deliver(item: T): void {
+    let step: ItemStep;
+    try {
+      step = this.sink!(item);
+    } catch (e) {
+      return this.leave(e);
+    }
+    if (step === true) return this.leave();
+    if (!step) return;
+    this.busy = true;
+    step.then(
+      (end) => {
+        this.busy = false;
+        if (end === true) this.leave();
+        else this.flush();
+      },
+      (e: unknown) => {
+        this.busy = false;
+        this.leave(e);
+      },
+    );
+  }
+
+  /** `each`: the queued items while the callback takes them; then more from the body, or the end. */
+  private flush(): void {
+    while (!this.busy && this.sinkDone && this.head < this.queue.length) {
+      const item = this.queue[this.head++];
+      if (this.head === this.queue.length) {
+        this.queue.length = 0;
+        this.head = 0;
+      }
+      this.deliver(item);
+    }
+    if (this.busy || !this.sinkDone || this.head < this.queue.length) return;
+    if (this.closed) this.settleSink();
+    else if (this.body.isPaused()) this.body.resume();
+  }
+
+  /** `each`'s callback ended the stream (or threw `error`): as `return`, and its promise settles. */
+  private leave(...error: [unknown?]): void {
+    this.queue.length = 0;
+    this.head = 0;
+    this.failure = error.length ? { error: error[0] } : undefined;
+    this.close();
+    this.settleSink();
+  }
+
+  private settleSink(): void {
+    const done = this.sinkDone;
+    if (!done) return;
+    this.sinkDone = undefined;
+    this.sink = undefined;
+    const f = this.failure;
+    this.failure = undefined;
+    if (f) done.reject(f.error);
+    else done.resolve();
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -441,11 +550,17 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
 
   private readonly push = (item: T): void => {
     if (this.closed) return;
+    if (this.sinkDone && !this.busy && this.head === this.queue.length) return this.deliver(item);
     const w = this.waiter;
     if (w && this.head === this.queue.length) {
       this.waiter = undefined;
       w.resolve({ value: item, done: false });
-    } else this.queue.push(item);
+    } else {
+      this.queue.push(item);
+      const r = this.readyWaiter;
+      this.readyWaiter = undefined;
+      r?.resolve();
+    }
   };
 
   private fail(e: unknown): void {
@@ -470,6 +585,15 @@ export class SseStream<T> implements AsyncIterableIterator<T> {
     if (completed) finish(this.body);
     else if (!this.body.destroyed) this.body.destroy();
     // a waiting consumer has nothing queued before this: it gets the end, or the failure
+    const r = this.readyWaiter;
+    if (r) {
+      this.readyWaiter = undefined;
+      const f = this.failure;
+      this.failure = undefined;
+      if (f) r.reject(f.error);
+      else r.resolve();
+    }
+    if (this.sinkDone && !this.busy && this.head === this.queue.length) this.settleSink();
     const w = this.waiter;
     if (!w) return;
     this.waiter = undefined;

@@ -9,6 +9,7 @@
  * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
  * /tmp/gw-bench-proxy-*). LAT_HOLD=<s>: keep the gateway up that long after the runs.
+ * LAT_PHASES=1: with bench/phase-timing.patch applied (see there).
  * Not a figure for docs/: bench:proxy is.
  */
 import 'reflect-metadata';
@@ -97,7 +98,8 @@ async function main(): Promise<void> {
     await load(gw, { rate, seconds: 3, connections });
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
       for (const t of [bare, gw]) {
-        if (t === gw) process.kill(t.proc.pid!, 'SIGUSR2');
+        // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
+        if (t === gw && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
         if (t === gw && redis && process.env.LAT_SLOWLOG)
           execSync(
             `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,

@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import { RedisConnection } from '@app/database';
 import { ApiError } from '@app/observability';
 import { FailoverWatcher, levelRef, tenantMarkerKey } from '@app/quota';
 import { createDatabase, describeWithRedis } from '../harness/app';
@@ -142,5 +143,15 @@ describeWithRedis('Redis Sentinel (master + replica, 3 sentinels)', () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it('a connection that ended outside shutdown connects again (ioredis ends a client whose reconnect a failover interrupted)', async () => {
+    const client = a.app.get(RedisConnection).client as Redis;
+    client.disconnect(); // not our shutdown: the lifecycle is not closing
+    await sleep(100);
+    expect(client.status).toBe('end');
+    for (let i = 0; client.status !== 'ready' && i < 50; i++) await sleep(100);
+    expect(client.status).toBe('ready');
+    expect(await client.ping()).toBe('PONG');
   });
 });

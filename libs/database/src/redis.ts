@@ -139,6 +139,22 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       this.lastErrorLog = Date.now();
       this.logger.warn(`Redis connection: ${e.message}`);
     });
+    // ioredis gives a connection up for good ('end') only when told to, except one race: a
+    // Sentinel failover's disconnect arriving while the client is already reconnecting makes
+    // the connector's connect fail ("Connection is closed."), and a connect that fails ends
+    // the client (seen in CI: one instance answered 503 for 30 s after a promotion). Outside
+    // our own shutdown, an ended connection connects again, every second until it does.
+    if (!(redis instanceof Cluster)) {
+      redis.on('end', () => {
+        if (this.lifecycle.closing) return;
+        this.logger.warn('Redis connection ended outside shutdown: connecting again');
+        const retry = () => {
+          if (this.lifecycle.closing || redis.status !== 'end') return;
+          redis.connect().catch(() => setTimeout(retry, 1000).unref());
+        };
+        setTimeout(retry, 1000).unref();
+      });
+    }
     await waitForDependency(
       this.config.REDIS_URL ? `Redis at ${endpoint(this.config.REDIS_URL)}` : 'Redis',
       () => redis.ping(),

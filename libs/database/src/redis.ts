@@ -143,11 +143,11 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
     // Sentinel failover's disconnect arriving while the client is already reconnecting makes
     // the connector's connect fail ("Connection is closed."), and a connect that fails ends
     // the client (seen in CI: one instance answered 503 for 30 s after a promotion). Outside
-    // our own shutdown, an ended connection connects again, every second until it does.
-    if (!(redis instanceof Cluster)) {
+    // our own shutdown, an ended Sentinel connection connects again, every second until it does.
+    if (this.config.redis?.kind === 'sentinel' && !(redis instanceof Cluster)) {
       redis.on('end', () => {
         if (this.lifecycle.closing) return;
-        this.logger.warn('Redis connection ended outside shutdown: connecting again');
+        this.logger.warn('Redis (Sentinel) connection ended outside shutdown: connecting again');
         const retry = () => {
           if (this.lifecycle.closing || redis.status !== 'end') return;
           redis.connect().catch(() => setTimeout(retry, 1000).unref());

@@ -15,7 +15,7 @@
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import { dbUrl, hasRedisServer, startPostgres, startRedis, withClient } from '../test/harness/servers';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -32,35 +32,17 @@ import {
   startGateway,
   startUpstream,
   stopProcess,
+  threadCpu,
   useGateway,
   writeModels,
 } from './proxy';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-function threads(pid: number): Map<string, [number, number]> {
-  const m = new Map<string, [number, number]>();
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')) + '#' + t;
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      m.set(name, [Number(f[11]) * 10, Number(f[12]) * 10]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return m;
-}
+/** Each thread's user and system CPU between two threadCpu readings (the main thread is `node#<pid>`). */
 function diff(a: Map<string, [number, number]>, b: Map<string, [number, number]>): string {
-  const agg = new Map<string, [number, number]>();
-  for (const [k, v] of b) {
-    const o = a.get(k) ?? [0, 0];
-    const n = k;
-    const x = agg.get(n) ?? [0, 0];
-    agg.set(n, [x[0] + v[0] - o[0], x[1] + v[1] - o[1]]);
-  }
-  return [...agg]
-    .filter(([, v]) => v[0] + v[1] > 0)
-    .map(([k, v]) => `${k}: user ${v[0]} sys ${v[1]} ms`)
+  return [...b]
+    .map(([k, [u, s]]): [string, number, number] => [k, u - (a.get(k)?.[0] ?? 0), s - (a.get(k)?.[1] ?? 0)])
+    .filter(([, u, s]) => u + s > 0)
+    .map(([k, u, s]) => `${k}: user ${u} sys ${s} ms`)
     .join('; ');
 }
 async function main(): Promise<void> {
@@ -104,13 +86,13 @@ async function main(): Promise<void> {
           execSync(
             `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,
           );
-        const th0 = threads(t.proc.pid!);
+        const th0 = threadCpu(t.proc.pid!);
         const r = await load(t, { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections }, gw.key);
         console.log(
           `${t.name} ${rate ?? 'saturated'}/s: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} cpu/req ${r.cpuPerReqUs.toFixed(0)} µs, cores ${r.targetCpu.toFixed(2)} others ${r.othersCpu.toFixed(2)} servers ${r.serversCpu.toFixed(2)}`,
         );
         if (t === gw) window = { fromUs: r.fromUs, toUs: r.toUs };
-        console.log('   ' + diff(th0, threads(t.proc.pid!)));
+        console.log('   ' + diff(th0, threadCpu(t.proc.pid!)));
       }
     }
     if (redis)

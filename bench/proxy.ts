@@ -373,6 +373,22 @@ export function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
+/** CPU ms (user, system) per thread of `pid`, by thread name (`node` is the main thread). */
+export function threadCpu(pid: number): Map<string, [number, number]> {
+  const m = new Map<string, [number, number]>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      m.set(`${name}#${t}`, [Number(f[11]) * 10, Number(f[12]) * 10]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return m;
+}
+
 /** Busy time of the whole machine in ms (/proc/stat: every state but idle and iowait). */
 function machineBusyMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);

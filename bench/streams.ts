@@ -8,7 +8,6 @@
  * The table goes to docs/BENCHMARKS.md (this script rewrites only its own section).
  */
 import 'reflect-metadata';
-import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, createServer, request, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
@@ -29,6 +28,7 @@ import {
   startGateway,
   stopProcess,
   Target,
+  threadCpu,
   useGateway,
   writeModels,
   writeSection,
@@ -74,22 +74,6 @@ function startStreamingUpstream(): Promise<Server> {
   });
   server.keepAliveTimeout = 30_000;
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
-}
-
-/** CPU ms (user, system) per thread of `pid`, by thread name (`node` is the main thread). */
-function threadCpu(pid: number): Map<string, [number, number]> {
-  const m = new Map<string, [number, number]>();
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      m.set(`${name}#${t}`, [Number(f[11]) * 10, Number(f[12]) * 10]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return m;
 }
 
 /** The CPU each kind of thread spent between two threadCpu readings, per chunk. */

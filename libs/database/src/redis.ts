@@ -144,7 +144,7 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
     // the connector's connect fail ("Connection is closed."), and a connect that fails ends
     // the client (seen in CI: one instance answered 503 for 30 s after a promotion). Outside
     // our own shutdown, an ended Sentinel connection connects again, every second until it does.
-    if (this.config.redis?.kind === 'sentinel' && !(redis instanceof Cluster)) {
+    if (this.config.redis?.kind === 'sentinel') {
       redis.on('end', () => {
         if (this.lifecycle.closing) return;
         this.logger.warn('Redis (Sentinel) connection ended outside shutdown: connecting again');

@@ -387,11 +387,8 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
       }
       return Promise.resolve({ value, done: false });
     }
-    if (this.failure) {
-      const { error } = this.failure;
-      this.failure = undefined;
-      return Promise.reject(error);
-    }
+    const f = this.takeFailure();
+    if (f) return Promise.reject(f.error);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
     if (this.body.isPaused()) this.body.resume();
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
@@ -408,11 +405,8 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
 
   ready(): Promise<void> {
     if (this.head < this.queue.length || (this.closed && !this.failure)) return Promise.resolve();
-    if (this.failure) {
-      const { error } = this.failure;
-      this.failure = undefined;
-      return Promise.reject(error);
-    }
+    const f = this.takeFailure();
+    if (f) return Promise.reject(f.error);
     if (this.body.isPaused()) this.body.resume();
     return new Promise((resolve, reject) => (this.readyWaiter = { resolve, reject }));
   }
@@ -478,8 +472,7 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
     if (!done) return;
     this.sinkDone = undefined;
     this.sink = undefined;
-    const f = this.failure;
-    this.failure = undefined;
+    const f = this.takeFailure();
     if (f) done.reject(f.error);
     else done.resolve();
   }
@@ -563,6 +556,13 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
     }
   };
 
+  /** The failure to report, once: whoever takes it (iterator, `ready`, `each`) gets it; later calls see the end. */
+  private takeFailure(): { error: unknown } | undefined {
+    const f = this.failure;
+    this.failure = undefined;
+    return f;
+  }
+
   private fail(e: unknown): void {
     if (this.closed) return;
     this.failure = { error: this.handler.error(e) };
@@ -588,8 +588,7 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
     const r = this.readyWaiter;
     if (r) {
       this.readyWaiter = undefined;
-      const f = this.failure;
-      this.failure = undefined;
+      const f = this.takeFailure();
       if (f) r.reject(f.error);
       else r.resolve();
     }
@@ -597,8 +596,7 @@ export class SseStream<T> implements AsyncIterableIterator<T>, ItemSource<T> {
     const w = this.waiter;
     if (!w) return;
     this.waiter = undefined;
-    const f = this.failure;
-    this.failure = undefined;
+    const f = this.takeFailure();
     if (f) w.reject(f.error);
     else w.resolve({ value: undefined, done: true });
   }

@@ -6,6 +6,7 @@ import { prettyFactory } from 'pino-pretty';
 import type { AppConfig } from '@app/config';
 import { routePattern } from './http-metrics.middleware';
 import { SecretScrubber } from './redact';
+import { flushAtExit, flushedBeforeExit, PendingWrites } from './tick-writes';
 
 /**
  * Paths redacted from every log line by pino (structured fields). Keys, JWTs, master keys
@@ -78,7 +79,8 @@ export interface LogDestination extends DestinationStream {
   scrub(text: string): string;
   /**
    * A line whose every field is free of secrets by construction or was passed through
-   * `scrub` (the access line, writeAccessLine): written without the whole-line scrub.
+   * `scrub` (the access line, writeAccessLine): written without the whole-line scrub, with
+   * the other lines of this event-loop turn (process.nextTick), before any later line.
    */
   writeClean(line: string): void;
 }
@@ -87,7 +89,8 @@ export interface LogDestination extends DestinationStream {
  * Where log lines go: stdout (pretty on a development TTY, else JSON lines) and, with
  * LOG_FILE, also that file as JSON lines (parent directories created, appended, written
  * synchronously so `tail -f` sees a line as soon as it is logged and nothing is lost at
- * exit). Every line passes through the SecretScrubber first.
+ * exit; access lines at the end of the event loop's turn in which they were logged, all of
+ * that turn's in one write). Every line passes through the SecretScrubber first.
  */
 export function logDestination(
   config: AppConfig,
@@ -115,14 +118,40 @@ export function logDestination(
   const file = config.LOG_FILE
     ? pino.destination({ dest: config.LOG_FILE, mkdir: true, sync: true })
     : undefined;
-  const writeClean = (clean: string) => {
+  const writeNow = (clean: string) => {
     if (config.LOG_STDOUT) stdout.write(pretty ? pretty(clean) : clean);
     file?.write(clean);
   };
+  // Access lines wait for the end of the event loop's turn (process.nextTick: after the
+  // promise continuations of that turn) and leave in one write (one syscall per destination
+  // for all the requests that ended in that turn, instead of one each: issue 18). Any other line first writes what waits, so lines keep their order; at
+  // exit what waits is written (tick-writes.ts). A development terminal gets each line at once.
+  let waiting = '';
+  const batch: PendingWrites = {
+    flush: () => {
+      if (!waiting) return;
+      const text = waiting;
+      waiting = '';
+      flushedBeforeExit(batch);
+      writeNow(text);
+    },
+  };
+  const writeClean = pretty
+    ? writeNow
+    : (clean: string) => {
+        if (!waiting) {
+          flushAtExit(batch);
+          process.nextTick(batch.flush);
+        }
+        waiting += clean;
+      };
   return {
     file: config.LOG_FILE,
     writable: true, // lets pino(destination) recognise it as a stream
-    write: (line: string) => writeClean(scrubber.scrub(line)),
+    write: (line: string) => {
+      batch.flush();
+      writeNow(scrubber.scrub(line));
+    },
     scrub: (text: string) => scrubber.scrub(text),
     writeClean,
   };

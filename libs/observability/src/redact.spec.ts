@@ -105,3 +105,33 @@ describe('logDestination', () => {
     expect(() => JSON.parse(text())).toThrow();
   });
 });
+
+describe('logDestination: access lines', () => {
+  it('writes the access lines of one turn together at its end, before any later line, in order', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gw-log-')), 'app.log');
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      MASTER_KEY: MASTER,
+      JWT_SECRET: 'j'.repeat(40),
+      LOG_FILE: file,
+      DATA_DIR: '/tmp/gw-unit',
+    });
+    const writes: string[] = [];
+    const out = new Writable({
+      write(c: Buffer, _e, cb) {
+        writes.push(c.toString());
+        cb();
+      },
+    });
+    const dest = logDestination(config, out);
+    dest.writeClean('{"n":1}\n');
+    dest.writeClean('{"n":2}\n');
+    expect(writes).toEqual([]); // waiting for the end of this turn
+    await new Promise((r) => process.nextTick(r));
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n']);
+    dest.writeClean('{"n":3}\n');
+    dest.write('{"n":4}\n'); // any other line: what waits goes first
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n', '{"n":4}\n']);
+    expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n');
+  });
+});

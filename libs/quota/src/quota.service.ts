@@ -456,7 +456,8 @@ export class QuotaService {
       this.reconciliation.markDirty(reservation.tenantId);
     }
     this.metrics.tokens(meta.model ?? reservation.model, prompt, completion, microsToUsd(cost));
-    this.keep(row, line);
+    const written = this.keep(row, line);
+    if (written) await written;
     return row;
   }
 
@@ -476,7 +477,8 @@ export class QuotaService {
         this.reconciliation.markDirty(reservation.tenantId);
       }
     }
-    this.keep(row, line);
+    const written = this.keep(row, line);
+    if (written) await written;
   }
 
   /**
@@ -485,8 +487,9 @@ export class QuotaService {
    * SIGKILL takes the queue; either copy is enough. Both insert by the row's id, and the
    * queue skips the rows the stream already committed (README "Ledger", both copies).
    */
-  private keep(row: LedgerRecord, line: string): void {
+  private keep(row: LedgerRecord, line: string): Promise<void> | undefined {
     this.ledger.enqueue(row, line);
+    return this.ledger.journalWritten;
   }
 
   /** `line`: the row serialised once, for the stream and the journal. */

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { AppConfig } from '@app/config';
-import { ReadinessRegistry } from '@app/observability';
+import { flushAtExit, flushedBeforeExit, PendingWrites, ReadinessRegistry } from '@app/observability';
 import { QuotaMetrics } from '../quota-metrics';
 import { LedgerRecord, parseRecord, serializeRecord } from './ledger-record';
 import { LedgerStreamService } from './ledger-stream.service';
@@ -40,7 +40,8 @@ function isDataError(e: unknown): boolean {
  * inserted once; this queue writes what the stream did not move, e.g. rows Redis lost.)
  *
  * - Journal: every queued row is first appended (write(2), before the settle returns and
- *   so before the client's answer completes) to DATA_DIR/ledger-spool/journal-*.jsonl.
+ *   so before the client's answer completes; the rows of one event-loop turn in one write)
+ *   to DATA_DIR/ledger-spool/journal-*.jsonl.
  *   A SIGKILL loses nothing: the next start replays the journal. fdatasync runs on every
  *   flush tick (LEDGER_FLUSH_MS, on the thread pool), so a power loss can lose that much.
  *   Whenever the queue is written out entirely the journal starts over in a new file
@@ -81,6 +82,11 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly moved = new Set<string>();
   /** The fdatasync on the thread pool, while one runs. */
   private syncing: Promise<void> | null = null;
+  /** Journal lines waiting for this turn's write (writeJournal), and their requests' ids. */
+  private unwritten = '';
+  private unwrittenIds: (string | null)[] = [];
+  private journalWrite: Promise<void> | null = null;
+  private readonly journalBatch: PendingWrites = { flush: () => this.writeJournal() };
 
   constructor(
     private readonly repo: LedgerRepository,
@@ -354,15 +360,52 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
+  /**
+   * Appends the row's line to the journal: the lines of one turn of the event loop leave in
+   * one write(2) at its end (process.nextTick from the settles' continuations runs once they
+   * have all run), and `journalWritten` resolves after it; the settle awaits that before it
+   * returns, so the row is still written before the client's answer completes.
+   */
   private journal(record: LedgerRecord, line: string): void {
     if (this.journalFd === null) return;
+    this.unwritten += line + '\n';
+    this.unwrittenIds.push(record.requestId);
+    if (this.journalWrite) return;
+    flushAtExit(this.journalBatch);
+    this.journalWrite = new Promise((resolve) =>
+      process.nextTick(() => {
+        this.writeJournal();
+        resolve();
+      }),
+    );
+  }
+
+  /**
+   * Resolves once every row journaled so far has been written (write(2)); undefined when none
+   * waits. A failed write is logged (those rows are held in memory only, as before).
+   */
+  get journalWritten(): Promise<void> | undefined {
+    return this.journalWrite ?? undefined;
+  }
+
+  /** Writes the waiting lines now, synchronously. */
+  private writeJournal(): void {
+    this.journalWrite = null;
+    flushedBeforeExit(this.journalBatch);
+    if (!this.unwritten) return;
+    const text = this.unwritten;
+    const ids = this.unwrittenIds;
+    this.unwritten = '';
+    this.unwrittenIds = [];
+    if (this.journalFd === null) return;
     try {
-      writeSync(this.journalFd, line + '\n');
+      const bytes = Buffer.from(text);
+      for (let at = 0; at < bytes.length;) at += writeSync(this.journalFd, bytes, at);
       this.journalDirty = true;
       this.journalUsed = true;
     } catch (e) {
       this.logger.error(
-        `ledger journal write failed (${(e as Error).message}): request ${record.requestId ?? '-'} held in memory only`,
+        `ledger journal write failed (${(e as Error).message}): ${ids.length} row(s) held in memory only (requests ${ids.map((id) => id ?? '-').join(', ')})`,
       );
     }
   }
@@ -374,6 +417,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    * cache meanwhile: a process crash loses nothing).
    */
   private syncJournal(): void {
+    this.writeJournal();
     const fd = this.journalFd;
     if (fd === null || !this.journalDirty || this.syncing) return;
     this.journalDirty = false;
@@ -393,7 +437,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    * done. Should that fail, it is replayed on the next start (inserted once, by id).
    */
   private truncateJournal(): void {
-    if (this.journalFd === null || this.queue.length || !this.journalUsed) return;
+    if (this.journalFd === null || this.queue.length) return;
+    this.writeJournal(); // (rows the stream committed meanwhile: in the file they belong to)
+    if (!this.journalUsed) return;
     const oldFd = this.journalFd;
     const oldPath = this.journalPath;
     const path = this.newJournalPath();
@@ -414,6 +460,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private async closeJournal(): Promise<void> {
+    this.writeJournal();
     if (this.journalFd === null) return;
     await this.syncing; // (its fd must stay open until it returns)
     if (this.journalDirty) {
@@ -430,6 +477,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
 
   /** Shutdown could not write the queue: it stays in the journal, replayed on the next start. */
   private keepJournal(reason: string): void {
+    this.writeJournal();
     if (!this.queue.length) return;
     if (this.journalFd !== null) {
       this.logger.error(

@@ -9,7 +9,9 @@
  * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
  * /tmp/gw-bench-proxy-*). LAT_HOLD=<s>: keep the gateway up that long after the runs.
- * LAT_PHASES=1: with bench/phase-timing.patch applied (see there).
+ * LAT_PHASES=1: with bench/phase-timing.patch applied (see there). LAT_BASELINE=<rev>: a second
+ * gateway built from that revision, alternated with the first in every round (the order flips
+ * each round); the median CPU per request of each over the rounds is printed at the end.
  * Not a figure for docs/: bench:proxy is.
  */
 import 'reflect-metadata';
@@ -48,6 +50,7 @@ function diff(a: Map<string, [number, number]>, b: Map<string, [number, number]>
 async function main(): Promise<void> {
   const build = prepareGateway(process.env.LAT_REV ?? 'HEAD');
   useGateway(build);
+  const baseBuild = process.env.LAT_BASELINE ? prepareGateway(process.env.LAT_BASELINE) : undefined;
   const services = await startPostgres();
   const redis = hasRedisServer() ? await startRedis() : undefined;
   if (redis) children.push(redis.proc);
@@ -70,6 +73,19 @@ async function main(): Promise<void> {
     const bare = await startBare(up);
     const pid = gw.proc.pid!;
     gw.key = await createKey(gw.url);
+    // LAT_BASELINE=<rev>: that build too, on its own database, alternated with the gateway in every round
+    let base: Awaited<ReturnType<typeof startGateway>> | undefined;
+    if (baseBuild) {
+      await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat_base`));
+      base = await startGateway(
+        { ...env, DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat_base') },
+        [],
+        baseBuild,
+        'baseline',
+      );
+      base.key = await createKey(base.url);
+    }
+    const perReq = new Map<string, number[]>();
     await sleep(3000);
     const c0 = cpuMs(pid);
     await sleep(10000);
@@ -78,8 +94,9 @@ async function main(): Promise<void> {
     const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
     const connections = rate ? 64 : 32;
     await load(gw, { rate, seconds: 3, connections });
+    if (base) await load(base, { rate, seconds: 3, connections });
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
-      for (const t of [bare, gw]) {
+      for (const t of base ? (i % 2 ? [bare, base, gw] : [bare, gw, base]) : [bare, gw]) {
         // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
         if (t === gw && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
         if (t === gw && redis && process.env.LAT_SLOWLOG)
@@ -87,7 +104,12 @@ async function main(): Promise<void> {
             `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,
           );
         const th0 = threadCpu(t.proc.pid!);
-        const r = await load(t, { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections }, gw.key);
+        const r = await load(
+          t,
+          { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections },
+          t.key ?? gw.key,
+        );
+        perReq.set(t.name, [...(perReq.get(t.name) ?? []), r.cpuPerReqUs]);
         console.log(
           `${t.name} ${rate ?? 'saturated'}/s: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} cpu/req ${r.cpuPerReqUs.toFixed(0)} µs, cores ${r.targetCpu.toFixed(2)} others ${r.othersCpu.toFixed(2)} servers ${r.serversCpu.toFixed(2)}`,
         );
@@ -95,6 +117,13 @@ async function main(): Promise<void> {
         console.log('   ' + diff(th0, threadCpu(t.proc.pid!)));
       }
     }
+    for (const [name, us] of perReq) {
+      const sorted = [...us].sort((a, b) => a - b);
+      console.log(
+        `${name}: CPU per request, median of ${us.length} rounds ${sorted[Math.floor((sorted.length - 1) / 2)].toFixed(0)} µs (${us.map((u) => u.toFixed(0)).join(', ')})`,
+      );
+    }
+    if (base) await stopProcess(base.proc);
     if (redis)
       console.log(
         execSync(`redis-cli -p ${redis.port} info commandstats`)

@@ -111,7 +111,7 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
     }
   });
 
-  it('writes a script alone at once; one sent while another is in flight is auto-pipelined', async () => {
+  it('writes a script alone at once; those sent while another is in flight share one write at setImmediate', async () => {
     // The gateway's connections auto-pipeline (libs/database connectionOptions).
     const piped = new Redis(redisUrl()!, { enableAutoPipelining: true });
     try {
@@ -139,14 +139,23 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
           costMicros: 0,
           levels: [lv],
         });
+      const socket = piped.stream;
       const first = reserve();
       expect(piped.autoPipelineQueueSize).toBe(0); // written, not held for setImmediate
       expect(piped.commandQueue.length).toBe(1);
+      expect(socket.writableCorked).toBe(0);
       const second = reserve();
-      expect(piped.autoPipelineQueueSize).toBe(1); // held to share a write with others
-      const [a, b] = await Promise.all([first, second]);
-      expect([a.ok, b.ok]).toEqual([true, true]);
-      expect(await piped.get(lv.tokensKey)).toBe('2');
+      const third = reserve();
+      // held in the corked socket to share one write (not in auto-pipelining's queue)
+      expect(piped.autoPipelineQueueSize).toBe(0);
+      expect(piped.commandQueue.length).toBe(3);
+      expect(socket.writableCorked).toBe(1);
+      expect(socket.writableLength).toBeGreaterThan(0);
+      await new Promise((r) => setImmediate(r));
+      expect(socket.writableCorked).toBe(0);
+      const [a, b, c] = await Promise.all([first, second, third]);
+      expect([a.ok, b.ok, c.ok]).toEqual([true, true, true]);
+      expect(await piped.get(lv.tokensKey)).toBe('3');
     } finally {
       await piped.quit();
     }

@@ -255,10 +255,16 @@ export class QuotaService {
     if (this.ledger.isFull) throw ledgerFull();
     const now = this.clock.now();
     const refs = subjectLevels(subject, now, this.config.QUOTA_TIMEZONE);
+    // every field written out: an object spread here was 1.3% of the gateway's CPU at saturation
     const levels: ReserveLevel[] = refs.map((r) => {
       const l = limitsOf(subject, r.level);
       return {
-        ...r,
+        level: r.level,
+        id: r.id,
+        tokensKey: r.tokensKey,
+        spendKey: r.spendKey,
+        period: r.period,
+        expireAt: r.expireAt,
         tokenLimit: l.tokenLimit,
         spendLimitMicros: l.budgetUsd === null ? null : usdToMicros(l.budgetUsd),
       };

@@ -108,7 +108,10 @@ export class CompletionsService {
         requestId,
         started,
       },
-      (ex) => (stream ? this.streamed({ ...ex, req }, res) : this.unstreamed({ ...ex, req }, res)),
+      (ex) => {
+        const chat: ChatExchange = Object.assign(ex, { req });
+        return stream ? this.streamed(chat, res) : this.unstreamed(chat, res);
+      },
     );
   }
 
@@ -209,7 +212,16 @@ export class CompletionsService {
 
   /** The chat call for each deployment tried. */
   private open<T>(ex: ChatExchange, fn: (p: Provider, call: UpstreamCall) => Promise<T>): Promise<T> {
-    return this.exchanges.open(ex, (p, call) => fn(p, { ...call, request: ex.req, maxTokens: ex.grant }));
+    return this.exchanges.open(ex, (p, call) =>
+      fn(p, {
+        deployment: call.deployment,
+        signal: call.signal,
+        timeouts: call.timeouts,
+        onAccepted: call.onAccepted,
+        request: ex.req,
+        maxTokens: ex.grant,
+      }),
+    );
   }
 
   /**

@@ -9,7 +9,7 @@ import type { ItemSource, ItemStep } from './providers/upstream-http';
 import { DeploymentRouter } from './routing/deployment-router';
 import { Deployment, deploymentsFor, Endpoint, ModelRoute, RoutingTable } from './routing/routing-table';
 import type { TokenUsage } from './usage';
-import { CompletionCaller, UsageMeta, UsageMeter } from './usage-meter';
+import { CompletionCaller, MeteredUsage, UsageMeta, UsageMeter } from './usage-meter';
 
 /** What every upstream call carries, whatever the endpoint. */
 export interface BaseCall {
@@ -208,7 +208,10 @@ export class ExchangeRunner {
       choices: r.choices ?? 1,
       pricing: this.maxPricing(r.endpoint, deployments),
     });
-    for (const [k, v] of Object.entries({ ...headers, ...r.headers?.(headers) })) res.setHeader(k, v);
+    // (no object spread on the hot path: issue 18, docs/BENCHMARKS.md "Syscalls per request")
+    for (const k of Object.keys(headers)) res.setHeader(k, headers[k]);
+    const more = r.headers?.(headers);
+    if (more) for (const k of Object.keys(more)) res.setHeader(k, more[k]);
 
     const abort = new AbortController();
     const onClose = () => {
@@ -408,16 +411,15 @@ export class ExchangeRunner {
   ): Promise<void> {
     const pricing = pricingFor(ex.endpoint, (ex.deployment ?? ex.deployments[0]).pricing);
     const cached = { cacheWriteTokens: u.cacheWriteTokens, cacheReadTokens: u.cacheReadTokens };
-    const usage = {
+    const usage: MeteredUsage = {
       promptTokens: u.promptTokens,
       completionTokens: u.completionTokens,
-      ...(u.cacheWriteTokens ? { cacheWriteTokens: u.cacheWriteTokens } : {}),
-      ...(u.cacheReadTokens ? { cacheReadTokens: u.cacheReadTokens } : {}),
       costMicros: costMicros(pricing, u.promptTokens, u.completionTokens, cached),
     };
-    await this.guard('settle', () =>
-      this.meter.settle(ex.reservation, usage, { ...this.meta(ex, httpStatus, status), ...detail }),
-    );
+    if (u.cacheWriteTokens) usage.cacheWriteTokens = u.cacheWriteTokens;
+    if (u.cacheReadTokens) usage.cacheReadTokens = u.cacheReadTokens;
+    const meta = Object.assign(this.meta(ex, httpStatus, status), detail);
+    await this.guard('settle', () => this.meter.settle(ex.reservation, usage, meta));
   }
 
   /** An upstream went past the cap it was sent (counted per deployment, logged). */
@@ -452,7 +454,7 @@ export class ExchangeRunner {
     return {
       requestId: ex.requestId,
       provider: d.provider,
-      ...(d.model !== ex.model ? { model: d.model } : {}),
+      model: d.model !== ex.model ? d.model : undefined,
       status,
       latencyMs: Math.round(performance.now() - ex.started),
       deployment: d.id,

@@ -1,4 +1,4 @@
-import type { ChatCompletion, ChatCompletionChunk } from '../chat/openai-types';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../chat/openai-types';
 import type { EmbeddingsRequest, EmbeddingsResponse } from '../embeddings/embeddings-types';
 import {
   ResponseEvent,
@@ -55,8 +55,11 @@ export class OpenAiProvider extends Provider {
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    const body = { ...cappedRequest(call), model: call.deployment.model, stream: false };
-    delete body.stream_options;
+    // cappedRequest's copy, not copied again (the same keys in the same order as a spread)
+    const body: ChatRequest = cappedRequest(call);
+    body.model = call.deployment.model;
+    body.stream = false;
+    if (body.stream_options !== undefined) delete body.stream_options;
     const res = await this.send(call, body, false);
     return this.readJson(res, call, (j: ChatCompletion) => Array.isArray(j?.choices));
   }

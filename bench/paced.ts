@@ -9,15 +9,21 @@
  * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
  * /tmp/gw-bench-proxy-*). LAT_HOLD=<s>: keep the gateway up that long after the runs.
- * LAT_PHASES=1: with bench/phase-timing.patch applied (see there). LAT_BASELINE=<rev>: a second
- * gateway built from that revision, alternated with the first in every round (the order flips
- * each round); the median CPU per request of each over the rounds is printed at the end.
+ * LAT_PHASES=1: with bench/phase-timing.patch applied (see there).
+ * LAT_GC=1: each gateway runs with --trace-gc-nvp; per load, what V8's collector did (bytes
+ * allocated and promoted per request, scavenges and their pauses, mark-compacts, their pauses
+ * and their concurrent marking's CPU on V8's helper threads).
+ * LAT_FLAGS_B: a second gateway of the same build with these node flags instead of LAT_FLAGS
+ * (its own database), alternated with the first in every round: node flags compared in one run.
+ * LAT_BASELINE=<rev>: a gateway built from that revision (its own database), alternated with
+ * the others in every round (the gateways' order flipped each round); the median CPU per
+ * request of each target over the rounds is printed at the end.
  * Not a figure for docs/: bench:proxy is.
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import { dbUrl, hasRedisServer, startPostgres, startRedis, withClient } from '../test/harness/servers';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -39,6 +45,33 @@ import {
   writeModels,
 } from './proxy';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** What V8's collector did in a --trace-gc-nvp log from byte `from` on, for `requests` answers. */
+export function gcSummary(log: string, from: number, requests: number): string {
+  let allocated = 0;
+  let promoted = 0;
+  const scavenges: number[] = [];
+  const mcs: number[] = [];
+  let marking = 0;
+  for (const line of readFileSync(log).subarray(from).toString().split('\n')) {
+    const field = (k: string) => Number(new RegExp(`\\b${k}=([0-9.]+)`).exec(line)?.[1] ?? 0);
+    const kind = / gc=(s|mc|mmc)\b/.exec(line)?.[1];
+    if (!kind) continue;
+    allocated += field('allocated');
+    promoted += field('promoted');
+    (kind === 's' ? scavenges : mcs).push(field('pause'));
+    marking += field('background.mark');
+  }
+  const kb = (b: number) => (b / requests / 1024).toFixed(1);
+  const pauses = (a: number[]) => {
+    const s = [...a].sort((x, y) => x - y);
+    return s.length ? `median ${s[s.length >> 1].toFixed(1)} max ${s[s.length - 1].toFixed(1)} ms` : '-';
+  };
+  return (
+    `allocated ${kb(allocated)} KB/req, promoted ${kb(promoted)} KB/req; ` +
+    `${scavenges.length} scavenges (${pauses(scavenges)}); ${mcs.length} mark-compacts ` +
+    `(${pauses(mcs)}; concurrent marking ${marking.toFixed(0)} ms CPU)`
+  );
+}
 /** Each thread's user and system CPU between two threadCpu readings (the main thread is `node#<pid>`). */
 function diff(a: Map<string, [number, number]>, b: Map<string, [number, number]>): string {
   return [...b]
@@ -59,27 +92,36 @@ async function main(): Promise<void> {
     const up = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
     const modelsFile = writeModels(up);
     await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat`));
+    const gcFlags = process.env.LAT_GC === '1' ? ['--trace-gc-nvp'] : [];
+    const flagsB = process.env.LAT_FLAGS_B?.split(' ').filter(Boolean).concat(gcFlags);
+    if (flagsB) await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat_b`));
     const env: Record<string, string> = {
       MODELS_FILE: modelsFile,
       BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
       DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat'),
     };
     if (redis) env.REDIS_URL = redis.url;
-    const extra = (process.env.LAT_FLAGS ?? '').split(' ').filter(Boolean);
+    const extra = [...gcFlags, ...(process.env.LAT_FLAGS ?? '').split(' ').filter(Boolean)];
     const profDir = mkdtempSync(join(tmpdir(), 'gw-paced-prof-'));
     if (process.env.LAT_PROFILE === '1') extra.push('--cpu-prof', '--cpu-prof-dir', profDir);
     let window: { fromUs: number; toUs: number } | undefined;
     const gw = await startGateway(env, extra);
+    const gwB = flagsB
+      ? await startGateway({ ...env, DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat_b') }, flagsB)
+      : undefined;
     const bare = await startBare(up);
     const pid = gw.proc.pid!;
     gw.key = await createKey(gw.url);
-    // LAT_BASELINE=<rev>: that build too, on its own database, alternated with the gateway in every round
+    if (gwB) {
+      gwB.name = `gateway B (${flagsB!.join(' ')})`;
+      gwB.key = await createKey(gwB.url);
+    }
     let base: Awaited<ReturnType<typeof startGateway>> | undefined;
     if (baseBuild) {
       await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat_base`));
       base = await startGateway(
         { ...env, DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat_base') },
-        [],
+        gcFlags,
         baseBuild,
         'baseline',
       );
@@ -94,16 +136,19 @@ async function main(): Promise<void> {
     const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
     const connections = rate ? 64 : 32;
     await load(gw, { rate, seconds: 3, connections });
-    if (base) await load(base, { rate, seconds: 3, connections });
+    if (gwB) await load(gwB, { rate, seconds: 3, connections }, gwB.key);
+    if (base) await load(base, { rate, seconds: 3, connections }, base.key);
+    const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : [])];
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
-      for (const t of base ? (i % 2 ? [bare, base, gw] : [bare, gw, base]) : [bare, gw]) {
+      for (const t of [bare, ...(base && i % 2 ? [...gateways].reverse() : gateways)]) {
         // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
-        if (t === gw && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
+        if (t !== bare && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
         if (t === gw && redis && process.env.LAT_SLOWLOG)
           execSync(
             `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,
           );
         const th0 = threadCpu(t.proc.pid!);
+        const logAt = t.log ? statSync(t.log).size : 0;
         const r = await load(
           t,
           { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections },
@@ -115,15 +160,9 @@ async function main(): Promise<void> {
         );
         if (t === gw) window = { fromUs: r.fromUs, toUs: r.toUs };
         console.log('   ' + diff(th0, threadCpu(t.proc.pid!)));
+        if (t.log && gcFlags.length) console.log('   ' + gcSummary(t.log, logAt, r.answered));
       }
     }
-    for (const [name, us] of perReq) {
-      const sorted = [...us].sort((a, b) => a - b);
-      console.log(
-        `${name}: CPU per request, median of ${us.length} rounds ${sorted[Math.floor((sorted.length - 1) / 2)].toFixed(0)} µs (${us.map((u) => u.toFixed(0)).join(', ')})`,
-      );
-    }
-    if (base) await stopProcess(base.proc);
     if (redis)
       console.log(
         execSync(`redis-cli -p ${redis.port} info commandstats`)
@@ -136,6 +175,14 @@ async function main(): Promise<void> {
       execSync(`redis-cli -p ${redis.port} --json slowlog get 100000 > ${tmpdir()}/paced-slowlog.json`);
     if (process.env.LAT_HOLD) await sleep(Number(process.env.LAT_HOLD) * 1000);
     await stopProcess(gw.proc);
+    if (gwB) await stopProcess(gwB.proc);
+    for (const [name, us] of perReq) {
+      const sorted = [...us].sort((a, b) => a - b);
+      console.log(
+        `${name}: CPU per request, median of ${us.length} rounds ${sorted[Math.floor((sorted.length - 1) / 2)].toFixed(0)} µs (${us.map((u) => u.toFixed(0)).join(', ')})`,
+      );
+    }
+    if (base) await stopProcess(base.proc);
     const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (prof && window) {
       const sum = summariseProfile(join(profDir, prof), 40, window, CATEGORIES);

@@ -187,6 +187,8 @@ export interface Target {
   url: string;
   /** The virtual key its requests carry (a gateway's own tenant). */
   key?: string;
+  /** A gateway's log file (stdout and stderr). */
+  log?: string;
 }
 
 function sourcesNewerThan(root: string, file: string): boolean {
@@ -335,7 +337,7 @@ export async function startGateway(
   closeSync(out);
   children.push(proc);
   await waitForLine(() => readFileSync(logFile, 'utf8'), 'llm-gateway listening on', proc, 'gateway');
-  return { name, proc, url: `http://127.0.0.1:${port}` };
+  return { name, proc, url: `http://127.0.0.1:${port}`, log: logFile };
 }
 
 export async function startBare(upstream: string, nodeArgs: string[] = []): Promise<Target> {

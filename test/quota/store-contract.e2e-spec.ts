@@ -161,6 +161,43 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
     }
   });
 
+  it('keeps the event loop turning while a script waits for Redis, up to spinMs (QUOTA_WAIT_SPIN_MS)', async () => {
+    const T = randomUUID();
+    const lv = {
+      ...levelRef('key', { tenantId: T, userId: null, apiKeyId: 'k' }, { period: 'none' }, Date.now(), 'UTC'),
+      tokenLimit: null,
+      spendLimitMicros: null,
+    };
+    const pauser = new Redis(redisUrl()!);
+    const conn = new Redis(redisUrl()!);
+    try {
+      await conn.ping();
+      // The loop's idle time (asleep in epoll_wait) while one reserve waits ~80 ms for Redis.
+      const idleWhileWaiting = async (spinMs: number): Promise<number> => {
+        const s = new RedisQuotaStore(conn, { spinMs });
+        await pauser.call('CLIENT', 'PAUSE', '80', 'ALL');
+        const before = performance.eventLoopUtilization();
+        const r = await s.reserve({
+          tenantId: T,
+          reservationId: randomUUID(),
+          now: Date.now(),
+          ttlMs: 1000,
+          tokens: 1,
+          costMicros: 0,
+          levels: [lv],
+        });
+        expect(r.ok).toBe(true);
+        return performance.eventLoopUtilization(before).idle;
+      };
+      expect(await idleWhileWaiting(0)).toBeGreaterThan(40); // asleep until the reply
+      expect(await idleWhileWaiting(200)).toBeLessThan(20); // turning
+      expect(await idleWhileWaiting(10)).toBeGreaterThan(40); // the cap: asleep after 10 ms
+    } finally {
+      await pauser.quit();
+      await conn.quit();
+    }
+  });
+
   it('survives a SCRIPT FLUSH (scripts are reloaded on NOSCRIPT)', async () => {
     await redis.script('FLUSH');
     const T = randomUUID();

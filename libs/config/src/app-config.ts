@@ -304,6 +304,17 @@ export class AppConfig {
   QUOTA_FAIL_MODE: 'closed' | 'open' = 'closed';
 
   /**
+   * While a quota script waits for Redis's answer, the event loop keeps turning (setImmediate)
+   * for up to this many ms instead of sleeping in the kernel until the reply wakes it: on a VM
+   * the wake-up is a large part of a sub-millisecond round trip (docs/BENCHMARKS.md). 0 = off.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(100)
+  QUOTA_WAIT_SPIN_MS = 2;
+
+  /**
    * Without Redis, each instance counts alone: a second instance on the same database
    * refuses to start (docs/scaling.md). `true` lets it start anyway, with every limit
    * applied per instance.

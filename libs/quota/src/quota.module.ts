@@ -34,7 +34,9 @@ import { UsageService } from './usage/usage.service';
       inject: [AppConfig, { token: RedisConnection, optional: true }],
       useFactory: (config: AppConfig, redis?: RedisConnection): QuotaStore => {
         assertTimeZone(config.QUOTA_TIMEZONE);
-        return redis?.client ? new RedisQuotaStore(redis.client) : new MemoryQuotaStore();
+        return redis?.client
+          ? new RedisQuotaStore(redis.client, { spinMs: config.QUOTA_WAIT_SPIN_MS })
+          : new MemoryQuotaStore();
       },
     },
     QuotaMetrics,

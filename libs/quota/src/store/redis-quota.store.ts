@@ -73,9 +73,17 @@ export class RedisQuotaStore extends QuotaStore {
   private inFlight = 0;
   /** The connection's socket is corked until this turn's setImmediate (send). */
   private corked = false;
+  /** The event loop is kept turning while scripts are in flight (spin). */
+  private spinning = false;
+  private readonly spinMs: number;
 
-  constructor(private readonly redis: Redis | Cluster) {
+  /** `spinMs`: QUOTA_WAIT_SPIN_MS (0 in tests that build the store themselves). */
+  constructor(
+    private readonly redis: Redis | Cluster,
+    options: { spinMs?: number } = {},
+  ) {
     super();
+    this.spinMs = options.spinMs ?? 0;
   }
 
   /**
@@ -87,6 +95,7 @@ export class RedisQuotaStore extends QuotaStore {
    */
   private async run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
     this.inFlight++;
+    if (this.spinMs && !this.spinning) this.spin();
     try {
       try {
         return await this.send('evalsha', [SHAS[name], keys.length, ...keys, ...args]);
@@ -116,6 +125,24 @@ export class RedisQuotaStore extends QuotaStore {
     const c = new Command(command, args, { replyEncoding: 'utf8' });
     void this.redis.sendCommand(c);
     return c.promise;
+  }
+
+  /**
+   * Keeps the event loop turning (one setImmediate after another: libuv then polls without
+   * blocking) while scripts are in flight, for up to QUOTA_WAIT_SPIN_MS from the first. An
+   * idle loop sleeps in epoll_wait and the reply has to wake it: on this VM that wake-up is
+   * most of the ~0.25 ms per script the gateway spent beyond a bare round trip at 200 req/s
+   * (docs/BENCHMARKS.md "Where the added latency goes"). Under load the loop never sleeps
+   * anyway; the cap bounds the CPU it can cost when Redis is slow.
+   */
+  private spin(): void {
+    this.spinning = true;
+    const until = performance.now() + this.spinMs;
+    const turn = () => {
+      if (this.inFlight === 0 || performance.now() >= until) this.spinning = false;
+      else setImmediate(turn);
+    };
+    setImmediate(turn);
   }
 
   /** Corks the connection's socket until setImmediate (once per turn); false when it cannot (cluster, not connected). */

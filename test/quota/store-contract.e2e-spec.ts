@@ -1,6 +1,13 @@
 import Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import { ledgerStreamKey, levelRef, settledKey, MemoryQuotaStore, RedisQuotaStore } from '@app/quota';
+import {
+  ledgerStreamKey,
+  levelRef,
+  settledKey,
+  MemoryQuotaStore,
+  QuotaStore,
+  RedisQuotaStore,
+} from '@app/quota';
 import { describeWithRedis, redisUrl } from '../harness/app';
 import { storeContract } from './store-contract';
 
@@ -12,6 +19,25 @@ describe('QuotaStore contract: in-process', () => {
     expect(await new MemoryQuotaStore().isInitialized()).toBe(false);
   });
 });
+
+/** A key level of tenant `T` with no limit and no period. */
+const unlimitedKeyLevel = (T: string) => ({
+  ...levelRef('key', { tenantId: T, userId: null, apiKeyId: 'k' }, { period: 'none' }, Date.now(), 'UTC'),
+  tokenLimit: null,
+  spendLimitMicros: null,
+});
+
+/** One reservation of one token at `lv`. */
+const reserveOneToken = (s: QuotaStore, T: string, lv: ReturnType<typeof unlimitedKeyLevel>) =>
+  s.reserve({
+    tenantId: T,
+    reservationId: randomUUID(),
+    now: Date.now(),
+    ttlMs: 1000,
+    tokens: 1,
+    costMicros: 0,
+    levels: [lv],
+  });
 
 describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', () => {
   let redis: Redis;
@@ -118,27 +144,8 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
       const s = new RedisQuotaStore(piped);
       await s.isInitialized(); // connected
       const T = randomUUID();
-      const lv = {
-        ...levelRef(
-          'key',
-          { tenantId: T, userId: null, apiKeyId: 'k' },
-          { period: 'none' },
-          Date.now(),
-          'UTC',
-        ),
-        tokenLimit: null,
-        spendLimitMicros: null,
-      };
-      const reserve = () =>
-        s.reserve({
-          tenantId: T,
-          reservationId: randomUUID(),
-          now: Date.now(),
-          ttlMs: 1000,
-          tokens: 1,
-          costMicros: 0,
-          levels: [lv],
-        });
+      const lv = unlimitedKeyLevel(T);
+      const reserve = () => reserveOneToken(s, T, lv);
       const socket = piped.stream;
       const first = reserve();
       expect(piped.autoPipelineQueueSize).toBe(0); // written, not held for setImmediate
@@ -163,11 +170,7 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
 
   it('keeps the event loop turning while a script waits for Redis, up to spinMs (QUOTA_WAIT_SPIN_MS)', async () => {
     const T = randomUUID();
-    const lv = {
-      ...levelRef('key', { tenantId: T, userId: null, apiKeyId: 'k' }, { period: 'none' }, Date.now(), 'UTC'),
-      tokenLimit: null,
-      spendLimitMicros: null,
-    };
+    const lv = unlimitedKeyLevel(T);
     const pauser = new Redis(redisUrl()!);
     const conn = new Redis(redisUrl()!);
     try {
@@ -177,15 +180,7 @@ describeWithRedis('QuotaStore contract: Redis (one Lua script per operation)', (
         const s = new RedisQuotaStore(conn, { spinMs });
         await pauser.call('CLIENT', 'PAUSE', '80', 'ALL');
         const before = performance.eventLoopUtilization();
-        const r = await s.reserve({
-          tenantId: T,
-          reservationId: randomUUID(),
-          now: Date.now(),
-          ttlMs: 1000,
-          tokens: 1,
-          costMicros: 0,
-          levels: [lv],
-        });
+        const r = await reserveOneToken(s, T, lv);
         expect(r.ok).toBe(true);
         return performance.eventLoopUtilization(before).idle;
       };

@@ -17,8 +17,7 @@ export type {
 } from './metrics.service';
 export { httpMetricsMiddleware, routePattern, trackHttpRequest } from './http-metrics.middleware';
 export { GracefulShutdown, watchParent } from './graceful-shutdown';
-export { flushAtExit, flushedBeforeExit } from './tick-writes';
-export type { PendingWrites } from './tick-writes';
+export { TickBatch } from './tick-writes';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';

@@ -6,7 +6,7 @@ import { prettyFactory } from 'pino-pretty';
 import type { AppConfig } from '@app/config';
 import { routePattern } from './http-metrics.middleware';
 import { SecretScrubber } from './redact';
-import { flushAtExit, flushedBeforeExit, PendingWrites } from './tick-writes';
+import { TickBatch } from './tick-writes';
 
 /**
  * Paths redacted from every log line by pino (structured fields). Keys, JWTs, master keys
@@ -122,29 +122,12 @@ export function logDestination(
     if (config.LOG_STDOUT) stdout.write(pretty ? pretty(clean) : clean);
     file?.write(clean);
   };
-  // Access lines wait for the end of the event loop's turn (process.nextTick: after the
-  // promise continuations of that turn) and leave in one write (one syscall per destination
-  // for all the requests that ended in that turn, instead of one each: issue 18). Any other line first writes what waits, so lines keep their order; at
-  // exit what waits is written (tick-writes.ts). A development terminal gets each line at once.
-  let waiting = '';
-  const batch: PendingWrites = {
-    flush: () => {
-      if (!waiting) return;
-      const text = waiting;
-      waiting = '';
-      flushedBeforeExit(batch);
-      writeNow(text);
-    },
-  };
-  const writeClean = pretty
-    ? writeNow
-    : (clean: string) => {
-        if (!waiting) {
-          flushAtExit(batch);
-          process.nextTick(batch.flush);
-        }
-        waiting += clean;
-      };
+  // Access lines leave with the other access lines of their event-loop turn, in one write at
+  // its end (one syscall per destination instead of one per request: issue 18); any other
+  // line first writes what waits, so lines keep their order; what waits at exit is written
+  // (tick-writes.ts). A development terminal gets each line at once.
+  const batch = new TickBatch(writeNow);
+  const writeClean = pretty ? writeNow : (clean: string) => batch.add(clean);
   return {
     file: config.LOG_FILE,
     writable: true, // lets pino(destination) recognise it as a stream

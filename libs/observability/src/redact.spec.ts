@@ -48,27 +48,32 @@ describe('SecretScrubber', () => {
   });
 });
 
-describe('logDestination', () => {
-  function capture() {
-    const chunks: string[] = [];
-    const out = new Writable({
-      write(c: Buffer, _e, cb) {
-        chunks.push(c.toString());
-        cb();
-      },
-    }) as Writable & { isTTY?: boolean };
-    return { out, text: () => chunks.join('') };
-  }
+/** stdout stand-in: `chunks` as written, one per write. */
+function capture() {
+  const chunks: string[] = [];
+  const out = new Writable({
+    write(c: Buffer, _e, cb) {
+      chunks.push(c.toString());
+      cb();
+    },
+  }) as Writable & { isTTY?: boolean };
+  return { out, chunks, text: () => chunks.join('') };
+}
 
+/** A production config logging to `file` too. */
+const withLogFile = (file: string) =>
+  loadConfig({
+    NODE_ENV: 'production',
+    MASTER_KEY: MASTER,
+    JWT_SECRET: 'j'.repeat(40),
+    LOG_FILE: file,
+    DATA_DIR: '/tmp/gw-unit',
+  });
+
+describe('logDestination', () => {
   it('writes scrubbed JSON to stdout and LOG_FILE (creating its directory)', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'gw-log-')), 'nested', 'dir', 'app.log');
-    const config = loadConfig({
-      NODE_ENV: 'production',
-      MASTER_KEY: MASTER,
-      JWT_SECRET: 'j'.repeat(40),
-      LOG_FILE: file,
-      DATA_DIR: '/tmp/gw-unit',
-    });
+    const config = withLogFile(file);
     const { out, text } = capture();
     const logger = pino(
       { redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
@@ -109,21 +114,8 @@ describe('logDestination', () => {
 describe('logDestination: access lines', () => {
   it('writes the access lines of one turn together at its end, before any later line, in order', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'gw-log-')), 'app.log');
-    const config = loadConfig({
-      NODE_ENV: 'production',
-      MASTER_KEY: MASTER,
-      JWT_SECRET: 'j'.repeat(40),
-      LOG_FILE: file,
-      DATA_DIR: '/tmp/gw-unit',
-    });
-    const writes: string[] = [];
-    const out = new Writable({
-      write(c: Buffer, _e, cb) {
-        writes.push(c.toString());
-        cb();
-      },
-    });
-    const dest = logDestination(config, out);
+    const { out, chunks: writes } = capture();
+    const dest = logDestination(withLogFile(file), out);
     dest.writeClean('{"n":1}\n');
     dest.writeClean('{"n":2}\n');
     expect(writes).toEqual([]); // waiting for the end of this turn

@@ -1,37 +1,61 @@
 /**
- * Writes that wait to be flushed (lines gathered for one syscall per event-loop turn instead
- * of one per request: issue 18, docs/BENCHMARKS.md "Syscalls per request"). Whatever is still
- * waiting when the process exits (process.exit, an uncaught error) is written by one 'exit'
- * listener, synchronously: the process cannot end with lines held in memory.
+ * Text gathered for one write per event-loop turn instead of one per request (issue 18,
+ * docs/BENCHMARKS.md "Syscalls per request"): the access lines and the ledger journal's rows.
+ * What one turn adds is written at its end (process.nextTick: after that turn's promise
+ * continuations). Whatever still waits when the process exits (process.exit, an uncaught
+ * error) is written by one 'exit' listener, synchronously: the process cannot end with text
+ * held in memory.
  */
-export interface PendingWrites {
-  /** Writes what waits, synchronously. */
-  flush(): void;
+export class TickBatch {
+  private text = '';
+  private pending: Promise<void> | null = null;
+
+  /** `write`: writes the turn's text, synchronously (its failures are its own to report). */
+  constructor(private readonly write: (text: string) => void) {}
+
+  /** Adds `text` to this turn's write. */
+  add(text: string): void {
+    this.text += text;
+    if (this.pending) return;
+    waiting.add(this);
+    listenForExit();
+    this.pending = new Promise((resolve) =>
+      process.nextTick(() => {
+        this.flush();
+        resolve();
+      }),
+    );
+  }
+
+  /** Resolves once everything added so far has been written; undefined when nothing waits. */
+  get written(): Promise<void> | undefined {
+    return this.pending ?? undefined;
+  }
+
+  /** Writes what waits now, synchronously (before a line that must come after it, or a close). */
+  flush(): void {
+    this.pending = null;
+    waiting.delete(this);
+    if (!this.text) return;
+    const text = this.text;
+    this.text = '';
+    this.write(text);
+  }
 }
 
-const waiting = new Set<PendingWrites>();
+const waiting = new Set<TickBatch>();
 let listening = false;
 
-function flushAll(): void {
-  for (const w of [...waiting]) {
-    try {
-      w.flush();
-    } catch {
-      // exiting: nothing left to tell
+function listenForExit(): void {
+  if (listening) return;
+  listening = true;
+  process.on('exit', () => {
+    for (const b of [...waiting]) {
+      try {
+        b.flush();
+      } catch {
+        // exiting: nothing left to tell
+      }
     }
-  }
-}
-
-/** `w` has writes waiting: flushed at exit unless `flushedBeforeExit(w)` is called first. */
-export function flushAtExit(w: PendingWrites): void {
-  waiting.add(w);
-  if (!listening) {
-    listening = true;
-    process.on('exit', flushAll);
-  }
-}
-
-/** `w` has nothing waiting any more. */
-export function flushedBeforeExit(w: PendingWrites): void {
-  waiting.delete(w);
+  });
 }

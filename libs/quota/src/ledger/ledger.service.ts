@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { AppConfig } from '@app/config';
-import { flushAtExit, flushedBeforeExit, PendingWrites, ReadinessRegistry } from '@app/observability';
+import { ReadinessRegistry, TickBatch } from '@app/observability';
 import { QuotaMetrics } from '../quota-metrics';
 import { LedgerRecord, parseRecord, serializeRecord } from './ledger-record';
 import { LedgerStreamService } from './ledger-stream.service';
@@ -82,11 +82,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly moved = new Set<string>();
   /** The fdatasync on the thread pool, while one runs. */
   private syncing: Promise<void> | null = null;
-  /** Journal lines waiting for this turn's write (writeJournal), and their requests' ids. */
-  private unwritten = '';
+  /** Journal lines waiting for this turn's write (one write per turn), and their requests' ids. */
+  private readonly unwritten = new TickBatch((text) => this.appendJournal(text));
   private unwrittenIds: (string | null)[] = [];
-  private journalWrite: Promise<void> | null = null;
-  private readonly journalBatch: PendingWrites = { flush: () => this.writeJournal() };
 
   constructor(
     private readonly repo: LedgerRepository,
@@ -368,16 +366,8 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    */
   private journal(record: LedgerRecord, line: string): void {
     if (this.journalFd === null) return;
-    this.unwritten += line + '\n';
     this.unwrittenIds.push(record.requestId);
-    if (this.journalWrite) return;
-    flushAtExit(this.journalBatch);
-    this.journalWrite = new Promise((resolve) =>
-      process.nextTick(() => {
-        this.writeJournal();
-        resolve();
-      }),
-    );
+    this.unwritten.add(line + '\n');
   }
 
   /**
@@ -385,17 +375,12 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    * waits. A failed write is logged (those rows are held in memory only, as before).
    */
   get journalWritten(): Promise<void> | undefined {
-    return this.journalWrite ?? undefined;
+    return this.unwritten.written;
   }
 
-  /** Writes the waiting lines now, synchronously. */
-  private writeJournal(): void {
-    this.journalWrite = null;
-    flushedBeforeExit(this.journalBatch);
-    if (!this.unwritten) return;
-    const text = this.unwritten;
+  /** The journal's write of one turn's lines (their ids for the error, should it fail). */
+  private appendJournal(text: string): void {
     const ids = this.unwrittenIds;
-    this.unwritten = '';
     this.unwrittenIds = [];
     if (this.journalFd === null) return;
     try {
@@ -417,7 +402,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    * cache meanwhile: a process crash loses nothing).
    */
   private syncJournal(): void {
-    this.writeJournal();
+    this.unwritten.flush();
     const fd = this.journalFd;
     if (fd === null || !this.journalDirty || this.syncing) return;
     this.journalDirty = false;
@@ -438,7 +423,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    */
   private truncateJournal(): void {
     if (this.journalFd === null || this.queue.length) return;
-    this.writeJournal(); // (rows the stream committed meanwhile: in the file they belong to)
+    this.unwritten.flush(); // (rows the stream committed meanwhile: in the file they belong to)
     if (!this.journalUsed) return;
     const oldFd = this.journalFd;
     const oldPath = this.journalPath;
@@ -460,7 +445,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private async closeJournal(): Promise<void> {
-    this.writeJournal();
+    this.unwritten.flush();
     if (this.journalFd === null) return;
     await this.syncing; // (its fd must stay open until it returns)
     if (this.journalDirty) {
@@ -477,7 +462,7 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
 
   /** Shutdown could not write the queue: it stays in the journal, replayed on the next start. */
   private keepJournal(reason: string): void {
-    this.writeJournal();
+    this.unwritten.flush();
     if (!this.queue.length) return;
     if (this.journalFd !== null) {
       this.logger.error(

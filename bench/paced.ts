@@ -46,7 +46,7 @@ import {
 } from './proxy';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** What V8's collector did in a --trace-gc-nvp log from byte `from` on, for `requests` answers. */
-export function gcSummary(log: string, from: number, requests: number): string {
+function gcSummary(log: string, from: number, requests: number): string {
   let allocated = 0;
   let promoted = 0;
   const scavenges: number[] = [];
@@ -94,7 +94,6 @@ async function main(): Promise<void> {
     await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat`));
     const gcFlags = process.env.LAT_GC === '1' ? ['--trace-gc-nvp'] : [];
     const flagsB = process.env.LAT_FLAGS_B?.split(' ').filter(Boolean).concat(gcFlags);
-    if (flagsB) await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat_b`));
     const env: Record<string, string> = {
       MODELS_FILE: modelsFile,
       BENCH_UPSTREAM_KEY: 'sk-upstream-bench',
@@ -106,27 +105,18 @@ async function main(): Promise<void> {
     if (process.env.LAT_PROFILE === '1') extra.push('--cpu-prof', '--cpu-prof-dir', profDir);
     let window: { fromUs: number; toUs: number } | undefined;
     const gw = await startGateway(env, extra);
-    const gwB = flagsB
-      ? await startGateway({ ...env, DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat_b') }, flagsB)
-      : undefined;
     const bare = await startBare(up);
     const pid = gw.proc.pid!;
     gw.key = await createKey(gw.url);
-    if (gwB) {
-      gwB.name = `gateway B (${flagsB!.join(' ')})`;
-      gwB.key = await createKey(gwB.url);
-    }
-    let base: Awaited<ReturnType<typeof startGateway>> | undefined;
-    if (baseBuild) {
-      await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE gw_lat_base`));
-      base = await startGateway(
-        { ...env, DATABASE_URL: dbUrl(services.adminUrl, 'gw_lat_base') },
-        gcFlags,
-        baseBuild,
-        'baseline',
-      );
-      base.key = await createKey(base.url);
-    }
+    /** Another gateway on its own database, alternated with `gw` in every round. */
+    const second = async (db: string, flags: string[], name: string, b?: typeof build) => {
+      await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE ${db}`));
+      const t = await startGateway({ ...env, DATABASE_URL: dbUrl(services.adminUrl, db) }, flags, b, name);
+      t.key = await createKey(t.url);
+      return t;
+    };
+    const gwB = flagsB ? await second('gw_lat_b', flagsB, `gateway B (${flagsB.join(' ')})`) : undefined;
+    const base = baseBuild ? await second('gw_lat_base', gcFlags, 'baseline', baseBuild) : undefined;
     const perReq = new Map<string, number[]>();
     await sleep(3000);
     const c0 = cpuMs(pid);
@@ -135,10 +125,8 @@ async function main(): Promise<void> {
     // LAT_RATE=0: saturated (32 connections, no pacing)
     const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
     const connections = rate ? 64 : 32;
-    await load(gw, { rate, seconds: 3, connections });
-    if (gwB) await load(gwB, { rate, seconds: 3, connections }, gwB.key);
-    if (base) await load(base, { rate, seconds: 3, connections }, base.key);
     const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : [])];
+    for (const t of gateways) await load(t, { rate, seconds: 3, connections }, t.key);
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
       for (const t of [bare, ...(base && i % 2 ? [...gateways].reverse() : gateways)]) {
         // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
@@ -174,15 +162,13 @@ async function main(): Promise<void> {
     if (redis && process.env.LAT_SLOWLOG)
       execSync(`redis-cli -p ${redis.port} --json slowlog get 100000 > ${tmpdir()}/paced-slowlog.json`);
     if (process.env.LAT_HOLD) await sleep(Number(process.env.LAT_HOLD) * 1000);
-    await stopProcess(gw.proc);
-    if (gwB) await stopProcess(gwB.proc);
+    for (const t of gateways) await stopProcess(t.proc);
     for (const [name, us] of perReq) {
       const sorted = [...us].sort((a, b) => a - b);
       console.log(
         `${name}: CPU per request, median of ${us.length} rounds ${sorted[Math.floor((sorted.length - 1) / 2)].toFixed(0)} µs (${us.map((u) => u.toFixed(0)).join(', ')})`,
       );
     }
-    if (base) await stopProcess(base.proc);
     const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (prof && window) {
       const sum = summariseProfile(join(profDir, prof), 40, window, CATEGORIES);

@@ -4,7 +4,7 @@
  * start flags) and the bare proxy alternate LAT_ROUNDS times at LAT_RATE req/s (default 200)
  * for LAT_SECONDS each; prints p50/p99, CPU per request, and each thread's user/system CPU
  * (the main thread against V8's helper threads). Also the gateway's idle CPU before the load.
- * LAT_RATE=0: saturated instead (32 connections). LAT_PROFILE=1: a --cpu-prof of the gateway,
+ * LAT_RATE=0: saturated instead (32 connections; LAT_CONNECTIONS=1: sequential). LAT_PROFILE=1: a --cpu-prof of the gateway,
  * summarised for its last load. LAT_SLOWLOG=1: Redis SLOWLOG of every command during the
  * gateway's load, to <tmpdir>/paced-slowlog.json. Redis INFO commandstats after the runs.
  * LAT_FLAGS: node flags after the start script's (e.g. --trace-gc; the log stays in
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     console.log(`idle CPU: ${((cpuMs(pid) - c0) / 10000).toFixed(3)} cores`);
     // LAT_RATE=0: saturated (32 connections, no pacing)
     const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
-    const connections = rate ? 64 : 32;
+    const connections = Number(process.env.LAT_CONNECTIONS) || (rate ? 64 : 32);
     const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : [])];
     for (const t of gateways) await load(t, { rate, seconds: 3, connections }, t.key);
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {

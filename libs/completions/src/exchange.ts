@@ -84,6 +84,38 @@ function outcomeOf(e: unknown): string {
   return status === 504 ? 'timeout' : status < 500 ? 'http_4xx' : 'error';
 }
 
+/**
+ * The exchange's abort signal, made with `new` like any object. Node's AbortController makes
+ * each AbortSignal as an EventTarget and then sets its prototype (`setPrototypeOf`): with one
+ * per request, that alone kept whole requests alive through young-generation collections
+ * until the next full one (issue 18, docs/BENCHMARKS.md "Old tables keep young requests").
+ * The same interface for what reads it (`aborted`, `reason`, `throwIfAborted`, the `abort`
+ * event: undici, the providers, the stream relay); `abort` is its controller's.
+ */
+export class RequestSignal extends EventTarget {
+  aborted = false;
+  reason: unknown = undefined;
+  onabort: ((this: AbortSignal, ev: Event) => unknown) | null = null;
+
+  abort(reason: unknown = new DOMException('This operation was aborted', 'AbortError')): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const event = new Event('abort');
+    this.onabort?.call(this as unknown as AbortSignal, event);
+    this.dispatchEvent(event);
+  }
+
+  throwIfAborted(): void {
+    if (this.aborted) throw this.reason;
+  }
+
+  /** Typed as what it stands for. */
+  get asSignal(): AbortSignal {
+    return this as unknown as AbortSignal;
+  }
+}
+
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -213,7 +245,7 @@ export class ExchangeRunner {
     const more = r.headers?.(headers);
     if (more) for (const k of Object.keys(more)) res.setHeader(k, more[k]);
 
-    const abort = new AbortController();
+    const abort = new RequestSignal();
     const onClose = () => {
       if (!res.writableFinished) abort.abort(new Aborted('client'));
     };
@@ -235,7 +267,7 @@ export class ExchangeRunner {
       accepted: false,
       started: r.started,
       requestId: r.requestId,
-      signal: abort.signal,
+      signal: abort.asSignal,
       deployment: null,
       attempts: 0,
       cleanup: [],
@@ -321,7 +353,7 @@ export class ExchangeRunner {
     const leave = this.router.begin(d);
     const totalMs = d.routing.timeouts.totalMs;
     if (totalMs === undefined) return { signal: ex.signal, end: leave };
-    const ac = new AbortController();
+    const ac = new RequestSignal();
     const relay = () => ac.abort(ex.signal.reason);
     ex.signal.addEventListener('abort', relay, { once: true });
     const timer = setTimeout(
@@ -335,7 +367,7 @@ export class ExchangeRunner {
       totalMs,
     );
     return {
-      signal: ac.signal,
+      signal: ac.asSignal,
       end: (outcome) => {
         clearTimeout(timer);
         ex.signal.removeEventListener('abort', relay);

@@ -1,5 +1,6 @@
 import type { Server, ServerResponse } from 'node:http';
 import { constants } from 'node:os';
+import { Slots } from './slots';
 
 export interface ShutdownLogger {
   log(message: string): unknown;
@@ -58,7 +59,8 @@ export function watchParent(onGone: (parentPid: number) => void, intervalMs = 10
  * `enableShutdownHooks` is not used: it would run step 3 before steps 1 and 2.
  */
 export class GracefulShutdown {
-  private readonly active = new Set<ServerResponse>();
+  /** Not a Set: see Slots (one add and one remove per request). */
+  private readonly active = new Slots<ServerResponse>();
   private state: 'running' | 'draining' | 'closing' = 'running';
   private readonly listeners = new Map<NodeJS.Signals, () => void>();
   private done?: Promise<number>;
@@ -70,8 +72,8 @@ export class GracefulShutdown {
   ) {
     // Before Express's own listener, so a request arriving while draining gets the header too.
     server.prependListener('request', (_req, res: ServerResponse) => {
-      this.active.add(res);
-      res.once('close', () => this.active.delete(res));
+      const slot = this.active.add(res);
+      res.once('close', () => this.active.remove(slot));
       if (this.state !== 'running' && !res.headersSent) res.setHeader('Connection', 'close');
     });
   }

@@ -18,6 +18,7 @@ export type {
 export { httpMetricsMiddleware, routePattern, trackHttpRequest } from './http-metrics.middleware';
 export { GracefulShutdown, watchParent } from './graceful-shutdown';
 export { TickBatch } from './tick-writes';
+export { Slots } from './slots';
 export { answerClientError, jsonBodyError, jsonBodyProblem, MAX_JSON_DEPTH } from './request-guards';
 export type { GracefulShutdownOptions, ShutdownLogger } from './graceful-shutdown';
 export { AUTH_METADATA, Public } from './access';

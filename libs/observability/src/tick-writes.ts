@@ -1,3 +1,5 @@
+import { Slots } from './slots';
+
 /**
  * Text gathered for one write per event-loop turn instead of one per request (issue 18,
  * docs/BENCHMARKS.md "Syscalls per request"): the access lines and the ledger journal's rows.
@@ -8,6 +10,8 @@
  */
 export class TickBatch {
   private text = '';
+  /** Its slot in `waiting` while text waits. */
+  private slot = -1;
   private pending: Promise<void> | null = null;
 
   /** `write`: writes the turn's text, synchronously (its failures are its own to report). */
@@ -17,7 +21,7 @@ export class TickBatch {
   add(text: string): void {
     this.text += text;
     if (this.pending) return;
-    waiting.add(this);
+    this.slot = waiting.add(this);
     listenForExit();
     this.pending = new Promise((resolve) =>
       process.nextTick(() => {
@@ -35,7 +39,8 @@ export class TickBatch {
   /** Writes what waits now, synchronously (before a line that must come after it, or a close). */
   flush(): void {
     this.pending = null;
-    waiting.delete(this);
+    if (this.slot >= 0) waiting.remove(this.slot);
+    this.slot = -1;
     if (!this.text) return;
     const text = this.text;
     this.text = '';
@@ -43,7 +48,8 @@ export class TickBatch {
   }
 }
 
-const waiting = new Set<TickBatch>();
+/** The batches with text waiting (not a Set: one add and one remove per turn, see Slots). */
+const waiting = new Slots<TickBatch>();
 let listening = false;
 
 function listenForExit(): void {

@@ -8,6 +8,7 @@ import { ProviderRegistry } from './providers/provider-registry';
 import type { ItemSource, ItemStep } from './providers/upstream-http';
 import { DeploymentRouter } from './routing/deployment-router';
 import { Deployment, deploymentsFor, Endpoint, ModelRoute, RoutingTable } from './routing/routing-table';
+import { RequestSignal } from './request-signal';
 import type { TokenUsage } from './usage';
 import { CompletionCaller, MeteredUsage, UsageMeta, UsageMeter } from './usage-meter';
 
@@ -82,38 +83,6 @@ export function pricingFor(endpoint: Endpoint, p: Pricing): Pricing {
 function outcomeOf(e: unknown): string {
   const status = e instanceof UpstreamError ? e.apiError.getStatus() : 500;
   return status === 504 ? 'timeout' : status < 500 ? 'http_4xx' : 'error';
-}
-
-/**
- * The exchange's abort signal, made with `new` like any object. Node's AbortController makes
- * each AbortSignal as an EventTarget and then sets its prototype (`setPrototypeOf`): with one
- * per request, that alone kept whole requests alive through young-generation collections
- * until the next full one (issue 18, docs/BENCHMARKS.md "Old tables keep young requests").
- * The same interface for what reads it (`aborted`, `reason`, `throwIfAborted`, the `abort`
- * event: undici, the providers, the stream relay); `abort` is its controller's.
- */
-export class RequestSignal extends EventTarget {
-  aborted = false;
-  reason: unknown = undefined;
-  onabort: ((this: AbortSignal, ev: Event) => unknown) | null = null;
-
-  abort(reason: unknown = new DOMException('This operation was aborted', 'AbortError')): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    const event = new Event('abort');
-    this.onabort?.call(this as unknown as AbortSignal, event);
-    this.dispatchEvent(event);
-  }
-
-  throwIfAborted(): void {
-    if (this.aborted) throw this.reason;
-  }
-
-  /** Typed as what it stands for. */
-  get asSignal(): AbortSignal {
-    return this as unknown as AbortSignal;
-  }
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

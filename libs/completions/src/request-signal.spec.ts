@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { request } from 'undici';
-import { RequestSignal } from './exchange';
+import { RequestSignal } from './request-signal';
 
 describe('RequestSignal (the exchange abort signal)', () => {
   it('aborts once, with its reason, and calls each listener once', () => {

@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import request from 'supertest';
 import { ApiKeyGuard } from '@app/api-keys';
 import { createTestApp, TestApp } from '../harness/app';
-import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
+import { auth, badChecksum, createTenantWithAdmin, TenantSession } from '../harness/factories';
 import { jsonLines, logFilePath, sample } from '../observability/capture';
 import { FakeUpstream, fakeAnthropic, fakeOpenAi } from './fake-upstreams';
 import { TEST_TIMEOUTS, UPSTREAM_SECRET, writeModelsFile } from './harness';
@@ -128,7 +128,7 @@ const CASES: Case[] = [
     'bad-checksum',
     'POST',
     '/v1/chat/completions',
-    (s) => ({ ...json, authorization: `Bearer ${s.keys.full.key.slice(0, -1)}x` }),
+    (s) => ({ ...json, authorization: `Bearer ${badChecksum(s.keys.full.key)}` }),
     chat(),
   ],
   [

@@ -52,3 +52,6 @@ export async function createTenantWithAdmin(url: string, name = `tenant-${uniq()
 export const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
 export const masterIn = (tenantId: string) => ({ ...master, 'X-Tenant-ID': tenantId });
 export { master as masterHeaders };
+
+/** `key` with its last character changed: the current format's checksum no longer holds. */
+export const badChecksum = (key: string): string => key.slice(0, -1) + (key.at(-1) === 'a' ? 'b' : 'a');

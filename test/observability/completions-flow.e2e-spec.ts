@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import request from 'supertest';
 import { createTestApp, JWT_SECRET, MASTER_KEY, redisUrl, TestApp } from '../harness/app';
-import { auth, createTenantWithAdmin, TenantSession } from '../harness/factories';
+import { auth, badChecksum, createTenantWithAdmin, TenantSession } from '../harness/factories';
 import { withClient } from '../harness/servers';
 import { captureStdout, jsonLines, logFilePath, sample, when, wired } from './capture';
 
@@ -115,7 +115,7 @@ describeMetered('operations view of a completions flow (needs Redis)', () => {
       // A request larger than the key's token quota: tokens, key level.
       await request(t.url).post('/v1/chat/completions').set(k(tiny.key)).send(chat('mock-gpt')).expect(429);
       // Bad keys: a checksum typo, then a revoked key twice.
-      const typo = main.key.slice(0, -1) + (main.key.endsWith('A') ? 'B' : 'A');
+      const typo = badChecksum(main.key);
       await request(t.url).post('/v1/chat/completions').set(k(typo)).send(chat('mock-gpt')).expect(401);
       const unknown = await createKey(t, a.admin.token, {});
       await request(t.url).delete(`/api/v1/api-keys/${unknown.id}`).set(auth(a.admin.token)).expect(200);

@@ -3,7 +3,14 @@ import request from 'supertest';
 import { generateKey } from '@app/api-keys';
 import { isAnthropicPath } from '@app/observability';
 import { createTestApp, JWT_SECRET, MASTER_KEY, redisUrl, TestApp } from '../harness/app';
-import { auth, createTenantWithAdmin, createUser, TenantSession, UserSession } from '../harness/factories';
+import {
+  auth,
+  badChecksum,
+  createTenantWithAdmin,
+  createUser,
+  TenantSession,
+  UserSession,
+} from '../harness/factories';
 import { FakeLlm, startFakeLlm } from './fake-llm';
 import { Figures } from './figures';
 import { raw, RawResponse } from './raw-http';
@@ -412,7 +419,7 @@ describe('bad input: every route, malformed every way', () => {
       'Bearer',
       'Bearer ',
       'Bearer sk-',
-      `Bearer ${key.slice(0, -1)}X`,
+      `Bearer ${badChecksum(key)}`,
       `Bearer ${generateKey()}`,
       `Bearer ${key}${key}`,
       `Bearer sk-${'A'.repeat(10_000)}`,

@@ -7,6 +7,7 @@ import { QuotaMetrics } from '../quota-metrics';
 import { LedgerRecord, serializeRecord } from './ledger-record';
 import { LedgerService } from './ledger.service';
 import type { LedgerRepository } from './ledger.repository';
+import type { LedgerStreamService } from './ledger-stream.service';
 
 function record(id: string): LedgerRecord {
   return {
@@ -74,5 +75,61 @@ describe('LedgerService journal', () => {
     expect(journal()).toBe(before);
     await ledger.journalWritten;
     expect(journal()).toBe(before + serializeRecord(record('d')) + '\n');
+  });
+});
+
+/** A full queue starts one tick, not one per row while that tick waits for the stream's pass. */
+describe('LedgerService ticks', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-ledger-unit-'));
+  const config = loadConfig({
+    DATA_DIR: dir,
+    MASTER_KEY: 'x'.repeat(32),
+    JWT_SECRET: 'y'.repeat(40),
+    LEDGER_FLUSH_MS: '600000',
+    LEDGER_BATCH_SIZE: '5',
+  });
+  const batches: number[] = [];
+  const repo = {
+    insertBatch: (rows: LedgerRecord[]) => (batches.push(rows.length), Promise.resolve(rows.length)),
+  } as unknown as LedgerRepository;
+  let passes = 0;
+  let release = () => {};
+  const stream = {
+    // the pass takes as long as the test says (a slow Redis or PostgreSQL)
+    passNow: () => (passes++, new Promise<void>((r) => (release = r))),
+    onCommitted: () => undefined,
+  } as unknown as LedgerStreamService;
+  const ledger = new LedgerService(repo, config, new ReadinessRegistry(), new QuotaMetrics(), stream);
+  ledger.onModuleInit();
+  const turn = () => new Promise((r) => setTimeout(r, 5));
+
+  afterAll(async () => {
+    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('rows enqueued while a tick waits for the pass start no other tick; the next full queue starts the next', async () => {
+    for (let i = 0; i < 5; i++) ledger.enqueue(record(`t${i}`));
+    await turn();
+    expect(passes).toBe(1); // the fifth row filled the batch
+    for (let i = 5; i < 40; i++) {
+      ledger.enqueue(record(`t${i}`));
+      await turn();
+    }
+    expect(passes).toBe(1);
+    release();
+    await turn();
+    // the tick wrote everything queued, in batches of LEDGER_BATCH_SIZE, once
+    expect(batches).toEqual([5, 5, 5, 5, 5, 5, 5, 5]);
+    expect(ledger.depth).toBe(0);
+    for (let i = 40; i < 44; i++) ledger.enqueue(record(`t${i}`));
+    await turn();
+    expect(passes).toBe(1); // not full yet: waits for LEDGER_FLUSH_MS
+    ledger.enqueue(record('t44'));
+    await turn();
+    expect(passes).toBe(2);
+    release();
+    await turn();
+    expect(batches.length).toBe(9);
   });
 });

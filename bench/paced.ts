@@ -14,7 +14,9 @@
  * allocated and promoted per request, scavenges and their pauses, mark-compacts, their pauses
  * and their concurrent marking's CPU on V8's helper threads).
  * LAT_FLAGS_B: a second gateway of the same build with these node flags instead of LAT_FLAGS
- * (its own database), alternated with the first in every round: node flags compared in one run.
+ * (its own database), alternated with the first in every round (the order flipped each round):
+ * node flags compared in one run. LAT_ENV_B="K=V,...": that second gateway with these
+ * environment variables added (settings compared in one run; with or without LAT_FLAGS_B).
  * LAT_BASELINE=<rev>: a gateway built from that revision (its own database), alternated with
  * the others in every round (the gateways' order flipped each round); the median CPU per
  * request of each target over the rounds is printed at the end.
@@ -109,13 +111,39 @@ async function main(): Promise<void> {
     const pid = gw.proc.pid!;
     gw.key = await createKey(gw.url);
     /** Another gateway on its own database, alternated with `gw` in every round. */
-    const second = async (db: string, flags: string[], name: string, b?: typeof build) => {
+    const second = async (
+      db: string,
+      flags: string[],
+      name: string,
+      b?: typeof build,
+      more: Record<string, string> = {},
+    ) => {
       await withClient(services.adminUrl, (c) => c.query(`CREATE DATABASE ${db}`));
-      const t = await startGateway({ ...env, DATABASE_URL: dbUrl(services.adminUrl, db) }, flags, b, name);
+      const t = await startGateway(
+        { ...env, ...more, DATABASE_URL: dbUrl(services.adminUrl, db) },
+        flags,
+        b,
+        name,
+      );
       t.key = await createKey(t.url);
       return t;
     };
-    const gwB = flagsB ? await second('gw_lat_b', flagsB, `gateway B (${flagsB.join(' ')})`) : undefined;
+    const envB = Object.fromEntries(
+      (process.env.LAT_ENV_B ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    );
+    const gwB =
+      flagsB || process.env.LAT_ENV_B
+        ? await second(
+            'gw_lat_b',
+            flagsB ?? gcFlags,
+            `gateway B (${[...(flagsB ?? []), ...Object.keys(envB).map((k) => `${k}=${envB[k]}`)].join(' ')})`,
+            undefined,
+            envB,
+          )
+        : undefined;
     const base = baseBuild ? await second('gw_lat_base', gcFlags, 'baseline', baseBuild) : undefined;
     const perReq = new Map<string, number[]>();
     await sleep(3000);
@@ -128,7 +156,7 @@ async function main(): Promise<void> {
     const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : [])];
     for (const t of gateways) await load(t, { rate, seconds: 3, connections }, t.key);
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
-      for (const t of [bare, ...(base && i % 2 ? [...gateways].reverse() : gateways)]) {
+      for (const t of [bare, ...(gateways.length > 1 && i % 2 ? [...gateways].reverse() : gateways)]) {
         // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
         if (t !== bare && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
         if (t === gw && redis && process.env.LAT_SLOWLOG)

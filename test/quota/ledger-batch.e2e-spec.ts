@@ -4,7 +4,7 @@ import { createDatabase } from '../harness/app';
 import { Instance, insertKey, insertTenant, insertUser, sql, startInstance } from './harness';
 
 /**
- * The ledger's batch insert (one JSON parameter, json_to_recordset) against a real PostgreSQL:
+ * The ledger's batch insert (one statement: unnest of one array per column) against a real PostgreSQL:
  * every column as the record says, defaults for what older records lack, exact costs, each id
  * once, and the keys' usage and spend raised by exactly the rows that were new.
  */

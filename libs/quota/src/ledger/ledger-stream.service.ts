@@ -41,6 +41,10 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   private lastClaim = 0;
   private failing = 0;
   private moved = 0;
+  /** The last pass read every stream without an error, and found none lost (NOGROUP). */
+  private clean = false;
+  /** A stream was found without its group during this pass (Redis lost it). */
+  private lostSeen = false;
   /** The ledger queue drives the passes (passNow on its tick): this timer is only a fallback then. */
   private driven = false;
   private committed?: (rows: LedgerRecord[]) => void;
@@ -112,16 +116,22 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
    * rows it committed (see onCommitted); waits at most `maxWaitMs` (a Redis that does not
    * answer must not hold the queue's own writes).
    */
-  async passNow(maxWaitMs: number): Promise<void> {
-    if (!this.redis || this.stopped) return;
+  async passNow(maxWaitMs: number): Promise<boolean> {
+    if (!this.redis || this.stopped) return false;
     this.driven = true;
     if (!this.pass) {
       if (this.timer) clearTimeout(this.timer);
       this.startPass();
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.pass, new Promise((r) => (timer = setTimeout(r, maxWaitMs)))]);
+    const finished = await Promise.race([
+      this.pass!.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), maxWaitMs))),
+    ]);
     clearTimeout(timer);
+    // true: every row settled before this call is now in PostgreSQL, by this pass or by the
+    // queue's drain (the queue writes what the pass did not commit)
+    return finished && this.clean;
   }
 
   /** Called with the rows of every batch a pass committed (inserted, or already there). */
@@ -133,6 +143,8 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   private async runPass(): Promise<void> {
     const redis = this.redis;
     if (!redis) return;
+    this.clean = false;
+    this.lostSeen = false;
     try {
       if (this.recent.size) {
         const ids = [...this.recent];
@@ -151,6 +163,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
       if (this.failing)
         this.logger.log(`ledger stream rows are written again (after ${this.failing} failed passes)`);
       this.failing = 0;
+      this.clean = !this.lostSeen;
     } catch (e) {
       this.failing++;
       if (this.failing === 1 || this.failing % 30 === 0)
@@ -191,6 +204,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     } catch (e) {
       if (!String((e as Error).message).includes('NOGROUP')) throw e;
       // Redis lost the stream and its group (restart, flush): create it again
+      this.lostSeen = true;
       this.groups.delete(ledgerStreamKey(tenantId));
       return this.drainOnce(tenantId, claimIdle);
     }

@@ -133,3 +133,81 @@ describe('LedgerService ticks', () => {
     expect(batches.length).toBe(9);
   });
 });
+
+/** After a clean pass, rows queued while it ran are left to the next pass; otherwise all are written. */
+describe('LedgerService drain after the stream pass', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-ledger-unit-'));
+  const config = loadConfig({
+    DATA_DIR: dir,
+    MASTER_KEY: 'x'.repeat(32),
+    JWT_SECRET: 'y'.repeat(40),
+    LEDGER_FLUSH_MS: '600000',
+  });
+  const inserted: string[][] = [];
+  const repo = {
+    insertBatch: (rows: LedgerRecord[]) => (
+      inserted.push(rows.map((r) => r.id)),
+      Promise.resolve(rows.length)
+    ),
+  } as unknown as LedgerRepository;
+  let committed: (rows: LedgerRecord[]) => void = () => undefined;
+  let finish: (clean: boolean) => void = () => undefined;
+  const stream = {
+    passNow: () => new Promise<boolean>((r) => (finish = r)),
+    onCommitted: (fn: (rows: LedgerRecord[]) => void) => (committed = fn),
+  } as unknown as LedgerStreamService;
+  const ledger = new LedgerService(repo, config, new ReadinessRegistry(), new QuotaMetrics(), stream);
+  ledger.onModuleInit();
+  const tick = () => (ledger as unknown as { tick(): Promise<void> }).tick();
+  const turn = () => new Promise((r) => setTimeout(r, 20));
+  const spool = join(dir, 'ledger-spool');
+  const journals = () => readdirSync(spool).filter((f) => f.startsWith('journal-'));
+  const journalIds = () =>
+    journals()
+      .flatMap((f) => readFileSync(join(spool, f), 'utf8').split('\n'))
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as LedgerRecord).id);
+
+  afterAll(async () => {
+    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes what the pass did not move from before the tick, keeps the rest queued and journaled', async () => {
+    for (const id of ['a', 'b', 'c']) ledger.enqueue(record(id));
+    await turn();
+    const running = tick();
+    for (const id of ['d', 'e']) ledger.enqueue(record(id)); // settled while the pass runs
+    await turn();
+    committed([record('a'), record('d')]); // the pass moved these
+    finish(true);
+    await running;
+    expect(inserted).toEqual([['b', 'c']]);
+    expect(ledger.depth).toBe(1); // e: the next pass's
+    await turn();
+    expect(journals()).toHaveLength(1); // the old file went once the new one was on disk
+    expect(journalIds()).toEqual(['e']);
+  });
+
+  it('the next tick writes it if the stream did not move it', async () => {
+    const running = tick();
+    finish(true);
+    await running;
+    expect(inserted).toEqual([['b', 'c'], ['e']]);
+    expect(ledger.depth).toBe(0);
+  });
+
+  it('a pass that was not clean (failed, timed out, found a stream lost): everything is written', async () => {
+    ledger.enqueue(record('f'));
+    await turn();
+    const running = tick();
+    ledger.enqueue(record('g'));
+    await turn();
+    finish(false);
+    await running;
+    expect(inserted).toEqual([['b', 'c'], ['e'], ['f', 'g']]);
+    expect(ledger.depth).toBe(0);
+    await turn();
+    expect(journalIds()).toEqual([]);
+  });
+});

@@ -192,22 +192,35 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     return n + ((await this.stream?.drainAll()) ?? 0);
   }
 
-  /** Writes the local queue only (rows whose settle did not reach Redis, or every row without Redis). */
-  flushQueue(): Promise<number> {
-    const run = this.chain.then(() => this.drain());
+  /**
+   * Writes the local queue only (rows whose settle did not reach Redis, or every row without
+   * Redis): everything, or only its first `upTo` rows (see tickOnce).
+   */
+  flushQueue(upTo = Infinity): Promise<number> {
+    const run = this.chain.then(() => this.drain(upTo));
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async drain(): Promise<number> {
+  private async drain(upTo: number): Promise<number> {
     let n = 0;
+    let cut = Math.min(upTo, this.queue.length);
     if (this.moved.size) {
       // Already in PostgreSQL by the stream: what is left of the queue is what it has not moved.
-      this.queue = this.queue.filter((r) => !this.moved.has(r.id));
+      const kept: LedgerRecord[] = [];
+      let before = 0;
+      for (let i = 0; i < this.queue.length; i++) {
+        if (this.moved.has(this.queue[i].id)) continue;
+        kept.push(this.queue[i]);
+        if (i < cut) before++;
+      }
+      this.queue = kept;
+      cut = before;
       this.moved.clear();
     }
-    while (this.queue.length) {
-      const batch = this.queue.slice(0, this.config.LEDGER_BATCH_SIZE);
+    const all = upTo === Infinity;
+    while (all ? this.queue.length : cut > 0) {
+      const batch = this.queue.slice(0, Math.min(all ? Infinity : cut, this.config.LEDGER_BATCH_SIZE));
       try {
         n += await this.repo.insertBatch(batch);
       } catch (e) {
@@ -221,9 +234,11 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
       // Only drain removes from the head; enqueue appends: the head is still this batch.
       this.queue.splice(0, batch.length);
       this.written += batch.length;
+      cut -= batch.length;
     }
-    // Synchronously after the loop: the queue is empty, every journaled row is in PostgreSQL.
-    this.truncateJournal();
+    // Synchronously after the loop: every journaled row but the queue's is in PostgreSQL.
+    if (this.queue.length) this.rotateJournal();
+    else this.truncateJournal();
     if (this.spoolFiles.length) this.removeSpool();
     return n;
   }
@@ -271,10 +286,17 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     this.syncJournal();
     // The stream's pass first: the rows it commits are then skipped here (one insert per row
     // instead of two; a row the stream does not move, e.g. Redis lost it, is written here).
+    // Rows queued while the pass ran wait for the next tick when the pass was clean: the next
+    // pass moves them (the drain used to insert them, and that pass to insert them again, which
+    // PostgreSQL skipped: an extra statement per tick). A pass that failed, ran out of time or
+    // found a stream lost writes everything, as before: a rebuild after a Redis loss counts on
+    // every queue written within LEDGER_FLUSH_MS (QuotaService).
     // (It never rejects, runPass logs its errors; the catch keeps this tick's chain alive regardless.)
-    await this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2).catch(() => undefined);
+    const cut = this.queue.length;
+    const pass = this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2) ?? Promise.resolve(false);
+    const clean = await pass.catch(() => false);
     try {
-      await this.flushQueue();
+      await this.flushQueue(clean && !this.stopped ? cut : Infinity);
       if (this.consecutiveFailures) {
         this.logger.log(`ledger writes work again after ${this.consecutiveFailures} failed attempt(s)`);
       }
@@ -440,6 +462,40 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
    * every tick); the old file is closed and removed on the thread pool once its sync is
    * done. Should that fail, it is replayed on the next start (inserted once, by id).
    */
+  /**
+   * After a drain that left rows in the queue (rows settled after the tick's cut): the journal
+   * starts over in a new file holding those rows; the old file goes once the new one is on disk.
+   * (On any failure the old file stays: its rows are written once more on the next start,
+   * inserted once by id.)
+   */
+  private rotateJournal(): void {
+    if (this.journalFd === null) return;
+    this.unwritten.flush(); // (lines of this turn: in the old file, and copied below)
+    const oldFd = this.journalFd;
+    const oldPath = this.journalPath;
+    const path = this.newJournalPath();
+    let fd: number | null = null;
+    try {
+      fd = openSync(path, 'a', 0o600);
+      const bytes = Buffer.from(this.queue.map(serializeRecord).join('\n') + '\n');
+      for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at);
+    } catch {
+      if (fd !== null) {
+        closeSync(fd);
+        rmSync(path, { force: true });
+      }
+      return;
+    }
+    this.journalFd = fd;
+    this.journalPath = path;
+    this.journalDirty = false;
+    this.journalUsed = true;
+    const synced = new Promise<void>((resolve) => fdatasync(fd, () => resolve()));
+    void Promise.all([this.syncing ?? Promise.resolve(), synced]).then(() =>
+      close(oldFd, () => unlink(oldPath, () => undefined)),
+    );
+  }
+
   private truncateJournal(): void {
     if (this.journalFd === null || this.queue.length) return;
     this.unwritten.flush(); // (rows the stream committed meanwhile: in the file they belong to)

@@ -291,8 +291,9 @@ export class LedgerService implements OnModuleInit, BeforeApplicationShutdown {
     // PostgreSQL skipped: an extra statement per tick). A pass that failed, ran out of time or
     // found a stream lost writes everything, as before: a rebuild after a Redis loss counts on
     // every queue written within LEDGER_FLUSH_MS (QuotaService). (A row added to the stream just
-    // before a flush that still found the stream, and queued after the cut, waits one tick more:
-    // never lost, at worst counted a tick late by a rebuild, inside the rebuild's 1 s margin.)
+    // before a Redis flush this pass did not notice, another instance having created the group
+    // again, and queued after the cut waits one tick more: never lost, at worst counted a tick
+    // late by a rebuild, inside the rebuild's 1 s margin.)
     // (It never rejects, runPass logs its errors; the catch keeps this tick's chain alive regardless.)
     const cut = this.queue.length;
     const pass = this.stream?.passNow(this.config.LEDGER_FLUSH_MS / 2) ?? Promise.resolve(false);

@@ -31,30 +31,50 @@ function record(id: string): LedgerRecord {
   };
 }
 
-/** The journal alone: nothing here reaches PostgreSQL (no flush tick within the test). */
-describe('LedgerService journal', () => {
+/**
+ * A LedgerService on a DATA_DIR of its own (no flush timer within a test: LEDGER_FLUSH_MS
+ * 600000 unless `env` says otherwise), with stand-ins for what it writes through; `close`
+ * closes its journal and removes the directory.
+ */
+function ledgerFor(
+  env: Record<string, string>,
+  insertBatch: (rows: LedgerRecord[]) => Promise<number>,
+  stream?: Pick<LedgerStreamService, 'passNow' | 'onCommitted'>,
+) {
   const dir = mkdtempSync(join(tmpdir(), 'gw-ledger-unit-'));
   const config = loadConfig({
     DATA_DIR: dir,
     MASTER_KEY: 'x'.repeat(32),
     JWT_SECRET: 'y'.repeat(40),
     LEDGER_FLUSH_MS: '600000',
+    ...env,
   });
-  const repo = {
-    insertBatch: () => Promise.reject(new Error('not written in this test')),
-  } as unknown as LedgerRepository;
-  const ledger = new LedgerService(repo, config, new ReadinessRegistry(), new QuotaMetrics());
+  const repo = { insertBatch } as unknown as LedgerRepository;
+  const ledger = new LedgerService(
+    repo,
+    config,
+    new ReadinessRegistry(),
+    new QuotaMetrics(),
+    stream as LedgerStreamService | undefined,
+  );
   ledger.onModuleInit();
+  const close = async () => {
+    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, ledger, close };
+}
+
+/** The journal alone: nothing here reaches PostgreSQL (no flush tick within the test). */
+describe('LedgerService journal', () => {
+  const { dir, ledger, close } = ledgerFor({}, () => Promise.reject(new Error('not written in this test')));
   const journal = () => {
     const spool = join(dir, 'ledger-spool');
     const file = readdirSync(spool).find((f) => f.startsWith('journal-'))!;
     return readFileSync(join(spool, file), 'utf8');
   };
 
-  afterAll(async () => {
-    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(close);
 
   it('the rows of one turn are written together; journalWritten resolves only once they are in the file', async () => {
     const rows = [record('a'), record('b'), record('c')];
@@ -80,33 +100,21 @@ describe('LedgerService journal', () => {
 
 /** A full queue starts one tick, not one per row while that tick waits for the stream's pass. */
 describe('LedgerService ticks', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-ledger-unit-'));
-  const config = loadConfig({
-    DATA_DIR: dir,
-    MASTER_KEY: 'x'.repeat(32),
-    JWT_SECRET: 'y'.repeat(40),
-    LEDGER_FLUSH_MS: '600000',
-    LEDGER_BATCH_SIZE: '5',
-  });
   const batches: number[] = [];
-  const repo = {
-    insertBatch: (rows: LedgerRecord[]) => (batches.push(rows.length), Promise.resolve(rows.length)),
-  } as unknown as LedgerRepository;
   let passes = 0;
   let release = () => {};
-  const stream = {
-    // the pass takes as long as the test says (a slow Redis or PostgreSQL)
-    passNow: () => (passes++, new Promise<void>((r) => (release = r))),
-    onCommitted: () => undefined,
-  } as unknown as LedgerStreamService;
-  const ledger = new LedgerService(repo, config, new ReadinessRegistry(), new QuotaMetrics(), stream);
-  ledger.onModuleInit();
+  const { ledger, close } = ledgerFor(
+    { LEDGER_BATCH_SIZE: '5' },
+    (rows) => (batches.push(rows.length), Promise.resolve(rows.length)),
+    {
+      // the pass takes as long as the test says (a slow Redis or PostgreSQL)
+      passNow: () => (passes++, new Promise<boolean>((r) => (release = () => r(false)))),
+      onCommitted: () => undefined,
+    },
+  );
   const turn = () => new Promise((r) => setTimeout(r, 5));
 
-  afterAll(async () => {
-    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(close);
 
   it('rows enqueued while a tick waits for the pass start no other tick; the next full queue starts the next', async () => {
     for (let i = 0; i < 5; i++) ledger.enqueue(record(`t${i}`));
@@ -136,28 +144,17 @@ describe('LedgerService ticks', () => {
 
 /** After a clean pass, rows queued while it ran are left to the next pass; otherwise all are written. */
 describe('LedgerService drain after the stream pass', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-ledger-unit-'));
-  const config = loadConfig({
-    DATA_DIR: dir,
-    MASTER_KEY: 'x'.repeat(32),
-    JWT_SECRET: 'y'.repeat(40),
-    LEDGER_FLUSH_MS: '600000',
-  });
   const inserted: string[][] = [];
-  const repo = {
-    insertBatch: (rows: LedgerRecord[]) => (
-      inserted.push(rows.map((r) => r.id)),
-      Promise.resolve(rows.length)
-    ),
-  } as unknown as LedgerRepository;
   let committed: (rows: LedgerRecord[]) => void = () => undefined;
   let finish: (clean: boolean) => void = () => undefined;
-  const stream = {
-    passNow: () => new Promise<boolean>((r) => (finish = r)),
-    onCommitted: (fn: (rows: LedgerRecord[]) => void) => (committed = fn),
-  } as unknown as LedgerStreamService;
-  const ledger = new LedgerService(repo, config, new ReadinessRegistry(), new QuotaMetrics(), stream);
-  ledger.onModuleInit();
+  const { dir, ledger, close } = ledgerFor(
+    {},
+    (rows) => (inserted.push(rows.map((r) => r.id)), Promise.resolve(rows.length)),
+    {
+      passNow: () => new Promise<boolean>((r) => (finish = r)),
+      onCommitted: (fn) => (committed = fn),
+    },
+  );
   const tick = () => (ledger as unknown as { tick(): Promise<void> }).tick();
   const turn = () => new Promise((r) => setTimeout(r, 20));
   const spool = join(dir, 'ledger-spool');
@@ -168,10 +165,7 @@ describe('LedgerService drain after the stream pass', () => {
       .filter(Boolean)
       .map((l) => (JSON.parse(l) as LedgerRecord).id);
 
-  afterAll(async () => {
-    await (ledger as unknown as { closeJournal(): Promise<void> }).closeJournal();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(close);
 
   it('writes what the pass did not move from before the tick, keeps the rest queued and journaled', async () => {
     for (const id of ['a', 'b', 'c']) ledger.enqueue(record(id));

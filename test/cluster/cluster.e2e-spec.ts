@@ -1,5 +1,7 @@
 import request from 'supertest';
 import { Cluster } from 'ioredis';
+import type { ClusterOptions } from 'ioredis';
+import { connectionOptions } from '@app/database';
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '@app/observability';
 import { FailoverWatcher, levelRef, RedisQuotaStore, tenantMarkerKey } from '@app/quota';
@@ -146,6 +148,65 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         `revocation on the cluster: p50 ${latencies[49]} ms, p99 ${p99} ms, max ${latencies[99]} ms\n`,
       );
       expect(p99).toBeLessThan(100);
+    });
+  });
+
+  describe('a slot moved to another master while a client still holds the old slot map', () => {
+    it("the quota store follows MOVED, also when ioredis' auto-pipelined batch mixes it with other answers", async () => {
+      const [from, to] = await cluster.masterPorts();
+      const stays = await tenantOn(from);
+      let moves = await tenantOn(from);
+      const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
+      while ((await slotOf(moves)) === (await slotOf(stays))) moves = await tenantOn(from);
+      // the gateway's own client options
+      const target = {
+        kind: 'cluster' as const,
+        nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+        tls: false,
+      };
+      const { options } = connectionOptions(target) as { options: ClusterOptions };
+      const gw = new Cluster(target.nodes, options);
+      try {
+        await new Promise((ready) => gw.once('ready', ready));
+        const store = new RedisQuotaStore(gw);
+        const level = (tenantId: string) => ({
+          ...levelRef(
+            'tenant',
+            { tenantId, userId: tenantId, apiKeyId: tenantId },
+            { period: 'none' },
+            Date.now(),
+            'UTC',
+          ),
+          tokenLimit: 1000,
+          spendLimitMicros: null,
+        });
+        const reserve = (tenantId: string) =>
+          store.reserve({
+            tenantId,
+            reservationId: randomUUID(),
+            now: Date.now(),
+            ttlMs: 60_000,
+            tokens: 1,
+            costMicros: 0,
+            levels: [level(tenantId)],
+          });
+        // the client's slot map is loaded and the scripts are on `from`
+        expect((await reserve(stays)).ok).toBe(true);
+        await cluster.moveEmptySlot(await slotOf(moves), to);
+        expect(await cluster.masterPortOf(tenantMarkerKey(moves))).toBe(to);
+
+        // one script alone (sendCommand), then 19 sent in the same turn: ioredis pipelines those
+        // per node by its old map, so `from` answers MOVED for one tenant and runs the other's
+        const results = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => reserve(i % 2 ? moves : stays)),
+        );
+        expect(results.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))).toEqual([]);
+        expect(results.every((r) => r.status === 'fulfilled' && r.value.ok)).toBe(true);
+        expect(Number(await client.get(level(moves).tokensKey))).toBe(10);
+        expect(Number(await client.get(level(stays).tokensKey))).toBe(11);
+      } finally {
+        gw.disconnect();
+      }
     });
   });
 

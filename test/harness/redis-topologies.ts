@@ -69,6 +69,11 @@ export interface LocalCluster {
   masterPortOf(key: string): Promise<number>;
   /** Ports of the current masters. */
   masterPorts(): Promise<number[]>;
+  /**
+   * Resharding of one empty slot to the master on `toPort` (IMPORTING / MIGRATING, then
+   * SETSLOT NODE on the target, the source and the other masters), until every node agrees.
+   */
+  moveEmptySlot(slot: number, toPort: number): Promise<void>;
   /** Resolves once every slot is served and every live node agrees the cluster is ok. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -163,6 +168,33 @@ export async function startCluster(
       return range[2];
     },
     masterPorts: async () => [...new Set((await slotsOf()).map(([, , p]) => p))],
+    moveEmptySlot: async (slot, toPort) => {
+      const owners = await slotsOf();
+      const fromPort = owners.find(([from, to]) => slot >= from && slot <= to)?.[2];
+      if (fromPort === undefined) throw new Error(`slot ${slot} is not served`);
+      if (fromPort === toPort) return;
+      const idOf = (port: number) => onNode(port, (r) => r.cluster('MYID') as Promise<string>);
+      const [fromId, toId] = await Promise.all([idOf(fromPort), idOf(toPort)]);
+      const keys = await onNode(fromPort, (r) => r.cluster('COUNTKEYSINSLOT', slot));
+      if (keys !== 0) throw new Error(`slot ${slot} holds ${keys} keys`);
+      await onNode(toPort, (r) => r.cluster('SETSLOT', slot, 'IMPORTING', fromId));
+      await onNode(fromPort, (r) => r.cluster('SETSLOT', slot, 'MIGRATING', toId));
+      const others = [...new Set(owners.map(([, , p]) => p))].filter((p) => p !== fromPort && p !== toPort);
+      for (const port of [toPort, fromPort, ...others])
+        await onNode(port, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+      const until = Date.now() + 20000;
+      const ownerSeenBy = (port: number) =>
+        onNode(port, async (r) => {
+          const slots = await r.cluster('SLOTS');
+          return Number(slots.find(([from, to]) => slot >= from && slot <= to)?.[2]?.[1]);
+        });
+      // every node, replicas too, names the new owner
+      while (!(await Promise.all(live().map((n) => ownerSeenBy(n.port)))).every((p) => p === toPort)) {
+        if (Date.now() > until) throw new Error(`slot ${slot} did not move to :${toPort}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await cluster.waitHealthy();
+    },
     waitHealthy: async (timeoutMs = 20000) => {
       const until = Date.now() + timeoutMs;
       for (;;) {

@@ -58,6 +58,9 @@ function tpmOf(flat: unknown[], from: number, windows: TpmWindow[]): TpmState[] 
   }));
 }
 
+/** A cluster's redirection: the node that answered it did not run the command. */
+const REDIRECTED = /^(MOVED|ASK) /;
+
 /** A window's keys: its sorted set and its hash (same slot). */
 const tpmKeys = (key: string) => [key, `${key}:t`];
 
@@ -120,8 +123,27 @@ export class RedisQuotaStore extends QuotaStore {
    * the call is auto-pipelined (its pipelines are per node).
    */
   private send(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
-    if (this.inFlight > 1 && !this.corkTurn())
-      return this.redis[command](...(args as [string, number, ...string[]]));
+    return this.inFlight > 1 && !this.corkTurn()
+      ? this.pipelined(command, args)
+      : this.sendAlone(command, args);
+  }
+
+  /** Auto-pipelined by ioredis (a cluster, or a connection not ready to cork). */
+  private async pipelined(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.redis[command](...(args as [string, number, ...string[]]));
+    } catch (e) {
+      if (!this.redis.isCluster || !(e instanceof Error) || !REDIRECTED.test(e.message)) throw e;
+      // ioredis retries an auto-pipelined batch after MOVED/ASK only when every command in it
+      // got the same error; a batch mixing tenants of several slots (one moved by a resharding
+      // or failover, the others answered) hands each MOVED to its caller. The node did not run
+      // the script: sent again alone, it follows the redirection.
+      return this.sendAlone(command, args);
+    }
+  }
+
+  /** Written at once; on a cluster, ioredis follows MOVED/ASK for it (up to maxRedirections). */
+  private sendAlone(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
     const c = new Command(command, args, { replyEncoding: 'utf8' });
     void this.redis.sendCommand(c);
     return c.promise;

@@ -20,6 +20,8 @@
  * LAT_BASELINE=<rev>: a gateway built from that revision (its own database), alternated with
  * the others in every round (the gateways' order flipped each round); the median CPU per
  * request of each target over the rounds is printed at the end.
+ * LAT_BARE_BUSY_US=N: a control alternated with the others, the bare proxy burning N µs of CPU
+ * per request (bench/bare-proxy.ts BARE_BUSY_US).
  * Not a figure for docs/: bench:proxy is.
  */
 import 'reflect-metadata';
@@ -145,6 +147,8 @@ async function main(): Promise<void> {
           )
         : undefined;
     const base = baseBuild ? await second('gw_lat_base', gcFlags, 'baseline', baseBuild) : undefined;
+    const busyUs = Number(process.env.LAT_BARE_BUSY_US ?? 0);
+    const busy = busyUs ? await startBare(up, [], busyUs) : undefined;
     const perReq = new Map<string, number[]>();
     await sleep(3000);
     const c0 = cpuMs(pid);
@@ -153,12 +157,12 @@ async function main(): Promise<void> {
     // LAT_RATE=0: saturated (32 connections, no pacing)
     const rate = Number(process.env.LAT_RATE ?? 200) || undefined;
     const connections = Number(process.env.LAT_CONNECTIONS) || (rate ? 64 : 32);
-    const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : [])];
+    const gateways = [gw, ...(gwB ? [gwB] : []), ...(base ? [base] : []), ...(busy ? [busy] : [])];
     for (const t of gateways) await load(t, { rate, seconds: 3, connections }, t.key);
     for (let i = 0; i < Number(process.env.LAT_ROUNDS ?? 2); i++) {
       for (const t of [bare, ...(gateways.length > 1 && i % 2 ? [...gateways].reverse() : gateways)]) {
         // bench/phase-timing.patch: SIGUSR2 drops the warm-up's timings (without it the signal would end the gateway)
-        if (t !== bare && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
+        if (t !== bare && t !== busy && process.env.LAT_PHASES === '1') process.kill(t.proc.pid!, 'SIGUSR2');
         if (t === gw && redis && process.env.LAT_SLOWLOG)
           execSync(
             `redis-cli -p ${redis.port} config set slowlog-log-slower-than 0 && redis-cli -p ${redis.port} config set slowlog-max-len 100000 && redis-cli -p ${redis.port} slowlog reset`,

@@ -343,13 +343,13 @@ export async function startGateway(
   return { name, proc, url: `http://127.0.0.1:${port}`, log: logFile };
 }
 
-export async function startBare(upstream: string, nodeArgs: string[] = []): Promise<Target> {
+export async function startBare(upstream: string, nodeArgs: string[] = [], busyUs = 0): Promise<Target> {
   const proc = spawn(
     process.execPath,
     [...nodeArgs, '-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
     {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },
+      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1', BARE_BUSY_US: String(busyUs) },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -359,7 +359,11 @@ export async function startBare(upstream: string, nodeArgs: string[] = []): Prom
   proc.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   const line = await waitForLine(() => out, 'bare proxy listening on ', proc, 'bare proxy');
   const port = Number(/listening on (\d+)/.exec(line)![1]);
-  return { name: 'bare proxy', proc, url: `http://127.0.0.1:${port}` };
+  return {
+    name: busyUs ? `bare proxy + ${busyUs} µs CPU` : 'bare proxy',
+    proc,
+    url: `http://127.0.0.1:${port}`,
+  };
 }
 
 export async function stopProcess(proc: ChildProcess, ms = 20_000): Promise<void> {

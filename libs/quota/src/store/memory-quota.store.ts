@@ -17,6 +17,7 @@ import {
   TpmWindow,
 } from './quota-store';
 import { allowance } from './allowance';
+import { RpmLog, TpmLog } from './window-log';
 
 interface Held {
   tenantId: string;
@@ -44,9 +45,9 @@ export class MemoryQuotaStore extends QuotaStore {
   private readonly done = new Map<string, number>();
   private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
   private readonly held = new Map<string, Held>();
-  private readonly rpmLogs = new Map<string, number[]>();
-  /** Tokens-per-minute windows: reservation id -> admission time and tokens (insertion = time order). */
-  private readonly tpmLogs = new Map<string, Map<string, { at: number; tokens: number }>>();
+  private readonly rpmLogs = new Map<string, RpmLog>();
+  /** Tokens-per-minute windows: reservation id -> admission time and tokens. */
+  private readonly tpmLogs = new Map<string, TpmLog>();
   private initialized = false;
   private readonly rebuiltAt = new Map<string, number>();
   private readonly unmarked = new Set<string>();
@@ -155,18 +156,19 @@ export class MemoryQuotaStore extends QuotaStore {
       expiresAt: now + req.ttlMs,
     });
     if (req.rpm && rpm) {
-      const log = this.rpmLogs.get(req.rpm.key)!;
-      log.push(now);
+      let log = this.rpmLogs.get(req.rpm.key);
+      if (!log) this.rpmLogs.set(req.rpm.key, (log = new RpmLog()));
+      log.add(now);
       rpm = {
         ...rpm,
-        count: log.length,
-        resetMs: Math.min(req.rpm.windowMs, log[0] + req.rpm.windowMs - now),
+        count: log.count,
+        resetMs: Math.min(req.rpm.windowMs, log.oldest! + req.rpm.windowMs - now),
       };
     }
     for (const w of windows) {
-      const log = this.tpmLogs.get(w.key) ?? new Map<string, { at: number; tokens: number }>();
-      log.set(req.reservationId, { at: now, tokens: a.tokens });
-      this.tpmLogs.set(w.key, log);
+      let log = this.tpmLogs.get(w.key);
+      if (!log) this.tpmLogs.set(w.key, (log = new TpmLog()));
+      log.add(req.reservationId, now, a.tokens);
     }
     return Promise.resolve({
       ok: true,
@@ -183,25 +185,18 @@ export class MemoryQuotaStore extends QuotaStore {
   private tpmState(w: TpmWindow, now: number): TpmState {
     const log = this.tpmLogs.get(w.key);
     if (!log) return { limit: w.limit, used: 0, resetMs: 0 };
-    let used = 0;
-    let oldest: number | null = null;
-    for (const [id, e] of log) {
-      if (e.at <= now - w.windowMs) {
-        log.delete(id);
-        continue;
-      }
-      used += e.tokens;
-      oldest = oldest === null ? e.at : Math.min(oldest, e.at);
+    log.trim(now - w.windowMs);
+    if (log.size === 0) {
+      this.tpmLogs.delete(w.key);
+      return { limit: w.limit, used: 0, resetMs: 0 };
     }
-    if (log.size === 0) this.tpmLogs.delete(w.key);
-    return { limit: w.limit, used, resetMs: oldest === null ? 0 : oldest + w.windowMs - now };
+    return { limit: w.limit, used: log.used, resetMs: log.oldest! + w.windowMs - now };
   }
 
   /** Until `need` tokens have left the window (oldest first); null when they are not all in it. */
   private tpmRetry(w: TpmWindow, need: number, now: number): number | null {
-    const entries = [...(this.tpmLogs.get(w.key)?.values() ?? [])].sort((a, b) => a.at - b.at);
     let freed = 0;
-    for (const e of entries) {
+    for (const e of this.tpmLogs.get(w.key)?.values() ?? []) {
       freed += e.tokens;
       if (freed >= need) return Math.min(w.windowMs, Math.max(1, e.at + w.windowMs - now));
     }
@@ -210,21 +205,20 @@ export class MemoryQuotaStore extends QuotaStore {
 
   /** Settle: the window entries of the reservation hold `tokens` from now on (0: removed). */
   private tpmCorrect(ref: ReservationRef, tokens: number | null): void {
-    for (const key of ref.tpm ?? []) {
-      const e = this.tpmLogs.get(key)?.get(ref.reservationId);
-      if (!e) continue;
-      if (tokens === null) this.tpmLogs.get(key)!.delete(ref.reservationId);
-      else e.tokens = tokens;
-    }
+    for (const key of ref.tpm ?? []) this.tpmLogs.get(key)?.correct(ref.reservationId, tokens);
   }
 
   private rpmState(r: NonNullable<ReserveRequest['rpm']>, now: number): RpmState {
-    const log = (this.rpmLogs.get(r.key) ?? []).filter((t) => t > now - r.windowMs);
-    this.rpmLogs.set(r.key, log);
+    const log = this.rpmLogs.get(r.key);
+    log?.trim(now - r.windowMs);
+    if (!log?.count) {
+      if (log) this.rpmLogs.delete(r.key);
+      return { limit: r.limit, count: 0, resetMs: 0 };
+    }
     return {
       limit: r.limit,
-      count: log.length,
-      resetMs: log.length ? Math.min(r.windowMs, log[0] + r.windowMs - now) : 0,
+      count: log.count,
+      resetMs: Math.min(r.windowMs, log.oldest! + r.windowMs - now),
     };
   }
 

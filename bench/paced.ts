@@ -21,7 +21,8 @@
  * the others in every round (the gateways' order flipped each round); the median CPU per
  * request of each target over the rounds is printed at the end.
  * LAT_BARE_BUSY_US=N: a control alternated with the others, the bare proxy burning N µs of CPU
- * per request (bench/bare-proxy.ts BARE_BUSY_US).
+ * per request (bench/bare-proxy.ts BARE_BUSY_US); LAT_BARE_REDIS=1: that control (or, without
+ * LAT_BARE_BUSY_US, a bare proxy) also runs two tiny scripts on the bench's Redis per request.
  * Not a figure for docs/: bench:proxy is.
  */
 import 'reflect-metadata';
@@ -148,7 +149,8 @@ async function main(): Promise<void> {
         : undefined;
     const base = baseBuild ? await second('gw_lat_base', gcFlags, 'baseline', baseBuild) : undefined;
     const busyUs = Number(process.env.LAT_BARE_BUSY_US ?? 0);
-    const busy = busyUs ? await startBare(up, [], busyUs) : undefined;
+    const busyRedis = process.env.LAT_BARE_REDIS === '1' ? redis?.url : undefined;
+    const busy = busyUs || busyRedis ? await startBare(up, [], busyUs, busyRedis) : undefined;
     const perReq = new Map<string, number[]>();
     await sleep(3000);
     const c0 = cpuMs(pid);

@@ -343,13 +343,23 @@ export async function startGateway(
   return { name, proc, url: `http://127.0.0.1:${port}`, log: logFile };
 }
 
-export async function startBare(upstream: string, nodeArgs: string[] = [], busyUs = 0): Promise<Target> {
+export async function startBare(
+  upstream: string,
+  nodeArgs: string[] = [],
+  busyUs = 0,
+  redisUrl?: string,
+): Promise<Target> {
   const proc = spawn(
     process.execPath,
     [...nodeArgs, '-r', 'ts-node/register', join(ROOT, 'bench/bare-proxy.ts'), upstream],
     {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1', BARE_BUSY_US: String(busyUs) },
+      env: {
+        PATH: process.env.PATH ?? '',
+        TS_NODE_TRANSPILE_ONLY: '1',
+        BARE_BUSY_US: String(busyUs),
+        ...(redisUrl ? { BARE_REDIS_URL: redisUrl } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -360,7 +370,7 @@ export async function startBare(upstream: string, nodeArgs: string[] = [], busyU
   const line = await waitForLine(() => out, 'bare proxy listening on ', proc, 'bare proxy');
   const port = Number(/listening on (\d+)/.exec(line)![1]);
   return {
-    name: busyUs ? `bare proxy + ${busyUs} µs CPU` : 'bare proxy',
+    name: `bare proxy${busyUs ? ` + ${busyUs} µs CPU` : ''}${redisUrl ? ' + 2 Redis scripts' : ''}`,
     proc,
     url: `http://127.0.0.1:${port}`,
   };

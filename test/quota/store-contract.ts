@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { levelRef, QuotaStore, ReserveLevel, ReserveRequest, rpmKey, tpmKey } from '@app/quota';
+import {
+  levelRef,
+  QuotaStore,
+  ReserveLevel,
+  ReserveRequest,
+  rpmKey,
+  tpmKey,
+  TPM_RETRY_SCAN,
+} from '@app/quota';
 import type { QuotaLevel, QuotaPeriod } from '@app/quota';
 
 /**
@@ -340,6 +348,24 @@ export function storeContract(getStore: () => QuotaStore): void {
         reason: 'tpm',
         retryMs: 59_998,
       });
+    });
+
+    it(`the retry time reads at most the window's ${TPM_RETRY_SCAN} oldest entries; past them it is a lower bound`, async () => {
+      const size = TPM_RETRY_SCAN + 44;
+      for (let i = 0; i < size; i++)
+        expect(await store.reserve(at(i, { tokens: 1, tpm: [win(size)] }))).toMatchObject({ ok: true });
+      const refusal = (tokens: number) => store.reserve(at(1000, { tokens, tpm: [win(size)] }));
+      // 10 tokens must leave: the 10th entry (at t0 + 9) leaves at t0 + 60,009
+      expect(await refusal(10)).toMatchObject({ ok: false, reason: 'tpm', retryMs: 59_009 });
+      // exactly the last entry read
+      expect(await refusal(TPM_RETRY_SCAN)).toMatchObject({ retryMs: 60_000 + TPM_RETRY_SCAN - 1 - 1000 });
+      // more than those entries hold: until the last of them leaves (the exact time would be later)
+      expect(await refusal(TPM_RETRY_SCAN + 20)).toMatchObject({
+        reason: 'tpm',
+        retryMs: 60_000 + TPM_RETRY_SCAN - 1 - 1000,
+      });
+      // more than the window holds: never
+      expect(await refusal(size + 1)).toMatchObject({ reason: 'tpm', retryMs: null });
     });
 
     it('a request that can never fit: no retry time', async () => {

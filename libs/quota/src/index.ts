@@ -5,7 +5,7 @@ export type { QuotaLevel, QuotaLimits, QuotaPeriod, QuotaSubject } from './quota
 export { costMicros, usdToMicros, microsToUsd, microsToDecimal } from './pricing';
 export type { ModelPricing } from './pricing';
 export { QuotaClock, ManualClock } from './clock';
-export { completionMicros, QuotaStore, SWEEP_LIMIT } from './store/quota-store';
+export { completionMicros, QuotaStore, SWEEP_LIMIT, TPM_RETRY_SCAN } from './store/quota-store';
 export type {
   ReserveRequest,
   ReserveResult,

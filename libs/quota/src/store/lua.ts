@@ -1,4 +1,4 @@
-import { SWEEP_LIMIT } from './quota-store';
+import { SWEEP_LIMIT, TPM_RETRY_SCAN } from './quota-store';
 
 /**
  * The Lua scripts of RedisQuotaStore: each operation is one script, so it is atomic
@@ -168,15 +168,20 @@ if not refusal and limiting and g < math.min(want, minc) then refusal = limiting
 if refusal then
   local retry = 0
   if refusal[1] == 'tpm' then
-    -- until enough tokens leave the window for the least this request needs (oldest first)
+    -- until enough tokens leave the window for the least this request needs (oldest first);
+    -- never, when that is more than the window holds; among the oldest ${TPM_RETRY_SCAN} entries only,
+    -- else until the last of them leaves (a lower bound: a refusal costs the same at any size)
     local j = refusal[2] + 1
     local need = tsum[j] + tokens + nch * math.min(want, minc) - wl(j)
     retry = -1
-    local ids = redis.call('ZRANGE', wz(j), 0, -1, 'WITHSCORES')
-    local freed = 0
-    for k = 1, #ids, 2 do
-      freed = freed + tonumber(redis.call('HGET', wh(j), ids[k]) or '0')
-      if freed >= need then retry = math.min(ww(j), math.max(1, tonumber(ids[k + 1]) + ww(j) - now)); break end
+    if need <= tsum[j] then
+      local ids = redis.call('ZRANGE', wz(j), 0, ${TPM_RETRY_SCAN - 1}, 'WITHSCORES')
+      local freed = 0
+      for k = 1, #ids, 2 do
+        freed = freed + tonumber(redis.call('HGET', wh(j), ids[k]) or '0')
+        retry = math.min(ww(j), math.max(1, tonumber(ids[k + 1]) + ww(j) - now))
+        if freed >= need then break end
+      end
     end
   end
   return {refusal[1], refusal[2], refusal[3], rpmCount, rpmReset, int(retry), unpack(out)}

@@ -13,6 +13,7 @@ import {
   SettleOptions,
   SettleResult,
   SWEEP_LIMIT,
+  TPM_RETRY_SCAN,
   TpmState,
   TpmWindow,
 } from './quota-store';
@@ -193,14 +194,23 @@ export class MemoryQuotaStore extends QuotaStore {
     return { limit: w.limit, used: log.used, resetMs: log.oldest! + w.windowMs - now };
   }
 
-  /** Until `need` tokens have left the window (oldest first); null when they are not all in it. */
+  /**
+   * Until `need` tokens have left the window (oldest first); null when the window does not hold
+   * that many. Among its oldest TPM_RETRY_SCAN entries only, else until the last of them leaves
+   * (a lower bound), as the Redis script.
+   */
   private tpmRetry(w: TpmWindow, need: number, now: number): number | null {
+    const log = this.tpmLogs.get(w.key);
+    if (!log || need > log.used) return null;
     let freed = 0;
-    for (const e of this.tpmLogs.get(w.key)?.values() ?? []) {
+    let seen = 0;
+    let retry: number | null = null;
+    for (const e of log.values()) {
       freed += e.tokens;
-      if (freed >= need) return Math.min(w.windowMs, Math.max(1, e.at + w.windowMs - now));
+      retry = Math.min(w.windowMs, Math.max(1, e.at + w.windowMs - now));
+      if (freed >= need || ++seen >= TPM_RETRY_SCAN) break;
     }
-    return null;
+    return retry;
   }
 
   /** Settle: the window entries of the reservation hold `tokens` from now on (0: removed). */

@@ -120,7 +120,11 @@ export type ReserveResult =
       /** Index into `tpm` of the window that refused. */
       windowIndex: number;
       tpm: TpmState[];
-      /** Until enough tokens leave that window for the least this request needs; null: it never fits. */
+      /**
+       * Until enough tokens leave that window for the least this request needs, found among the
+       * window's oldest TPM_RETRY_SCAN entries (past them: until the last of those leaves, a
+       * lower bound); null: it never fits.
+       */
       retryMs: number | null;
       usage: LevelUsage[];
       rpm: RpmState | null;
@@ -267,3 +271,10 @@ export abstract class QuotaStore {
 
 /** Expired reservations released per call, at most (the rest on the next calls). */
 export const SWEEP_LIMIT = 1000;
+
+/**
+ * A tpm refusal's retry time reads at most this many of the window's oldest entries: a refusal
+ * costs the same whatever the window holds (a key over its limit that keeps sending would
+ * otherwise read its whole window, up to every request of the last 60 s, on every refusal).
+ */
+export const TPM_RETRY_SCAN = 256;

@@ -247,6 +247,20 @@ export function storeContract(getStore: () => QuotaStore): void {
     expect(await store.pending(T, t0 + 1000)).toBe(1);
   });
 
+  it('expiry order, not arrival order: a reservation that expires first is released first', async () => {
+    const lv = levels3(100);
+    // made in this order, they expire in the other (a longer TTL, then a clock behind)
+    const later = req({ tokens: 30, ttlMs: 5000, levels: lv });
+    const sooner = req({ tokens: 40, ttlMs: 1000, levels: lv, now: t0 - 10 });
+    const last = req({ tokens: 20, ttlMs: 2000, levels: lv });
+    for (const r of [later, sooner, last]) expect((await store.reserve(r)).ok).toBe(true);
+    expect(await store.pending(T, t0 + 1000)).toBe(2);
+    expect(await values(later, t0 + 1000)).toEqual([50, 10, 50, 10, 50, 10]);
+    expect(await store.pending(T, t0 + 2000)).toBe(1);
+    expect(await values(later, t0 + 2000)).toEqual([30, 5, 30, 5, 30, 5]);
+    expect(await store.pending(T, t0 + 5000)).toBe(0);
+  });
+
   it('a settle after expiry adds the actual amounts in full (late)', async () => {
     const r = req({ tokens: 100, costMicros: 9, ttlMs: 1000 });
     await store.reserve(r);

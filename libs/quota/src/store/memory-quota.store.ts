@@ -46,6 +46,12 @@ export class MemoryQuotaStore extends QuotaStore {
   private readonly done = new Map<string, number>();
   private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
   private readonly held = new Map<string, Held>();
+  /**
+   * The open reservations of each tenant, in the order they were made. `ordered` while that is
+   * also their expiry order (one TTL, a clock that did not step back): a sweep then stops at the
+   * first one still alive, so it costs what it releases, not every reservation open.
+   */
+  private readonly heldBy = new Map<string, { open: Map<string, Held>; ordered: boolean; last: number }>();
   private readonly rpmLogs = new Map<string, RpmLog>();
   /** Tokens-per-minute windows: reservation id -> admission time and tokens. */
   private readonly tpmLogs = new Map<string, TpmLog>();
@@ -75,11 +81,36 @@ export class MemoryQuotaStore extends QuotaStore {
     if (c.expireAt === null) c.expireAt = expireAt;
   }
 
+  private hold(id: string, h: Held): void {
+    this.held.set(id, h);
+    let t = this.heldBy.get(h.tenantId);
+    if (!t) this.heldBy.set(h.tenantId, (t = { open: new Map(), ordered: true, last: -Infinity }));
+    t.open.set(id, h);
+    if (h.expiresAt < t.last) t.ordered = false;
+    else t.last = h.expiresAt;
+  }
+
+  private drop(id: string, h: Held): void {
+    this.held.delete(id);
+    const t = this.heldBy.get(h.tenantId);
+    t?.open.delete(id);
+    if (t?.open.size === 0) this.heldBy.delete(h.tenantId);
+  }
+
+  /** The tenant's open reservations. */
+  private openOf(tenantId: string): IterableIterator<[string, Held]> | [] {
+    return this.heldBy.get(tenantId)?.open.entries() ?? [];
+  }
+
   private sweep(tenantId: string, now: number): void {
+    const ordered = this.heldBy.get(tenantId)?.ordered;
     let n = 0;
-    for (const [id, h] of this.held) {
+    for (const [id, h] of this.openOf(tenantId)) {
       if (n >= SWEEP_LIMIT) break;
-      if (h.tenantId !== tenantId || h.expiresAt > now) continue;
+      if (h.expiresAt > now) {
+        if (ordered) break;
+        continue;
+      }
       this.unhold(id, h, now);
       n++;
     }
@@ -90,7 +121,7 @@ export class MemoryQuotaStore extends QuotaStore {
       this.adjust(k.tokensKey, -h.tokens, k.expireAt, now);
       this.adjust(k.spendKey, -h.cost, k.expireAt, now);
     }
-    this.held.delete(id);
+    this.drop(id, h);
   }
 
   private usage(levels: { tokensKey: string; spendKey: string }[], now: number): LevelUsage[] {
@@ -148,7 +179,7 @@ export class MemoryQuotaStore extends QuotaStore {
       this.adjust(l.tokensKey, a.tokens, l.expireAt, now);
       this.adjust(l.spendKey, a.costMicros, l.expireAt, now);
     }
-    this.held.set(req.reservationId, {
+    this.hold(req.reservationId, {
       tenantId: req.tenantId,
       tokens: a.tokens,
       cost: a.costMicros,
@@ -256,7 +287,7 @@ export class MemoryQuotaStore extends QuotaStore {
       return Promise.resolve({ late: false, duplicate: true, usage: this.usage(ref.levels, now) });
     this.sweep(ref.tenantId, now);
     const h = this.held.get(ref.reservationId);
-    if (h) this.held.delete(ref.reservationId);
+    if (h) this.drop(ref.reservationId, h);
     this.tpmCorrect(ref, tokens);
     for (const l of ref.levels) {
       this.adjust(l.tokensKey, tokens - (h?.tokens ?? 0), l.expireAt, now);
@@ -302,9 +333,7 @@ export class MemoryQuotaStore extends QuotaStore {
 
   pending(tenantId: string, now: number): Promise<number> {
     this.sweep(tenantId, now);
-    let n = 0;
-    for (const h of this.held.values()) if (h.tenantId === tenantId) n++;
-    return Promise.resolve(n);
+    return Promise.resolve(this.heldBy.get(tenantId)?.open.size ?? 0);
   }
 
   rebuild(
@@ -325,8 +354,7 @@ export class MemoryQuotaStore extends QuotaStore {
     }
     this.sweep(tenantId, now);
     const pend = new Map<string, number>();
-    for (const h of this.held.values()) {
-      if (h.tenantId !== tenantId) continue;
+    for (const [, h] of this.openOf(tenantId)) {
       for (const k of h.keys) {
         pend.set(k.tokensKey, (pend.get(k.tokensKey) ?? 0) + h.tokens);
         pend.set(k.spendKey, (pend.get(k.spendKey) ?? 0) + h.cost);
@@ -359,6 +387,7 @@ export class MemoryQuotaStore extends QuotaStore {
   clear(): void {
     this.counters.clear();
     this.held.clear();
+    this.heldBy.clear();
     this.rpmLogs.clear();
     this.tpmLogs.clear();
     this.rebuiltAt.clear();

@@ -18,7 +18,7 @@ import {
   TpmWindow,
 } from './quota-store';
 import { allowance } from './allowance';
-import { RpmLog, TpmLog } from './window-log';
+import { RpmLog, TimeOrderedMap, TpmLog } from './window-log';
 
 interface Held {
   tenantId: string;
@@ -45,13 +45,12 @@ export class MemoryQuotaStore extends QuotaStore {
   /** Reservation ids settled or released lately, with until when they are remembered (insertion order). */
   private readonly done = new Map<string, number>();
   private readonly counters = new Map<string, { value: number; expireAt: number | null }>();
-  private readonly held = new Map<string, Held>();
   /**
-   * The open reservations of each tenant, in the order they were made. `ordered` while that is
-   * also their expiry order (one TTL, a clock that did not step back): a sweep then stops at the
-   * first one still alive, so it costs what it releases, not every reservation open.
+   * The open reservations of each tenant (ids are scoped by tenant, as in Redis' `qresv:{T}`), in
+   * expiry order: a sweep stops at the first one still alive, so it costs what it releases, not
+   * every reservation open.
    */
-  private readonly heldBy = new Map<string, { open: Map<string, Held>; ordered: boolean; last: number }>();
+  private readonly held = new Map<string, TimeOrderedMap<Held>>();
   private readonly rpmLogs = new Map<string, RpmLog>();
   /** Tokens-per-minute windows: reservation id -> admission time and tokens. */
   private readonly tpmLogs = new Map<string, TpmLog>();
@@ -82,35 +81,25 @@ export class MemoryQuotaStore extends QuotaStore {
   }
 
   private hold(id: string, h: Held): void {
-    this.held.set(id, h);
-    let t = this.heldBy.get(h.tenantId);
-    if (!t) this.heldBy.set(h.tenantId, (t = { open: new Map(), ordered: true, last: -Infinity }));
-    t.open.set(id, h);
-    if (h.expiresAt < t.last) t.ordered = false;
-    else t.last = h.expiresAt;
+    let open = this.held.get(h.tenantId);
+    if (!open) this.held.set(h.tenantId, (open = new TimeOrderedMap((o: Held) => o.expiresAt)));
+    open.set(id, h);
   }
 
   private drop(id: string, h: Held): void {
-    this.held.delete(id);
-    const t = this.heldBy.get(h.tenantId);
-    t?.open.delete(id);
-    if (t?.open.size === 0) this.heldBy.delete(h.tenantId);
+    const open = this.held.get(h.tenantId);
+    open?.delete(id);
+    if (open?.size === 0) this.held.delete(h.tenantId);
   }
 
-  /** The tenant's open reservations. */
-  private openOf(tenantId: string): IterableIterator<[string, Held]> | [] {
-    return this.heldBy.get(tenantId)?.open.entries() ?? [];
+  private heldOf(tenantId: string, id: string): Held | undefined {
+    return this.held.get(tenantId)?.get(id);
   }
 
   private sweep(tenantId: string, now: number): void {
-    const ordered = this.heldBy.get(tenantId)?.ordered;
     let n = 0;
-    for (const [id, h] of this.openOf(tenantId)) {
-      if (n >= SWEEP_LIMIT) break;
-      if (h.expiresAt > now) {
-        if (ordered) break;
-        continue;
-      }
+    for (const [id, h] of this.held.get(tenantId) ?? []) {
+      if (n >= SWEEP_LIMIT || h.expiresAt > now) break;
       this.unhold(id, h, now);
       n++;
     }
@@ -137,7 +126,7 @@ export class MemoryQuotaStore extends QuotaStore {
       return Promise.resolve({ ok: false, reason: 'uninitialized' });
     this.sweep(req.tenantId, now);
     const windows = req.tpm ?? [];
-    const prior = this.held.get(req.reservationId);
+    const prior = this.heldOf(req.tenantId, req.reservationId);
     if (prior) {
       // the same reserve again (a retried call): it counts once
       const rpm = req.rpm ? this.rpmState(req.rpm, now) : null;
@@ -286,7 +275,7 @@ export class MemoryQuotaStore extends QuotaStore {
     if (this.once(ref.reservationId, now, opts))
       return Promise.resolve({ late: false, duplicate: true, usage: this.usage(ref.levels, now) });
     this.sweep(ref.tenantId, now);
-    const h = this.held.get(ref.reservationId);
+    const h = this.heldOf(ref.tenantId, ref.reservationId);
     if (h) this.drop(ref.reservationId, h);
     this.tpmCorrect(ref, tokens);
     for (const l of ref.levels) {
@@ -300,7 +289,7 @@ export class MemoryQuotaStore extends QuotaStore {
     if (this.once(ref.reservationId, now, opts)) return Promise.resolve('duplicate');
     this.sweep(ref.tenantId, now);
     this.tpmCorrect(ref, null);
-    const h = this.held.get(ref.reservationId);
+    const h = this.heldOf(ref.tenantId, ref.reservationId);
     if (!h) return Promise.resolve('expired');
     this.unhold(ref.reservationId, h, now);
     return Promise.resolve('released');
@@ -333,7 +322,7 @@ export class MemoryQuotaStore extends QuotaStore {
 
   pending(tenantId: string, now: number): Promise<number> {
     this.sweep(tenantId, now);
-    return Promise.resolve(this.heldBy.get(tenantId)?.open.size ?? 0);
+    return Promise.resolve(this.held.get(tenantId)?.size ?? 0);
   }
 
   rebuild(
@@ -354,7 +343,7 @@ export class MemoryQuotaStore extends QuotaStore {
     }
     this.sweep(tenantId, now);
     const pend = new Map<string, number>();
-    for (const [, h] of this.openOf(tenantId)) {
+    for (const h of this.held.get(tenantId)?.values() ?? []) {
       for (const k of h.keys) {
         pend.set(k.tokensKey, (pend.get(k.tokensKey) ?? 0) + h.tokens);
         pend.set(k.spendKey, (pend.get(k.spendKey) ?? 0) + h.cost);
@@ -387,7 +376,6 @@ export class MemoryQuotaStore extends QuotaStore {
   clear(): void {
     this.counters.clear();
     this.held.clear();
-    this.heldBy.clear();
     this.rpmLogs.clear();
     this.tpmLogs.clear();
     this.rebuiltAt.clear();

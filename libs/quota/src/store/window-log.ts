@@ -4,6 +4,7 @@
  * the window (issue 18: with an rpm limit of 1,000,000 at ~1,000 req/s, copying the 60 s log on
  * every request allocated 350-690 KB per request). An entry older than the newest (the clock
  * stepped back) is inserted at its place, so the order, and with it the figures, stay exact.
+ * (TimeOrderedMap also keeps the in-process store's open reservations in expiry order.)
  */
 
 /** Admission times of one rpm window. */
@@ -49,6 +50,54 @@ export class RpmLog {
   }
 }
 
+/**
+ * id -> entry, iterated oldest first by `time(entry)`: insertion order while times only grow;
+ * an entry older than the newest (rare: the clock stepped back, a longer TTL) is put in its
+ * place, so a walk from the head can stop at the first entry still alive.
+ */
+export class TimeOrderedMap<V> {
+  private entries = new Map<string, V>();
+  private newest = -Infinity;
+
+  constructor(private readonly time: (v: V) => number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The oldest entry (undefined when empty). */
+  get first(): V | undefined {
+    for (const v of this.entries.values()) return v;
+    return undefined;
+  }
+
+  get(id: string): V | undefined {
+    return this.entries.get(id);
+  }
+
+  set(id: string, v: V): void {
+    this.entries.set(id, v);
+    const t = this.time(v);
+    if (t >= this.newest) this.newest = t;
+    // the Map keeps insertion order, so it is rebuilt in time order
+    else this.entries = new Map([...this.entries].sort(([, a], [, b]) => this.time(a) - this.time(b)));
+  }
+
+  delete(id: string): void {
+    this.entries.delete(id);
+    if (this.entries.size === 0) this.newest = -Infinity;
+  }
+
+  /** Oldest first (deleting the entry just yielded is safe). */
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.entries.entries();
+  }
+
+  values(): IterableIterator<V> {
+    return this.entries.values();
+  }
+}
+
 interface TpmEntry {
   at: number;
   tokens: number;
@@ -56,8 +105,7 @@ interface TpmEntry {
 
 /** The reservations in one tpm window: id -> admission time and tokens, in time order, and their sum. */
 export class TpmLog {
-  private entries = new Map<string, TpmEntry>();
-  private newest = -Infinity;
+  private readonly entries = new TimeOrderedMap<TpmEntry>((e) => e.at);
   /** The tokens of every entry in the window. */
   used = 0;
 
@@ -67,8 +115,7 @@ export class TpmLog {
 
   /** The oldest admission time in the window (undefined when empty). */
   get oldest(): number | undefined {
-    for (const e of this.entries.values()) return e.at;
-    return undefined;
+    return this.entries.first?.at;
   }
 
   /** Drops the entries admitted at or before `cutoff`. */
@@ -78,18 +125,12 @@ export class TpmLog {
       this.entries.delete(id);
       this.used -= e.tokens;
     }
-    if (this.entries.size === 0) {
-      this.used = 0;
-      this.newest = -Infinity;
-    }
+    if (this.entries.size === 0) this.used = 0;
   }
 
   add(id: string, at: number, tokens: number): void {
     this.entries.set(id, { at, tokens });
     this.used += tokens;
-    if (at >= this.newest) this.newest = at;
-    // (rare: the clock stepped back) the Map keeps insertion order, so it is rebuilt in time order
-    else this.entries = new Map([...this.entries].sort(([, a], [, b]) => a.at - b.at));
   }
 
   /** The entry holds `tokens` from now on; null removes it. */

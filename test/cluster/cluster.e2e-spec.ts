@@ -208,6 +208,64 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         gw.disconnect();
       }
     });
+
+    it("the store's plain commands (a tenant's rebuild marker) follow MOVED in a mixed batch too", async () => {
+      // CI saw this one: a tenant's first request reads its marker (GET) in a batch with other
+      // tenants' scripts, by a stale slot map, and the MOVED reached the caller as a 503
+      const [from, to] = await cluster.masterPorts();
+      const stays = await tenantOn(from);
+      const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
+      const another = async (...not: string[]) => {
+        for (;;) {
+          const t = await tenantOn(from);
+          const slots = await Promise.all(not.map(slotOf));
+          if (!slots.includes(await slotOf(t))) return t;
+        }
+      };
+      const readsOnly = await another(stays);
+      const withScripts = await another(stays, readsOnly);
+      await client.set(tenantMarkerKey(stays), '1');
+      const target = {
+        kind: 'cluster' as const,
+        nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+        tls: false,
+      };
+      const { options } = connectionOptions(target) as { options: ClusterOptions };
+      const gw = new Cluster(target.nodes, options);
+      const settled = async (calls: Promise<unknown>[]) => {
+        const all = await Promise.allSettled(calls);
+        expect(all.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))).toEqual([]);
+        return all.map((r) => (r as PromiseFulfilledResult<unknown>).value);
+      };
+      try {
+        await new Promise((ready) => gw.once('ready', ready));
+        const store = new RedisQuotaStore(gw);
+        expect(await store.tenantRebuiltAt(stays)).toBe(1);
+
+        // a batch of reads only: ioredis retries it whole after the MOVED, then refuses it
+        // ("All keys in the pipeline should belong to the same slots allocation group")
+        await cluster.moveEmptySlot(await slotOf(readsOnly), to);
+        await client.set(tenantMarkerKey(readsOnly), '2');
+        const reads = await settled(
+          Array.from({ length: 20 }, (_, i) => store.tenantRebuiltAt(i % 2 ? readsOnly : stays)),
+        );
+        expect(reads).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 2 : 1)));
+
+        // reads with another tenant's scripts: the batch is not retried, each MOVED is the caller's
+        await cluster.moveEmptySlot(await slotOf(withScripts), to);
+        await client.set(tenantMarkerKey(withScripts), '3');
+        const mixed = await settled(
+          Array.from({ length: 20 }, (_, i) =>
+            i % 2
+              ? store.tenantRebuiltAt(withScripts)
+              : store.pending(stays, Date.now()).then(() => 'script'),
+          ),
+        );
+        expect(mixed).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 3 : 'script')));
+      } finally {
+        gw.disconnect();
+      }
+    });
   });
 
   describe('a master killed under load (its replica is promoted)', () => {

@@ -58,8 +58,13 @@ function tpmOf(flat: unknown[], from: number, windows: TpmWindow[]): TpmState[] 
   }));
 }
 
-/** A cluster's redirection: the node that answered it did not run the command. */
-const REDIRECTED = /^(MOVED|ASK) /;
+/**
+ * A command a cluster did not run, to be sent again alone: a redirection (the node that
+ * answered it did not run it), or ioredis' refusal to resend a batch whose keys its slot map,
+ * updated by a MOVED, now puts on different nodes (it retries a batch only when every command
+ * in it failed the same way or was a read, so a write in it had not run).
+ */
+const REDIRECTED = /^(MOVED|ASK) |^All keys in the pipeline should belong to the same slots allocation group/;
 
 /** A window's keys: its sorted set and its hash (same slot). */
 const tpmKeys = (key: string) => [key, `${key}:t`];
@@ -128,22 +133,26 @@ export class RedisQuotaStore extends QuotaStore {
       : this.sendAlone(command, args);
   }
 
-  /** Auto-pipelined by ioredis (a cluster, or a connection not ready to cork). */
-  private async pipelined(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
+  /**
+   * Auto-pipelined by ioredis: the scripts on a cluster (or on a connection not ready to cork)
+   * and every other command of this store, so that each follows a cluster's redirection.
+   */
+  private async pipelined(command: string, args: (string | number)[]): Promise<unknown> {
     try {
-      return await this.redis[command](...(args as [string, number, ...string[]]));
+      return await this.redis.call(command, ...args);
     } catch (e) {
       if (!this.redis.isCluster || !(e instanceof Error) || !REDIRECTED.test(e.message)) throw e;
-      // ioredis retries an auto-pipelined batch after MOVED/ASK only when every command in it
-      // got the same error; a batch mixing tenants of several slots (one moved by a resharding
-      // or failover, the others answered) hands each MOVED to its caller. The node did not run
-      // the script: sent again alone, it follows the redirection.
+      // ioredis retries an auto-pipelined batch after MOVED/ASK only when every other command
+      // in it got the same error or was a read; a batch mixing tenants of several slots (one
+      // moved by a resharding or failover, the others' scripts run) hands each MOVED to its
+      // caller, and a retried batch of reads fails whole once its keys are on two nodes. The
+      // command did not run: sent again alone, it follows the redirection.
       return this.sendAlone(command, args);
     }
   }
 
   /** Written at once; on a cluster, ioredis follows MOVED/ASK for it (up to maxRedirections). */
-  private sendAlone(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
+  private sendAlone(command: string, args: (string | number)[]): Promise<unknown> {
     const c = new Command(command, args, { replyEncoding: 'utf8' });
     void this.redis.sendCommand(c);
     return c.promise;
@@ -301,11 +310,11 @@ export class RedisQuotaStore extends QuotaStore {
   }
 
   async unmarkTenant(tenantId: string): Promise<void> {
-    await this.redis.del(tenantMarkerKey(tenantId));
+    await this.pipelined('del', [tenantMarkerKey(tenantId)]);
   }
 
   async tenantRebuiltAt(tenantId: string): Promise<number | null> {
-    const v = await this.redis.get(tenantMarkerKey(tenantId));
+    const v = (await this.pipelined('get', [tenantMarkerKey(tenantId)])) as string | null;
     return v === null ? null : Number(v);
   }
 
@@ -356,10 +365,10 @@ export class RedisQuotaStore extends QuotaStore {
   }
 
   async isInitialized(): Promise<boolean> {
-    return (await this.redis.exists(MARKER_KEY)) === 1;
+    return Number(await this.pipelined('exists', [MARKER_KEY])) === 1;
   }
 
   async markInitialized(at: number): Promise<void> {
-    await this.redis.set(MARKER_KEY, new Date(at).toISOString());
+    await this.pipelined('set', [MARKER_KEY, new Date(at).toISOString()]);
   }
 }

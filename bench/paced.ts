@@ -33,6 +33,7 @@ import { tmpdir } from 'node:os';
 import { execSync } from 'node:child_process';
 import { join } from 'node:path';
 import { summariseProfile } from './cpuprofile';
+import { analyseSched, startSched, stopSched } from './sched';
 import {
   CATEGORIES,
   children,
@@ -171,11 +172,14 @@ async function main(): Promise<void> {
           );
         const th0 = threadCpu(t.proc.pid!);
         const logAt = t.log ? statSync(t.log).size : 0;
+        const sched =
+          process.env.LAT_SCHED === '1' ? await startSched(join(profDir, 'sched.data')) : undefined;
         const r = await load(
           t,
           { rate, seconds: Number(process.env.LAT_SECONDS ?? 8), connections },
           t.key ?? gw.key,
         );
+        if (sched) await stopSched(sched);
         perReq.set(t.name, [...(perReq.get(t.name) ?? []), r.cpuPerReqUs]);
         console.log(
           `${t.name} ${rate ?? 'saturated'}/s: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} cpu/req ${r.cpuPerReqUs.toFixed(0)} µs, cores ${r.targetCpu.toFixed(2)} others ${r.othersCpu.toFixed(2)} servers ${r.serversCpu.toFixed(2)}`,
@@ -183,6 +187,13 @@ async function main(): Promise<void> {
         if (t === gw) window = { fromUs: r.fromUs, toUs: r.toUs };
         console.log('   ' + diff(th0, threadCpu(t.proc.pid!)));
         if (t.log && gcFlags.length) console.log('   ' + gcSummary(t.log, logAt, r.answered));
+        if (sched)
+          for (const l of analyseSched(
+            sched.file,
+            { target: t.proc.pid!, redis: redis?.proc.pid, bench: process.pid },
+            r.answered,
+          ))
+            console.log('   ' + l);
       }
     }
     if (redis)

@@ -4,7 +4,7 @@ import type { ClusterOptions } from 'ioredis';
 import { connectionOptions } from '@app/database';
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '@app/observability';
-import { FailoverWatcher, levelRef, RedisQuotaStore, tenantMarkerKey } from '@app/quota';
+import { FailoverWatcher, LedgerStreamService, levelRef, RedisQuotaStore, tenantMarkerKey } from '@app/quota';
 import type { QuotaSubject } from '@app/quota';
 import { createDatabase, createTestApp, describeWithRedis, TestApp } from '../harness/app';
 import { auth, createTenantWithAdmin } from '../harness/factories';
@@ -264,6 +264,65 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         expect(mixed).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 3 : 'script')));
       } finally {
         gw.disconnect();
+      }
+    });
+  });
+
+  describe("a tenant's first request through a gateway whose slot map is stale", () => {
+    it("its rebuild drains its ledger stream through MOVED while another tenant's scripts share the node's batches (no 503)", async () => {
+      // CI saw this one twice (a 503 whose cause was MOVED at a tenant's first request): its
+      // rebuild drains its ledger stream (XGROUP, XAUTOCLAIM, XREADGROUP: ioredis' own calls)
+      const db = await createDatabase();
+      const inst = await startInstance({ databaseUrl: db, env });
+      try {
+        const [from, to] = await cluster.masterPorts();
+        const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
+        const subject = async (tenantId: string) => {
+          await insertTenant(db, { quota_limit: 100_000 }, tenantId);
+          const userId = await insertUser(db, tenantId);
+          const apiKeyId = await insertKey(db, tenantId, userId);
+          return subjectOf(
+            { tenantId, userId, apiKeyId },
+            { tenant: { tokenLimit: 100_000, budgetUsd: null, period: 'none' } },
+          );
+        };
+        const stays = await subject(await tenantOn(from));
+        let id = await tenantOn(from);
+        while ((await slotOf(id)) === (await slotOf(stays.tenantId))) id = await tenantOn(from);
+        const moves = await subject(id);
+        const request = async (s: QuotaSubject) => {
+          const { reservation } = await inst.quota.admit(s, { model: 'm', promptTokens: 6, wanted: 4 });
+          await inst.quota.settle(
+            reservation,
+            { promptTokens: 6, completionTokens: 4, costMicros: 0 },
+            { provider: 'fake', status: 'success' },
+          );
+        };
+        await request(stays); // the instance's map is loaded, the scripts are on `from`
+        await cluster.moveEmptySlot(await slotOf(moves.tenantId), to);
+
+        // a first request's rebuild drains the tenant's ledger stream while another tenant's
+        // scripts go to the same node in every turn
+        const stream = inst.app.get(LedgerStreamService);
+        let draining = true;
+        const busy = async () => {
+          while (draining) await inst.store.pending(stays.tenantId, Date.now());
+        };
+        const drained = stream.drainTenant(moves.tenantId).finally(() => (draining = false));
+        const results = await Promise.allSettled([drained, ...Array.from({ length: 20 }, busy)]);
+        const failures = results.flatMap((r) =>
+          r.status === 'rejected'
+            ? [String(r.reason instanceof ApiError && r.reason.cause ? r.reason.cause : r.reason)]
+            : [],
+        );
+        expect(failures).toEqual([]);
+        // and its requests, on the new owner
+        await Promise.all(Array.from({ length: 10 }, () => request(moves)));
+        await inst.ledger.flush();
+        expect((await ledgerSums(db, { tenantId: moves.tenantId })).rows).toBe(10);
+        expect((await ledgerSums(db, { tenantId: stays.tenantId })).rows).toBe(1);
+      } finally {
+        await inst.close();
       }
     });
   });

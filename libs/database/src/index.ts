@@ -7,3 +7,4 @@ export type { EmbeddedPostgresOptions } from './embedded-postgres';
 export { MIGRATIONS } from './migrations';
 export { connectionOptions, RedisConnection, RedisConnectionModule } from './redis';
 export type { RedisClient, SlotOwner } from './redis';
+export { sendAlone, sendPipelined } from './redis-send';

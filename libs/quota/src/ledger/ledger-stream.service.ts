@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit, Optional }
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AppConfig } from '@app/config';
-import { RedisClient, RedisConnection } from '@app/database';
+import { RedisClient, RedisConnection, sendPipelined } from '@app/database';
 import { LEDGER_STREAMS_KEY, ledgerStreamKey } from '../keys';
 import { LedgerRecord, parseRecord } from './ledger-record';
 import { LedgerRepository } from './ledger.repository';
@@ -91,7 +91,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     if (!redis) return undefined;
     this.recent.add(tenantId);
     if (this.announced.has(tenantId)) return undefined;
-    return redis.sadd(LEDGER_STREAMS_KEY, tenantId).then(
+    return sendPipelined(redis, 'sadd', [LEDGER_STREAMS_KEY, tenantId]).then(
       () => void this.announced.add(tenantId),
       () => undefined, // the pass adds it again (recent)
     );
@@ -149,9 +149,9 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
       if (this.recent.size) {
         const ids = [...this.recent];
         this.recent.clear();
-        await redis.sadd(LEDGER_STREAMS_KEY, ...ids);
+        await sendPipelined(redis, 'sadd', [LEDGER_STREAMS_KEY, ...ids]);
       }
-      const tenants = await redis.smembers(LEDGER_STREAMS_KEY);
+      const tenants = (await sendPipelined(redis, 'smembers', [LEDGER_STREAMS_KEY])) as string[];
       const claim = Date.now() - this.lastClaim >= this.config.LEDGER_CLAIM_IDLE_MS / 2;
       if (claim) this.lastClaim = Date.now();
       for (let i = 0; i < tenants.length; i += PARALLEL)
@@ -181,7 +181,10 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     const redis = this.redis;
     if (!redis) return 0;
     await this.pass?.catch(() => undefined);
-    const tenants = new Set([...this.recent, ...(await redis.smembers(LEDGER_STREAMS_KEY))]);
+    const tenants = new Set([
+      ...this.recent,
+      ...((await sendPipelined(redis, 'smembers', [LEDGER_STREAMS_KEY])) as string[]),
+    ]);
     let n = 0;
     for (const t of tenants) n += await this.drain(t, null);
     return n;
@@ -235,8 +238,8 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
       }
       if (rows.length) this.committed?.(rows);
       const ids = entries.map(([id]) => id);
-      await redis.xack(key, LEDGER_GROUP, ...ids);
-      await redis.xdel(key, ...ids);
+      await sendPipelined(redis, 'xack', [key, LEDGER_GROUP, ...ids]);
+      await sendPipelined(redis, 'xdel', [key, ...ids]);
       this.moved += rows.length;
       return rows.length;
     };
@@ -252,7 +255,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
     if (claimIdle !== null) {
       let cursor = '0-0';
       do {
-        const r = (await redis.xautoclaim(
+        const r = (await sendPipelined(redis, 'xautoclaim', [
           key,
           LEDGER_GROUP,
           this.consumer,
@@ -260,7 +263,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
           cursor,
           'COUNT',
           count,
-        )) as [string, Entry[]];
+        ])) as [string, Entry[]];
         cursor = r[0];
         n += await write(r[1]);
       } while (cursor !== '0-0');
@@ -274,7 +277,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   }
 
   private async read(key: string, from: string, count: number): Promise<Entry[]> {
-    const r = (await this.redis!.xreadgroup(
+    const r = (await sendPipelined(this.redis!, 'xreadgroup', [
       'GROUP',
       LEDGER_GROUP,
       this.consumer,
@@ -283,7 +286,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
       'STREAMS',
       key,
       from,
-    )) as [string, Entry[]][] | null;
+    ])) as [string, Entry[]][] | null;
     return r?.[0]?.[1] ?? [];
   }
 
@@ -291,7 +294,7 @@ export class LedgerStreamService implements OnModuleInit, BeforeApplicationShutd
   private async ensureGroup(key: string): Promise<void> {
     if (this.groups.has(key)) return;
     try {
-      await this.redis!.xgroup('CREATE', key, LEDGER_GROUP, '0', 'MKSTREAM');
+      await sendPipelined(this.redis!, 'xgroup', ['CREATE', key, LEDGER_GROUP, '0', 'MKSTREAM']);
     } catch (e) {
       if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
     }

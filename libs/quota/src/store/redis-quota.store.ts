@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
-import { Command, type Cluster } from 'ioredis';
+import type { Cluster } from 'ioredis';
+import { sendAlone, sendPipelined } from '@app/database';
 import {
   expiriesKey,
   ledgerStreamKey,
@@ -57,19 +58,6 @@ function tpmOf(flat: unknown[], from: number, windows: TpmWindow[]): TpmState[] 
     resetMs: Number(flat[from + 2 * j + 1]),
   }));
 }
-
-/**
- * A command a cluster did not run, to be sent again alone: a redirection (the node that
- * answered it did not run it; ioredis gives up after maxRedirections of them while two nodes
- * disagree during a resharding or failover), or ioredis' refusal to resend a batch whose keys its slot map,
- * updated by a MOVED, now puts on different nodes (it retries a batch only when every command
- * in it failed the same way or was a read, so a write in it had not run).
- */
-const REDIRECTED =
-  /^(MOVED|ASK) |^Too many Cluster redirections|^All keys in the pipeline should belong to the same slots allocation group/;
-
-/** Resends of a command a cluster still redirected after ioredis followed it (50, 100, 150 ms apart). */
-const REDIRECTED_RETRIES = 3;
 
 /** A window's keys: its sorted set and its hash (same slot). */
 const tpmKeys = (key: string) => [key, `${key}:t`];
@@ -134,44 +122,8 @@ export class RedisQuotaStore extends QuotaStore {
    */
   private send(command: 'evalsha' | 'eval', args: (string | number)[]): Promise<unknown> {
     return this.inFlight > 1 && !this.corkTurn()
-      ? this.pipelined(command, args)
-      : this.sendAlone(command, args);
-  }
-
-  /**
-   * Auto-pipelined by ioredis: the scripts on a cluster (or on a connection not ready to cork)
-   * and every other command of this store, so that each follows a cluster's redirection.
-   */
-  private async pipelined(command: string, args: (string | number)[]): Promise<unknown> {
-    try {
-      return await this.redis.call(command, ...args);
-    } catch (e) {
-      if (!this.redis.isCluster || !(e instanceof Error) || !REDIRECTED.test(e.message)) throw e;
-      // ioredis retries an auto-pipelined batch after MOVED/ASK only when every other command
-      // in it got the same error or was a read; a batch mixing tenants of several slots (one
-      // moved by a resharding or failover, the others' scripts run) hands each MOVED to its
-      // caller, and a retried batch of reads fails whole once its keys are on two nodes. The
-      // command did not run: sent again alone, it follows the redirection.
-      return this.sendAlone(command, args);
-    }
-  }
-
-  /**
-   * Written at once; on a cluster, ioredis follows MOVED/ASK for it (up to maxRedirections). A
-   * redirection that still reaches here (CI saw one, at a tenant's first request, not
-   * reproduced since: a slot map being replaced while the command was on its way is the
-   * likeliest) is tried again, after the map's refresh has had time, a few times: the node
-   * that answered it did not run the command.
-   */
-  private sendAlone(command: string, args: (string | number)[], attempt = 0): Promise<unknown> {
-    const c = new Command(command, args, { replyEncoding: 'utf8' });
-    void this.redis.sendCommand(c);
-    if (!this.redis.isCluster) return c.promise;
-    return c.promise.catch(async (e: unknown) => {
-      if (attempt >= REDIRECTED_RETRIES || !(e instanceof Error) || !REDIRECTED.test(e.message)) throw e;
-      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
-      return this.sendAlone(command, args, attempt + 1);
-    });
+      ? sendPipelined(this.redis, command, args)
+      : sendAlone(this.redis, command, args);
   }
 
   /**
@@ -326,11 +278,11 @@ export class RedisQuotaStore extends QuotaStore {
   }
 
   async unmarkTenant(tenantId: string): Promise<void> {
-    await this.pipelined('del', [tenantMarkerKey(tenantId)]);
+    await sendPipelined(this.redis, 'del', [tenantMarkerKey(tenantId)]);
   }
 
   async tenantRebuiltAt(tenantId: string): Promise<number | null> {
-    const v = (await this.pipelined('get', [tenantMarkerKey(tenantId)])) as string | null;
+    const v = (await sendPipelined(this.redis, 'get', [tenantMarkerKey(tenantId)])) as string | null;
     return v === null ? null : Number(v);
   }
 
@@ -381,10 +333,10 @@ export class RedisQuotaStore extends QuotaStore {
   }
 
   async isInitialized(): Promise<boolean> {
-    return Number(await this.pipelined('exists', [MARKER_KEY])) === 1;
+    return Number(await sendPipelined(this.redis, 'exists', [MARKER_KEY])) === 1;
   }
 
   async markInitialized(at: number): Promise<void> {
-    await this.pipelined('set', [MARKER_KEY, new Date(at).toISOString()]);
+    await sendPipelined(this.redis, 'set', [MARKER_KEY, new Date(at).toISOString()]);
   }
 }

@@ -23,9 +23,10 @@ type Arg = string | number | Buffer;
  * mixing tenants of several slots (one moved by a resharding or failover, the others' commands
  * run) hands each MOVED to its caller, and a retried batch of reads fails whole once its keys
  * are on two nodes. Such a command did not run: it is sent again alone (sendAlone), which
- * follows the redirection. The quota store's commands and the ledger streams' go through here:
- * CI saw a tenant's first request fail with a MOVED from its rebuild, which drains the
- * tenant's ledger stream (XAUTOCLAIM, XREADGROUP) while other tenants' scripts share the batch.
+ * follows the redirection. The quota store's commands and the ledger streams' go through here.
+ * CI saw a tenant's first request fail with a MOVED from its rebuild's stream drain: ioredis'
+ * command table names no key for XGROUP, so it routes `XGROUP CREATE <stream>` by the slot of
+ * "CREATE", a fixed node, which answers MOVED for most streams.
  */
 export async function sendPipelined(redis: RedisClient, command: string, args: Arg[]): Promise<unknown> {
   try {

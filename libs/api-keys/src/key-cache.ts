@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import type { LRUCache } from 'lru-cache';
 import { AppConfig } from '@app/config';
-import { RedisClient, RedisConnection } from '@app/database';
+import { RedisClient, RedisConnection, sendPipelined } from '@app/database';
 import type { KeyPrincipal } from './key-principal';
 import { growingLru } from './lru';
 
@@ -180,7 +180,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     const client = this.redis.client;
     if (!client || this.config.KEY_REDIS_TTL_SECONDS <= 0) return undefined;
     try {
-      const raw = await client.get(redisKey(hash));
+      const raw = (await sendPipelined(client, 'get', [redisKey(hash)])) as string | null;
       if (!raw) return undefined;
       const entry = JSON.parse(raw) as KeyAuthEntry;
       if (this.config.KEY_LRU_TTL_SECONDS > 0) this.lru.set(hash, entry);
@@ -194,9 +194,12 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
     if (this.config.KEY_LRU_TTL_SECONDS > 0) this.lru.set(hash, entry);
     const client = this.redis.client;
     if (!client || this.config.KEY_REDIS_TTL_SECONDS <= 0) return;
-    await client
-      .set(redisKey(hash), JSON.stringify(entry), 'EX', this.config.KEY_REDIS_TTL_SECONDS)
-      .catch(() => undefined);
+    await sendPipelined(client, 'set', [
+      redisKey(hash),
+      JSON.stringify(entry),
+      'EX',
+      this.config.KEY_REDIS_TTL_SECONDS,
+    ]).catch(() => undefined);
   }
 
   private dropLocal(hash: string): void {
@@ -239,7 +242,7 @@ export class KeyCache implements OnModuleInit, OnModuleDestroy {
   private async propagate(hashes: string[]): Promise<void> {
     const client = this.redis.client!;
     // One DEL per key: `apikey:<hash>` keys are spread over every slot of a cluster.
-    await Promise.all(hashes.map((h) => client.del(redisKey(h))));
+    await Promise.all(hashes.map((h) => sendPipelined(client, 'del', [redisKey(h)])));
     await client.publish(EVICT_CHANNEL, JSON.stringify({ from: this.instanceId, hashes }));
   }
 

@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, Optional } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import { RedisConnection, SlotOwner } from '@app/database';
+import { RedisConnection, sendPipelined, SlotOwner } from '@app/database';
 import { MARKER_KEY, tenantMarkerKey } from '../keys';
 import { UsageRepository } from '../usage/usage.repository';
 
@@ -103,15 +103,15 @@ export class FailoverWatcher implements OnApplicationBootstrap, OnModuleDestroy 
     // Every instance sees the change; one handles it (a second pass would rebuild again).
     const layout = owners.map((o) => `${o.from}:${o.id}`).join(',');
     const claim = `quota-meta:failover:${createHash('sha1').update(layout).digest('hex')}`;
-    const won = await client.set(claim, new Date().toISOString(), 'EX', 3600, 'NX');
+    const won = await sendPipelined(client, 'set', [claim, new Date().toISOString(), 'EX', 3600, 'NX']);
     if (won !== 'OK') return;
     const tenants = (await this.repo.tenantIds()).filter((t) => moved.has(keySlot(tenantMarkerKey(t))));
     this.logger.warn(
       `Redis failover (${changes.join('; ')}): the counters of ${tenants.length} tenant(s) on the moved slots are rebuilt from the ledger`,
     );
-    await client.del(MARKER_KEY);
+    await sendPipelined(client, 'del', [MARKER_KEY]);
     // One DEL per key: the markers of different tenants live in different slots.
-    await Promise.all(tenants.map((t) => client.del(tenantMarkerKey(t))));
+    await Promise.all(tenants.map((t) => sendPipelined(client, 'del', [tenantMarkerKey(t)])));
     this.handled++;
   }
 }

@@ -118,6 +118,7 @@ describe('console pages in Chromium: users, tenants, usage (real gateway, real P
       await shown.getByRole('button', { name: 'I have copied it' }).click();
       await shown.waitFor({ state: 'hidden' });
       expect(await page.content()).not.toContain(password);
+      expect(await page.locator('#password-value').inputValue()).toBe('');
 
       const r = userRow(email);
       await r.waitFor();

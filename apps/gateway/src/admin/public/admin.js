@@ -577,7 +577,12 @@ $('#copy-key').addEventListener('click', async () => {
     : 'Could not copy automatically: the key is selected, press Ctrl+C (⌘C on a Mac).';
   if (!ok) input.select();
 });
-$('#secret-done').addEventListener('click', () => $('#secret-dialog').close());
+// Cleared before the dialog closes: its 'close' event (which also clears it, after Escape)
+// comes a task later, while the dialog is already gone.
+$('#secret-done').addEventListener('click', () => {
+  $('#secret-value').value = '';
+  $('#secret-dialog').close();
+});
 
 // ---- edit ----------------------------------------------------------------------------
 

@@ -206,7 +206,11 @@ $('#copy-password').addEventListener('click', async () => {
     ? 'Copied to the clipboard.'
     : 'Could not copy automatically: the password is selected, press Ctrl+C (⌘C on a Mac).';
 });
-$('#password-done').addEventListener('click', () => $('#password-dialog').close());
+// Cleared before the dialog closes (its 'close' event comes a task later).
+$('#password-done').addEventListener('click', () => {
+  $('#password-value').value = '';
+  $('#password-dialog').close();
+});
 
 async function setStatus(user, status) {
   try {

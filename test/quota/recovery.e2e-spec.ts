@@ -226,6 +226,53 @@ describeWithRedis('Redis flushed: counters rebuilt from the ledger exactly', () 
       p2.kill('SIGKILL');
     }
   });
+
+  it('Redis stalled (SIGSTOP, the connection open): closed answers 503 after REDIS_COMMAND_TIMEOUT_MS instead of waiting with it; served again once it resumes', async () => {
+    const tenantId = await insertTenant(db);
+    const userId = await insertUser(db, tenantId);
+    const apiKeyId = await insertKey(db, tenantId, userId);
+    const s = subjectOf({ tenantId, userId, apiKeyId });
+    const { proc, url } = await startRedis();
+    const bounded = await startInstance({
+      databaseUrl: db,
+      redisUrl: url,
+      env: { REDIS_COMMAND_TIMEOUT_MS: '300' },
+    });
+    const unbounded = await startInstance({
+      databaseUrl: db,
+      redisUrl: url,
+      env: { REDIS_COMMAND_TIMEOUT_MS: '0' },
+    });
+    const usage = { promptTokens: 10, completionTokens: 0, costMicros: 0 };
+    const admit = (i: Instance) => i.quota.admit(s, { model: 'm', promptTokens: 10, wanted: 0 });
+    try {
+      for (const i of [bounded, unbounded]) await i.quota.settle((await admit(i)).reservation, usage, meta);
+      proc.kill('SIGSTOP');
+      const from = Date.now();
+      const waiting = admit(unbounded).then(
+        () => 'admitted',
+        () => 'failed',
+      );
+      const e = await admit(bounded).catch((x: ApiError) => x);
+      const took = Date.now() - from;
+      expect(e).toBeInstanceOf(ApiError);
+      expect((e as ApiError).getStatus()).toBe(503);
+      expect((e as ApiError).code).toBe('quota_unavailable');
+      expect(took).toBeGreaterThanOrEqual(250);
+      expect(took).toBeLessThan(1500);
+      // without the bound the request waits with Redis
+      await sleep(1000);
+      expect(await Promise.race([waiting, sleep(0).then(() => 'pending')])).toBe('pending');
+      proc.kill('SIGCONT');
+      expect(await waiting).toBe('admitted');
+      // nothing is left stuck on the bounded instance's connection
+      await bounded.quota.settle((await admit(bounded)).reservation, usage, meta);
+    } finally {
+      proc.kill('SIGCONT');
+      await Promise.all([bounded.close(), unbounded.close()]);
+      proc.kill('SIGKILL');
+    }
+  });
 });
 
 describe('PostgreSQL stopped for 5 s: no ledger row lost', () => {

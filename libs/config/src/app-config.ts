@@ -27,10 +27,14 @@ interface RedisAuth {
 }
 
 /** The three Redis shapes (README "Configuration", docs/scaling.md). */
-export type RedisTarget =
+export type RedisTarget = (
   | { kind: 'single'; url: string }
   | ({ kind: 'cluster'; nodes: HostPort[] } & RedisAuth)
-  | ({ kind: 'sentinel'; sentinels: HostPort[]; name: string; sentinelPassword?: string } & RedisAuth);
+  | ({ kind: 'sentinel'; sentinels: HostPort[]; name: string; sentinelPassword?: string } & RedisAuth)
+) & {
+  /** A command without an answer after this long fails (REDIS_COMMAND_TIMEOUT_MS; undefined = never). */
+  commandTimeoutMs?: number;
+};
 
 export function parseHostPorts(list: string): HostPort[] {
   return list.split(',').map((hp) => {
@@ -125,6 +129,19 @@ export class AppConfig {
   @Transform(toBool)
   @IsBoolean()
   REDIS_TLS = false;
+
+  /**
+   * A Redis command without an answer after this many ms fails (ioredis' commandTimeout), so a
+   * Redis that stalls without closing the connection (paused, a partition without a reset, a
+   * proxy that holds the bytes) is a store failure, answered per QUOTA_FAIL_MODE, not a request
+   * that waits with it. Every command the gateway sends takes well under a millisecond to run
+   * (the longest, a rebuild's chunk, a few). 0 = wait forever.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(600_000)
+  REDIS_COMMAND_TIMEOUT_MS = 2000;
 
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -501,9 +518,10 @@ export class AppConfig {
       password: this.REDIS_PASSWORD,
       tls: this.REDIS_TLS,
     };
-    if (this.REDIS_URL) return { kind: 'single', url: this.REDIS_URL };
+    const commandTimeoutMs = this.REDIS_COMMAND_TIMEOUT_MS || undefined;
+    if (this.REDIS_URL) return { kind: 'single', url: this.REDIS_URL, commandTimeoutMs };
     if (this.REDIS_CLUSTER_NODES)
-      return { kind: 'cluster', nodes: parseHostPorts(this.REDIS_CLUSTER_NODES), ...auth };
+      return { kind: 'cluster', nodes: parseHostPorts(this.REDIS_CLUSTER_NODES), ...auth, commandTimeoutMs };
     if (this.REDIS_SENTINELS)
       return {
         kind: 'sentinel',
@@ -511,6 +529,7 @@ export class AppConfig {
         name: this.REDIS_SENTINEL_NAME as string,
         sentinelPassword: this.REDIS_SENTINEL_PASSWORD,
         ...auth,
+        commandTimeoutMs,
       };
     return null;
   }

@@ -79,7 +79,12 @@ describe('loadConfig: Redis shapes', () => {
     expect(loadConfig({ DATA_DIR: dir(), REDIS_URL: 'redis://r:6379/0' }).redis).toEqual({
       kind: 'single',
       url: 'redis://r:6379/0',
+      commandTimeoutMs: 2000,
     });
+    expect(
+      loadConfig({ DATA_DIR: dir(), REDIS_URL: 'redis://r', REDIS_COMMAND_TIMEOUT_MS: '0' }).redis
+        ?.commandTimeoutMs,
+    ).toBeUndefined();
     expect(
       loadConfig({
         DATA_DIR: dir(),
@@ -97,6 +102,7 @@ describe('loadConfig: Redis shapes', () => {
       username: undefined,
       password: 'pw',
       tls: true,
+      commandTimeoutMs: 2000,
     });
     expect(
       loadConfig({ DATA_DIR: dir(), REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'main' })

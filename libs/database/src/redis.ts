@@ -197,7 +197,11 @@ export function connectionOptions(
   // Commands issued in the same tick (key lookups, quota scripts of concurrent requests)
   // share one write: about 14% less CPU per request (docs/BENCHMARKS.md). On a cluster,
   // ioredis groups them per node.
-  const common = { ...FAIL_FAST, enableAutoPipelining: true };
+  // A command without an answer fails after REDIS_COMMAND_TIMEOUT_MS (a stalled Redis is a store
+  // failure, not a wait); it also frees an auto-pipelined batch that would otherwise hold every
+  // later command of the connection.
+  const timeout = target.commandTimeoutMs ? { commandTimeout: target.commandTimeoutMs } : {};
+  const common = { ...FAIL_FAST, enableAutoPipelining: true, ...timeout };
   // ioredis' default back-off, stopped once the app closes.
   const retry = (times: number) => (lifecycle.closing ? null : Math.min(times * 50, 2000));
   if (target.kind === 'single') return { type: 'single', url: target.url, options: common };
@@ -232,7 +236,7 @@ export function connectionOptions(
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
     slotsRefreshTimeout: 2000,
-    redisOptions: { ...auth, maxRetriesPerRequest: 1, connectTimeout: 2000 },
+    redisOptions: { ...auth, maxRetriesPerRequest: 1, connectTimeout: 2000, ...timeout },
     clusterRetryStrategy: retry,
     ...(target.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
   };

@@ -17,7 +17,7 @@ async function busy(ms: number): Promise<void> {
 }
 
 describe('releaseStartMemory', () => {
-  it('once quiet: a young collection, then after quietMs more of quiet a full one, and no more', async () => {
+  it('once quiet: a young collection, then after quietMs more of quiet a full one, and no more while quiet', async () => {
     const calls: string[] = [];
     releaseStartMemory({
       gc: (o) => calls.push(o?.type ?? 'full'),
@@ -37,6 +37,28 @@ describe('releaseStartMemory', () => {
     expect(Date.now() - t1).toBeGreaterThanOrEqual(400);
     await sleep(1000);
     expect(calls).toEqual(['minor', 'full']);
+  });
+
+  it('after a busy spell that quiet follows, the same again (until giveUpMs)', async () => {
+    const calls: string[] = [];
+    const t0 = Date.now();
+    releaseStartMemory({
+      gc: (o) => calls.push(o?.type ?? 'full'),
+      quietMs: 300,
+      quietElu: 0.5,
+      tickMs: 100,
+      giveUpMs: 3_000,
+    });
+    await until(() => calls.length > 1);
+    expect(calls).toEqual(['minor', 'full']);
+    await busy(400);
+    await until(() => calls.length > 3);
+    expect(calls).toEqual(['minor', 'full', 'minor', 'full']);
+    // past giveUpMs a busy spell and quiet change nothing
+    await sleep(Math.max(0, 3_200 - (Date.now() - t0)));
+    await busy(400);
+    await sleep(800);
+    expect(calls).toEqual(['minor', 'full', 'minor', 'full']);
   });
 
   it('makes no full collection while the event loop is busy, and gives up after giveUpMs', async () => {

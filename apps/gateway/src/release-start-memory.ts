@@ -24,9 +24,11 @@ export interface ReleaseOptions {
  * the last seconds is low, rated by what was allocated between collections: so at the
  * first quiet tick a young collection (it closes the start's interval; cheap), and once the
  * event loop has stayed quiet for `quietMs` after it a full one, which finds the rate low
- * (the young one is repeated after any busy tick). Under traffic nothing more is collected
- * here (the young generation is then in use, and a full collection would only pause
- * requests); it stops looking after `giveUpMs`. Returns a stop function.
+ * (the young one is repeated after any busy tick). The same again after each busy spell that
+ * a quiet one follows, until `giveUpMs` after the start: an operator's first steps after a
+ * start (a login, keys created: ~10 MB of RSS, bench:idle) are given back too. Under traffic
+ * nothing is collected here (the young generation is then in use, and a full collection would
+ * only pause requests). Returns a stop function.
  *
  * Needs `--expose-gc` (npm start and the image set it).
  */
@@ -37,6 +39,8 @@ export function releaseStartMemory(options: ReleaseOptions = {}): () => void {
   const started = Date.now();
   let quietSince = started;
   let scavenged = false;
+  /** Released since the last busy tick: nothing more to give back until the loop is busy again. */
+  let released = false;
   let last = performance.eventLoopUtilization();
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
@@ -44,6 +48,9 @@ export function releaseStartMemory(options: ReleaseOptions = {}): () => void {
     last = now;
     if (busy) {
       scavenged = false;
+      released = false;
+    } else if (released) {
+      // quiet since the last release
     } else if (!scavenged) {
       // The young collection closes the busy interval (V8 rates allocation between
       // collections): from here on the rate is the quiet one's.
@@ -52,7 +59,7 @@ export function releaseStartMemory(options: ReleaseOptions = {}): () => void {
       quietSince = Date.now();
     } else if (Date.now() - quietSince >= quietMs) {
       gc();
-      return clearInterval(timer);
+      released = true;
     }
     if (Date.now() - started > giveUpMs) clearInterval(timer);
   }, tickMs);

@@ -40,7 +40,6 @@ export interface SchedRoles {
   target: number;
   redis?: number;
   bench: number;
-  postgres?: (pid: number) => boolean;
 }
 
 /**
@@ -72,7 +71,7 @@ export function analyseSched(file: string, roles: SchedRoles, requests: number):
     if (s.pid === roles.target) return s.tid === roles.target ? 'target main' : `target ${s.comm}`;
     if (s.pid === roles.redis) return 'redis';
     if (s.pid === roles.bench) return s.tid === roles.bench ? 'bench main' : `bench ${s.comm}`;
-    if (s.comm.startsWith('postgres') || roles.postgres?.(s.pid)) return 'postgres';
+    if (s.comm.startsWith('postgres')) return 'postgres';
     if (s.comm === 'perf') return 'perf';
     return 'other';
   };

@@ -52,6 +52,47 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
     }
   }
 
+  /** The hash slot of a tenant's keys. */
+  const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
+
+  /** A cluster client built with the gateway's own options (connectionOptions), once ready. */
+  async function gatewayClient(): Promise<Cluster> {
+    const target = {
+      kind: 'cluster' as const,
+      nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+      tls: false,
+    };
+    const { options } = connectionOptions(target) as { options: ClusterOptions };
+    const gw = new Cluster(target.nodes, options);
+    await new Promise((ready) => gw.once('ready', ready));
+    return gw;
+  }
+
+  /** The tenant level with a 1,000-token quota (period none). */
+  const tenantLevel = (tenantId: string) => ({
+    ...levelRef(
+      'tenant',
+      { tenantId, userId: tenantId, apiKeyId: tenantId },
+      { period: 'none' },
+      Date.now(),
+      'UTC',
+    ),
+    tokenLimit: 1000,
+    spendLimitMicros: null,
+  });
+
+  /** One reservation of `tokens` at the tenant level. */
+  const reserveTokens = (store: RedisQuotaStore, tenantId: string, tokens: number) =>
+    store.reserve({
+      tenantId,
+      reservationId: randomUUID(),
+      now: Date.now(),
+      ttlMs: 60_000,
+      tokens,
+      costMicros: 0,
+      levels: [tenantLevel(tenantId)],
+    });
+
   describe('QuotaStore contract on the cluster', () => {
     let store: RedisQuotaStore;
     beforeAll(() => {
@@ -156,40 +197,11 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
       const [from, to] = await cluster.masterPorts();
       const stays = await tenantOn(from);
       let moves = await tenantOn(from);
-      const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
       while ((await slotOf(moves)) === (await slotOf(stays))) moves = await tenantOn(from);
-      // the gateway's own client options
-      const target = {
-        kind: 'cluster' as const,
-        nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
-        tls: false,
-      };
-      const { options } = connectionOptions(target) as { options: ClusterOptions };
-      const gw = new Cluster(target.nodes, options);
+      const gw = await gatewayClient();
       try {
-        await new Promise((ready) => gw.once('ready', ready));
         const store = new RedisQuotaStore(gw);
-        const level = (tenantId: string) => ({
-          ...levelRef(
-            'tenant',
-            { tenantId, userId: tenantId, apiKeyId: tenantId },
-            { period: 'none' },
-            Date.now(),
-            'UTC',
-          ),
-          tokenLimit: 1000,
-          spendLimitMicros: null,
-        });
-        const reserve = (tenantId: string) =>
-          store.reserve({
-            tenantId,
-            reservationId: randomUUID(),
-            now: Date.now(),
-            ttlMs: 60_000,
-            tokens: 1,
-            costMicros: 0,
-            levels: [level(tenantId)],
-          });
+        const reserve = (tenantId: string) => reserveTokens(store, tenantId, 1);
         // the client's slot map is loaded and the scripts are on `from`
         expect((await reserve(stays)).ok).toBe(true);
         await cluster.moveEmptySlot(await slotOf(moves), to);
@@ -202,19 +214,18 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         );
         expect(results.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))).toEqual([]);
         expect(results.every((r) => r.status === 'fulfilled' && r.value.ok)).toBe(true);
-        expect(Number(await client.get(level(moves).tokensKey))).toBe(10);
-        expect(Number(await client.get(level(stays).tokensKey))).toBe(11);
+        expect(Number(await client.get(tenantLevel(moves).tokensKey))).toBe(10);
+        expect(Number(await client.get(tenantLevel(stays).tokensKey))).toBe(11);
       } finally {
         gw.disconnect();
       }
     });
 
     it("the store's plain commands (a tenant's rebuild marker) follow MOVED in a mixed batch too", async () => {
-      // CI saw this one: a tenant's first request reads its marker (GET) in a batch with other
-      // tenants' scripts, by a stale slot map, and the MOVED reached the caller as a 503
+      // a tenant's first request reads its marker (GET): in a batch with other tenants' scripts,
+      // by a stale slot map, its MOVED reached the caller (a 503) when the GET went to ioredis directly
       const [from, to] = await cluster.masterPorts();
       const stays = await tenantOn(from);
-      const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
       const another = async (...not: string[]) => {
         for (;;) {
           const t = await tenantOn(from);
@@ -225,20 +236,13 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
       const readsOnly = await another(stays);
       const withScripts = await another(stays, readsOnly);
       await client.set(tenantMarkerKey(stays), '1');
-      const target = {
-        kind: 'cluster' as const,
-        nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
-        tls: false,
-      };
-      const { options } = connectionOptions(target) as { options: ClusterOptions };
-      const gw = new Cluster(target.nodes, options);
+      const gw = await gatewayClient();
       const settled = async (calls: Promise<unknown>[]) => {
         const all = await Promise.allSettled(calls);
         expect(all.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))).toEqual([]);
         return all.map((r) => (r as PromiseFulfilledResult<unknown>).value);
       };
       try {
-        await new Promise((ready) => gw.once('ready', ready));
         const store = new RedisQuotaStore(gw);
         expect(await store.tenantRebuiltAt(stays)).toBe(1);
 
@@ -291,7 +295,6 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
         const db = await createDatabase();
         const inst = await startInstance({ databaseUrl: db, env });
         try {
-          const slotOf = (t: string) => client.cluster('KEYSLOT', tenantMarkerKey(t)) as Promise<number>;
           const masters = await cluster.masterPorts();
           // the other tenant lives where ioredis sends XGROUP; this one elsewhere
           const busyNode = await cluster.masterPortOf('CREATE');
@@ -332,57 +335,23 @@ describeWithRedis('Redis Cluster (3 masters, 1 replica each)', () => {
     it('a script redirected back and forth until ioredis gives up is sent again once they agree (then runs once)', async () => {
       const [from, to] = await cluster.masterPorts();
       const tenantId = await tenantOn(from);
-      const slot = (await client.cluster('KEYSLOT', tenantMarkerKey(tenantId))) as number;
+      const slot = await slotOf(tenantId);
       const node = (port: number) => new Redis({ host: '127.0.0.1', port, lazyConnect: true });
       const [src, dst] = [node(from), node(to)];
-      const target = {
-        kind: 'cluster' as const,
-        nodes: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
-        tls: false,
-      };
-      const { options } = connectionOptions(target) as { options: ClusterOptions };
-      const gw = new Cluster(target.nodes, options);
+      const gw = await gatewayClient();
       try {
-        await new Promise((ready) => gw.once('ready', ready));
         const store = new RedisQuotaStore(gw);
         const toId = await dst.cluster('MYID');
         // `from` sends the slot's missing keys to `to` (ASK), which does not import it and sends
         // them back (MOVED): ioredis gives up after its 16 redirections
         await src.cluster('SETSLOT', slot, 'MIGRATING', toId);
-        const reserved = store.reserve({
-          tenantId,
-          reservationId: randomUUID(),
-          now: Date.now(),
-          ttlMs: 60_000,
-          tokens: 7,
-          costMicros: 0,
-          levels: [
-            {
-              ...levelRef(
-                'tenant',
-                { tenantId, userId: tenantId, apiKeyId: tenantId },
-                { period: 'none' },
-                Date.now(),
-                'UTC',
-              ),
-              tokenLimit: 1000,
-              spendLimitMicros: null,
-            },
-          ],
-        });
+        const reserved = reserveTokens(store, tenantId, 7);
         // the resharding is called off: `from` serves the slot alone again
         // (ioredis alone fails it after ~10 ms; the store's resends span 300 ms)
         await sleep(200);
         await src.cluster('SETSLOT', slot, 'STABLE');
         expect((await reserved).ok).toBe(true);
-        const key = levelRef(
-          'tenant',
-          { tenantId, userId: tenantId, apiKeyId: tenantId },
-          { period: 'none' },
-          Date.now(),
-          'UTC',
-        );
-        expect(Number(await client.get(key.tokensKey))).toBe(7);
+        expect(Number(await client.get(tenantLevel(tenantId).tokensKey))).toBe(7);
       } finally {
         gw.disconnect();
         src.disconnect();

@@ -23,7 +23,8 @@ type Arg = string | number | Buffer;
  * mixing tenants of several slots (one moved by a resharding or failover, the others' commands
  * run) hands each MOVED to its caller, and a retried batch of reads fails whole once its keys
  * are on two nodes. Such a command did not run: it is sent again alone (sendAlone), which
- * follows the redirection. The quota store's commands and the ledger streams' go through here.
+ * follows the redirection. The quota store's, the ledger streams', the key cache's and the
+ * failover watcher's commands go through here.
  * CI saw a tenant's first request fail with a MOVED from its rebuild's stream drain: ioredis'
  * command table names no key for XGROUP, so it routes `XGROUP CREATE <stream>` by the slot of
  * "CREATE", a fixed node, which answers MOVED for most streams.
